@@ -1,0 +1,10 @@
+"""Test-wide JAX settings: 8 fake CPU devices for sharding tests, strict rank promotion."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
