@@ -1,0 +1,237 @@
+"""Experiment configuration: nested frozen dataclasses, JSON round-trip and dotted overrides.
+
+One `ExperimentConfig` fully describes a run (model, task, method, optimiser, trainer, SFT warm start).
+Experiments build it from a preset and apply command-line overrides such as
+`train.steps=50` or `method.kwargs.coef=0.2`; an override of a field that does not exist stops the
+run at start-up with a message naming the field and the fields that do exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import types
+import typing
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """Which policy network to build.
+
+    Attributes:
+        preset: a name in `rljax.models.PRESETS` (ignored when `hf_path` is set).
+        overrides: ModelConfig fields replacing the preset's (e.g. {"num_layers": 2}).
+        hf_path: a local Hugging Face checkpoint directory to load instead of a preset.
+        dtype: parameter/compute dtype name.
+    """
+
+    preset: str = "tiny"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    hf_path: str | None = None
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSection:
+    """What the policy is trained on and how rollouts are sampled.
+
+    Attributes:
+        family: a task family name in `rljax.envs.registry`.
+        kwargs: keyword arguments of the family's factory (difficulty knobs, seed of the world...).
+        prompts_per_step: P, prompts per RL step.
+        group_size: G, samples per prompt.
+        max_new_tokens: generation budget per assistant turn.
+        max_turns: assistant turns per episode (1 = single-turn).
+        max_len: context budget (tokens) of a whole episode.
+        temperature: sampling temperature (the same tau is used in the loss).
+        top_k: 0 = off.
+        top_p: 1.0 = off.
+    """
+
+    family: str = "arithmetic"
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    prompts_per_step: int = 8
+    group_size: int = 8
+    max_new_tokens: int = 16
+    max_turns: int = 1
+    max_len: int = 64
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSection:
+    """The RL method: a registry name from `rljax.methods.METHODS` and its keyword arguments."""
+
+    name: str = "grpo"
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSection:
+    """AdamW with linear warm-up, cosine or constant decay and global-norm clipping (optax)."""
+
+    learning_rate: float = 3e-4
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    grad_clip: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    """The RL loop.
+
+    Attributes:
+        steps: RL steps (one rollout batch each).
+        minibatches: optimiser updates per rollout batch (1 = on-policy, ratio 1).
+        microbatches: gradient-accumulation chunks per mini-batch (exact global normalisation).
+        seed: the run's only source of randomness.
+        mesh: mesh spec for `rljax.parallel.make_mesh` ("auto", "data=2,fsdp=2,tensor=2", ...).
+        kernel_impl: `kernels.token_stats` implementation ("auto", "pallas", "xla_chunked", "reference").
+        checkpoint_every: steps between checkpoints (0 = only at the end).
+        keep_checkpoints: how many recent checkpoints to keep.
+        eval_every: steps between held-out evaluations (0 = only at the end).
+        eval_prompts: held-out prompts per evaluation.
+        eval_samples: samples per held-out prompt (pass@k for k = 1..eval_samples).
+        log_every: steps between console log lines.
+    """
+
+    steps: int = 20
+    minibatches: int = 1
+    microbatches: int = 1
+    seed: int = 0
+    mesh: str = "auto"
+    kernel_impl: str = "auto"
+    checkpoint_every: int = 10
+    keep_checkpoints: int = 2
+    eval_every: int = 10
+    eval_prompts: int = 32
+    eval_samples: int = 4
+    log_every: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTSection:
+    """Supervised warm start on scripted-expert demonstrations (0 steps = skip)."""
+
+    steps: int = 0
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    noise: float = 0.0
+    num_demos: int = 512
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole run. `name` is the experiment (and run-directory) name."""
+
+    name: str = "grpo"
+    model: ModelSection = ModelSection()
+    task: TaskSection = TaskSection()
+    method: MethodSection = MethodSection()
+    optim: OptimSection = OptimSection()
+    train: TrainSection = TrainSection()
+    sft: SFTSection = SFTSection()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExperimentConfig":
+        return _from_dict(cls, data, path="")
+
+
+def _from_dict(cls, data: dict, path: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {path or '<root>'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown config field(s) {sorted(unknown)} in {path or '<root>'}; "
+                         f"expected some of {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _from_dict(hint, value, f"{path}{name}.")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _coerce(text: str, hint: Any, key: str) -> Any:
+    """Parses an override value according to the field's type hint."""
+    if hint is str:
+        return text
+    if hint in (str | None, typing.Optional[str]):
+        return None if text in ("None", "null") else text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    origin = typing.get_origin(hint)
+    allowed = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    for typ in allowed:
+        typ = typing.get_origin(typ) or typ
+        if typ is type(None) and value is None:
+            return None
+        if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if typ is not type(None) and isinstance(value, typ):
+            return value
+    raise ValueError(f"override {key}={text!r}: expected a value of type {hint}, got {value!r}")
+
+
+def apply_overrides(config: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Applies `section.field=value` (or `section.dictfield.key=value`) overrides.
+
+    Values are Python literals (`3`, `0.2`, `'text'`, `[1, 2]`, `{"a": 1}`, `None`); bare words are
+    strings. A field that does not exist raises ValueError naming it and the fields that do.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        config = _set(config, parts, text, key)
+    return config
+
+
+def _set(node: Any, parts: list[str], text: str, key: str) -> Any:
+    head, rest = parts[0], parts[1:]
+    if dataclasses.is_dataclass(node):
+        names = [f.name for f in dataclasses.fields(node)]
+        if head not in names:
+            raise ValueError(f"override {key!r}: {type(node).__name__} has no field {head!r}; "
+                             f"fields are {names}")
+        hint = typing.get_type_hints(type(node))[head]
+        current = getattr(node, head)
+        if rest:
+            if not (dataclasses.is_dataclass(current) or isinstance(current, dict)):
+                raise ValueError(f"override {key!r}: {head!r} is a {type(current).__name__}, "
+                                 f"not a section")
+            return dataclasses.replace(node, **{head: _set(current, rest, text, key)})
+        if dataclasses.is_dataclass(current) or isinstance(current, dict):
+            raise ValueError(f"override {key!r}: {head!r} is a section; set one of its fields")
+        return dataclasses.replace(node, **{head: _coerce(text, hint, key)})
+    # A free-form dict (model.overrides, task.kwargs, method.kwargs): keys are validated later by
+    # the factory that receives them (unknown keyword arguments are reported there).
+    new = dict(node)
+    if rest:
+        new[head] = _set(new.get(head, {}), rest, text, key)
+    else:
+        try:
+            new[head] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            new[head] = text
+    return new
