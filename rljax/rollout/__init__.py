@@ -1,0 +1,27 @@
+"""Rollouts: task family + decode session -> `Trajectories` (tokens and per-token masks)."""
+
+from rljax.rollout.agent import SingleTurnEpisode, rollout, start_episode
+from rljax.rollout.batch import bucket_length, pack_rows
+from rljax.rollout.expert import expert_actions, expert_trajectories
+from rljax.rollout.session import DecodeSession, Generation, ScriptedSession
+from rljax.rollout.stages import MINI_RESEARCH_STAGES, NUM_STAGES, PAPER_STAGES, StageScheme, stage_ids
+from rljax.rollout.types import Trajectories
+
+__all__ = [
+    "MINI_RESEARCH_STAGES",
+    "NUM_STAGES",
+    "PAPER_STAGES",
+    "DecodeSession",
+    "Generation",
+    "ScriptedSession",
+    "SingleTurnEpisode",
+    "StageScheme",
+    "Trajectories",
+    "bucket_length",
+    "expert_actions",
+    "expert_trajectories",
+    "pack_rows",
+    "rollout",
+    "stage_ids",
+    "start_episode",
+]
