@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljax.losses._checks import check_choice, check_positive, check_rank, check_shape
-from rljax.losses.advantages import group_advantages
 
 __all__ = [
     "PAPER_STAGE_DEPENDENCE",
@@ -47,6 +46,18 @@ _STDS = ("population", "unbiased")
 
 def _is_concrete(x: chex.Array) -> bool:
     return not isinstance(x, jax.core.Tracer)
+
+
+def _group_normalise(x: jax.Array, *, std: str, eps: float) -> jax.Array:
+    """(x - mean) / (std + eps) over axis 1 (the group); exactly 0 for an all-equal group."""
+    group_size = x.shape[1]
+    if group_size == 1:
+        return x / (1.0 + eps)  # verl's single-sample convention, as grpo.md GRPO-2
+    tied = jnp.all(x == x[:, :1], axis=1, keepdims=True)
+    centred = jnp.where(tied, 0.0, x - jnp.mean(x, axis=1, keepdims=True))
+    ddof = 1 if std == "unbiased" else 0
+    sigma = jnp.sqrt(jnp.sum(centred**2, axis=1, keepdims=True) / (group_size - ddof))
+    return centred / (sigma + eps)
 
 
 def rubric_stage_score(scores: chex.Array, weights: chex.Array, negative: chex.Array,
@@ -133,8 +144,9 @@ def stagewise_advantages(stage_rewards: chex.Array, dependence: chex.Array, *,
 
     RubricEM eqs. REM-3 and REM-4 (arXiv 2605.10899):
         A[p, i, k] = (Ret[p, i, k] - mean_i Ret[p, :, k]) / (std_i Ret[p, :, k] + eps)
-    Zero spread gives A = 0. With K = 1, Lambda = [[1]] and the same std/eps this is exactly
-    `group_advantages` (grpo.md GRPO-2), including its G = 1 convention (A = Ret / (1 + eps)).
+    A group whose returns of stage k are all equal gets A[:, :, k] = 0 exactly (the centring is
+    not left to float rounding of the mean). With K = 1, Lambda = [[1]] and the same std/eps this
+    is GRPO (grpo.md GRPO-2), including verl's G = 1 convention (A = Ret / (1 + eps)).
     Differs from the paper: std type and eps are unspecified there; the defaults are the base
     trainer's (population std, eps 1e-8), unbiased std with eps 1e-6 is the option.
 
@@ -151,11 +163,7 @@ def stagewise_advantages(stage_rewards: chex.Array, dependence: chex.Array, *,
     check_choice("std", std, _STDS)
     check_positive("eps", eps)
     returns = stage_returns(jax.lax.stop_gradient(stage_rewards), dependence)
-    num_prompts, group_size, num_stages = returns.shape
-    per_stage = jnp.transpose(returns, (0, 2, 1)).reshape(num_prompts * num_stages, group_size)
-    adv = group_advantages(per_stage, scale="std", std=std, eps=eps)
-    adv = jnp.transpose(adv.reshape(num_prompts, num_stages, group_size), (0, 2, 1))
-    return jax.lax.stop_gradient(adv)
+    return jax.lax.stop_gradient(_group_normalise(returns, std=std, eps=eps))
 
 
 def terminal_broadcast_advantages(stage_rewards: chex.Array, *, eps: float = 1e-8,
@@ -263,4 +271,6 @@ def reflection_advantages(utilities: chex.Array, *, eps: float = 1e-8,
     """
     check_rank("utilities", utilities, 2)
     check_choice("std", std, _STDS)
-    return group_advantages(utilities, scale="std", std=std, eps=eps)
+    check_positive("eps", eps)
+    u = jax.lax.stop_gradient(jnp.asarray(utilities, jnp.float32))
+    return jax.lax.stop_gradient(_group_normalise(u, std=std, eps=eps))
