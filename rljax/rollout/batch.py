@@ -79,16 +79,16 @@ def pack_rows(
     roles = np.full((batch, seq_len), Role.TEMPLATE, np.int8)
     logprobs = np.zeros((batch, seq_len), np.float32)
     positions = np.zeros((batch, seq_len), np.int32)
-    stages = np.full((batch, seq_len), -1, np.int32)
     lengths = np.array([row.tokens.shape[0] for row in rows], np.int32)
     for b, row in enumerate(rows):
         n = lengths[b]
         tokens[b, :n], roles[b, :n], logprobs[b, :n] = row.tokens, row.roles, row.logprobs
         positions[b, :n] = np.arange(n)
     action_mask, env_mask, warning_mask = role_masks(roles)
-    if stage_scheme is not None:
-        for b in range(batch):
-            stages[b] = stage_ids(tokenizer, tokens[b], action_mask[b], stage_scheme)
+    if stage_scheme is None:
+        stages = np.full((batch, seq_len), -1, np.int32)
+    else:
+        stages = stage_ids(tokenizer, tokens, action_mask, stage_scheme)
     return Trajectories(
         tokens=tokens,
         positions=positions,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import chex
 import numpy as np
 import transformers
 
@@ -76,7 +75,7 @@ def stage_ids(
     action_mask: np.ndarray,
     scheme: StageScheme,
 ) -> np.ndarray:
-    """Per-token stage ids of the generated tokens of one sequence (rubric_em.md REM-1).
+    """Per-token stage ids of generated tokens (rubric_em.md REM-1), for one sequence or a batch.
 
     The generated tokens are decoded one by one and their pieces concatenated, so character
     offsets map back to tokens exactly (tags are ASCII, so a multi-byte character split across
@@ -85,15 +84,23 @@ def stage_ids(
 
     Args:
         tokenizer: the tokenizer that produced `tokens`.
-        tokens: [T] int token ids of one sequence.
-        action_mask: [T] bool, the tokens the policy generated.
+        tokens: [T] or [B, T] int token ids.
+        action_mask: same shape, bool: the tokens the policy generated.
         scheme: the stage tags.
 
     Returns:
-        [T] int32: stage in {0, 1, 2, 3} on generated tokens, -1 elsewhere.
+        int32 array shaped like `tokens`: stage in {0, 1, 2, 3} on generated tokens, -1 elsewhere.
+
+    Raises:
+        ValueError: `tokens` and `action_mask` differ in shape or are not [T] / [B, T].
     """
-    chex.assert_rank([tokens, action_mask], 1)
-    chex.assert_equal_shape([tokens, action_mask])
+    tokens, action_mask = np.asarray(tokens), np.asarray(action_mask, bool)
+    if tokens.shape != action_mask.shape or tokens.ndim not in (1, 2):
+        raise ValueError(
+            f"tokens and action_mask must share a shape [T] or [B, T], got {tokens.shape} and {action_mask.shape}"
+        )
+    if tokens.ndim == 2:
+        return np.stack([stage_ids(tokenizer, row, mask, scheme) for row, mask in zip(tokens, action_mask)])
     out = np.full(tokens.shape, -1, np.int32)
     positions = np.flatnonzero(action_mask)
     if positions.size == 0:
