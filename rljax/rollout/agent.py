@@ -1,4 +1,4 @@
-"""The rollout: P tasks x G samples through a `DecodeSession`, turn by turn, into `Trajectories`.
+"""The rollout: P tasks x G samples through a decode session, turn by turn, into `Trajectories`.
 
 One loop serves single-turn and multi-turn families. Each row renders its task's prompt; then, while
 any row is active, the session generates one assistant turn per active row (up to the `<|end|>`
@@ -8,11 +8,14 @@ verdict is `family.verify(task, response)`.
 
 A row ends when its episode is done, when it reaches its turn limit, or when it runs out of token
 budget (the turn's `max_new_tokens`, or the context budget `max_tokens`, is exhausted before the
-end token, or the next observation plus one generated token would not fit). Rewards:
+end token, or the next observation plus one generated token would not fit). The observation of a
+row's last turn is kept in the sequence (without a generation prompt) when it fits and has content
+(env text, or any observation at the rollout's turn limit): as in echo.md section 5, its env tokens
+still train ECHO's env loss; a done observation with empty text (a final answer) adds nothing.
+Rewards:
 
 - done: the episode's verdict;
-- turn limit: the episode's verdict so far (`Episode.verdict`); the last observation is kept in the
-  sequence when it fits (its env tokens still train ECHO's env loss), `truncated` is set;
+- turn limit: the episode's verdict so far (`Episode.verdict`); `truncated` is set;
 - token budget: `truncation_reward` (default 0, echo.md section 2: "0 if the trajectory hit the
   token budget"); the verifier's reward is kept in `info["verifier_reward"]` and its info (stage
   rewards included) in `info`; `truncated` is set. A cut action is never sent to the environment.
@@ -32,7 +35,7 @@ import transformers
 from rljax.data.chat import DEFAULT_FORMAT, ChatFormat, Rendered, Role, end_token_id, render_observation, render_prompt
 from rljax.envs.base import Episode, MultiTurnFamily, Observation, Task, TaskFamily, Verdict
 from rljax.rollout.batch import RowRecord, pack_rows
-from rljax.rollout.session import DecodeSession, Generation
+from rljax.rollout.session import DecodeSessionProtocol, Generation
 from rljax.rollout.stages import StageScheme
 from rljax.rollout.types import Trajectories
 
@@ -94,7 +97,7 @@ def _per_row(value: int | Sequence[int], batch: int, name: str) -> list[int]:
 
 
 def rollout(
-    session: DecodeSession,
+    session: DecodeSessionProtocol,
     family: TaskFamily,
     tasks: Sequence[Task],
     tokenizer: transformers.PreTrainedTokenizerFast,
@@ -182,19 +185,16 @@ def _advance(row: _Row, generation: Generation, tokenizer: transformers.PreTrain
         row.stop = "token_budget"
         return []
     observation = row.episode.step(tokenizer.decode(generation.tokens[:-1], skip_special_tokens=False))
-    if observation.done:
-        row.stop = "done"
+    if observation.done or row.turns >= row.turn_limit:
+        row.stop = "done" if observation.done else "turn_limit"
+        if observation.text or not observation.done:
+            rendered = render_observation(tokenizer, observation.text, observation.warning, fmt=fmt,
+                                          generation_prompt=False)
+            if len(row.tokens) + len(rendered) <= max_tokens:
+                row.add(rendered)
         return []
-    last_turn = row.turns >= row.turn_limit
-    rendered = render_observation(tokenizer, observation.text, observation.warning, fmt=fmt,
-                                  generation_prompt=not last_turn)
-    fits = len(row.tokens) + len(rendered) + (0 if last_turn else 1) <= max_tokens
-    if last_turn:
-        if fits:
-            row.add(rendered)
-        row.stop = "turn_limit"
-        return []
-    if not fits:
+    rendered = render_observation(tokenizer, observation.text, observation.warning, fmt=fmt)
+    if len(row.tokens) + len(rendered) + 1 > max_tokens:
         row.stop = "token_budget"
         return []
     row.add(rendered)

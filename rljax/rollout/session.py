@@ -1,4 +1,4 @@
-"""The policy side of a rollout: the `DecodeSession` protocol and a `ScriptedSession` that replays text.
+"""The policy side of a rollout: the decode-session protocol and a `ScriptedSession` that replays text.
 
 A decode session holds B growing token contexts (for a model: a KV cache). The rollout prefills the
 rendered prompts, asks for one assistant turn per active row, and appends the rendered observations.
@@ -31,8 +31,11 @@ class Generation(NamedTuple):
 
 
 @runtime_checkable
-class DecodeSession(Protocol):
-    """B token contexts that a policy extends; what `rollout` drives."""
+class DecodeSessionProtocol(Protocol):
+    """B token contexts that a policy extends; what `rollout` drives.
+
+    `rljax.sampling.DecodeSession` implements it with a model and a KV cache.
+    """
 
     def prefill(self, prompts: list[Sequence[int]]) -> None:
         """Starts row b's context with `prompts[b]` (one prompt per row)."""
@@ -58,7 +61,7 @@ class DecodeSession(Protocol):
 
 
 class ScriptedSession:
-    """A `DecodeSession` that replays fixed action texts, one per generate call and row.
+    """A decode session that replays fixed action texts, one per generate call and row.
 
     Row b's i-th `generate` returns `encode_action(actions[b][i])` (the text's ids plus the end
     token), cut after the first stop token and to `max_new_tokens[b]`; every log-prob is 0.0 (the

@@ -3,7 +3,9 @@
 Files f00..f02 each hold one `key=value` line. An action is `<think> ... </think> <cmd> CMD </cmd>`;
 CMD is `cat FILE` (prints the file) or `answer V` (ends the episode; reward 1 iff V is the value of
 the task's key). A missing <think> block gives the warning "Missing <think> block". The episode
-records every action it was given, and its verdict can carry per-stage rewards.
+records every action it was given, and its verdict can carry per-stage rewards. With `max_turns`
+set, the episode closes itself at that many actions (its last observation has `done=True`), as
+the terminal families do.
 """
 
 import dataclasses
@@ -17,8 +19,8 @@ FILES = {"f00": "k00=ab12", "f01": "k01=zz9q", "f02": "k02=c3po"}
 
 
 class KeyHuntEpisode:
-    def __init__(self, task: Task, with_stages: bool):
-        self.task, self.with_stages, self.actions = task, with_stages, []
+    def __init__(self, task: Task, with_stages: bool, max_turns: int | None):
+        self.task, self.with_stages, self.max_turns, self.actions = task, with_stages, max_turns, []
         self.answer: str | None = None
 
     def step(self, action: str) -> Observation:
@@ -29,11 +31,13 @@ class KeyHuntEpisode:
         if command.startswith("answer "):
             self.answer = command.split(" ", 1)[1]
             return Observation(text="", done=True)
+        done = self.max_turns is not None and len(self.actions) >= self.max_turns
         if command.startswith("cat "):
             name = command.split()[1]
             status = FILES[name] if name in FILES else f"cat: {name}: No such file or directory"
-            return Observation(text=f"$ {command}\n{status}\n(exit={0 if name in FILES else 1})", warning=warning)
-        return Observation(text="No valid tool calls or done signal found.", warning=warning)
+            text = f"$ {command}\n{status}\n(exit={0 if name in FILES else 1})"
+            return Observation(text=text, warning=warning, done=done)
+        return Observation(text="No valid tool calls or done signal found.", warning=warning, done=done)
 
     def verdict(self) -> Verdict:
         correct = self.answer == self.task.answer
@@ -46,6 +50,7 @@ class KeyHuntEpisode:
 @dataclasses.dataclass
 class KeyHuntFamily:
     with_stages: bool = False
+    max_turns: int | None = None
     name: str = "keyhunt"
 
     def __post_init__(self):
@@ -63,7 +68,7 @@ class KeyHuntFamily:
         return self.expert_actions(task, rng, noise)[-1]
 
     def start(self, task: Task) -> KeyHuntEpisode:
-        episode = KeyHuntEpisode(task, self.with_stages)
+        episode = KeyHuntEpisode(task, self.with_stages, self.max_turns)
         self.episodes.append(episode)
         return episode
 

@@ -124,6 +124,16 @@ def test_per_row_turn_limits_keep_the_last_observation(tok):
     np.testing.assert_array_equal(traj.rewards, [0.0, 0.0, 0.0])  # verdict: no answer given
 
 
+def test_episode_closing_itself_keeps_its_last_observation(tok):
+    family = KeyHuntFamily(max_turns=2)
+    actions = [["<cmd> cat f00 </cmd>", "<think> x </think> <cmd> cat f01 </cmd>", "never played"]]
+    traj, _, _ = run(tok, actions, family=family, tasks=[family.generate("train", 0)], group_size=1)
+    assert traj.info[0]["stop"] == "done" and not traj.truncated[0] and traj.num_turns[0] == 2
+    assert masked_spans(tok, traj.tokens[0], traj.env_mask[0]) == [WARN + OBS_F00, OBS_F01]
+    assert masked_spans(tok, traj.tokens[0], traj.warning_mask[0]) == [WARN]
+    assert tok.decode(traj.tokens[0, :traj.lengths[0]]).endswith(f"<|observation|>{OBS_F01}<|end|>")
+
+
 def test_token_budget_truncation(tok):
     family = KeyHuntFamily()
     task = family.generate("train", 0)

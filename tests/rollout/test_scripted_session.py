@@ -1,9 +1,9 @@
-"""Tests for `ScriptedSession`, the replaying `DecodeSession`."""
+"""Tests for `ScriptedSession`, the replaying decode session."""
 
 import pytest
 
 from rljax.data import load_tokenizer
-from rljax.rollout import DecodeSession, Generation, ScriptedSession
+from rljax.rollout import DecodeSessionProtocol, Generation, ScriptedSession
 
 END = 7  # <|end|>
 
@@ -18,7 +18,7 @@ def ids(tok, text):
 
 
 def test_implements_the_protocol(tok):
-    assert isinstance(ScriptedSession(tok, [["a"]], max_len=8), DecodeSession)
+    assert isinstance(ScriptedSession(tok, [["a"]], max_len=8), DecodeSessionProtocol)
 
 
 def test_replays_actions_with_the_end_token(tok):
