@@ -118,22 +118,27 @@ def _shell(rng: random.Random) -> str:
     return f"Q: value of {key} ?\n{action}\n<obs> {obs} </obs> <act>"
 
 
+def _entity(rng: random.Random) -> str:
+    return f"E{rng.randint(0, 39):02d}"
+
+
+def _doc(rng: random.Random) -> str:
+    return f"{rng.randint(0, 499):03d}"
+
+
 def _research(rng: random.Random) -> str:
-    ent = lambda: f"E{rng.randint(0, 39):02d}"  # noqa: E731
-    attr = lambda: rng.choice(ATTRIBUTES)  # noqa: E731
-    doc = lambda: f"{rng.randint(0, 499):03d}"  # noqa: E731
-    e, a = ent(), attr()
+    e, a, e2, a2 = _entity(rng), rng.choice(ATTRIBUTES), _entity(rng), rng.choice(ATTRIBUTES)
     return " ".join((
-        f"<query> {rng.choice(('LOOKUP', 'COMPARE', 'FILTER'))} {e} {ent()} {a} </query>",
+        f"<query> {rng.choice(('LOOKUP', 'COMPARE', 'FILTER'))} {e} {_entity(rng)} {a} </query>",
         f"<plan> <rubric> [NEED {e} {a}] [AVOID blog] </rubric> <rplan> [SEARCH {e} {a}] </rplan> </plan>",
-        f"<call> search {e} {a} </call> <tool_output> [DOC {doc()}] [SRC {rng.choice(('journal', 'blog'))}]"
-        f" [ENT {e}] [ATTR {a}] ; [DOC {doc()}] [SRC journal] [ENT {ent()}] [NOTE] </tool_output>",
-        f"<call> open {doc()} </call> <tool_output> [DOC {doc()}] [SRC journal] [ENT {e}] [ATTR {a}]"
+        f"<call> search {e} {a} </call> <tool_output> [DOC {_doc(rng)}] [SRC {rng.choice(('journal', 'blog'))}]"
+        f" [ENT {e}] [ATTR {a}] ; [DOC {_doc(rng)}] [SRC journal] [ENT {e2}] [NOTE] </tool_output>",
+        f"<call> open {_doc(rng)} </call> <tool_output> [DOC {_doc(rng)}] [SRC journal] [ENT {e}] [ATTR {a}]"
         f" [VAL V{rng.randint(0, 9)}] </tool_output>",
-        f"<state> [HAVE {e} {a}] [MISSING {ent()} {attr()}] {rng.choice(('CONT', 'DONE'))} </state>",
-        f"<review> [MAP {e} {a} {doc()}] [GAP {ent()} {attr()}] </review>",
-        f"<answer> [FACT {e} {a} V{rng.randint(0, 9)} CITE {doc()}] [CMP {e} {ent()} {rng.choice('<>=')}]"
-        f" [SEL {ent()}] </answer>",
+        f"<state> [HAVE {e} {a}] [MISSING {e2} {a2}] {rng.choice(('CONT', 'DONE'))} </state>",
+        f"<review> [MAP {e} {a} {_doc(rng)}] [GAP {e2} {a2}] </review>",
+        f"<answer> [FACT {e} {a} V{rng.randint(0, 9)} CITE {_doc(rng)}] [CMP {e} {e2} {rng.choice('<>=')}]"
+        f" [SEL {e2}] </answer>",
         f"<reflection_rubrics> [REQ {e} {a}] [PITFALL {rng.choice(('blog', 'dup', 'premature', 'dishonest'))}]"
         f" </reflection_rubrics> <reflection_takeaways> [LESSON SEARCH {e} {a}] [LESSON CAREFUL]"
         " </reflection_takeaways>",

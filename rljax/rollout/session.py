@@ -100,7 +100,9 @@ class ScriptedSession:
 
     def prefill(self, prompts: list[Sequence[int]]) -> None:
         if len(prompts) != len(self._actions):
-            raise ValueError(f"prefill got {len(prompts)} prompts, expected one per scripted row ({len(self._actions)})")
+            raise ValueError(
+                f"prefill got {len(prompts)} prompts, expected one per scripted row ({len(self._actions)})"
+            )
         self._contexts = [[] for _ in prompts]
         self._turns = [0] * len(prompts)
         self.append(prompts)

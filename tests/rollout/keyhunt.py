@@ -76,7 +76,8 @@ class KeyHuntFamily:
         index = int(task.uid.rsplit("/", 1)[1]) % 3
         wrong = rng.random() < noise
         value = "xxxx" if wrong else task.answer
-        return [f"<think> read </think> <cmd> cat f{index:02d} </cmd>", f"<think> got it </think> <cmd> answer {value} </cmd>"]
+        return [f"<think> read </think> <cmd> cat f{index:02d} </cmd>",
+                f"<think> got it </think> <cmd> answer {value} </cmd>"]
 
 
 def masked_spans(tokenizer, tokens, mask) -> list[str]:
