@@ -44,8 +44,9 @@ class ArithmeticFamily:
     def __post_init__(self):
         _check_range("digits", self.digits, minimum=1)
         _check_range("num_operands", self.num_operands, minimum=2)
-        if not self.operators or set(self.operators) - set(OPERATORS) or len(set(self.operators)) < len(self.operators):
-            raise ValueError(f"operators must be distinct characters from {OPERATORS!r}, got {self.operators!r}")
+        ops = self.operators
+        if not ops or set(ops) - set(OPERATORS) or len(set(ops)) < len(ops):
+            raise ValueError(f"operators must be distinct characters from {OPERATORS!r}, got {ops!r}")
         registry.check_heldout_fraction(self.heldout_fraction)
 
     def generate(self, split: str, index: int) -> Task:
@@ -87,7 +88,8 @@ class ArithmeticFamily:
         if content is None:
             return Verdict(0.0, {"reason": reason})
         if not _CANONICAL_INT.fullmatch(content):
-            return Verdict(0.0, {"reason": f"malformed: answer {content!r} is not a plain integer like -12 or 82"})
+            reason = f"malformed: answer {content!r} is not a plain integer like -12 or 82"
+            return Verdict(0.0, {"reason": reason})
         value = int(content)
         if value != task.answer:
             return Verdict(0.0, {"reason": f"wrong: expected {task.answer}, got {value}"})
@@ -181,7 +183,9 @@ def _check_range(name: str, knob: object, *, minimum: int) -> None:
     if isinstance(knob, tuple) and len(knob) == 2 and all(isinstance(k, int) for k in knob):
         ok = minimum <= knob[0] <= knob[1]
     if not ok:
-        raise ValueError(f"{name} must be an int >= {minimum} or a range (lo, hi) with {minimum} <= lo <= hi, got {knob!r}")
+        raise ValueError(
+            f"{name} must be an int >= {minimum} or a range (lo, hi) with {minimum} <= lo <= hi, got {knob!r}"
+        )
 
 
 def _check_noise(noise: float) -> None:

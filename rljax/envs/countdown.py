@@ -55,14 +55,15 @@ class CountdownFamily:
     name: str = "countdown"
 
     def __post_init__(self):
-        counts = (self.num_numbers, self.num_numbers) if isinstance(self.num_numbers, int) else self.num_numbers
         for knob, value, minimum in (
-            ("num_numbers", counts, 2),
+            ("num_numbers", self._counts, 2),
             ("number_range", self.number_range, 1),
             ("target_range", self.target_range, 1),
         ):
             if not (isinstance(value, tuple) and len(value) == 2 and minimum <= value[0] <= value[1]):
-                raise ValueError(f"{knob} must be an inclusive range (lo, hi) with {minimum} <= lo <= hi, got {value!r}")
+                raise ValueError(
+                    f"{knob} must be an inclusive range (lo, hi) with {minimum} <= lo <= hi, got {value!r}"
+                )
         registry.check_heldout_fraction(self.heldout_fraction)
 
     def generate(self, split: str, index: int) -> Task:
@@ -156,11 +157,15 @@ class CountdownFamily:
                 return candidates[i]
         return _replace(tree, leaf_paths[0], max(numbers) + 1)
 
+    @property
+    def _counts(self) -> tuple[int, int]:
+        return (self.num_numbers, self.num_numbers) if isinstance(self.num_numbers, int) else self.num_numbers
+
     def _draw(self, rng: np.random.Generator) -> tuple[str, tuple[list[int], int, Node]]:
-        counts = (self.num_numbers, self.num_numbers) if isinstance(self.num_numbers, int) else self.num_numbers
+        low, high = self.number_range
         while True:
-            count = int(rng.integers(counts[0], counts[1] + 1))
-            numbers = [int(x) for x in rng.integers(self.number_range[0], self.number_range[1] + 1, size=count)]
+            count = int(rng.integers(self._counts[0], self._counts[1] + 1))
+            numbers = [int(x) for x in rng.integers(low, high + 1, size=count)]
             tree = _random_tree(numbers, rng)
             target = evaluate(tree)
             if self.target_range[0] <= target <= self.target_range[1] and target not in numbers:
@@ -184,7 +189,9 @@ def parse(expression: str) -> Node:
         ExpressionError: naming the offending character or token.
     """
     if len(expression) > MAX_EXPRESSION_CHARS:
-        raise ExpressionError(f"expression has {len(expression)} characters, at most {MAX_EXPRESSION_CHARS} allowed")
+        raise ExpressionError(
+            f"expression has {len(expression)} characters, at most {MAX_EXPRESSION_CHARS} allowed"
+        )
     tokens, position = [], 0
     while expression[position:].strip():
         match = _TOKEN.match(expression, position)

@@ -57,7 +57,9 @@ def test_generate_is_deterministic_and_well_formed():
         assert task.prompt == f"Compute {expression}."
         assert task.answer == _oracle(expression)
     other_seed = ArithmeticFamily(digits=2, num_operands=(2, 3), operators="+-*", seed=4)
-    assert [family.generate("train", i) for i in range(20)] != [other_seed.generate("train", i) for i in range(20)]
+    assert [family.generate("train", i) for i in range(20)] != [
+        other_seed.generate("train", i) for i in range(20)
+    ]
 
 
 def test_heldout_shares_no_instance_with_train():
@@ -171,7 +173,8 @@ class TestExpert:
 
     def test_full_noise_is_always_wrong(self):
         rng = np.random.default_rng(2)
-        assert all(self.family.verify(t, self.family.expert(t, rng, noise=1.0)).reward == 0.0 for t in self.tasks)
+        for task in self.tasks:
+            assert self.family.verify(task, self.family.expert(task, rng, noise=1.0)).reward == 0.0
 
     def test_bad_noise(self):
         with pytest.raises(ValueError, match="noise must be in"):

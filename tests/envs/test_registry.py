@@ -107,7 +107,8 @@ def test_sample_in_split_rejects_until_the_split_matches():
 
 
 def test_sample_in_split_gives_up_on_an_empty_split():
-    train_only = next(str(i) for i in range(100) if registry.content_split(str(i), heldout_fraction=0.5) == "train")
+    contents = [str(i) for i in range(100)]
+    train_only = next(c for c in contents if registry.content_split(c, heldout_fraction=0.5) == "train")
     with pytest.raises(ValueError, match="no instance of split 'heldout' found in 50 draws"):
         registry.sample_in_split(
             lambda rng: (train_only, None), seed=0, split="heldout", index=0, heldout_fraction=0.5, max_tries=50

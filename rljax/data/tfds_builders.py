@@ -1,0 +1,308 @@
+"""TFDS datasets of task instances (array_record), and external TFDS QA datasets as task families.
+
+`build_task_dataset(family, data_dir, ...)` writes a family's instances with the generic builder
+`RljaxTasks` (one TFDS config per family), so a run can read a fixed, versioned prompt set with
+`tfds.data_source("rljax_tasks/<config>", data_dir=..., split=...)` -- random access through
+array_record, no TensorFlow needed. `ExternalQA` adapts a TFDS dataset the user prepared (e.g.
+gsm8k) into a task family with an `<answer>` verifier, so it plugs into the same pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from rljax.envs import metrics
+from rljax.envs.base import SPLITS, Task, TaskFamily, Verdict, check_split
+
+BUILDER_NAME = "rljax_tasks"
+TEXT_FEATURES = ("uid", "family", "prompt", "answer", "system", "meta")
+
+
+def task_features() -> tfds.features.FeaturesDict:
+    """The features of a task record: JSON strings for `answer` and `meta`, "" for no system text."""
+    features = {name: tfds.features.Text() for name in TEXT_FEATURES}
+    features["task_id"] = tfds.features.Scalar(dtype=np.int32)
+    return tfds.features.FeaturesDict(features)
+
+
+def task_to_example(task: Task) -> dict[str, Any]:
+    """Encodes a task as a TFDS example (the inverse of `example_to_task`)."""
+    return {
+        "uid": task.uid,
+        "family": task.family,
+        "prompt": task.prompt,
+        "answer": json.dumps(task.answer),
+        "system": task.system or "",
+        "meta": json.dumps(task.meta, sort_keys=True),
+        "task_id": task.task_id,
+    }
+
+
+def example_to_task(record: Mapping[str, Any]) -> Task:
+    """Decodes a record read back from a task dataset (text features arrive as bytes).
+
+    Args:
+        record: a dict with the `task_features()` keys.
+
+    Returns:
+        The task, equal to the one that was written.
+    """
+    missing = set(TEXT_FEATURES + ("task_id",)) - set(record)
+    if missing:
+        raise ValueError(f"record is missing task features {sorted(missing)}; got keys {sorted(record)}")
+    text = {name: _text(record[name]) for name in TEXT_FEATURES}
+    return Task(
+        uid=text["uid"],
+        family=text["family"],
+        prompt=text["prompt"],
+        answer=json.loads(text["answer"]),
+        task_id=int(record["task_id"]),
+        system=text["system"] or None,
+        meta=json.loads(text["meta"]),
+    )
+
+
+class RljaxTasks(tfds.core.GeneratorBasedBuilder):
+    """Generic TFDS builder over any task family; the config name defaults to the family name.
+
+    Examples are written in index order (`disable_shuffling`), so record i of split s is
+    `family.generate(s, i)`.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    # Nothing is downloaded, so there is no checksums file next to the code; without this TFDS
+    # resolves the package path through `importlib_resources`, which is not a dependency.
+    code_path = None
+
+    def __init__(
+        self,
+        *,
+        family: TaskFamily,
+        num_examples: Mapping[str, int],
+        config_name: str | None = None,
+        **kwargs: Any,
+    ):
+        unknown = set(num_examples) - set(SPLITS)
+        if unknown or any(n < 0 for n in num_examples.values()):
+            raise ValueError(
+                f"num_examples must map splits in {SPLITS} to counts >= 0, got {dict(num_examples)}"
+            )
+        self._family = family
+        self._num_examples = dict(num_examples)
+        config = tfds.core.BuilderConfig(name=config_name or family.name, description=repr(family))
+        super().__init__(config=config, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"Task instances of {self._family!r}.",
+            features=task_features(),
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
+        del dl_manager
+        return {split: self._generate_examples(split, n) for split, n in self._num_examples.items()}
+
+    def _generate_examples(self, split: str, num: int):
+        for index in range(num):
+            yield index, task_to_example(self._family.generate(split, index))
+
+
+def build_task_dataset(
+    family: TaskFamily,
+    data_dir: str,
+    *,
+    num_train: int,
+    num_heldout: int,
+    config_name: str | None = None,
+) -> str:
+    """Writes `num_train` train and `num_heldout` held-out instances of `family` as array_record.
+
+    Args:
+        family: any task family.
+        data_dir: TFDS data directory.
+        num_train: train instances (indices 0..num_train-1).
+        num_heldout: held-out instances.
+        config_name: the TFDS config name (default: `family.name`); use distinct names for
+            differently configured families in one `data_dir`.
+
+    Returns:
+        The dataset name for `tfds.data_source(name, data_dir=data_dir, split=...)`.
+    """
+    builder = RljaxTasks(
+        family=family,
+        num_examples={"train": num_train, "heldout": num_heldout},
+        config_name=config_name,
+        data_dir=data_dir,
+        file_format="array_record",
+    )
+    if builder.is_prepared():
+        _check_same_build(builder, {"train": num_train, "heldout": num_heldout})
+    builder.download_and_prepare()
+    return f"{BUILDER_NAME}/{builder.builder_config.name}"
+
+
+def _check_same_build(builder: RljaxTasks, num_examples: dict[str, int]) -> None:
+    """Refuses to reuse a prepared dataset written from a different family or with other sizes."""
+    written = tfds.builder_from_directory(builder.data_path)
+    sizes = {name: split.num_examples for name, split in written.info.splits.items()}
+    expected = builder.builder_config.description
+    if written.builder_config.description != expected or sizes != num_examples:
+        raise ValueError(
+            f"{builder.data_path} already holds {written.builder_config.description} with split sizes "
+            f"{sizes}, not {expected} with {num_examples}; pass another config_name or data_dir"
+        )
+
+
+class TaskRecords(Sequence[Task]):
+    """Random-access tasks over a TFDS data source of task records (decoded on access)."""
+
+    def __init__(self, source: Sequence[Mapping[str, Any]]):
+        self._source = source
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> Task:
+        return example_to_task(self._source[index])
+
+
+def load_tasks(name: str, *, data_dir: str, split: str) -> TaskRecords:
+    """Opens a dataset written by `build_task_dataset` as a random-access sequence of tasks."""
+    check_split(split)
+    return TaskRecords(tfds.data_source(name, data_dir=data_dir, split=split))
+
+
+def final_number_after_hashes(answer: str) -> str:
+    """gsm8k answer extractor: the text after the last "####", stripped, thousands commas removed."""
+    if "####" not in answer:
+        raise ValueError(f"answer has no '####' final-answer marker: {answer[-80:]!r}")
+    return answer.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExternalQA:
+    """A task family over an external question/answer dataset (random-access records per split).
+
+    The prompt is the record's `prompt_field`; the gold answer is `extract(record[answer_field])`;
+    the response must end with `<answer>...</answer>`, whose content `metric(content, gold)` scores.
+
+    Attributes:
+        name: family name (uid prefix).
+        sources: split ("train"/"heldout") -> random-access records, e.g. `tfds.data_source(...)`.
+        prompt_field: record field holding the question.
+        answer_field: record field holding the gold solution.
+        extract: gold solution text -> gold answer string.
+        metric: (predicted answer text, gold answer) -> reward in [0, 1].
+        task_id: task type for every instance.
+    """
+
+    name: str
+    sources: Mapping[str, Sequence[Mapping[str, Any]]]
+    prompt_field: str = "question"
+    answer_field: str = "answer"
+    extract: Callable[[str], str] = final_number_after_hashes
+    metric: Callable[[str, Any], float] = metrics.numeric_match
+    task_id: int = 0
+
+    @classmethod
+    def from_tfds(
+        cls,
+        dataset: str,
+        *,
+        data_dir: str,
+        splits: Mapping[str, str],
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> ExternalQA:
+        """Opens a prepared TFDS dataset as a family.
+
+        Args:
+            dataset: TFDS name, e.g. "gsm8k" or "gsm8k/main".
+            data_dir: the TFDS data directory holding it.
+            splits: "train"/"heldout" -> the dataset's split names, e.g. {"heldout": "test"}.
+            name: family name (default: the dataset name without config).
+            **kwargs: the other `ExternalQA` fields (fields, extractor, metric, task_id).
+
+        Returns:
+            The family.
+        """
+        for split in splits:
+            check_split(split)
+        sources = {
+            split: tfds.data_source(dataset, data_dir=data_dir, split=tfds_split)
+            for split, tfds_split in splits.items()
+        }
+        return cls(name=name or dataset.split("/")[0], sources=sources, **kwargs)
+
+    def num_examples(self, split: str) -> int:
+        """Number of records in `split`."""
+        return len(self._source(split))
+
+    def generate(self, split: str, index: int) -> Task:
+        """Task from record `index` of `split`."""
+        source = self._source(split)
+        if not 0 <= index < len(source):
+            raise ValueError(f"index must be in [0, {len(source)}) for split {split!r}, got {index}")
+        record = source[index]
+        for field in (self.prompt_field, self.answer_field):
+            if field not in record:
+                raise ValueError(
+                    f"record {index} of {split!r} has no field {field!r}; fields: {sorted(record)}"
+                )
+        return Task(
+            uid=f"{self.name}/{split}/{index}",
+            family=self.name,
+            prompt=_text(record[self.prompt_field]),
+            answer=self.extract(_text(record[self.answer_field])),
+            task_id=self.task_id,
+        )
+
+    def verify(self, task: Task, response: str) -> Verdict:
+        """Scores the final `<answer>` content with `metric`; malformed responses score 0."""
+        content, reason = metrics.extract_answer(response)
+        if content is None:
+            return Verdict(0.0, {"reason": reason})
+        reward = float(self.metric(content.strip(), task.answer))
+        verdict = "correct" if reward == 1.0 else f"wrong: expected {task.answer!r}, got {content.strip()!r}"
+        return Verdict(reward, {"reason": verdict})
+
+    def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
+        """Answers with the gold answer; with probability `noise` a near miss.
+
+        The near miss is the gold number off by one (numeric golds) or the gold answer of another
+        record of the same split (the answer to a different question).
+        """
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise must be in [0, 1], got {noise!r}")
+        answer = task.answer
+        if rng.random() < noise:
+            answer = self._near_miss(task, rng)
+        return f"<answer>{answer}</answer>"
+
+    def _near_miss(self, task: Task, rng: np.random.Generator) -> str:
+        value = metrics.parse_number(task.answer)
+        if value is not None and value == int(value):
+            return str(int(value) + int(rng.choice([-1, 1])))
+        source = self._source(task.uid.rsplit("/", 2)[1])
+        for index in rng.permutation(len(source)):
+            other = self.extract(_text(source[int(index)][self.answer_field]))
+            if self.metric(other, task.answer) < 1.0:
+                return other
+        raise ValueError(f"no record of {task.uid!r}'s split has a different answer to use as a mistake")
+
+    def _source(self, split: str) -> Sequence[Mapping[str, Any]]:
+        check_split(split)
+        if split not in self.sources:
+            raise ValueError(f"{self.name} has no {split!r} split; available: {sorted(self.sources)}")
+        return self.sources[split]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
