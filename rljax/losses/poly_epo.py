@@ -87,7 +87,8 @@ def polychromic_score(rewards: chex.Array, cluster_ids: chex.Array, *, degenerat
     set_size = jnp.shape(rewards)[-1]
     ids = jnp.asarray(cluster_ids)
     same = ids[..., :, None] == ids[..., None, :]
-    earlier = jnp.tril(jnp.ones((set_size, set_size), bool), k=-1)
+    earlier = jnp.tril(jnp.ones((set_size, set_size), bool), k=-1)  # earlier[a, b] = b < a
+    earlier = earlier.reshape((1,) * (ids.ndim - 1) + earlier.shape)
     first = (ids != degenerate) & ~jnp.any(same & earlier, axis=-1)
     distinct = jnp.sum(first, axis=-1)
     diversity = jnp.where(distinct >= min_clusters, distinct / set_size, 0.0)
