@@ -3,14 +3,15 @@
 Every kernel owns one [block_n, block_v] tile of logits z = h @ w / tau, computed in float32 from
 `block_h`-wide slices of the hidden dimension, so no program depends on another and the grid is
 fully parallel on every backend (no atomics, no sequential grid axis):
-  * `softmax_stats`: per-tile (m, s, u) written as [V / block_v, N] partials, merged by XLA with
+  * `softmax_stats`: per-tile (m, s, u) written as [V / block_v, N, 1] partials, merged by XLA with
     the same online log-sum-exp (`tile_math.merge_softmax_stats`); 3 floats per 128-wide tile
     instead of 128 logits.
   * `kl_to_mixture`: per-tile partial sums of KL(p || M) and KL(q || M), summed by XLA.
   * `logit_cotangents`: the backward tile, d objective / d z for one vocabulary chunk, which
     `vocab_sweep.vocab_gradients` contracts with w and h (cuBLAS / MXU matmuls).
 The last vocabulary tile is ragged: its out-of-range columns are masked inside the kernel. Rows
-are zero-padded by the caller to a multiple of block_n.
+are zero-padded by the caller to a multiple of block_n. Row vectors are [N, 1] columns (the
+(8, 128)-tiled layout Mosaic needs; Triton takes the same blocks).
 """
 
 from collections.abc import Sequence
@@ -24,8 +25,8 @@ from kernels import tile_math
 from kernels.types import BlockSizes
 from kernels.vocab_sweep import Engine, GradSide
 
-# Row layout of the per-side constants handed to the backward kernel ([8, N] float32; 8 rows so
-# the block is a power of two for Triton and a full sublane tile for Mosaic).
+# Column layout of the per-side constants handed to the backward kernel ([N, 8] float32; 8
+# columns so the block is a power of two for Triton and spans the array's last dim for Mosaic).
 _LSE, _ENTROPY, _G_LOGPROB, _G_ENTROPY, _HALF_G_JSD, _KL = range(6)
 _NUM_CONST_ROWS = 8
 
@@ -76,12 +77,13 @@ def _column_spec(hidden: int, block_v: int) -> pl.BlockSpec:
     return pl.BlockSpec((hidden, block_v), lambda i, j: (0, j))
 
 
-def _vector_spec(block_n: int) -> pl.BlockSpec:
-    return pl.BlockSpec((block_n,), lambda i, j: (i,))
-
-
 def _partial_spec(block_n: int) -> pl.BlockSpec:
-    return pl.BlockSpec((None, block_n), lambda i, j: (j, i))
+    return pl.BlockSpec((None, block_n, 1), lambda i, j: (j, i, 0))
+
+
+def _load_column(ref, index: int) -> jax.Array:
+    """[block_n, 1] column `index` of a [block_n, k] ref."""
+    return ref[:, index:index + 1]
 
 
 def _check_tiling(rows: jax.Array, w: jax.Array, block_sizes: BlockSizes) -> None:
@@ -119,12 +121,13 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
         m_ref[...], s_ref[...], u_ref[...] = tile_math.softmax_stats(z, valid)
 
     grid = (num_rows // block_n, pl.cdiv(vocab, block_v))
-    partial = jax.ShapeDtypeStruct((grid[1], num_rows), jnp.float32)
+    partial = jax.ShapeDtypeStruct((grid[1], num_rows, 1), jnp.float32)
     m, s, u = _call(kernel, grid=grid,
                     in_specs=[_row_spec(block_n, hidden), _column_spec(hidden, block_v)],
                     out_specs=[_partial_spec(block_n)] * 3, out_shape=[partial] * 3,
                     platform=platform, name="token_stats_softmax")(rows, w)
-    return tile_math.lse_and_entropy(*tile_math.merge_softmax_stats(m, s, u))
+    lse, entropy = tile_math.lse_and_entropy(*tile_math.merge_softmax_stats(m, s, u))
+    return lse[:, 0], entropy[:, 0]
 
 
 def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
@@ -155,19 +158,18 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
             lse_s_ref[...], lse_t_ref[...], valid)
 
     grid = (num_rows // block_n, pl.cdiv(vocab, block_v))
-    partial = jax.ShapeDtypeStruct((grid[1], num_rows), jnp.float32)
-    row = _row_spec(block_n, hidden_size)
+    partial = jax.ShapeDtypeStruct((grid[1], num_rows, 1), jnp.float32)
+    row, lse = _row_spec(block_n, hidden_size), _row_spec(block_n, 1)
     kl_s, kl_t = _call(kernel, grid=grid,
-                       in_specs=[row, row, _column_spec(hidden_size, block_v),
-                                 _vector_spec(block_n), _vector_spec(block_n)],
+                       in_specs=[row, row, _column_spec(hidden_size, block_v), lse, lse],
                        out_specs=[_partial_spec(block_n)] * 2, out_shape=[partial] * 2,
                        platform=platform, name="token_stats_jsd")(
-        hidden, teacher_hidden, w, lse_s, lse_t)
-    return jnp.sum(kl_s, axis=0), jnp.sum(kl_t, axis=0)
+        hidden, teacher_hidden, w, lse_s[:, None], lse_t[:, None])
+    return jnp.sum(kl_s, axis=0)[:, 0], jnp.sum(kl_t, axis=0)[:, 0]
 
 
 def _side_constants(side: GradSide) -> jax.Array:
-    """[8, R] float32 rows: lse, entropy, g_logprob, g_entropy, half_g_jsd, kl, 0, 0."""
+    """[R, 8] float32 columns: lse, entropy, g_logprob, g_entropy, half_g_jsd, kl, 0, 0."""
     zeros = jnp.zeros_like(side.lse)
     values = [side.lse]
     if side.cotangent is not None:
@@ -175,7 +177,7 @@ def _side_constants(side: GradSide) -> jax.Array:
         values += [zeros if x is None else x
                    for x in (c.entropy, c.g_logprob, c.g_entropy, c.half_g_jsd, c.kl_to_mixture)]
     values += [zeros] * (_NUM_CONST_ROWS - len(values))
-    return jnp.stack(values).astype(jnp.float32)
+    return jnp.stack(values, axis=1).astype(jnp.float32)
 
 
 def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *,
@@ -200,34 +202,33 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
         out_refs = refs[2 * num_sides + 2:]
         columns, valid = _tile_columns(num_columns, block_v)
         z = [_tile_logits(r, w_ref, **logits) for r in row_refs]
-        lse = [c[_LSE, :] for c in const_refs]
+        lse = [_load_column(c, _LSE) for c in const_refs]
         log_m = None
         if with_jsd:
-            log_m = tile_math.log_mixture(z[0] - lse[0][:, None], z[1] - lse[1][:, None])
-        is_target = columns == targets_ref[...][:, None]
+            log_m = tile_math.log_mixture(z[0] - lse[0], z[1] - lse[1])
+        is_target = columns == targets_ref[...]
         for out_ref, i in zip(out_refs, grad_sides):
             c, (has_lp, has_ent, has_jsd) = const_refs[i], terms[i]
             row = tile_math.RowCotangent(
-                entropy=c[_ENTROPY, :],
-                g_logprob=c[_G_LOGPROB, :] if has_lp else None,
-                g_entropy=c[_G_ENTROPY, :] if has_ent else None,
-                half_g_jsd=c[_HALF_G_JSD, :] if has_jsd else None,
-                kl_to_mixture=c[_KL, :] if has_jsd else None)
+                entropy=_load_column(c, _ENTROPY),
+                g_logprob=_load_column(c, _G_LOGPROB) if has_lp else None,
+                g_entropy=_load_column(c, _G_ENTROPY) if has_ent else None,
+                half_g_jsd=_load_column(c, _HALF_G_JSD) if has_jsd else None,
+                kl_to_mixture=_load_column(c, _KL) if has_jsd else None)
             dz = tile_math.logit_cotangent(z[i], lse[i], row, is_target, valid, log_m)
             out_ref[...] = (dz * inv_temperature).astype(out_ref.dtype)
 
     grid = (num_rows // block_n, pl.cdiv(num_columns, block_v))
-    const_spec = pl.BlockSpec((_NUM_CONST_ROWS, block_n), lambda i, j: (0, i))
     out_spec = pl.BlockSpec((block_n, block_v), lambda i, j: (i, j))
     out = _call(kernel, grid=grid,
                 in_specs=([_row_spec(block_n, hidden)] * num_sides
-                          + [_column_spec(hidden, block_v), _vector_spec(block_n)]
-                          + [const_spec] * num_sides),
+                          + [_column_spec(hidden, block_v), _row_spec(block_n, 1)]
+                          + [_row_spec(block_n, _NUM_CONST_ROWS)] * num_sides),
                 out_specs=[out_spec] * len(grad_sides),
                 out_shape=[jax.ShapeDtypeStruct((num_rows, num_columns), w_chunk.dtype)]
                 * len(grad_sides),
                 platform=platform, name="token_stats_logit_grad")(
-        *[side.rows for side in sides], w_chunk, sides[0].targets - start,
+        *[side.rows for side in sides], w_chunk, (sides[0].targets - start)[:, None],
         *[_side_constants(side) for side in sides])
     cotangents: list[jax.Array | None] = [None] * num_sides
     for i, dz in zip(grad_sides, out):

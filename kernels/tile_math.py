@@ -7,6 +7,7 @@ Row statistics are kept as (m, s, u) with
 which merge exactly across tiles (the online log-sum-exp of flash attention, extended to the
 entropy) and give lse = m + log s and entropy = log s - u / s without cancellation against m.
 `valid` is a [1, C] boolean column mask (False on the padded tail of the vocabulary) or None.
+Row vectors are [R, 1] (keepdims), the layout the TPU kernels need and the broadcasts expect.
 """
 
 import math
@@ -22,7 +23,7 @@ LOG_2 = math.log(2.0)
 
 
 class RowCotangent(NamedTuple):
-    """Per-row constants that turn a logit tile into d objective / d logits, [R] float32 each.
+    """Per-row constants that turn a logit tile into d objective / d logits, [R, 1] float32.
 
     A cotangent that is None (the statistic does not reach the objective) drops its term.
 
@@ -43,29 +44,30 @@ class RowCotangent(NamedTuple):
 
 
 def softmax_stats(z: jax.Array, valid: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(m, s, u) of one tile: [R, C] logits -> three [R] float32 vectors (see module docstring)."""
+    """(m, s, u) of one tile: [R, C] logits -> three [R, 1] float32 vectors (module docstring)."""
     if valid is not None:
         z = jnp.where(valid, z, MASK_VALUE)
-    m = jnp.max(z, axis=1)
-    shifted = z - m[:, None]
+    m = jnp.max(z, axis=1, keepdims=True)
+    shifted = z - m
     weights = jnp.exp(shifted)
-    return m, jnp.sum(weights, axis=1), jnp.sum(weights * shifted, axis=1)
+    return m, jnp.sum(weights, axis=1, keepdims=True), jnp.sum(weights * shifted, axis=1,
+                                                                 keepdims=True)
 
 
 def merge_softmax_stats(m: jax.Array, s: jax.Array, u: jax.Array
                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Merges stacked tile statistics [K, R] (K tiles of the same rows) into [R] statistics.
+    """Merges stacked tile statistics [K, R, 1] (K tiles of the same rows) into [R, 1] ones.
 
     With M = max_k m_k and d_k = m_k - M: s = sum_k e^{d_k} s_k, u = sum_k e^{d_k} (u_k + d_k s_k).
     """
     m_all = jnp.max(m, axis=0)
-    shift = m - m_all[None, :]
+    shift = m - m_all[None]
     scale = jnp.exp(shift)
     return m_all, jnp.sum(scale * s, axis=0), jnp.sum(scale * (u + shift * s), axis=0)
 
 
 def lse_and_entropy(m: jax.Array, s: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Final statistics: lse = m + log s, entropy = log s - u / s ([R] each)."""
+    """Final statistics: lse = m + log s, entropy = log s - u / s (same shapes as m)."""
     log_s = jnp.log(s)
     return m + log_s, log_s - u / s
 
@@ -84,21 +86,21 @@ def kl_to_mixture(z_s: jax.Array, z_t: jax.Array, lse_s: jax.Array, lse_t: jax.A
 
     Args:
         z_s, z_t: [R, C] student and teacher logits.
-        lse_s, lse_t: [R] their full-vocabulary log-sum-exps.
+        lse_s, lse_t: [R, 1] their full-vocabulary log-sum-exps.
         valid: [1, C] column mask or None.
 
     Returns:
-        Two [R] float32 partial sums.
+        Two [R, 1] float32 partial sums.
     """
-    log_p = z_s - lse_s[:, None]
-    log_q = z_t - lse_t[:, None]
+    log_p = z_s - lse_s
+    log_q = z_t - lse_t
     log_m = log_mixture(log_p, log_q)
     terms_p = jnp.exp(log_p) * (log_p - log_m)
     terms_q = jnp.exp(log_q) * (log_q - log_m)
     if valid is not None:
         terms_p = jnp.where(valid, terms_p, 0.0)
         terms_q = jnp.where(valid, terms_q, 0.0)
-    return jnp.sum(terms_p, axis=1), jnp.sum(terms_q, axis=1)
+    return jnp.sum(terms_p, axis=1, keepdims=True), jnp.sum(terms_q, axis=1, keepdims=True)
 
 
 def logit_cotangent(z: jax.Array, lse: jax.Array, row: RowCotangent, is_target: jax.Array,
@@ -113,7 +115,7 @@ def logit_cotangent(z: jax.Array, lse: jax.Array, row: RowCotangent, is_target: 
 
     Args:
         z: [R, C] logits of this side.
-        lse: [R] log-sum-exp of this side's full rows.
+        lse: [R, 1] log-sum-exp of this side's full rows.
         row: per-row constants of this side.
         is_target: [R, C] boolean, True where column == the row's target.
         valid: [1, C] column mask or None.
@@ -122,17 +124,17 @@ def logit_cotangent(z: jax.Array, lse: jax.Array, row: RowCotangent, is_target: 
     Returns:
         [R, C] float32 cotangent of the logits.
     """
-    log_p = z - lse[:, None]
+    log_p = z - lse
     coef = jnp.zeros_like(z)
     if row.g_logprob is not None:
-        coef = coef - row.g_logprob[:, None]
+        coef = coef - row.g_logprob
     if row.g_entropy is not None:
-        coef = coef - row.g_entropy[:, None] * (log_p + row.entropy[:, None])
+        coef = coef - row.g_entropy * (log_p + row.entropy)
     if row.half_g_jsd is not None:
-        coef = coef + row.half_g_jsd[:, None] * (log_p - log_m - row.kl_to_mixture[:, None])
+        coef = coef + row.half_g_jsd * (log_p - log_m - row.kl_to_mixture)
     grad = jnp.exp(log_p) * coef
     if row.g_logprob is not None:
-        grad = grad + jnp.where(is_target, row.g_logprob[:, None], 0.0)
+        grad = grad + jnp.where(is_target, row.g_logprob, 0.0)
     if valid is not None:
         grad = jnp.where(valid, grad, 0.0)
     return grad

@@ -73,11 +73,11 @@ class BlockSizes:
     def chunk_width(self, num_rows: int, vocab: int, multiple: int = 1) -> int:
         """Vocabulary columns per XLA loop step: chunk_v, or the widest power of two with
         num_rows * width <= chunk_elements (at least 128), rounded up to `multiple`, capped at
-        the vocabulary rounded up to `multiple`."""
+        the vocabulary size."""
         width = self.chunk_v
         if width is None:
             width = 128
             while 2 * width * num_rows <= self.chunk_elements and width < vocab:
                 width *= 2
         width = -(-width // multiple) * multiple
-        return min(width, -(-vocab // multiple) * multiple)
+        return min(width, vocab)

@@ -109,7 +109,8 @@ def vocab_gradients(sides: Sequence[GradSide], w: jax.Array, engine: Engine
 
     carry = ([jnp.zeros((num_rows, hidden_size), jnp.float32) if g else None for g in grad_sides],
              jnp.zeros_like(w))
-    carry = lax.fori_loop(0, num_full, body, carry)
+    if num_full:
+        carry = lax.fori_loop(0, num_full, body, carry)
     if tail:
         start = num_full * chunk_v
         carry = accumulate(carry, jnp.int32(start), w[:, start:])

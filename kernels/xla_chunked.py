@@ -26,7 +26,7 @@ def _fold_chunks(w: jax.Array, chunk_v: int, init, step: Callable):
     def body(index, carry):
         return step(carry, lax.dynamic_slice_in_dim(w, index * chunk_v, chunk_v, axis=1))
 
-    carry = lax.fori_loop(0, num_full, body, init)
+    carry = lax.fori_loop(0, num_full, body, init) if num_full else init
     if tail:
         carry = step(carry, w[:, num_full * chunk_v:])
     return carry
@@ -45,16 +45,17 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float, chun
     Returns:
         (lse [R], entropy [R]) float32.
     """
-    num_rows = rows.shape[0]
-    init = (jnp.full((num_rows,), tile_math.MASK_VALUE, jnp.float32),
-            jnp.zeros((num_rows,), jnp.float32), jnp.zeros((num_rows,), jnp.float32))
+    column = (rows.shape[0], 1)
+    init = (jnp.full(column, tile_math.MASK_VALUE, jnp.float32),
+            jnp.zeros(column, jnp.float32), jnp.zeros(column, jnp.float32))
 
     def step(carry, w_chunk):
         chunk = tile_math.softmax_stats(_logits(rows, w_chunk, inv_temperature), None)
         stacked = [jnp.stack([old, new]) for old, new in zip(carry, chunk)]
         return tile_math.merge_softmax_stats(*stacked)
 
-    return tile_math.lse_and_entropy(*_fold_chunks(w, chunk_v, init, step))
+    lse, entropy = tile_math.lse_and_entropy(*_fold_chunks(w, chunk_v, init, step))
+    return lse[:, 0], entropy[:, 0]
 
 
 def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
@@ -72,39 +73,38 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
     Returns:
         Two [N] float32 arrays; JSD = their mean.
     """
-    zeros = jnp.zeros(hidden.shape[:1], jnp.float32)
+    zeros = jnp.zeros((hidden.shape[0], 1), jnp.float32)
 
     def step(carry, w_chunk):
         parts = tile_math.kl_to_mixture(_logits(hidden, w_chunk, inv_temperature),
                                         _logits(teacher_hidden, w_chunk, inv_temperature),
-                                        lse_s, lse_t, None)
+                                        lse_s[:, None], lse_t[:, None], None)
         return carry[0] + parts[0], carry[1] + parts[1]
 
-    return _fold_chunks(w, chunk_v, (zeros, zeros), step)
+    kl_s, kl_t = _fold_chunks(w, chunk_v, (zeros, zeros), step)
+    return kl_s[:, 0], kl_t[:, 0]
 
 
 def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *,
                      inv_temperature: float) -> list[jax.Array | None]:
     """Cotangents of one chunk's logits per side (see `vocab_sweep.LogitCotangentFn`)."""
     logits = [_logits(side.rows, w_chunk, inv_temperature) for side in sides]
+    lse = [side.lse[:, None] for side in sides]
     log_m = None
-    if len(sides) == 2 and any(side.cotangent is not None and _uses_jsd(side) for side in sides):
-        log_m = tile_math.log_mixture(logits[0] - sides[0].lse[:, None],
-                                      logits[1] - sides[1].lse[:, None])
+    if any(side.cotangent is not None and side.cotangent.half_g_jsd is not None
+           for side in sides):
+        log_m = tile_math.log_mixture(logits[0] - lse[0], logits[1] - lse[1])
     columns = start + lax.broadcasted_iota(jnp.int32, (1, w_chunk.shape[1]), 1)
     out = []
-    for side, z in zip(sides, logits):
+    for side, z, side_lse in zip(sides, logits, lse):
         if side.cotangent is None:
             out.append(None)
             continue
+        row = jax.tree.map(lambda x: x[:, None], side.cotangent)
         is_target = columns == side.targets[:, None]
-        dz = tile_math.logit_cotangent(z, side.lse, side.cotangent, is_target, None, log_m)
+        dz = tile_math.logit_cotangent(z, side_lse, row, is_target, None, log_m)
         out.append(dz * inv_temperature)
     return out
-
-
-def _uses_jsd(side: GradSide) -> bool:
-    return side.cotangent.half_g_jsd is not None
 
 
 def make_engine(*, inv_temperature: float, chunk_v: int) -> Engine:
