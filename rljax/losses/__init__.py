@@ -71,3 +71,72 @@ __all__ = [
 
 # Anti-SD, RubricEM, Poly-EPO
 # (their imports go below this line, each followed by `__all__ += [...]` with the new names)
+from rljax.losses.anti_sd import (  # noqa: E402
+    GateState,
+    anti_sd_advantages,
+    entropy_gate_init,
+    entropy_gate_update,
+    jsd_token_penalty,
+    rkl_token_penalty,
+    teacher_entropy_median,
+    token_entropy,
+)
+
+__all__ += [
+    "GateState",
+    "anti_sd_advantages",
+    "entropy_gate_init",
+    "entropy_gate_update",
+    "jsd_token_penalty",
+    "rkl_token_penalty",
+    "teacher_entropy_median",
+    "token_entropy",
+]
+
+from rljax.losses.rubric_em import (  # noqa: E402
+    PAPER_STAGE_DEPENDENCE,
+    answer_score_fallback,
+    reflection_advantages,
+    reflection_utility,
+    rubric_stage_score,
+    stage_returns,
+    stage_token_advantages,
+    stagewise_advantages,
+    terminal_broadcast_advantages,
+)
+
+__all__ += [
+    "PAPER_STAGE_DEPENDENCE",
+    "answer_score_fallback",
+    "reflection_advantages",
+    "reflection_utility",
+    "rubric_stage_score",
+    "stage_returns",
+    "stage_token_advantages",
+    "stagewise_advantages",
+    "terminal_broadcast_advantages",
+]
+
+from rljax.losses.poly_epo import (  # noqa: E402
+    MAX_ENUMERATED_SUBSETS,
+    ClusterFn,
+    ScoreFn,
+    cluster_group,
+    diversity_bonus,
+    grpo_div_advantages,
+    poly_epo_advantages,
+    polychromic_score,
+    rule_cluster,
+)
+
+__all__ += [
+    "MAX_ENUMERATED_SUBSETS",
+    "ClusterFn",
+    "ScoreFn",
+    "cluster_group",
+    "diversity_bonus",
+    "grpo_div_advantages",
+    "poly_epo_advantages",
+    "polychromic_score",
+    "rule_cluster",
+]

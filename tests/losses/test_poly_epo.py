@@ -264,3 +264,14 @@ CLUSTERS = np.zeros((2, 4), np.int32)
 def test_bad_input_raises_value_error_naming_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_part_b_names_are_exported_from_rljax_losses():
+    import rljax.losses
+    from rljax.losses import anti_sd, poly_epo, rubric_em
+
+    for module in (anti_sd, rubric_em, poly_epo):
+        for name in module.__all__:
+            assert name in rljax.losses.__all__
+            assert getattr(rljax.losses, name) is getattr(module, name)
+            assert getattr(module, name).__doc__, name
