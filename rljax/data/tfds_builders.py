@@ -24,14 +24,26 @@ TEXT_FEATURES = ("uid", "family", "prompt", "answer", "system", "meta")
 
 
 def task_features() -> tfds.features.FeaturesDict:
-    """The features of a task record: JSON strings for `answer` and `meta`, "" for no system text."""
+    """The TFDS features of a task record.
+
+    Returns:
+        Text features uid, family, prompt, answer (JSON), system ("" for none), meta (JSON), and
+        an int32 scalar task_id.
+    """
     features = {name: tfds.features.Text() for name in TEXT_FEATURES}
     features["task_id"] = tfds.features.Scalar(dtype=np.int32)
     return tfds.features.FeaturesDict(features)
 
 
 def task_to_example(task: Task) -> dict[str, Any]:
-    """Encodes a task as a TFDS example (the inverse of `example_to_task`)."""
+    """Encodes a task as a TFDS example (the inverse of `example_to_task`).
+
+    Args:
+        task: any task whose answer and meta are JSON-serialisable.
+
+    Returns:
+        A dict with the `task_features()` keys.
+    """
     return {
         "uid": task.uid,
         "family": task.family,
@@ -174,13 +186,29 @@ class TaskRecords(Sequence[Task]):
 
 
 def load_tasks(name: str, *, data_dir: str, split: str) -> TaskRecords:
-    """Opens a dataset written by `build_task_dataset` as a random-access sequence of tasks."""
+    """Opens a dataset written by `build_task_dataset` as a random-access sequence of tasks.
+
+    Args:
+        name: the name `build_task_dataset` returned, e.g. "rljax_tasks/arithmetic".
+        data_dir: the TFDS data directory.
+        split: "train" or "heldout".
+
+    Returns:
+        The tasks of that split, decoded on access (no TensorFlow needed).
+    """
     check_split(split)
     return TaskRecords(tfds.data_source(name, data_dir=data_dir, split=split))
 
 
 def final_number_after_hashes(answer: str) -> str:
-    """gsm8k answer extractor: the text after the last "####", stripped, thousands commas removed."""
+    """gsm8k answer extractor: the final answer after the last "####".
+
+    Args:
+        answer: a gsm8k-style solution ending in "#### <number>".
+
+    Returns:
+        The text after the last "####", stripped, with thousands commas removed.
+    """
     if "####" not in answer:
         raise ValueError(f"answer has no '####' final-answer marker: {answer[-80:]!r}")
     return answer.rsplit("####", 1)[1].strip().replace(",", "")
@@ -242,11 +270,19 @@ class ExternalQA:
         return cls(name=name or dataset.split("/")[0], sources=sources, **kwargs)
 
     def num_examples(self, split: str) -> int:
-        """Number of records in `split`."""
+        """Counts the records of `split` ("train" or "heldout")."""
         return len(self._source(split))
 
     def generate(self, split: str, index: int) -> Task:
-        """Task from record `index` of `split`."""
+        """Task from record `index` of `split`.
+
+        Args:
+            split: "train" or "heldout" (must be one of `sources`).
+            index: record index in [0, num_examples(split)).
+
+        Returns:
+            The task; `answer` is the extracted gold answer string.
+        """
         source = self._source(split)
         if not 0 <= index < len(source):
             raise ValueError(f"index must be in [0, {len(source)}) for split {split!r}, got {index}")
@@ -265,13 +301,25 @@ class ExternalQA:
         )
 
     def verify(self, task: Task, response: str) -> Verdict:
-        """Scores the final `<answer>` content with `metric`; malformed responses score 0."""
+        """Scores the stripped final `<answer>` content with `metric`.
+
+        Args:
+            task: a task of this family.
+            response: the full response (text before the answer tag is allowed).
+
+        Returns:
+            The verdict; `info["reason"]` starts with "correct", "partial" (a metric strictly
+            between 0 and 1), "wrong" or "malformed" (no single final answer tag: reward 0).
+        """
         content, reason = metrics.extract_answer(response)
         if content is None:
             return Verdict(0.0, {"reason": reason})
-        reward = float(self.metric(content.strip(), task.answer))
-        verdict = "correct" if reward == 1.0 else f"wrong: expected {task.answer!r}, got {content.strip()!r}"
-        return Verdict(reward, {"reason": verdict})
+        content = content.strip()
+        reward = float(self.metric(content, task.answer))
+        if reward == 1.0:
+            return Verdict(reward, {"reason": "correct"})
+        kind = "wrong:" if reward == 0.0 else f"partial: scored {reward:.3f},"
+        return Verdict(reward, {"reason": f"{kind} expected {task.answer!r}, got {content!r}"})
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         """Answers with the gold answer; with probability `noise` a near miss.

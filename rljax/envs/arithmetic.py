@@ -74,8 +74,9 @@ class ArithmeticFamily:
     def verify(self, task: Task, response: str) -> Verdict:
         """Reward 1 iff the response ends with `<answer>N</answer>` and N is the exact value.
 
-        N must be a canonical integer (optional `-`, no leading zeros, no spaces or separators
-        inside the tags); anything else is malformed and scores 0.
+        N must be a canonical integer (optional `-`, no leading zeros, no inner spaces or
+        separators; whitespace around it inside the tags is ignored); anything else is malformed
+        and scores 0.
 
         Args:
             task: a task of this family.
@@ -87,6 +88,7 @@ class ArithmeticFamily:
         content, reason = metrics.extract_answer(response)
         if content is None:
             return Verdict(0.0, {"reason": reason})
+        content = content.strip()
         if not _CANONICAL_INT.fullmatch(content):
             reason = f"malformed: answer {content!r} is not a plain integer like -12 or 82"
             return Verdict(0.0, {"reason": reason})

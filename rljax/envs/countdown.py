@@ -214,6 +214,12 @@ def parse(expression: str) -> Node:
 def evaluate(tree: Node) -> Fraction:
     """Exact rational value of an expression tree.
 
+    Args:
+        tree: a number or (operator, left, right).
+
+    Returns:
+        The value as a `Fraction` (so 7/2*2 is exactly 7).
+
     Raises:
         ExpressionError: on division by zero.
     """
@@ -233,12 +239,26 @@ def evaluate(tree: Node) -> Fraction:
 
 
 def leaves(tree: Node) -> list[int]:
-    """The numbers an expression uses, left to right."""
+    """Lists the numbers an expression tree uses.
+
+    Args:
+        tree: a number or (operator, left, right).
+
+    Returns:
+        The numbers, left to right, repeats included.
+    """
     return [tree] if isinstance(tree, int) else leaves(tree[1]) + leaves(tree[2])
 
 
 def render(tree: Node) -> str:
-    """Writes a tree with the fewest brackets that keep its meaning, e.g. "(50-25)*9"."""
+    """Writes a tree with the fewest brackets that keep its value, e.g. "(50-25)*9".
+
+    Args:
+        tree: a number or (operator, left, right).
+
+    Returns:
+        The expression text (no spaces); `parse` of it has the same value and numbers.
+    """
     if isinstance(tree, int):
         return str(tree)
     op, left, right = tree

@@ -95,7 +95,14 @@ def answer_items(text: str, *, drop_empty: bool = True) -> list[str]:
 
 
 def tokens(text: str) -> list[str]:
-    """Whitespace tokens of the normalised text."""
+    """Splits text into the tokens that token F1 and ROUGE-L compare.
+
+    Args:
+        text: any text.
+
+    Returns:
+        The whitespace-separated words of `normalize_text(text)`.
+    """
     return normalize_text(text).split()
 
 

@@ -48,7 +48,11 @@ def register(name: str, factory: Factory | str, *, overwrite: bool = False) -> N
 
 
 def names() -> list[str]:
-    """Returns the registered family names, sorted."""
+    """Lists the registered task families.
+
+    Returns:
+        The registered names, sorted.
+    """
     return sorted(_FACTORIES)
 
 
@@ -92,7 +96,16 @@ def content_split(content: str, *, heldout_fraction: float) -> str:
 
 
 def instance_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The generator that instance `index` of `split` draws from (deterministic, independent)."""
+    """The random generator that instance `index` of `split` draws from.
+
+    Args:
+        seed: the family seed (>= 0).
+        split: "train" or "heldout".
+        index: the instance index (>= 0).
+
+    Returns:
+        A numpy Generator seeded by (seed, split, index): same inputs, same stream.
+    """
     check_split(split)
     for arg, value in (("seed", seed), ("index", index)):
         if not isinstance(value, (int, np.integer)) or value < 0:
@@ -134,6 +147,10 @@ def sample_in_split(
 
 
 def check_heldout_fraction(heldout_fraction: float) -> None:
-    """Raises ValueError unless 0 < heldout_fraction < 1."""
+    """Validates a held-out share.
+
+    Args:
+        heldout_fraction: must satisfy 0 < heldout_fraction < 1, else ValueError.
+    """
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction!r}")

@@ -176,6 +176,13 @@ class TestExternalQA:
         assert family.verify(task, mistake).reward == 0.0
         with pytest.raises(ValueError, match="qa has no 'train' split"):
             family.generate("train", 0)
+        partial = tfds_builders.ExternalQA(name="f1", sources=family.sources, extract=str.strip,
+                                           metric=metrics.token_f1)
+        # pred tokens [10, -, 3] vs gold [10, -, 3, =, 7, ####, 7]: common 3, P = 1, R = 3/7,
+        # F1 = 2 * (3/7) / (10/7) = 0.6.
+        verdict = partial.verify(partial.generate("heldout", 0), "<answer>10 - 3</answer>")
+        assert verdict.reward == pytest.approx(0.6)
+        assert verdict.info["reason"] == "partial: scored 0.600, expected '10 - 3 = 7\\n#### 7', got '10 - 3'"
         wrong_field = tfds_builders.ExternalQA(name="q", sources=family.sources, prompt_field="problem")
         with pytest.raises(ValueError, match="has no field 'problem'"):
             wrong_field.generate("heldout", 0)

@@ -120,6 +120,9 @@ class TestVerify:
         verdict = self._verdict(f"<think>carry the one</think><answer>{self.task.answer}</answer>")
         assert verdict.reward == 1.0 and verdict.info["reason"] == "correct"
 
+    def test_whitespace_around_the_number_is_ignored(self):
+        assert self._verdict(f"<answer> {self.task.answer}\n</answer>").reward == 1.0
+
     def test_wrong(self):
         verdict = self._verdict(f"<answer>{self.task.answer + 1}</answer>")
         assert verdict.reward == 0.0
