@@ -3,7 +3,7 @@
 from rljax.rollout.agent import SingleTurnEpisode, rollout, start_episode
 from rljax.rollout.batch import bucket_length, pack_rows
 from rljax.rollout.expert import expert_actions, expert_trajectories
-from rljax.rollout.session import DecodeSessionProtocol, Generation, ScriptedSession
+from rljax.rollout.session import DecodeSessionProtocol, ScriptedSession
 from rljax.rollout.stages import MINI_RESEARCH_STAGES, NUM_STAGES, PAPER_STAGES, StageScheme, stage_ids
 from rljax.rollout.types import Trajectories
 
@@ -12,7 +12,6 @@ __all__ = [
     "NUM_STAGES",
     "PAPER_STAGES",
     "DecodeSessionProtocol",
-    "Generation",
     "ScriptedSession",
     "SingleTurnEpisode",
     "StageScheme",

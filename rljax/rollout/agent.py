@@ -20,6 +20,8 @@ Rewards:
   token budget"); the verifier's reward is kept in `info["verifier_reward"]` and its info (stage
   rewards included) in `info`; `truncated` is set. A cut action is never sent to the environment.
 
+Episodes with a `close()` method (terminal episodes own a sandbox) are closed once judged.
+
 `info[b]` is the verdict's info plus "uid" (the task) and "stop" ("done", "turn_limit" or
 "token_budget"); `stage_rewards` stacks `info[b]["stage_rewards"]` when the verdicts carry it.
 """
@@ -35,9 +37,10 @@ import transformers
 from rljax.data.chat import DEFAULT_FORMAT, ChatFormat, Rendered, Role, end_token_id, render_observation, render_prompt
 from rljax.envs.base import Episode, MultiTurnFamily, Observation, Task, TaskFamily, Verdict
 from rljax.rollout.batch import RowRecord, pack_rows
-from rljax.rollout.session import DecodeSessionProtocol, Generation
+from rljax.rollout.session import DecodeSessionProtocol
 from rljax.rollout.stages import StageScheme
 from rljax.rollout.types import Trajectories
+from rljax.sampling.session import Generation
 
 
 class SingleTurnEpisode:
@@ -209,6 +212,8 @@ def _check_lengths(rows: Sequence[_Row], lengths: Sequence[int]) -> None:
 
 def _finish(row: _Row, group_id: int, truncation_reward: float) -> RowRecord:
     verdict = row.episode.verdict()
+    if hasattr(row.episode, "close"):  # episodes that own a resource (a terminal sandbox) release it
+        row.episode.close()
     info = {**verdict.info, "uid": row.task.uid, "stop": row.stop}
     reward = verdict.reward
     if row.stop == "token_budget":

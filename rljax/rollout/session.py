@@ -2,32 +2,20 @@
 
 A decode session holds B growing token contexts (for a model: a KV cache). The rollout prefills the
 rendered prompts, asks for one assistant turn per active row, and appends the rendered observations.
-`rljax.sampling` implements the protocol with a model; `ScriptedSession` implements it by replaying
-given action texts, for tests and for expert demonstrations.
+`rljax.sampling.DecodeSession` implements the protocol with a model; `ScriptedSession` implements it
+by replaying given action texts, for tests and for expert demonstrations. Both return
+`rljax.sampling.Generation` records.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import transformers
 
 from rljax.data.chat import DEFAULT_FORMAT, ChatFormat, encode_action
-
-
-class Generation(NamedTuple):
-    """One row's generated turn.
-
-    Attributes:
-        tokens: generated ids, ending with the stop token when `stopped`.
-        logprobs: log-prob of each generated id under the sampling distribution (same length).
-        stopped: generation ended on a stop token (False: it ran out of `max_new_tokens`).
-    """
-
-    tokens: list[int]
-    logprobs: list[float]
-    stopped: bool
+from rljax.sampling.session import Generation
 
 
 @runtime_checkable

@@ -8,7 +8,8 @@ from keyhunt import KeyHuntFamily, masked_spans
 
 from rljax.data import ChatFormat, load_tokenizer
 from rljax.envs.arithmetic import ArithmeticFamily
-from rljax.rollout import Generation, ScriptedSession, rollout
+from rljax.rollout import ScriptedSession, rollout
+from rljax.sampling import Generation
 
 OBS_F00 = "$ cat f00\nk00=ab12\n(exit=0)"
 OBS_F01 = "$ cat f01\nk01=zz9q\n(exit=0)"

@@ -3,7 +3,8 @@
 import pytest
 
 from rljax.data import load_tokenizer
-from rljax.rollout import DecodeSessionProtocol, Generation, ScriptedSession
+from rljax.rollout import DecodeSessionProtocol, ScriptedSession
+from rljax.sampling import Generation
 
 END = 7  # <|end|>
 
