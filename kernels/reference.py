@@ -8,8 +8,8 @@ from kernels.types import TokenStats
 
 
 def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
-                          temperature: float = 1.0, teacher_hidden: jax.Array | None = None
-                          ) -> TokenStats:
+                          temperature: float = 1.0, teacher_hidden: jax.Array | None = None,
+                          stop_teacher_gradient: bool = False) -> TokenStats:
     """Token log-prob, entropy (and teacher statistics and JSD) from full [N, V] logits.
 
     logits = hidden @ w_unembed / temperature (grpo.md GRPO-1), log-softmax in float32; entropy
@@ -22,6 +22,8 @@ def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.
         targets: [N] int token ids in [0, V).
         temperature: tau > 0.
         teacher_hidden: optional [N, H] teacher hidden states (same weights, other context).
+        stop_teacher_gradient: treat the teacher distribution as a constant (no gradient through
+            the teacher rows or the teacher's use of w_unembed).
 
     Returns:
         TokenStats with float32 [N] fields.
@@ -40,6 +42,8 @@ def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.
     if teacher_hidden is None:
         return TokenStats(logprob, entropy)
     log_q = log_softmax(teacher_hidden)
+    if stop_teacher_gradient:
+        log_q = jax.lax.stop_gradient(log_q)
     teacher_logprob, teacher_entropy = logprob_and_entropy(log_q)
     log_m = jnp.logaddexp(log_p, log_q) - LOG_2
     jsd = 0.5 * jnp.sum(jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m),

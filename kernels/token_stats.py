@@ -27,12 +27,14 @@ class SweepConfig:
         temperature: tau > 0.
         block_sizes: tile sizes.
         platform: "cpu" (Pallas in interpret mode), "gpu" (Pallas Triton) or "tpu" (Mosaic).
+        stop_teacher_gradient: the teacher distribution is a constant in the backward.
     """
 
     impl: str
     temperature: float
     block_sizes: BlockSizes
     platform: str
+    stop_teacher_gradient: bool = False
 
     def engine(self, num_rows: int, vocab: int) -> Engine:
         """The tile passes for a problem with `num_rows` rows swept together and `vocab` columns."""
@@ -126,7 +128,8 @@ def backward(config: SweepConfig, res: Residuals, cotangents: TokenStats
 
     A cotangent that is None (a SymbolicZero or an absent teacher field) drops its term; a side
     (student or teacher rows) none of whose statistics reaches the objective is not swept at all,
-    so teacher statistics used as stop-gradient targets cost no backward work.
+    so teacher statistics used as stop-gradient targets cost no backward work. With
+    config.stop_teacher_gradient the teacher rows are swept only to form the JSD mixture.
     """
     g_lp, g_ent, g_tlp, g_tent, g_jsd = cotangents
     half_g_jsd = None if g_jsd is None else 0.5 * g_jsd
@@ -134,6 +137,7 @@ def backward(config: SweepConfig, res: Residuals, cotangents: TokenStats
     teacher = RowCotangent(res.teacher_entropy, g_tlp, g_tent, half_g_jsd, res.kl_teacher)
     active = [any(g is not None for g in (c.g_logprob, c.g_entropy, c.half_g_jsd))
               for c in (student, teacher)]
+    active[1] = active[1] and not config.stop_teacher_gradient
     if not any(active):
         return None, None, None
     candidates = [GradSide(res.hidden, res.targets, res.lse, student)]
@@ -181,7 +185,8 @@ def _token_stats_vjp(config: SweepConfig):
 
 def token_stats(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
                 temperature: float = 1.0, teacher_hidden: jax.Array | None = None,
-                impl: str = "auto", block_sizes: BlockSizes | None = None) -> TokenStats:
+                impl: str = "auto", block_sizes: BlockSizes | None = None,
+                stop_teacher_gradient: bool = False) -> TokenStats:
     """Per-token log-prob and entropy (and teacher statistics and JSD) without [N, V] logits.
 
     logits = hidden @ w_unembed / temperature (grpo.md GRPO-1); logprob = log_softmax(logits)[y],
@@ -206,6 +211,9 @@ def token_stats(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
         teacher_hidden: optional [N, H] teacher hidden states.
         impl: "auto", "pallas", "xla_chunked" or "reference".
         block_sizes: tile sizes; None uses BlockSizes.get_default(backend).
+        stop_teacher_gradient: treat the teacher distribution as a constant: no gradient reaches
+            teacher_hidden or w_unembed through the teacher, the JSD differentiates through the
+            student only (anti_sd.md ASD-3).
 
     Returns:
         TokenStats of float32 [N] arrays; teacher fields None without teacher_hidden.
@@ -216,8 +224,10 @@ def token_stats(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
     impl, platform = resolve_impl(impl)
     if impl == "reference":
         return token_stats_reference(hidden, w_unembed, targets, temperature=temperature,
-                                     teacher_hidden=teacher_hidden)
+                                     teacher_hidden=teacher_hidden,
+                                     stop_teacher_gradient=stop_teacher_gradient)
     if block_sizes is None:
         block_sizes = BlockSizes.get_default(platform)
-    config = SweepConfig(impl, float(temperature), block_sizes, platform)
+    config = SweepConfig(impl, float(temperature), block_sizes, platform,
+                         bool(stop_teacher_gradient))
     return _token_stats_vjp(config)(hidden, w_unembed, targets.astype(jnp.int32), teacher_hidden)
