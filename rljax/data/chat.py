@@ -107,9 +107,6 @@ class Rendered(NamedTuple):
     tokens: np.ndarray
     roles: np.ndarray
 
-    def __add__(self, other: Rendered) -> Rendered:
-        return Rendered(np.concatenate([self.tokens, other.tokens]), np.concatenate([self.roles, other.roles]))
-
     def __len__(self) -> int:
         return self.tokens.shape[0]
 

@@ -12,8 +12,6 @@ import dataclasses
 import numpy as np
 import transformers
 
-NUM_STAGES = 4
-
 
 @dataclasses.dataclass(frozen=True)
 class StageScheme:
