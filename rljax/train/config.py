@@ -48,6 +48,7 @@ class TaskSection:
         temperature: sampling temperature (the same tau is used in the loss).
         top_k: 0 = off.
         top_p: 1.0 = off.
+        num_tasks: training-epoch size (None: the family's `num_examples`, else 100,000).
     """
 
     family: str = "arithmetic"
@@ -60,6 +61,7 @@ class TaskSection:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    num_tasks: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

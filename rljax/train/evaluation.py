@@ -1,0 +1,88 @@
+"""Held-out evaluation: unbiased pass@k and majority-vote maj@k over k samples per prompt."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Sequence
+
+import jax
+import numpy as np
+from etils import epath
+
+from rljax import losses
+from rljax.rollout.types import Trajectories
+
+if TYPE_CHECKING:
+    from rljax.train.loop import Trainer
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+
+
+def final_answers(traj: Trajectories, tokenizer) -> list[str]:
+    """The last `<answer>...</answer>` of each row's generated text (else the whole last action)."""
+    out = []
+    for tokens, mask in zip(np.asarray(traj.tokens), np.asarray(traj.action_mask)):
+        text = tokenizer.decode(tokens[mask > 0].tolist(), skip_special_tokens=True)
+        found = _ANSWER.findall(text)
+        out.append(found[-1].strip() if found else text.strip())
+    return out
+
+
+def score_samples(rewards: np.ndarray, answers: Sequence[str], num_samples: int) -> dict[str, float]:
+    """pass@k (k = 1, 2, 4, ... <= n) and maj@n from per-sample rewards and final answers.
+
+    Args:
+        rewards: [P * n] rewards, a sample counts as correct when its reward is 1.
+        answers: [P * n] final answers (majority vote classes; "" does not vote).
+        num_samples: n samples per prompt.
+    """
+    correct = np.asarray(rewards).reshape(-1, num_samples) >= 1.0
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= num_samples]
+    metrics = {f"pass@{k}": float(np.mean([losses.pass_at_k(num_samples, int(c.sum()), k)
+                                           for c in correct])) for k in ks}
+    ids = np.empty(correct.shape, np.int32)
+    for p in range(correct.shape[0]):
+        classes: dict[str, int] = {}
+        for g in range(num_samples):
+            answer = answers[p * num_samples + g]
+            ids[p, g] = -1 if not answer else classes.setdefault(answer, len(classes))
+    metrics[f"maj@{num_samples}"] = float(np.mean(losses.maj_at_k(ids, correct)))
+    metrics["mean_reward"] = float(np.mean(rewards))
+    return metrics
+
+
+def evaluate(trainer: "Trainer", *, num_prompts: int, num_samples: int) -> dict[str, float]:
+    """Samples `num_samples` responses to each of the first `num_prompts` held-out tasks."""
+    from rljax.train.loop import model_state
+    from rljax.train.policy import sample_trajectories
+
+    if num_prompts <= 0:
+        return {}
+    tasks = [trainer.family.generate("heldout", i) for i in range(num_prompts)]
+    key = jax.random.fold_in(jax.random.key(trainer.config.train.seed + 1), int(trainer.state.step))
+    traj = sample_trajectories(model_state(trainer), trainer.family, tasks, trainer.tokenizer,
+                               trainer.config.task, key, group_size=num_samples)
+    return score_samples(np.asarray(traj.rewards), final_answers(traj, trainer.tokenizer),
+                         num_samples)
+
+
+class EvalLog:
+    """`eval.jsonl`: one line per evaluation; on resume, lines after `resume_step` are dropped."""
+
+    def __init__(self, path: str | epath.Path, *, resume_step: int = 0):
+        self.path = epath.Path(path)
+        lines = self.read()
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in lines
+                                     if resume_step and r["step"] <= resume_step))
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not metrics:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": int(step), **metrics}) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
