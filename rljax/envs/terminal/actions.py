@@ -10,7 +10,8 @@ The parser never raises on model text. It returns the first parseable command (t
     Unclosed <TAG> tag                     an opening tag with no closing tag after it
     Empty <TAG> block                      a complete block whose content is blank
     Text detected before first XML tag     non-blank text before the first think/cmd tag
-    Text detected after final XML tag      non-blank text after the last think/cmd tag
+    Text detected after final XML tag      non-blank text after the last think/cmd tag (unless
+                                           that tag is unclosed: the text is its content)
 
 A block's content is opaque: tags inside a complete block are part of its text. After an unclosed
 tag, scanning resumes right after it, so `<think> ... <cmd> ls </cmd>` still runs `ls`. When no
@@ -62,6 +63,7 @@ def parse_action(text: str) -> ParsedAction:
         raise ValueError(f"text must be str, got {type(text).__name__}")
     blocks: dict[str, list[str]] = {tag: [] for tag in TAGS}
     unclosed: list[str] = []
+    unclosed_at: set[int] = set()  # start offsets of opening tags that are never closed
     position = 0
     while (opening := _OPEN.search(text, position)) is not None:
         tag = opening.group(1)
@@ -69,6 +71,7 @@ def parse_action(text: str) -> ParsedAction:
         if closing < 0:
             if tag not in unclosed:
                 unclosed.append(tag)
+            unclosed_at.add(opening.start())
             position = opening.end()
         else:
             blocks[tag].append(text[opening.end() : closing])
@@ -85,7 +88,7 @@ def parse_action(text: str) -> ParsedAction:
     tags = list(_ANY_TAG.finditer(text))
     if tags and text[: tags[0].start()].strip():
         warnings.append("Text detected before first XML tag")
-    if tags and text[tags[-1].end() :].strip():
+    if tags and tags[-1].start() not in unclosed_at and text[tags[-1].end() :].strip():
         warnings.append("Text detected after final XML tag")
 
     commands = [block.strip() for block in blocks["cmd"] if block.strip()]

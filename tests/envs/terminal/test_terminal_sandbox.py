@@ -1,0 +1,208 @@
+"""Sandbox: a real bash confined by bubblewrap. Each escape attempt must end in a clear observation."""
+
+import functools
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from rljax.envs.terminal.render import render_observation
+from rljax.envs.terminal.sandbox import Sandbox, sandbox_available
+from rljax.envs.terminal.shell import MiniShell
+from rljax.envs.terminal.tasks import AppendLineFamily, FindValueFamily, WriteValueFamily
+
+pytestmark = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap with user namespaces is not available")
+
+FILES = {"/data/f00": "k01=ab12\nk02=cd34\n", "/data/sub/inner": "x=1\n"}
+
+
+@pytest.fixture
+def box():
+    sandbox = Sandbox(FILES, cwd="/data", timeout_s=3)
+    yield sandbox
+    sandbox.close()
+
+
+def test_runs_real_commands_and_keeps_the_working_directory(box):
+    assert box.run("cat f00").stdout == FILES["/data/f00"]
+    assert box.run("cd sub").exit_code == 0
+    assert box.run("pwd").stdout == "/data/sub\n"
+    assert box.run("cat inner | tr x y").stdout == "y=1\n"  # pipes work in a real shell
+    assert box.run("cd /nope").stderr.endswith("cd: /nope: No such file or directory\n")
+    assert box.cwd == "/data/sub"
+
+
+def test_state_is_visible_to_the_verifier(box):
+    box.run("mkdir out && echo hi > out/a")
+    assert box.read_file("/data/out/a") == "hi\n"
+    assert box.list_dir("/data") == ["f00", "out", "sub"]
+    assert box.read_file("/data/out") is None and box.list_dir("/data/f00") is None
+
+
+@pytest.mark.parametrize("command", ["cat /etc/passwd", "cat ../etc/passwd", "cat ../../../../etc/passwd",
+                                     "cd ..; cd ..; cat etc/passwd", "ls /root", "ls /home", "ls /work"])
+def test_host_files_are_not_visible(box, command):
+    assert os.path.exists("/etc/passwd")  # it exists on the host ...
+    result = box.run(command)  # ... but not inside
+    assert result.exit_code != 0 and "No such file or directory" in result.stderr
+    assert result.stdout == ""
+
+
+def test_writes_outside_the_directory_do_not_reach_the_host(box, tmp_path):
+    marker = f"rljax-sandbox-escape-{os.getpid()}"
+    assert "Read-only file system" in box.run("echo x > /usr/evil").stderr
+    box.run(f"echo x > /tmp/{marker}; echo x > ../{marker}; cd /; echo x > {marker}")
+    assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(f"/{marker}")
+    assert box.run(f"cat /tmp/{marker}").exit_code == 1  # /tmp is private to each command
+
+
+def test_symlinks_pointing_out_are_contained(box):
+    result = box.run("ln -s /etc/passwd link && cat link")
+    assert "No such file or directory" in result.stderr
+    box.run("ln -s /etc escape")
+    assert box.read_file("/data/link") is None  # the verifier never follows symlinks ...
+    assert box.read_file("/data/escape/passwd") is None  # ... not even in a path component
+    assert box.list_dir("/data/escape") is None
+    assert "Invalid cross-device link" in box.run("ln /usr/bin/env hardlink").stderr
+
+
+def test_verifier_paths_outside_the_workdir_are_refused(box):
+    assert box.read_file("/etc/passwd") is None
+    assert box.read_file("/data/../etc/passwd") is None
+    assert box.list_dir("/") is None
+
+
+def test_network_is_unreachable(box):
+    result = box.run("echo hi > /dev/tcp/1.1.1.1/80")
+    assert result.exit_code == 1 and "Network is unreachable" in result.stderr
+
+
+def test_sleeping_command_is_killed_at_the_timeout(box):
+    start = time.monotonic()
+    result = box.run("echo started; sleep 30")
+    assert time.monotonic() - start < 10
+    assert result.exit_code == 124 and result.stdout == "started\n"
+    assert result.stderr == "sandbox: command timed out after 3 s and was killed\n"
+    assert box.run("echo alive").stdout == "alive\n"  # the session goes on
+
+
+def test_background_processes_die_with_the_command(box):
+    start = time.monotonic()
+    assert box.run("sleep 30 & echo spawned").stdout == "spawned\n"
+    assert time.monotonic() - start < 3
+    assert box.run("ps -e -o comm=").stdout.split().count("sleep") == 0
+
+
+def test_huge_output_is_capped():
+    sandbox = Sandbox(FILES, timeout_s=5, max_output_bytes=10_000)
+    try:
+        result = sandbox.run("yes")
+        assert result.exit_code == 137 and len(result.stdout) == 10_000
+        assert result.stderr == "sandbox: output exceeded 10000 bytes; the command was killed\n"
+        text = render_observation("yes", result, max_output_chars=100)
+        assert text.startswith("Command 'yes' failed. Output: y\ny\n")
+        note = "sandbox: output exceeded 10000 bytes; the command was killed"
+        total = (10_000 - 1) + 1 + len(note)  # stdout without its last newline, a newline, stderr
+        assert f"[Output truncated: showing first 100 of {total} characters]" in text
+    finally:
+        sandbox.close()
+
+
+def test_fork_bomb_is_contained():
+    sandbox = Sandbox(FILES, timeout_s=3, max_processes=16)
+    try:
+        assert sandbox.run("ulimit -u").stdout == "16\n"
+        start = time.monotonic()
+        result = sandbox.run(":(){ :|:& };:; for i in $(seq 40); do sleep 5 & done; wait")
+        assert time.monotonic() - start < 10
+        assert "Resource temporarily unavailable" in result.stderr
+        assert sandbox.run("echo alive").stdout == "alive\n"
+    finally:
+        sandbox.close()
+
+
+def test_file_size_and_memory_limits():
+    sandbox = Sandbox(FILES, timeout_s=5, file_bytes=1 << 20, memory_bytes=256 << 20)
+    try:
+        result = sandbox.run("head -c 3000000 /dev/zero > big")
+        assert result.exit_code == 128 + 25  # SIGXFSZ
+        assert len(sandbox.read_file("/data/big")) == 1 << 20
+        if shutil.which("python3", path="/usr/bin:/bin"):
+            result = sandbox.run("python3 -c 'bytearray(1 << 30)'")
+            assert result.exit_code == 1 and "MemoryError" in result.stderr
+    finally:
+        sandbox.close()
+
+
+@pytest.mark.parametrize("command,limits", [
+    ("for i in 1 2 3; do head -c 600000 /dev/zero > f$i; done", {"disk_bytes": 1 << 20}),
+    ("touch a{1..80}", {"max_entries": 50}),
+])  # fmt: skip
+def test_disk_quota_ends_the_session(command, limits):
+    sandbox = Sandbox(FILES, timeout_s=5, **limits)
+    try:
+        result = sandbox.run(command)
+        assert result.fatal and "sandbox: disk quota exceeded" in result.stderr
+        assert sandbox.run("true").fatal  # still over quota: every later command says so
+    finally:
+        sandbox.close()
+
+
+def test_environment_is_scrubbed_and_privileges_dropped(monkeypatch):
+    monkeypatch.setenv("RLJAX_SECRET_TOKEN", "hunter2")
+    fresh = Sandbox(FILES)
+    try:
+        env = fresh.run("env").stdout
+        assert "hunter2" not in env and "RLJAX_SECRET_TOKEN" not in env
+        assert set(line.split("=")[0] for line in env.split()) <= {"PATH", "LC_ALL", "TERM", "HOME", "PWD", "SHLVL", "_", "OLDPWD"}
+        if os.geteuid() == 0:
+            assert fresh.run("id -u").stdout == "65534\n"
+        assert fresh.run("unshare -U true").exit_code != 0  # no nested user namespaces
+    finally:
+        fresh.close()
+
+
+def test_close_removes_the_directory_and_ends_the_session():
+    sandbox = Sandbox(FILES)
+    sandbox.run("mkdir d && chmod 000 d")
+    host_dir = sandbox._dir
+    sandbox.close()
+    sandbox.close()
+    assert not os.path.exists(host_dir)
+    assert sandbox.read_file("/data/f00") is None
+    with pytest.raises(RuntimeError, match="the sandbox is closed"):
+        sandbox.run("ls")
+
+
+def test_constructor_validation():
+    with pytest.raises(ValueError, match="outside workdir"):
+        Sandbox({"/etc/x": "y"})
+    with pytest.raises(ValueError, match="workdir must be a directory outside"):
+        Sandbox(workdir="/usr/x")
+    with pytest.raises(ValueError, match="timeout_s must be positive"):
+        Sandbox(timeout_s=0)
+    with pytest.raises(ValueError, match="cwd"):
+        Sandbox(FILES, cwd="/data/f00")
+
+
+@pytest.mark.parametrize("command", ["cat f00", "cat nope", "grep k02 f00", "head -n 1 f00", "wc -l f00",
+                                     "sort nope", "mkdir sub", "rm sub", "cp f00 sub", "mv nope x", "tail -n x f00"])
+def test_same_observations_as_the_minishell(box, command):
+    mini = MiniShell(FILES, cwd="/data")
+    assert render_observation(command, box.run(command)) == render_observation(command, mini.run(command))
+
+
+@pytest.mark.parametrize("family_cls", [FindValueFamily, WriteValueFamily, AppendLineFamily])
+def test_task_families_run_on_the_sandbox(family_cls):
+    family = family_cls(seed=0, backend=functools.partial(Sandbox, timeout_s=5))
+    for index in range(2):
+        task = family.generate("train", index)
+        actions = family.expert_actions(task, np.random.default_rng(index), noise=1.0)
+        with family.start(task) as episode:
+            for action in actions:
+                if episode.step(action).done:
+                    break
+            assert episode.verdict().reward == 1.0
+        assert family.verify(task, "<cmd> answer wrong </cmd>").reward == 0.0
