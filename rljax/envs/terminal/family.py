@@ -76,7 +76,8 @@ class TerminalFamily(abc.ABC):
         render_lib.check_max_output_chars(self.max_output_chars)
         if not isinstance(self.max_turns, int) or self.max_turns < self.min_turns:
             raise ValueError(
-                f"max_turns must be an int >= {self.min_turns} (the expert's minimum for {self.name}), got {self.max_turns!r}"
+                f"max_turns must be an int >= {self.min_turns} (the expert's minimum for {self.name}), "
+                f"got {self.max_turns!r}"
             )
         if not callable(self.backend):
             raise ValueError(f"backend must be a callable (files, dirs, cwd) -> TerminalBackend, got {self.backend!r}")
@@ -173,14 +174,28 @@ class TerminalFamily(abc.ABC):
 
 
 def act(thought: str, command: str) -> str:
-    """One well-formed action: `<think> THOUGHT </think> <cmd> COMMAND </cmd>`."""
+    """Formats one well-formed action (echo.md section 8.1's action format).
+
+    Args:
+        thought: the reasoning text.
+        command: the command line.
+
+    Returns:
+        "<think> THOUGHT </think> <cmd> COMMAND </cmd>".
+    """
     return f"<think> {thought} </think> <cmd> {command} </cmd>"
 
 
 def typo(command: str, rng: np.random.Generator) -> str:
-    """`command` with its program name misspelt (two adjacent letters swapped, or one dropped).
+    """Misspells the program name of `command` (two adjacent letters swapped, or one dropped).
 
-    The result is never a known command, so the shell answers "command not found".
+    Args:
+        command: a command line, e.g. "grep k01 f00".
+        rng: chooses the misspelling.
+
+    Returns:
+        The command with a misspelt program (e.g. "gerp k01 f00"); never a known command, so the
+        shell answers "command not found".
     """
     program, _, rest = command.partition(" ")
     candidates = [program[:i] + program[i + 1] + program[i] + program[i + 2 :] for i in range(len(program) - 1)]
@@ -191,6 +206,15 @@ def typo(command: str, rng: np.random.Generator) -> str:
 
 
 def other(items: list[str], avoid: str, rng: np.random.Generator) -> str:
-    """A uniformly drawn item of `items` different from `avoid`."""
+    """Draws an item other than `avoid`.
+
+    Args:
+        items: candidates (at least one differs from `avoid`).
+        avoid: the item to exclude.
+        rng: the random generator.
+
+    Returns:
+        A uniformly drawn item of `items` that is not `avoid`.
+    """
     choices = [item for item in items if item != avoid]
     return choices[int(rng.integers(len(choices)))]

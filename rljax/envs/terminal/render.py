@@ -48,7 +48,8 @@ def truncate_output(output: str, max_output_chars: int | None) -> str:
     check_max_output_chars(max_output_chars)
     if max_output_chars is None or len(output) <= max_output_chars:
         return output
-    return f"{output[:max_output_chars]}\n[Output truncated: showing first {max_output_chars} of {len(output)} characters]"
+    note = f"[Output truncated: showing first {max_output_chars} of {len(output)} characters]"
+    return f"{output[:max_output_chars]}\n{note}"
 
 
 def render_observation(
@@ -74,12 +75,20 @@ def render_observation(
 
 
 def check_render(render: str) -> None:
-    """Raises ValueError unless `render` is one of `RENDERS`."""
+    """Validates a render option.
+
+    Args:
+        render: must be one of `RENDERS`, else ValueError.
+    """
     if render not in RENDERS:
         raise ValueError(f"render must be one of {RENDERS}, got {render!r}")
 
 
 def check_max_output_chars(max_output_chars: int | None) -> None:
-    """Raises ValueError unless `max_output_chars` is None or a positive int."""
+    """Validates an output limit.
+
+    Args:
+        max_output_chars: must be None or a positive int, else ValueError.
+    """
     if max_output_chars is not None and (not isinstance(max_output_chars, int) or max_output_chars < 1):
         raise ValueError(f"max_output_chars must be a positive int or None, got {max_output_chars!r}")

@@ -37,6 +37,7 @@ import math
 import os
 import posixpath
 import selectors
+import shlex
 import shutil
 import signal
 import stat
@@ -85,7 +86,7 @@ class Sandbox:
 
     def __init__(
         self,
-        files: Mapping[str, str] = {},
+        files: Mapping[str, str] | None = None,
         dirs: Sequence[str] = (),
         cwd: str = "/data",
         *,
@@ -101,8 +102,11 @@ class Sandbox:
         run_as: int = 65534,
     ):
         self._workdir = check_absolute("workdir", workdir)
-        if self._workdir == "/" or self._workdir.split("/")[1] in ("usr", "proc", "dev", "tmp"):
-            raise ValueError(f"workdir must be a directory outside /usr, /proc, /dev and /tmp, got {workdir!r}")
+        mounts = (*read_only_paths, *_TOP_LEVEL_LINKS, "/proc", "/dev", "/tmp")
+        if self._workdir == "/" or any(_nested(self._workdir, mount) for mount in mounts):
+            raise ValueError(f"workdir must not be /, contain or lie inside one of {mounts}, got {workdir!r}")
+        if not isinstance(run_as, int) or run_as < 1:
+            raise ValueError(f"run_as must be a positive (non-root) uid, got {run_as!r}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
         for name, value in (("memory_bytes", memory_bytes), ("file_bytes", file_bytes), ("disk_bytes", disk_bytes),
@@ -122,7 +126,9 @@ class Sandbox:
         self._finalizer = weakref.finalize(self, _remove_tree, self._dir)
         for path in dirs:
             os.makedirs(self._host_path("dirs entry", path), exist_ok=True)
-        for path, text in files.items():
+        for path, text in (files or {}).items():
+            if not isinstance(text, str):
+                raise ValueError(f"files[{path!r}] must be str, got {type(text).__name__}")
             host = self._host_path("files key", path)
             os.makedirs(os.path.dirname(host), exist_ok=True)
             with open(host, "w", encoding="utf-8", newline="") as f:
@@ -138,7 +144,7 @@ class Sandbox:
         self._cwd = cwd
         wrapper = _WRAPPER.format(
             cpu=math.ceil(self._timeout_s), memory_kib=memory_bytes // 1024, file_kib=max(1, file_bytes // 1024),
-            processes=max_processes, workdir=self._workdir,
+            processes=max_processes, workdir=shlex.quote(self._workdir),
         )  # fmt: skip
         self._argv = [*_bwrap_argv(read_only_paths, disk_bytes), "--bind", self._dir, self._workdir, "--chdir",
                       self._workdir, "--", "/bin/bash", "--noprofile", "--norc", "-c", wrapper, "bash"]  # fmt: skip
@@ -156,16 +162,26 @@ class Sandbox:
 
         Returns:
             stdout, stderr and exit status; a killed command (timeout, output limit) has a note
-            on stderr and exit 124 / 137; `fatal` when the directory exceeds its disk quota.
+            on stderr and exit 124 / 137; a command bash cannot take (a NUL character, text that
+            is not UTF-8) gives exit 2 and a note; `fatal` when the directory exceeds its quota.
         """
+        if not isinstance(command, str):
+            raise ValueError(f"command must be str, got {type(command).__name__}")
         if not self._finalizer.alive:
             raise RuntimeError("the sandbox is closed")
+        if "\0" in command:
+            return CommandResult("", "sandbox: the command contains a NUL character\n", 2)
+        try:
+            command.encode("utf-8")
+        except UnicodeEncodeError:
+            return CommandResult("", "sandbox: the command is not valid UTF-8\n", 2)
         cwd_read, cwd_write = os.pipe()
         try:
             process = subprocess.Popen(
                 [*self._argv, self._cwd, command, str(cwd_write)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(cwd_write,),
-                start_new_session=True, user=self._uid, group=self._uid, extra_groups=[] if self._uid is not None else None,
+                start_new_session=True, user=self._uid, group=self._uid,
+                extra_groups=None if self._uid is None else [],
             )  # fmt: skip
         finally:
             os.close(cwd_write)
@@ -302,6 +318,11 @@ def _bwrap_argv(read_only_paths: Sequence[str], tmp_bytes: int) -> list[str]:
         elif os.path.isdir(path):
             argv += ["--ro-bind", path, path]
     return argv + ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether absolute paths `a` and `b` are equal or one lies inside the other."""
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
 
 
 def _remove_tree(path: str) -> None:

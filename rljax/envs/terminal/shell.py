@@ -43,11 +43,11 @@ class MiniShell:
         cwd: the initial working directory (must exist once `files` and `dirs` are created).
     """
 
-    def __init__(self, files: Mapping[str, str] = {}, dirs: Sequence[str] = (), cwd: str = "/"):
+    def __init__(self, files: Mapping[str, str] | None = None, dirs: Sequence[str] = (), cwd: str = "/"):
         self._root: dict = {}
         for path in dirs:
             self._make_dirs(check_absolute("dirs entry", path))
-        for path, text in files.items():
+        for path, text in (files or {}).items():
             path = check_absolute("files key", path)
             if not isinstance(text, str):
                 raise ValueError(f"files[{path!r}] must be str, got {type(text).__name__}")
@@ -83,6 +83,8 @@ class MiniShell:
         Returns:
             The command's stdout, stderr and exit code.
         """
+        if not isinstance(command, str):
+            raise ValueError(f"command must be str, got {type(command).__name__}")
         lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         try:

@@ -1,21 +1,23 @@
 """Terminal task families: find a value, create or edit files, count or aggregate.
 
-| family                  | prompt                                        | reward 1 iff                               | turns |
-|-------------------------|-----------------------------------------------|--------------------------------------------|-------|
-| terminal_find_value     | Q: value of KEY ?                             | `answer V` gives KEY's value (echo.md 8.1) | 3     |
-| terminal_write_value    | Q: write the value of KEY to /data/out.txt    | /data/out.txt holds the value              | 4     |
-| terminal_backup_file    | Q: copy FILE into a new directory /data/DIR   | /data/DIR/FILE is a copy, FILE unchanged   | 4     |
-| terminal_append_line    | Q: add the line NEW=VAL to FILE               | FILE gained exactly that line, no other    | 3     |
-|                         |                                               | world file changed                         |       |
-| terminal_count_files    | Q: how many files are in /data/inbox ?        | `answer N` gives the count                 | 3     |
-| terminal_sum_numbers    | Q: sum of the numbers in /data/numbers.txt ?  | `answer N` gives the sum                   | 3     |
+| family               | prompt                                       | reward 1 iff                       | turns |
+|----------------------|----------------------------------------------|------------------------------------|-------|
+| terminal_find_value  | Q: value of KEY ?                            | `answer V` gives KEY's value       | 3     |
+| terminal_write_value | Q: write the value of KEY to /data/out.txt   | /data/out.txt holds the value      | 4     |
+| terminal_backup_file | Q: copy FILE into a new directory /data/DIR  | /data/DIR/FILE is a copy, FILE     | 4     |
+|                      |                                              | unchanged                          |       |
+| terminal_append_line | Q: add the line NEW=VAL to FILE              | FILE gained exactly that line, no  | 3     |
+|                      |                                              | other world file changed           |       |
+| terminal_count_files | Q: how many files are in /data/inbox ?       | `answer N` gives the count         | 3     |
+| terminal_sum_numbers | Q: sum of the numbers in /data/numbers.txt ? | `answer N` gives the sum           | 3     |
 
-All share the world of their seed (`world.make_world`); the last two add per-task files. Splits
-follow the registry's content-hash rule; for the key families the hashed content is the key (with
-the world seed), so a held-out key is never a training query of either key family. File-state
-tasks are judged on the final file system whatever the answer (`answer done` just ends early).
-Experts make, per spare turn, a mistake with probability `noise`: a look at the wrong file or a
-misspelt command (both recoverable); with noise 0 they solve every task.
+The first is echo.md section 8.1's episode. All share the world of their seed
+(`world.make_world`); the last two add per-task files. Splits follow the registry's content-hash
+rule; for the key families the hashed content is the key (with the world seed), so a held-out key
+is never a training query of either key family. File-state tasks are judged on the final file
+system whatever the answer (`answer done` just ends early). Experts make, per spare turn, a
+mistake with probability `noise`: a look at the wrong file or a misspelt command (both
+recoverable); with noise 0 they solve every task.
 """
 
 from __future__ import annotations
@@ -41,7 +43,15 @@ _DONE = ("Done.", "answer done")
 
 
 def key_content(seed: int, key: str) -> str:
-    """The hashed content of a key query: the split of a key is shared by the key families."""
+    """The canonical content of a key query, hashed by the registry's split rule.
+
+    Args:
+        seed: the world seed.
+        key: the queried key.
+
+    Returns:
+        "world{seed}/{key}"; both key families use it, so they split the keys the same way.
+    """
     return f"world{seed}/{key}"
 
 
@@ -141,7 +151,8 @@ class BackupFileFamily(TerminalFamily):
         """`mkdir /data/DIR`, `cp FILE /data/DIR`, `answer done`; mistakes: a misspelt command,
         or copying a wrong file into the new directory first (harmless to the verdict)."""
         name, directory = task.meta["file"], f"{ROOT}/{task.meta['dir']}"
-        steps = [(f"Create {directory} first.", f"mkdir {directory}"), (f"Copy {name} into it.", f"cp {name} {directory}")]
+        steps = [(f"Create {directory} first.", f"mkdir {directory}"),
+                 (f"Copy {name} into it.", f"cp {name} {directory}")]  # fmt: skip
         for _ in range(self._mistake_slots(rng, noise)):
             if rng.random() < 0.5:
                 wrong = other(self.world.file_names, name, rng)
@@ -228,7 +239,8 @@ class CountFilesFamily(TerminalFamily):
             act("List the inbox.", typo(command, rng)) if rng.random() < 0.5 else act("List the files.", f"ls {ROOT}")
             for _ in range(self._mistake_slots(rng, noise))
         ]
-        return actions + [act("List the inbox.", command), act(f"There are {task.answer} files.", f"answer {task.answer}")]
+        answer = act(f"There are {task.answer} files.", f"answer {task.answer}")
+        return actions + [act("List the inbox.", command), answer]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,12 +271,15 @@ class SumNumbersFamily(TerminalFamily):
         for _ in range(self._mistake_slots(rng, noise)):
             wrong = f"cat {self.world.file_names[int(rng.integers(self.num_files))]}"
             actions.append(act("Read the numbers.", typo(command, rng) if rng.random() < 0.5 else wrong))
-        return actions + [act("Read the numbers.", command), act(f"They sum to {task.answer}.", f"answer {task.answer}")]
+        answer = act(f"They sum to {task.answer}.", f"answer {task.answer}")
+        return actions + [act("Read the numbers.", command), answer]
 
 
 FAMILIES = {
     family.name: family
-    for family in (FindValueFamily, WriteValueFamily, BackupFileFamily, AppendLineFamily, CountFilesFamily, SumNumbersFamily)
+    for family in (
+        FindValueFamily, WriteValueFamily, BackupFileFamily, AppendLineFamily, CountFilesFamily, SumNumbersFamily
+    )
 }
 
 

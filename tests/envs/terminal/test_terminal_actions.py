@@ -14,7 +14,8 @@ CASES = [
     ("<think> look </think> <cmd> ls </cmd>", ParsedAction("ls", (), None)),
     ("<think>a</think>\n<cmd>grep k01 f00</cmd>\n", ParsedAction("grep k01 f00", (), None)),
     ("<cmd> ls </cmd>", ParsedAction("ls", (MISSING,), None)),
-    ("<think>a</think><think>b</think><cmd>ls</cmd>", ParsedAction("ls", ("Found 2 <think> blocks, expected 1",), None)),
+    ("<think>a</think><think>b</think><cmd>ls</cmd>",
+     ParsedAction("ls", ("Found 2 <think> blocks, expected 1",), None)),
     ("<think>a</think><cmd>ls</cmd><cmd>pwd</cmd>", ParsedAction("ls", ("Found 2 <cmd> blocks, expected 1",), None)),
     ("<think> a <cmd> ls </cmd>", ParsedAction("ls", ("Unclosed <think> tag",), None)),
     ("<think>a</think> <cmd> ls", ParsedAction(None, ("Unclosed <cmd> tag",), NO_TOOL_CALL)),
@@ -54,7 +55,8 @@ def test_non_string_is_rejected():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["<think>", "</think>", "<cmd>", "</cmd>", " ", "ls", "x", "\n", "<", ">"]), max_size=12))
+@given(st.lists(st.sampled_from(["<think>", "</think>", "<cmd>", "</cmd>", " ", "ls", "x", "\n", "<", ">"]),
+                max_size=12))
 def test_any_text_parses_to_a_well_formed_action(pieces):
     parsed = parse_action("".join(pieces))
     assert (parsed.command is None) == (parsed.error is not None)

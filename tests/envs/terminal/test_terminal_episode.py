@@ -28,7 +28,8 @@ def test_is_an_episode():
 def test_command_then_answer():
     episode = make()
     obs = episode.step("<think> k01 is in f00. </think> <cmd> grep k01 f00 </cmd>")
-    assert obs == Observation("Command 'grep k01 f00' executed successfully. Output: k01=ab12\n\n(exit_code=0)", "", False)
+    text = "Command 'grep k01 f00' executed successfully. Output: k01=ab12\n\n(exit_code=0)"
+    assert obs == Observation(text, "", False)
     assert episode.step("<think> got it </think> <cmd> answer ab12 </cmd>") == Observation("", "", True)
     verdict = episode.verdict()
     assert verdict.reward == 1.0

@@ -28,7 +28,8 @@ def test_harness_failure_with_stderr_only_and_empty_output():
 
 
 def test_compact():
-    assert render_observation("cat f00", CommandResult("a=1\nb=2\n", "", 0), render="compact") == "$ cat f00\na=1\nb=2\n(exit=0)"
+    text = render_observation("cat f00", CommandResult("a=1\nb=2\n", "", 0), render="compact")
+    assert text == "$ cat f00\na=1\nb=2\n(exit=0)"
     assert render_observation("foo", CommandResult("", "bash: foo: command not found\n", 127), render="compact") == (
         "$ foo\nbash: foo: command not found\n(exit=127)"
     )
@@ -40,7 +41,10 @@ def test_truncation_keeps_the_start_and_appends_the_note():
     assert truncate_output("abcd", 4) == "abcd"
     assert truncate_output("abcd" * 100, None) == "abcd" * 100
     text = render_observation("cat big", CommandResult("x" * 30 + "\n", "", 0), max_output_chars=8)
-    assert text == "Command 'cat big' executed successfully. Output: xxxxxxxx\n[Output truncated: showing first 8 of 30 characters]\n\n(exit_code=0)"
+    assert text == (
+        "Command 'cat big' executed successfully. Output: xxxxxxxx\n"
+        "[Output truncated: showing first 8 of 30 characters]\n\n(exit_code=0)"
+    )
 
 
 def test_command_output_strips_only_trailing_newlines():

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from rljax.envs.base import Verdict
+from rljax.envs.terminal.episode import TerminalEpisode
 from rljax.envs.terminal.render import render_observation
 from rljax.envs.terminal.sandbox import Sandbox, sandbox_available
 from rljax.envs.terminal.shell import MiniShell
@@ -156,7 +158,8 @@ def test_environment_is_scrubbed_and_privileges_dropped(monkeypatch):
     try:
         env = fresh.run("env").stdout
         assert "hunter2" not in env and "RLJAX_SECRET_TOKEN" not in env
-        assert set(line.split("=")[0] for line in env.split()) <= {"PATH", "LC_ALL", "TERM", "HOME", "PWD", "SHLVL", "_", "OLDPWD"}
+        allowed = {"PATH", "LC_ALL", "TERM", "HOME", "PWD", "SHLVL", "_", "OLDPWD"}
+        assert {line.split("=")[0] for line in env.split()} <= allowed
         if os.geteuid() == 0:
             assert fresh.run("id -u").stdout == "65534\n"
         assert fresh.run("unshare -U true").exit_code != 0  # no nested user namespaces
@@ -179,8 +182,14 @@ def test_close_removes_the_directory_and_ends_the_session():
 def test_constructor_validation():
     with pytest.raises(ValueError, match="outside workdir"):
         Sandbox({"/etc/x": "y"})
-    with pytest.raises(ValueError, match="workdir must be a directory outside"):
-        Sandbox(workdir="/usr/x")
+    for workdir in ("/usr/x", "/etc", "/tmp", "/"):
+        with pytest.raises(ValueError, match="workdir must not be /, contain or lie inside"):
+            Sandbox(workdir=workdir)
+    with pytest.raises(ValueError, match="run_as must be a positive"):
+        Sandbox(run_as=0)
+    sandbox = Sandbox({"/my work/f": "x\n"}, workdir="/my work", cwd="/my work")
+    assert sandbox.run("cat f; pwd").stdout == "x\n/my work\n"
+    sandbox.close()
     with pytest.raises(ValueError, match="timeout_s must be positive"):
         Sandbox(timeout_s=0)
     with pytest.raises(ValueError, match="cwd"):
@@ -206,3 +215,16 @@ def test_task_families_run_on_the_sandbox(family_cls):
                     break
             assert episode.verdict().reward == 1.0
         assert family.verify(task, "<cmd> answer wrong </cmd>").reward == 0.0
+
+
+def test_fatal_result_ends_the_episode():
+    judge = lambda backend, answer: Verdict(0.0, {"reason": "unused"})  # noqa: E731
+    with TerminalEpisode(Sandbox(FILES, max_entries=10), judge, max_turns=5) as episode:
+        obs = episode.step("<think> fill </think> <cmd> touch a{1..20} </cmd>")
+        assert obs.done and "sandbox: disk quota exceeded" in obs.text
+
+
+def test_commands_bash_cannot_take_give_an_error_result(box):
+    assert box.run("echo a\0b").stderr == "sandbox: the command contains a NUL character\n"
+    assert box.run("echo \ud800").exit_code == 2
+    assert box.run("printf '\\xff\\xfe'").stdout == "\ufffd\ufffd"  # undecodable output is replaced
