@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rljax.losses._checks import check_choice, check_rank, check_shape
 
@@ -107,8 +108,9 @@ def anti_sd_advantages(
         A_tok[b, t] = sg(A_seq[b] * (1 + coef * delta[b, t]) * mask[b, t])    compose="mult"
     The (kernel, direction) table: Anti-SD = (jsd_token_penalty, "ascent") (default); plain
     self-distillation = (rkl_token_penalty, "descent"), delta = +u; reverse-KL ascent ablation =
-    (rkl_token_penalty, "ascent"), delta = -u. Groups with all-equal rewards (A_seq = 0) keep the
-    token term; nothing is filtered.
+    (rkl_token_penalty, "ascent"), delta = -u; the no-teacher ablation passes
+    `teacher_logprobs = zeros` (u = -s, spec section 8). Groups with all-equal rewards (A_seq = 0)
+    keep the token term; nothing is filtered.
 
     Differs from the paper: the multiplicative composition is not given exactly in the paper;
     `A_seq * (1 + coef * delta)` is the library's choice (spec ASD-4).
@@ -237,7 +239,8 @@ def entropy_gate_init(*, warmup_steps: int = 5, down_ratio: float = 0.93,
     Returns:
         A `GateState` with gate 0.
     """
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
+    if (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer))
+            or warmup_steps < 1):
         raise ValueError(f"warmup_steps must be an integer >= 1, got {warmup_steps!r}")
     if not 0.0 < down_ratio <= 1.0:
         raise ValueError(f"down_ratio must be in (0, 1], got {down_ratio}")

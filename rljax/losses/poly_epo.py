@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljax.losses._checks import check_choice, check_positive, check_rank, check_shape
+from rljax.losses._checks import check_choice, check_rank, check_shape
 
 __all__ = [
     "ClusterFn",
@@ -51,6 +51,10 @@ class ScoreFn(Protocol):
 
     def __call__(self, rewards: jax.Array, cluster_ids: jax.Array, *,
                  degenerate: int) -> jax.Array: ...
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _check_cluster_ids(cluster_ids: chex.Array, shape: tuple[int, ...]) -> None:
@@ -152,7 +156,7 @@ def poly_epo_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, set_siz
     check_rank("rewards", rewards, 2)
     _check_cluster_ids(cluster_ids, jnp.shape(rewards))
     num_prompts, num_items = jnp.shape(rewards)
-    if isinstance(set_size, bool) or not isinstance(set_size, int) or not 1 <= set_size <= num_items:
+    if not _is_int(set_size) or not 1 <= set_size <= num_items:
         raise ValueError(f"set_size must be an integer in [1, N = {num_items}], got {set_size!r}")
     check_choice("form", form, _FORMS)
     total = math.comb(num_items, set_size)
@@ -169,7 +173,8 @@ def poly_epo_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, set_siz
         subsets = jnp.broadcast_to(jnp.asarray(_all_subsets(num_items, set_size)),
                                    (num_prompts, total, set_size))
     else:
-        check_positive("num_subsets", num_subsets)
+        if not _is_int(num_subsets) or num_subsets < 1:
+            raise ValueError(f"num_subsets must be an integer >= 1, got {num_subsets!r}")
         if num_subsets > total and total <= max_enumerated:
             raise ValueError(f"num_subsets={num_subsets} exceeds the C(N={num_items}, "
                              f"n={set_size}) = {total} distinct subsets")
@@ -180,11 +185,12 @@ def poly_epo_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, set_siz
     set_ids = jnp.take_along_axis(ids[:, None, :], subsets, axis=2)         # [P, M, n]
     scores = score_fn(set_rewards, set_ids, degenerate=degenerate)          # [P, M]
     set_adv = scores - jnp.mean(scores, axis=1, keepdims=True)
-    membership = jnp.sum(jax.nn.one_hot(subsets, num_items, dtype=jnp.float32), axis=2)  # [P,M,N]
-    adv_sum = jnp.einsum("pmn,pm->pn", membership, set_adv)
+    scatter = jax.vmap(lambda values, idx: jnp.zeros(num_items, jnp.float32).at[idx].add(
+        jnp.broadcast_to(values[:, None], idx.shape)))
+    adv_sum = scatter(set_adv, subsets)                                     # [P, N]
     if form == "sum":
         return jax.lax.stop_gradient(adv_sum)
-    count = jnp.sum(membership, axis=1)
+    count = scatter(jnp.ones_like(set_adv), subsets)                        # [P, N]
     return jax.lax.stop_gradient(jnp.where(count > 0, adv_sum / jnp.maximum(count, 1.0), 0.0))
 
 

@@ -281,3 +281,31 @@ def test_gate_state_survives_an_orbax_checkpoint(tmp_path):
 def test_bad_input_raises_value_error_naming_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
+
+
+def test_vmaps_over_micro_batches():
+    seq_adv = np.array([[0.5], [0.0]], np.float32)
+    stack = lambda x: np.stack([x, x])  # noqa: E731
+    got = jax.jit(jax.vmap(anti_sd_advantages))(seq_adv, stack(STUDENT), stack(TEACHER),
+                                                 stack(MASK))
+    np.testing.assert_allclose(got, [[[0.641555, 0.5, 0.141555]], [[0.141555, 0.0, -0.358445]]],
+                               atol=2e-6)
+
+
+def test_on_policy_gradient_flows_only_through_policy_logprobs():
+    # ASD-6: on-policy (rho = 1) the token-mean surrogate's gradient is -A_tok / N per valid token,
+    # and nothing reaches the rollout-time student or the teacher log-probs.
+    from rljax.losses.policy import policy_loss
+
+    mask = np.array([[1, 1, 1, 0]], np.float32)
+    student = np.array([[-1.2, -0.7, -2.5, -9.0]], np.float32)
+    teacher = np.array([[-3.2, -0.7, -0.5, 4.0]], np.float32)
+
+    def loss(logp, student, teacher):
+        a_tok = anti_sd_advantages(np.array([0.5], np.float32), student, teacher, mask)
+        return policy_loss(logp, student, a_tok, mask)[0]
+
+    g_logp, g_student, g_teacher = jax.grad(loss, argnums=(0, 1, 2))(student, student, teacher)
+    np.testing.assert_allclose(g_logp, [[-0.641555 / 3, -0.5 / 3, -0.141555 / 3, 0.0]], atol=1e-6)
+    np.testing.assert_array_equal(g_student, np.zeros((1, 4)))
+    np.testing.assert_array_equal(g_teacher, np.zeros((1, 4)))

@@ -27,6 +27,9 @@ from rljax.losses.rubric_em import (
 VARIANTS = pytest.mark.parametrize(
     "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
 SETTINGS = hypothesis.settings(max_examples=30, deadline=None)
+# Hypothesis examples reuse compiled programs (fixed shapes, static std and eps).
+JIT_STAGEWISE = jax.jit(stagewise_advantages, static_argnames=("std", "eps"))
+JIT_GROUP = jax.jit(group_advantages, static_argnames=("std", "eps"))
 
 # E2/E3 stage scores of four rollouts of one query.
 E3_REWARDS = np.array([[[0.8, 0.5, 0.6, 0.7],
@@ -120,7 +123,7 @@ def test_stagewise_matches_reference(rewards, upper, std):
     lam = np.eye(3, dtype=np.float32)
     lam[0, 1], lam[0, 2], lam[1, 2] = upper
     eps = 1e-8 if std == "population" else 1e-6
-    got = jax.jit(functools.partial(stagewise_advantages, std=std, eps=eps))(rewards, lam)
+    got = JIT_STAGEWISE(rewards, lam, std=std, eps=eps)
     expected = _reference_stagewise(rewards, lam, ddof=0 if std == "population" else 1, eps=eps)
     # float32 rounding of near-equal returns divided by a tiny std: compare where spread is real.
     returns = np.einsum("pij,kj->pik", rewards.astype(np.float64), lam)
@@ -134,12 +137,13 @@ def test_stagewise_matches_reference(rewards, upper, std):
     std=st.sampled_from(["population", "unbiased"]))
 def test_single_stage_reduces_to_grpo(rewards, std):
     eps = 1e-8 if std == "population" else 1e-6
-    got = stagewise_advantages(rewards[..., None], np.ones((1, 1), np.float32), std=std, eps=eps)
+    got = np.asarray(JIT_STAGEWISE(rewards[..., None], np.ones((1, 1), np.float32), std=std,
+                                   eps=eps))
     tied = np.all(rewards == rewards[:, :1], axis=1)
     np.testing.assert_array_equal(got[tied], 0.0)  # exact zero, whatever the mean's rounding
     # Elsewhere it is the GRPO group advantage of the base module ...
-    np.testing.assert_allclose(got[~tied, :, 0], group_advantages(rewards, std=std, eps=eps)[~tied],
-                               rtol=1e-6, atol=1e-6)
+    grpo = np.asarray(JIT_GROUP(rewards, std=std, eps=eps))
+    np.testing.assert_allclose(got[~tied, :, 0], grpo[~tied], rtol=1e-6, atol=1e-6)
     # ... and the hand formula, where float32 cancellation is not amplified by a tiny std.
     centred = rewards.astype(np.float64) - rewards.mean(1, keepdims=True, dtype=np.float64)
     scale = rewards.std(1, ddof=0 if std == "population" else 1, keepdims=True, dtype=np.float64)
