@@ -13,7 +13,14 @@ Importing this package registers the families of `tasks.FAMILIES` in `rljax.envs
 """
 
 from rljax.envs import registry
-from rljax.envs.terminal.actions import NO_COMMANDS, NO_TOOL_CALL, ParsedAction, answer_value, parse_action
+from rljax.envs.terminal.actions import (
+    NO_COMMANDS,
+    NO_TOOL_CALL,
+    ParsedAction,
+    answer_value,
+    cmd_blocks,
+    parse_action,
+)
 from rljax.envs.terminal.backend import CommandResult, TerminalBackend
 from rljax.envs.terminal.episode import TerminalEpisode
 from rljax.envs.terminal.family import SYSTEM_PROMPT, TerminalFamily
@@ -55,6 +62,7 @@ __all__ = [
     "World",
     "WriteValueFamily",
     "answer_value",
+    "cmd_blocks",
     "command_output",
     "make_world",
     "parse_action",

@@ -59,24 +59,7 @@ def parse_action(text: str) -> ParsedAction:
     Returns:
         The parsed action (never raises on any string).
     """
-    if not isinstance(text, str):
-        raise ValueError(f"text must be str, got {type(text).__name__}")
-    blocks: dict[str, list[str]] = {tag: [] for tag in TAGS}
-    unclosed: list[str] = []
-    unclosed_at: set[int] = set()  # start offsets of opening tags that are never closed
-    position = 0
-    while (opening := _OPEN.search(text, position)) is not None:
-        tag = opening.group(1)
-        closing = text.find(f"</{tag}>", opening.end())
-        if closing < 0:
-            if tag not in unclosed:
-                unclosed.append(tag)
-            unclosed_at.add(opening.start())
-            position = opening.end()
-        else:
-            blocks[tag].append(text[opening.end() : closing])
-            position = closing + len(f"</{tag}>")
-
+    blocks, unclosed, unclosed_at = _scan(text)
     warnings = []
     if not blocks["think"] and "think" not in unclosed:
         warnings.append("Missing <think> block")
@@ -95,6 +78,42 @@ def parse_action(text: str) -> ParsedAction:
     if commands:
         return ParsedAction(commands[0], tuple(warnings), None)
     return ParsedAction(None, tuple(warnings), NO_COMMANDS if blocks["cmd"] else NO_TOOL_CALL)
+
+
+def cmd_blocks(text: str) -> list[str]:
+    """Contents of every complete `<cmd>` block, in order, scanned as `parse_action` scans.
+
+    A `<cmd>` tag inside a think block is thought, not a command, exactly as for one action.
+
+    Args:
+        text: any text, e.g. several actions concatenated.
+
+    Returns:
+        The raw (unstripped) contents of the cmd blocks.
+    """
+    return _scan(text)[0]["cmd"]
+
+
+def _scan(text: str) -> tuple[dict[str, list[str]], list[str], set[int]]:
+    """Finds the complete blocks (opaque contents), the unclosed tags and their offsets."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be str, got {type(text).__name__}")
+    blocks: dict[str, list[str]] = {tag: [] for tag in TAGS}
+    unclosed: list[str] = []
+    unclosed_at: set[int] = set()  # start offsets of opening tags that are never closed
+    position = 0
+    while (opening := _OPEN.search(text, position)) is not None:
+        tag = opening.group(1)
+        closing = text.find(f"</{tag}>", opening.end())
+        if closing < 0:
+            if tag not in unclosed:
+                unclosed.append(tag)
+            unclosed_at.add(opening.start())
+            position = opening.end()
+        else:
+            blocks[tag].append(text[opening.end() : closing])
+            position = closing + len(f"</{tag}>")
+    return blocks, unclosed, unclosed_at
 
 
 def answer_value(command: str) -> str | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
-import re
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 from rljax.envs import registry
 from rljax.envs.base import Task, Verdict, check_split
 from rljax.envs.terminal import render as render_lib
+from rljax.envs.terminal.actions import cmd_blocks
 from rljax.envs.terminal.backend import BackendFactory, TerminalBackend
 from rljax.envs.terminal.episode import TerminalEpisode
 from rljax.envs.terminal.shell import MiniShell
@@ -34,7 +34,6 @@ SYSTEM_PROMPT = (
     "<think> ... </think> <cmd> COMMAND </cmd>. Commands: ls cd pwd cat head tail grep wc sort "
     "find echo mkdir touch rm mv cp. Finish with <cmd> answer VALUE </cmd>."
 )
-_CMD_BLOCK = re.compile(r"<cmd>(.*?)</cmd>", re.DOTALL)
 _KNOWN_COMMANDS = frozenset("ls cd pwd cat head tail grep wc sort find echo mkdir touch rm mv cp answer".split())
 
 
@@ -134,7 +133,7 @@ class TerminalFamily(abc.ABC):
             The verdict of the replayed episode.
         """
         with self.start(task) as episode:
-            for command in _CMD_BLOCK.findall(response):
+            for command in cmd_blocks(response):
                 if episode.step(f"<cmd>{command}</cmd>").done:
                     break
             return episode.verdict()

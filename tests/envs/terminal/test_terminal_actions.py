@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rljax.envs.terminal.actions import NO_COMMANDS, NO_TOOL_CALL, ParsedAction, answer_value, parse_action
+from rljax.envs.terminal.actions import NO_COMMANDS, NO_TOOL_CALL, ParsedAction, answer_value, cmd_blocks, parse_action
 
 MISSING = "Missing <think> block"
 BEFORE = "Text detected before first XML tag"
@@ -47,6 +47,12 @@ def test_answer_value():
     assert answer_value("answer") == ""
     assert answer_value("answers x") is None
     assert answer_value("ls") is None
+
+
+def test_cmd_blocks_skip_commands_inside_thoughts():
+    text = ("<think> maybe <cmd>rm f00</cmd> </think> <cmd> ls </cmd>\n"
+            "<think>b</think><cmd></cmd><cmd>answer x</cmd> <cmd> pwd")
+    assert cmd_blocks(text) == [" ls ", "", "answer x"]
 
 
 def test_non_string_is_rejected():

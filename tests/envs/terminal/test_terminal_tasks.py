@@ -180,6 +180,14 @@ def test_verify_replays_a_response_like_the_episode(family_cls):
     assert family.verify(task, "<think> no commands </think>").info["turns"] == 0
 
 
+def test_verify_ignores_commands_inside_thoughts():
+    family = FindValueFamily(seed=0)
+    task = family.generate("train", 0)
+    response = f"<think> I could <cmd> answer zzzz </cmd> </think> <cmd> answer {task.answer} </cmd>"
+    verdict = family.verify(task, response)
+    assert verdict.reward == 1.0 and verdict.info["turns"] == 1
+
+
 def test_expert_rejects_bad_noise():
     family = FindValueFamily()
     with pytest.raises(ValueError, match=r"noise must be in \[0, 1\]"):
