@@ -9,7 +9,8 @@
 
 Every family runs on the simulated `MiniShell` (default) or, with
 `backend=functools.partial(Sandbox, timeout_s=10)`, in a real bash inside a bubblewrap sandbox.
-Importing this package registers the families of `tasks.FAMILIES` in `rljax.envs.registry`.
+Importing this package registers the families of `tasks.FAMILIES` in `rljax.envs.registry` (those
+the registry does not already list).
 """
 
 from rljax.envs import registry
@@ -39,7 +40,8 @@ from rljax.envs.terminal.tasks import (
 from rljax.envs.terminal.world import World, make_world
 
 for _name, _family in FAMILIES.items():
-    registry.register(_name, _family)
+    if _name not in registry.names():  # the registry may already list them by import path
+        registry.register(_name, _family)
 
 __all__ = [
     "FAMILIES",

@@ -91,8 +91,8 @@ class TerminalFamily(abc.ABC):
             index: any non-negative int.
 
         Returns:
-            The task; `meta` holds "world_seed", plus the instance's own files ("files", "dirs")
-            and whatever the judge and expert need.
+            The task; `meta` holds "world" (`world_id`), the instance's own files ("files",
+            "dirs") and whatever the judge and expert need.
         """
         check_split(split)
         instance = registry.sample_in_split(
@@ -106,7 +106,7 @@ class TerminalFamily(abc.ABC):
             answer=answer,
             task_id=self.task_id,
             system=self.system,
-            meta={**meta, "world_seed": self.seed},
+            meta={**meta, "world": self.world_id},
         )
 
     def start(self, task: Task) -> TerminalEpisode:
@@ -158,11 +158,16 @@ class TerminalFamily(abc.ABC):
     def _task(self, instance: Any) -> tuple[str, Any, dict]:
         """(prompt, reference answer, meta) of an instance."""
 
+    @property
+    def world_id(self) -> str:
+        """Identifies the world the tasks refer to, e.g. "seed=0,files=20,lines=5"."""
+        return f"seed={self.seed},files={self.num_files},lines={self.lines_per_file}"
+
     def _check_task(self, task: Task) -> None:
-        if task.family != self.name or task.meta.get("world_seed") != self.seed:
+        if task.family != self.name or task.meta.get("world") != self.world_id:
             raise ValueError(
-                f"task {task.uid!r} (family {task.family!r}, world seed {task.meta.get('world_seed')!r}) "
-                f"does not belong to family {self.name!r} with seed {self.seed}"
+                f"task {task.uid!r} (family {task.family!r}, world {task.meta.get('world')!r}) "
+                f"does not belong to family {self.name!r} with world {self.world_id!r}"
             )
 
     def _mistake_slots(self, rng: np.random.Generator, noise: float) -> int:

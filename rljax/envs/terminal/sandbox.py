@@ -185,9 +185,10 @@ class Sandbox:
             )  # fmt: skip
         finally:
             os.close(cwd_write)
+        os.set_blocking(cwd_read, False)  # bash has written (or not) before bwrap exits: never wait
         with os.fdopen(cwd_read, "rb") as cwd_pipe:
             stdout, stderr, note, status = self._collect(process)
-            new_cwd = cwd_pipe.read(4096).decode("utf-8", "replace").strip()
+            new_cwd = (cwd_pipe.read(4096) or b"").decode("utf-8", "replace").strip()
         if note is None and new_cwd.startswith("/") and "\n" not in new_cwd:
             self._cwd = new_cwd
         text_err = stderr.decode("utf-8", "replace")
@@ -265,7 +266,10 @@ class Sandbox:
                     if total > self._max_output_bytes:
                         note = f"sandbox: output exceeded {self._max_output_bytes} bytes; the command was killed"
         if note is not None:
-            os.killpg(process.pid, signal.SIGKILL)
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:  # it exited on its own meanwhile
+                pass
         process.wait()
         process.stdout.close()
         process.stderr.close()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rljax.envs.base import Verdict
+from rljax.envs.terminal.backend import TerminalBackend
 from rljax.envs.terminal.episode import TerminalEpisode
 from rljax.envs.terminal.render import render_observation
 from rljax.envs.terminal.sandbox import Sandbox, sandbox_available
@@ -25,6 +26,10 @@ def box():
     sandbox = Sandbox(FILES, cwd="/data", timeout_s=3)
     yield sandbox
     sandbox.close()
+
+
+def test_both_backends_implement_the_interface(box):
+    assert isinstance(box, TerminalBackend) and isinstance(MiniShell(), TerminalBackend)
 
 
 def test_runs_real_commands_and_keeps_the_working_directory(box):

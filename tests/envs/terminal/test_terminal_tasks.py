@@ -285,8 +285,10 @@ def test_family_validation():
     with pytest.raises(ValueError, match="backend must be a callable"):
         FindValueFamily(backend="minishell")
     task = FindValueFamily(seed=1).generate("train", 0)
-    with pytest.raises(ValueError, match="does not belong to family 'terminal_find_value' with seed 2"):
+    with pytest.raises(ValueError, match="does not belong to family 'terminal_find_value' with world 'seed=2,files=20"):
         FindValueFamily(seed=2).start(task)
+    with pytest.raises(ValueError, match="with world 'seed=1,files=10,lines=5'"):
+        FindValueFamily(seed=1, num_files=10).start(task)
     with pytest.raises(ValueError, match="split must be one of"):
         FindValueFamily().generate("test", 0)
     foreign = Task(uid="x", family="arithmetic", prompt="", answer=0)
