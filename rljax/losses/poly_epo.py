@@ -168,8 +168,9 @@ def poly_epo_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, set_siz
 
     if num_subsets is None:
         if total > max_enumerated:
-            raise ValueError(f"enumerating C(N={num_items}, n={set_size}) = {total} subsets exceeds "
-                             f"max_enumerated={max_enumerated}; pass num_subsets and key to sample")
+            raise ValueError(f"enumerating C(N={num_items}, n={set_size}) = {total} subsets "
+                             f"exceeds max_enumerated={max_enumerated}; pass num_subsets and key "
+                             "to sample")
         subsets = jnp.broadcast_to(jnp.asarray(_all_subsets(num_items, set_size)),
                                    (num_prompts, total, set_size))
     else:

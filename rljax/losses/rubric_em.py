@@ -210,8 +210,9 @@ def stage_token_advantages(stage_adv: chex.Array, stage_ids: chex.Array) -> jax.
     if jnp.shape(stage_ids)[0] != num_rows:
         raise ValueError(f"stage_ids must have B = {num_rows} rows like stage_adv "
                          f"{jnp.shape(stage_adv)}, got shape {jnp.shape(stage_ids)}")
-    if not jnp.issubdtype(jnp.asarray(stage_ids).dtype, jnp.integer):
-        raise ValueError(f"stage_ids must be an integer array, got dtype {jnp.asarray(stage_ids).dtype}")
+    ids_dtype = jnp.asarray(stage_ids).dtype
+    if not jnp.issubdtype(ids_dtype, jnp.integer):
+        raise ValueError(f"stage_ids must be an integer array, got dtype {ids_dtype}")
     if _is_concrete(stage_ids):
         ids = np.asarray(stage_ids)
         if ids.size and (ids.min() < -1 or ids.max() >= num_stages):

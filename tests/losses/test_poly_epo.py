@@ -1,4 +1,4 @@
-"""Tests for rljax.losses.poly_epo against methods/poly_epo.md section 6 and a brute-force reference."""
+"""Tests for rljax.losses.poly_epo: methods/poly_epo.md section 6 and a brute-force reference."""
 
 import functools
 import inspect
