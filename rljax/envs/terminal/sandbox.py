@@ -2,7 +2,10 @@
 
 Each command runs as `bash -c` inside a fresh bubblewrap (`bwrap`) container whose only writable
 path is the sandbox's own directory, mounted at `workdir` (default /data); the working directory
-carries over between commands (reported on a private pipe), shell variables do not.
+carries over between commands (reported on a private pipe), shell variables do not. The directory
+is created under `tempfile.gettempdir()`, which `run_as` must be able to traverse when the host
+process is root. Commands run through `eval` in a small wrapper script, so bash's own messages
+read "bash: line 4: ..." where an interactive shell would print "bash: ...".
 
 Contained (each is tested in tests/envs/terminal/test_terminal_sandbox.py):
 - file system: the container sees only the sandbox directory (read-write), a private /tmp
