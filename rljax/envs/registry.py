@@ -26,6 +26,23 @@ Factory = Callable[..., TaskFamily]
 _FACTORIES: dict[str, Factory | str] = {
     "arithmetic": "rljax.envs.arithmetic:ArithmeticFamily",
     "countdown": "rljax.envs.countdown:CountdownFamily",
+    "terminal_find_value": "rljax.envs.terminal.tasks:FindValueFamily",
+    "terminal_write_value": "rljax.envs.terminal.tasks:WriteValueFamily",
+    "terminal_backup_file": "rljax.envs.terminal.tasks:BackupFileFamily",
+    "terminal_append_line": "rljax.envs.terminal.tasks:AppendLineFamily",
+    "terminal_count_files": "rljax.envs.terminal.tasks:CountFilesFamily",
+    "terminal_sum_numbers": "rljax.envs.terminal.tasks:SumNumbersFamily",
+    "longcontext": "rljax.envs.longcontext:LongContextFamily",
+    "longcontext/precise_retrieval": "rljax.envs.longcontext:PreciseRetrievalFamily",
+    "longcontext/comprehension": "rljax.envs.longcontext:ComprehensionFamily",
+    "longcontext/exhaustive_retrieval": "rljax.envs.longcontext:ExhaustiveRetrievalFamily",
+    "longcontext/numerical_reasoning": "rljax.envs.longcontext:NumericalReasoningFamily",
+    "longcontext/structured_extraction": "rljax.envs.longcontext:StructuredExtractionFamily",
+    "longcontext/structured_matching": "rljax.envs.longcontext:StructuredMatchingFamily",
+    "longcontext/graded_ranking": "rljax.envs.longcontext:GradedRankingFamily",
+    "longcontext/sequence_ordering": "rljax.envs.longcontext:SequenceOrderingFamily",
+    "longcontext/summarization": "rljax.envs.longcontext:SummarizationFamily",
+    "strategy": "rljax.envs.strategy:HiddenKeyFamily",
 }
 
 

@@ -67,7 +67,10 @@ def sequence_stats(model: nnx.Module, batch: dict, *, temperature: float, impl: 
     hidden, _ = model(tokens, positions=batch[prefix + "positions"],
                       segment_ids=batch[prefix + "segment_ids"])
     b, t, h = hidden.shape
-    stats = kernels.token_stats(hidden[:, :-1].reshape(b * (t - 1), h), model.unembedding,
+    # Mixed precision: the unembedding is used in the compute dtype of the hidden states; the
+    # kernel accumulates in float32.
+    w_unembed = model.unembedding.astype(hidden.dtype)
+    stats = kernels.token_stats(hidden[:, :-1].reshape(b * (t - 1), h), w_unembed,
                                 tokens[:, 1:].reshape(-1), temperature=temperature, impl=impl)
     logprobs = shift_right(stats.logprob.reshape(b, t - 1))
     entropy = shift_right(stats.entropy.reshape(b, t - 1))

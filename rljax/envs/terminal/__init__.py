@@ -9,11 +9,9 @@
 
 Every family runs on the simulated `MiniShell` (default) or, with
 `backend=functools.partial(Sandbox, timeout_s=10)`, in a real bash inside a bubblewrap sandbox.
-Importing this package registers the families of `tasks.FAMILIES` in `rljax.envs.registry` (those
-the registry does not already list).
+The families of `tasks.FAMILIES` are registered in `rljax.envs.registry` by import path.
 """
 
-from rljax.envs import registry
 from rljax.envs.terminal.actions import (
     NO_COMMANDS,
     NO_TOOL_CALL,
@@ -38,10 +36,6 @@ from rljax.envs.terminal.tasks import (
     WriteValueFamily,
 )
 from rljax.envs.terminal.world import World, make_world
-
-for _name, _family in FAMILIES.items():
-    if _name not in registry.names():  # the registry may already list them by import path
-        registry.register(_name, _family)
 
 __all__ = [
     "FAMILIES",

@@ -1,0 +1,23 @@
+"""GRPO baseline on single-turn arithmetic (methods/grpo.md): `python -m experiments.grpo --preset cpu`."""
+
+from experiments import cli, presets
+from rljax.train.config import MethodSection, OptimSection, TaskSection
+
+NAME = "grpo"
+TASK = TaskSection(family="arithmetic", kwargs={"digits": 2, "num_operands": 2, "operators": "+-"},
+                   prompts_per_step=16, group_size=8, max_new_tokens=12, max_len=64)
+METHOD = MethodSection(name="grpo")
+
+PRESETS = {
+    "smoke": lambda: presets.smoke(NAME, TASK, METHOD),
+    "cpu": lambda: presets.cpu(NAME, TASK, METHOD, steps=60, learning_rate=3e-4, sft_steps=150,
+                               sft_noise=0.5),
+    "pod": lambda: presets.pod(
+        NAME, TaskSection(family="arithmetic", kwargs={"digits": 6, "num_operands": 3},
+                          prompts_per_step=64, group_size=16, max_new_tokens=4096, max_len=4608),
+        METHOD, preset="llama3_1_8b", steps=500,
+        optim=OptimSection(learning_rate=1e-6, warmup_steps=10, weight_decay=0.01)),
+}
+
+if __name__ == "__main__":
+    cli.entry(NAME, PRESETS)
