@@ -1,4 +1,4 @@
-"""Tests for rljax.losses.shaping against methods/grpo.md E6 (overlong) and E7 (dynamic sampling)."""
+"""Tests for rljax.losses.shaping: methods/grpo.md E6 (overlong) and E7 (dynamic sampling)."""
 
 import functools
 
