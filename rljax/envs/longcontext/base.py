@@ -1,0 +1,249 @@
+"""`CapabilityFamily`: what the nine long-context task families share (golongrl.md section 8).
+
+A capability draws a *draft* (its own context lines, the question, the gold answer, the entities
+that get near-duplicate distractors, and the values filler records must avoid). The family turns
+it into a task: near-duplicate distractor records, filler records up to the context length knob,
+shuffled, then `<q>` and the question. The split of an instance is the content hash of its draft
+(units and question, not the filler), so held-out questions never appear in train.
+
+Response format (golongrl.md 8.1, library form): `<think> ... </think>` then
+`<answer> item \\n item ... </answer>`. The reward is 0 unless the response has exactly one
+`</think>` and at most one `<think>` (`metrics.format_gate`); the text after `</think>` must end
+with one `<answer>...</answer>` (`metrics.extract_answer`), whose lines are the answer items
+scored by the capability's native metric.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Collection, Mapping
+
+import numpy as np
+
+from rljax.envs import metrics, registry
+from rljax.envs.base import Task, Verdict, check_split
+from rljax.envs.longcontext import records
+from rljax.envs.longcontext.context import Unit, build_context
+
+_FULL_MARKS = 1.0 - 1e-9  # ROUGE-L's package variant gives 2 / (2 + 1e-12) for a perfect match
+SYSTEM_PROMPT = (
+    "Read the document, then answer the question after <q>. Think inside <think> ... </think>, "
+    "then give the answer inside <answer> ... </answer>, one item per line."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Draft:
+    """What a capability contributes to one task.
+
+    Attributes:
+        units: the capability's own context lines.
+        question: the question text (after `<q>`).
+        answer: the gold answer (JSON-serialisable: a str, an int or a list of str).
+        entities: entity ids that get near-duplicate distractor records.
+        avoid: attribute -> values no distractor or filler record may take.
+        meta: capability data the expert needs (JSON-serialisable).
+    """
+
+    units: tuple[Unit, ...]
+    question: str
+    answer: Any
+    entities: tuple[str, ...] = ()
+    avoid: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+
+def answer_text(answer: Any) -> str:
+    """The text of a gold answer as the expert writes it: list items one per line.
+
+    Args:
+        answer: a str, an int, or a list of str.
+
+    Returns:
+        The answer text.
+    """
+    if isinstance(answer, list):
+        return "\n".join(answer)
+    return str(answer)
+
+
+@dataclasses.dataclass(frozen=True)
+class CapabilityFamily(abc.ABC):
+    """Base of the nine long-context task families.
+
+    Attributes:
+        context_tokens: context length in built-in-tokenizer tokens, an int >= 1 or an inclusive
+            range (lo, hi) drawn per task; a context never has fewer tokens than the target (more
+            when the task's own lines are longer). About 29 tokens per record, so the default holds
+            ~10-30 records; scales to tens of thousands of tokens (ids widen past 1,000 tokens).
+        near_duplicates: distractor records per task whose ids are near-duplicates of the task's
+            entities (digits swapped or off by one); 0 disables them.
+        seed: family seed.
+        heldout_fraction: share of the instance space (by content hash) reserved for "heldout".
+        system: system-turn text of every task (e.g. `SYSTEM_PROMPT`; None: no system turn).
+        name: family name, the first field of every uid.
+    """
+
+    context_tokens: int | tuple[int, int] = (300, 900)
+    near_duplicates: int = 2
+    seed: int = 0
+    heldout_fraction: float = 0.2
+    system: str | None = None
+    name: str = "longcontext"
+    task_id: ClassVar[int]
+    metric: ClassVar[str]
+
+    def __post_init__(self):
+        knob = self.context_tokens
+        ok = isinstance(knob, int) and knob >= 1
+        if isinstance(knob, (tuple, list)) and len(knob) == 2 and all(isinstance(k, int) for k in knob):
+            ok = 1 <= knob[0] <= knob[1]
+            object.__setattr__(self, "context_tokens", tuple(knob))
+        if not ok:
+            raise ValueError(f"context_tokens must be an int >= 1 or a range (lo, hi) with "
+                             f"1 <= lo <= hi, got {knob!r}")
+        if not isinstance(self.near_duplicates, int) or self.near_duplicates < 0:
+            raise ValueError(f"near_duplicates must be an int >= 0, got {self.near_duplicates!r}")
+        registry.check_heldout_fraction(self.heldout_fraction)
+
+    def generate(self, split: str, index: int) -> Task:
+        """Returns instance `index` of `split`; same inputs, same task.
+
+        Args:
+            split: "train" or "heldout" (disjoint by the content hash of the draft).
+            index: any non-negative int.
+
+        Returns:
+            The task: `prompt` = context lines, then `<q> QUESTION`; `task_id` = the capability
+            index; `meta` holds "capability", "metric", "evidence" (the task's own lines, the
+            hashed content with the question), "distractors" (near-duplicate records),
+            "context_tokens" (measured), "target_tokens" and the capability's own fields.
+        """
+        check_split(split)
+        draft, target, pool, rng = registry.sample_in_split(
+            self._candidate, seed=self.seed, split=split, index=index,
+            heldout_fraction=self.heldout_fraction,
+        )
+        distractors = []
+        for _ in range(self.near_duplicates if draft.entities else 0):
+            near = pool.near(draft.entities[int(rng.integers(len(draft.entities)))])
+            if near is not None:
+                distractors.append(records.random_record(rng, near, avoid=draft.avoid).render())
+        lines, num_tokens = build_context(
+            rng,
+            draft.units + tuple(Unit(d) for d in distractors),
+            lambda: records.random_record(rng, pool.take(), avoid=draft.avoid).render(),
+            target,
+        )
+        meta = {
+            "capability": self.capability,
+            "metric": self.metric,
+            "evidence": [u.text for u in draft.units],
+            "distractors": distractors,
+            "context_tokens": num_tokens,
+            "target_tokens": target,
+            **draft.meta,
+        }
+        return Task(
+            uid=f"{self.name}/{split}/{index}",
+            family=self.name,
+            prompt="\n".join(lines) + f"\n<q> {draft.question}",
+            answer=draft.answer,
+            task_id=self.task_id,
+            system=self.system,
+            meta=meta,
+        )
+
+    def verify(self, task: Task, response: str) -> Verdict:
+        """Scores a response with the capability's native metric behind the format gate.
+
+        Args:
+            task: a task of this family.
+            response: the full response.
+
+        Returns:
+            The verdict: reward = the metric in [0, 1]; `info` holds "reason" (starting with
+            "correct", "partial", "wrong" or "malformed"), "metric" and, when scored, "score".
+        """
+        scored = metrics.format_gate(response)
+        if scored is None:
+            reason = "malformed: expected exactly one </think> and at most one <think>"
+            return Verdict(0.0, {"reason": reason, "metric": self.metric})
+        content, reason = metrics.extract_answer(scored)
+        if content is None:
+            return Verdict(0.0, {"reason": f"{reason} after </think>", "metric": self.metric})
+        score = float(self.score(content, task.answer))
+        verdict = "correct" if score >= _FULL_MARKS else "wrong" if score == 0.0 else "partial"
+        return Verdict(score, {"reason": f"{verdict}: {self.metric} = {score:.6g}",
+                               "metric": self.metric, "score": score})
+
+    def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
+        """A scripted response; with probability `noise` its answer carries one realistic mistake.
+
+        The thinking quotes the task's own lines (`meta["evidence"]`); a mistake always lowers the
+        reward below 1 (see each capability's `mistake`).
+
+        Args:
+            task: a task of this family.
+            rng: randomness for the mistake.
+            noise: probability of a mistake, in [0, 1].
+
+        Returns:
+            `<think> EVIDENCE </think>\\n<answer>\\nANSWER\\n</answer>`.
+        """
+        if not 0.0 <= noise <= 1.0:
+            raise ValueError(f"noise must be in [0, 1], got {noise!r}")
+        text = self.mistake(task, rng) if rng.random() < noise else answer_text(task.answer)
+        return f"<think> {' '.join(task.meta['evidence'])} </think>\n<answer>\n{text}\n</answer>"
+
+    @property
+    def capability(self) -> str:
+        """The capability name, e.g. "precise_retrieval"."""
+        return CAPABILITY_NAMES[self.task_id]
+
+    @abc.abstractmethod
+    def score(self, content: str, answer: Any) -> float:
+        """The native metric of the answer text `content` against the gold `answer`, in [0, 1]."""
+
+    @abc.abstractmethod
+    def mistake(self, task: Task, rng: np.random.Generator) -> str:
+        """An answer text with one realistic mistake; it scores below 1."""
+
+    @abc.abstractmethod
+    def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
+        """Draws the capability's lines, question and gold answer."""
+
+    def _candidate(self, rng: np.random.Generator):
+        knob = self.context_tokens
+        low, high = (knob, knob) if isinstance(knob, int) else knob
+        target = int(rng.integers(low, high + 1))
+        pool = records.IdPool("E", records.id_width(target), rng)
+        draft = self._draft(rng, pool)
+        content = "\n".join(u.text for u in draft.units) + f"\n<q> {draft.question}"
+        return content, (draft, target, pool, rng)
+
+
+CAPABILITY_NAMES = (
+    "precise_retrieval",
+    "comprehension",
+    "exhaustive_retrieval",
+    "numerical_reasoning",
+    "structured_extraction",
+    "structured_matching",
+    "graded_ranking",
+    "sequence_ordering",
+    "summarization",
+)
+"""The nine capabilities in task-id order (golongrl.md 8.2 rows 1-9 are task ids 0-8)."""
+
+
+def draw_count(rng: np.random.Generator, low: int, high: int) -> int:
+    """A uniform int in the inclusive range [low, high]."""
+    return int(rng.integers(low, high + 1))
+
+
+def other_value(rng: np.random.Generator, attribute: str, value: str) -> str:
+    """A uniform value of `attribute` different from `value`."""
+    choices = [v for v in records.VALUES[attribute] if v != value]
+    return choices[int(rng.integers(len(choices)))]

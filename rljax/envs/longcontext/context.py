@@ -1,0 +1,112 @@
+"""Context assembly for the long-context tasks: token counting, filler up to a length, interleaving.
+
+A context is a list of lines joined by newlines. The task's own lines (the units) are mixed with
+filler lines until the context holds at least the target number of tokens of the built-in
+tokenizer (`rljax.data.load_tokenizer()`), then shuffled: free units anywhere, ordered units (a
+story, a log whose order matters) in their relative order at random positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rljax.data import load_tokenizer
+
+_FIRST_CHUNK = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One line a task needs in its context.
+
+    Attributes:
+        text: the line.
+        ordered: keep this line's order relative to the other ordered units.
+    """
+
+    text: str
+    ordered: bool = False
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    return load_tokenizer()
+
+
+def count_tokens(lines: Sequence[str]) -> list[int]:
+    """Token counts of lines under the built-in tokenizer (no special tokens).
+
+    Args:
+        lines: the lines.
+
+    Returns:
+        One count per line. The built-in tokenizer merges nothing across a newline, so a context's
+        length is the sum of its lines' counts plus one token per newline.
+    """
+    if not lines:
+        return []
+    return [len(ids) for ids in _tokenizer()(list(lines), add_special_tokens=False)["input_ids"]]
+
+
+def build_context(
+    rng: np.random.Generator,
+    units: Sequence[Unit],
+    filler: Callable[[], str],
+    target_tokens: int,
+) -> tuple[list[str], int]:
+    """Adds filler lines to the units until the context reaches `target_tokens`, then shuffles.
+
+    Filler is drawn in chunks sized from the tokens per filler line seen so far; lines of the last
+    chunk beyond the target are dropped. A context whose units alone exceed the target gets no
+    filler.
+
+    Args:
+        rng: the random stream (filler and shuffling).
+        units: the task's lines.
+        filler: draws one filler line (it must not change the task's gold answer).
+        target_tokens: the minimum context length in tokens (>= 1).
+
+    Returns:
+        (lines, num_tokens): the context lines in order and the context length in tokens
+        (lines joined by newlines).
+    """
+    if not isinstance(target_tokens, int) or target_tokens < 1:
+        raise ValueError(f"target_tokens must be an int >= 1, got {target_tokens!r}")
+    total = sum(count_tokens([u.text for u in units])) + max(len(units) - 1, 0)
+    filler_lines: list[str] = []
+    per_line = None
+    while total < target_tokens:
+        wanted = _FIRST_CHUNK if per_line is None else (target_tokens - total) // per_line + 1
+        chunk = [filler() for _ in range(wanted)]
+        counts = count_tokens(chunk)
+        per_line = max(1, min(counts) + 1)
+        for line, count in zip(chunk, counts):
+            if total >= target_tokens:
+                break
+            filler_lines.append(line)
+            total += count + (1 if total else 0)
+    free = [u.text for u in units if not u.ordered] + filler_lines
+    ordered = [u.text for u in units if u.ordered]
+    return interleave(rng, ordered, free), total
+
+
+def interleave(rng: np.random.Generator, ordered: Sequence[str], free: Sequence[str]) -> list[str]:
+    """Shuffles `free` and inserts `ordered` at random positions, keeping its order.
+
+    Args:
+        rng: the random stream.
+        ordered: lines whose relative order is kept.
+        free: lines placed in random order.
+
+    Returns:
+        All lines, len(ordered) + len(free) of them.
+    """
+    size = len(ordered) + len(free)
+    slots = set(int(i) for i in rng.choice(size, size=len(ordered), replace=False))
+    shuffled = iter([free[int(i)] for i in rng.permutation(len(free))])
+    in_order = iter(ordered)
+    return [next(in_order) if i in slots else next(shuffled) for i in range(size)]

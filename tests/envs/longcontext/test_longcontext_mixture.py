@@ -1,0 +1,104 @@
+"""The mixed long-context family, its registry names and the per-task evaluation helper."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from rljax.envs import registry
+from rljax.envs.base import Task, TaskFamily, Verdict
+from rljax.envs.longcontext import (
+    CAPABILITY_FAMILIES,
+    CAPABILITY_NAMES,
+    NUM_TASKS,
+    PAPER_WEIGHTS,
+    LongContextFamily,
+    per_task_mean_reward,
+)
+
+SHORT = (150, 300)
+
+
+def test_registry_names():
+    names = set(registry.names())
+    assert {"longcontext"} | {f"longcontext/{n}" for n in CAPABILITY_NAMES} <= names
+    assert registry.make("longcontext", context_tokens=SHORT) == LongContextFamily(context_tokens=SHORT)
+    for cls, capability in zip(CAPABILITY_FAMILIES, CAPABILITY_NAMES):
+        assert registry.make(f"longcontext/{capability}", seed=3) == cls(seed=3)
+
+
+def test_uniform_default_samples_every_capability():
+    family = LongContextFamily(context_tokens=SHORT, seed=1)
+    assert isinstance(family, TaskFamily)
+    tasks = [family.generate("train", i) for i in range(90)]
+    counts = collections.Counter(t.task_id for t in tasks)
+    assert set(counts) == set(range(NUM_TASKS))
+    assert all(t.uid == f"longcontext/train/{i}" and t.family == "longcontext" for i, t in enumerate(tasks))
+    assert all(t.meta["capability"] == CAPABILITY_NAMES[t.task_id] for t in tasks)
+    rng = np.random.default_rng(0)
+    assert all(family.verify(t, family.expert(t, rng)).reward == pytest.approx(1.0) for t in tasks)
+
+
+def test_paper_weights():
+    assert sum(PAPER_WEIGHTS) == pytest.approx(1.0)
+    assert sum(PAPER_WEIGHTS[:4]) == pytest.approx(0.9) and PAPER_WEIGHTS[4] == 0.05
+    family = LongContextFamily(weights=PAPER_WEIGHTS, context_tokens=1, near_duplicates=0)
+    # Which capability a task gets is drawn first, so the ids can be counted without the contexts.
+    draws = [int(registry.instance_rng(0, "train", i).choice(NUM_TASKS, p=family.weights)) for i in range(4000)]
+    shares = np.bincount(draws, minlength=NUM_TASKS) / len(draws)
+    assert shares[:4].sum() == pytest.approx(0.9, abs=0.02) and shares[4] == pytest.approx(0.05, abs=0.01)
+    assert [family.generate("train", i).task_id for i in range(40)] == draws[:40]
+
+
+def test_single_capability_weights_and_normalisation():
+    family = LongContextFamily(weights=[0, 0, 0, 0, 0, 0, 0, 2, 0], context_tokens=SHORT)
+    assert family.weights == (0, 0, 0, 0, 0, 0, 0, 1.0, 0)
+    assert {family.generate("heldout", i).task_id for i in range(10)} == {7}
+
+
+def test_deterministic_and_heldout_disjoint():
+    family = LongContextFamily(context_tokens=SHORT, seed=2)
+    again = LongContextFamily(context_tokens=SHORT, seed=2)
+    assert [family.generate("train", i) for i in range(10)] == [again.generate("train", i) for i in range(10)]
+
+    def core(task):
+        return (task.task_id, tuple(task.meta["evidence"]), task.prompt.rsplit("\n<q> ", 1)[1])
+
+    train = {core(family.generate("train", i)) for i in range(60)}
+    heldout = {core(family.generate("heldout", i)) for i in range(30)}
+    assert not train & heldout
+
+
+def test_options_reach_the_capability_families():
+    family = LongContextFamily(context_tokens=SHORT, near_duplicates=0, rouge_f="f1", system="S")
+    assert all(f.near_duplicates == 0 and f.system == "S" for f in family.families)
+    assert family.families[8].rouge_f == "f1"
+    assert len({f.seed for f in family.families}) == NUM_TASKS
+    task = family.generate("train", 0)
+    assert task.system == "S" and task.meta["distractors"] == []
+
+
+@pytest.mark.parametrize(
+    "weights", [[1.0] * 8, [1.0] * 8 + [-1.0], [0.0] * 9, [float("nan")] + [1.0] * 8]
+)
+def test_bad_weights(weights):
+    with pytest.raises(ValueError, match="weights must be 9 finite non-negative numbers"):
+        LongContextFamily(weights=weights)
+
+
+def test_bad_task_id():
+    family = LongContextFamily(context_tokens=SHORT)
+    task = Task(uid="x", family="longcontext", prompt="", answer="a", task_id=9)
+    with pytest.raises(ValueError, match=r"task.task_id must be a capability index in \[0, 9\), got 9"):
+        family.verify(task, "</think><answer>a</answer>")
+
+
+def test_per_task_mean_reward():
+    def pair(task_id, reward):
+        return Task(uid="x", family="f", prompt="", answer="", task_id=task_id), Verdict(reward, {})
+
+    results = [pair(3, 1.0), pair(0, 0.25), pair(3, 0.0), pair(0, 0.75), pair(3, 0.5), pair(8, 0.1)]
+    means = per_task_mean_reward(results)
+    assert list(means) == [0, 3, 8]
+    assert means == pytest.approx({0: 0.5, 3: 0.5, 8: 0.1})
+    assert per_task_mean_reward([]) == {}
