@@ -7,17 +7,19 @@ keyword hyperparameters and return `(loss, metrics)`. Specs: methods/*.md beside
 from rljax.losses.advantages import group_advantages, rloo_advantages
 from rljax.losses.aggregation import aggregate, aggregate_sums
 from rljax.losses.delta import (
+    delta_coefficients,
+    delta_coefficients_from_centroids,
+    delta_coefficients_streamed,
+    delta_normalize_coefficients,
+)
+from rljax.losses.delta_stats import (
     DeltaCentroids,
     DeltaCentroidSums,
     DeltaMarginSums,
     DeltaTemperatures,
     delta_centroid_sums,
     delta_centroids_from_sums,
-    delta_coefficients,
-    delta_coefficients_from_centroids,
-    delta_coefficients_streamed,
     delta_margin_sums,
-    delta_normalize_coefficients,
     delta_temperatures_from_sums,
 )
 from rljax.losses.echo import echo_coefficient, echo_env_loss, echo_env_metrics, echo_loss

@@ -10,11 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax.losses.delta import (
+from rljax.losses.delta import delta_coefficients, delta_coefficients_streamed
+from rljax.losses.delta_stats import (
     delta_centroid_sums,
     delta_centroids_from_sums,
-    delta_coefficients,
-    delta_coefficients_streamed,
     delta_margin_sums,
     delta_temperatures_from_sums,
 )
