@@ -125,7 +125,15 @@ class NoisyJudge:
             raise ValueError(f"num_strategies must be an int >= 1, got {self.num_strategies!r}")
 
     def __call__(self, task: Task, response: str) -> int:
-        """The base judge's id, or with probability epsilon a uniform id in 1..num_strategies."""
+        """The base judge's id, or with probability epsilon a uniform id in 1..num_strategies.
+
+        Args:
+            task: the task.
+            response: the response text.
+
+        Returns:
+            The cluster id.
+        """
         digest = hashlib.sha256(f"{self.seed}/{task.uid}/{response}".encode()).digest()
         if _unit(digest[:8]) < self.epsilon:
             return 1 + int.from_bytes(digest[8:16], "big") % self.num_strategies

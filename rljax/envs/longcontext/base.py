@@ -199,22 +199,45 @@ class CapabilityFamily(abc.ABC):
 
     @property
     def capability(self) -> str:
-        """The capability name, e.g. "precise_retrieval"."""
+        """The capability name, `CAPABILITY_NAMES[task_id]`, e.g. "precise_retrieval"."""
         return CAPABILITY_NAMES[self.task_id]
 
     @abc.abstractmethod
     def score(self, content: str, answer: Any) -> float:
-        """The native metric of the answer text `content` against the gold `answer`, in [0, 1]."""
+        """The capability's native metric (golongrl.md 8.1) of an answer against the gold.
+
+        Overrides document only the metric; arguments and result are as here.
+
+        Args:
+            content: the answer text (between the answer tags), items one per line.
+            answer: the gold answer, `Task.answer`.
+
+        Returns:
+            The score in [0, 1].
+        """
 
     @abc.abstractmethod
     def mistake(self, task: Task, rng: np.random.Generator) -> str:
-        """An answer text with one realistic mistake; it scores below 1."""
+        """An answer text with one realistic mistake, which scores below 1.
+
+        Overrides document only the mistakes; arguments and result are as here.
+
+        Args:
+            task: a task of this family.
+            rng: randomness for the mistake.
+
+        Returns:
+            The mistaken answer text (items one per line).
+        """
 
     @abc.abstractmethod
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         """Draws the capability's lines, question and gold answer."""
 
-    def _candidate(self, rng: np.random.Generator):
+    def _candidate(
+        self, rng: np.random.Generator
+    ) -> tuple[str, tuple[Draft, int, records.IdPool, np.random.Generator]]:
+        # The instance carries its stream on, so filler is drawn after the split is decided.
         knob = self.context_tokens
         low, high = (knob, knob) if isinstance(knob, int) else knob
         target = int(rng.integers(low, high + 1))
@@ -239,11 +262,29 @@ CAPABILITY_NAMES = (
 
 
 def draw_count(rng: np.random.Generator, low: int, high: int) -> int:
-    """A uniform int in the inclusive range [low, high]."""
+    """A uniform int in an inclusive range.
+
+    Args:
+        rng: the random stream.
+        low: smallest value.
+        high: largest value (>= low).
+
+    Returns:
+        The int.
+    """
     return int(rng.integers(low, high + 1))
 
 
 def other_value(rng: np.random.Generator, attribute: str, value: str) -> str:
-    """A uniform value of `attribute` different from `value`."""
+    """A uniform value of an attribute other than a given one (for mistakes).
+
+    Args:
+        rng: the random stream.
+        attribute: one of `records.ATTRIBUTES`.
+        value: the value to avoid.
+
+    Returns:
+        The other value.
+    """
     choices = [v for v in records.VALUES[attribute] if v != value]
     return choices[int(rng.integers(len(choices)))]

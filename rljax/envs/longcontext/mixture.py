@@ -112,11 +112,28 @@ class LongContextFamily:
         return dataclasses.replace(task, uid=f"{self.name}/{split}/{index}", family=self.name)
 
     def verify(self, task: Task, response: str) -> Verdict:
-        """Scores a response with the native metric of the task's capability (see `verify` there)."""
+        """Scores a response with the native metric of the task's capability.
+
+        Args:
+            task: a task of this family (its `task_id` picks the capability).
+            response: the full response.
+
+        Returns:
+            The capability family's verdict (`CapabilityFamily.verify`).
+        """
         return self._family(task).verify(task, response)
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
-        """The capability's scripted response (see `CapabilityFamily.expert`)."""
+        """The capability's scripted response.
+
+        Args:
+            task: a task of this family.
+            rng: randomness for the mistake.
+            noise: probability of a mistake, in [0, 1].
+
+        Returns:
+            The response of `CapabilityFamily.expert`.
+        """
         return self._family(task).expert(task, rng, noise)
 
     def _family(self, task: Task) -> CapabilityFamily:

@@ -47,13 +47,24 @@ class Record:
     flag: str | None = None
 
     def value(self, attribute: str) -> str:
-        """Returns the value of `attribute` (one of `ATTRIBUTES`)."""
+        """The value of one attribute.
+
+        Args:
+            attribute: one of `ATTRIBUTES`.
+
+        Returns:
+            The value as written in the record.
+        """
         if attribute not in ATTRIBUTES:
             raise ValueError(f"attribute must be one of {ATTRIBUTES}, got {attribute!r}")
         return getattr(self, attribute)
 
     def render(self) -> str:
-        """The record line, e.g. `E17 color = red city = oslo year = 1987 ! score = 42 ;`."""
+        """The record as one context line.
+
+        Returns:
+            e.g. `E17 color = red city = oslo year = 1987 ! score = 42 ;` (year flagged).
+        """
         fields = []
         for attribute in ATTRIBUTES:
             mark = f" {FLAG}" if attribute == self.flag else ""
