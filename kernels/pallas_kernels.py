@@ -47,10 +47,11 @@ def _call(kernel, *, grid, in_specs, out_specs, out_shape, platform: str, name: 
                           compiler_params=_compiler_params(platform), name=name)
 
 
-def _tile_logits(h_ref, w_ref, *, block_h: int | None, inv_temperature: float) -> jax.Array:
-    """[block_n, block_v] float32 logits of one tile, accumulated over hidden chunks of block_h."""
+def _tile_logits(h_ref, w_ref, *, block_h: int, inv_temperature: float) -> jax.Array:
+    """[block_n, block_v] float32 logits of one tile, accumulated over hidden chunks of block_h
+    (a divisor of H)."""
     rows, hidden = h_ref.shape
-    if block_h is None or block_h >= hidden:
+    if block_h == hidden:
         acc = jnp.dot(h_ref[...], w_ref[...], preferred_element_type=jnp.float32)
     else:
         def body(k, acc):
@@ -86,14 +87,10 @@ def _load_column(ref, index: int) -> jax.Array:
     return ref[:, index:index + 1]
 
 
-def _check_tiling(rows: jax.Array, w: jax.Array, block_sizes: BlockSizes) -> None:
-    hidden = w.shape[0]
+def _check_rows(rows: jax.Array, block_sizes: BlockSizes) -> None:
     if rows.shape[0] % block_sizes.block_n:
         raise ValueError(f"rows {rows.shape[0]} must be a multiple of block_n "
                          f"{block_sizes.block_n} (the caller pads them)")
-    block_h = block_sizes.block_h
-    if block_h is not None and block_h < hidden and hidden % block_h:
-        raise ValueError(f"BlockSizes.block_h={block_h} must divide the hidden size {hidden}")
 
 
 def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
@@ -110,13 +107,13 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
     Returns:
         (lse [R], entropy [R]) float32.
     """
-    _check_tiling(rows, w, block_sizes)
+    _check_rows(rows, block_sizes)
     (num_rows, hidden), vocab = rows.shape, w.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
 
     def kernel(h_ref, w_ref, m_ref, s_ref, u_ref):
         _, valid = _tile_columns(vocab, block_v)
-        z = _tile_logits(h_ref, w_ref, block_h=block_sizes.block_h,
+        z = _tile_logits(h_ref, w_ref, block_h=block_sizes.hidden_chunk(hidden),
                          inv_temperature=inv_temperature)
         m_ref[...], s_ref[...], u_ref[...] = tile_math.softmax_stats(z, valid)
 
@@ -146,10 +143,10 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
     Returns:
         Two [R] float32 arrays.
     """
-    _check_tiling(hidden, w, block_sizes)
+    _check_rows(hidden, block_sizes)
     (num_rows, hidden_size), vocab = hidden.shape, w.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
-    logits = dict(block_h=block_sizes.block_h, inv_temperature=inv_temperature)
+    logits = dict(block_h=block_sizes.hidden_chunk(hidden_size), inv_temperature=inv_temperature)
 
     def kernel(h_ref, t_ref, w_ref, lse_s_ref, lse_t_ref, kl_s_ref, kl_t_ref):
         _, valid = _tile_columns(vocab, block_v)
@@ -185,7 +182,7 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
                      ) -> list[jax.Array | None]:
     """Cotangents of one chunk's logits per side (see `vocab_sweep.LogitCotangentFn`), written in
     w's dtype (the dtype of the matmuls that consume them)."""
-    _check_tiling(sides[0].rows, w_chunk, block_sizes)
+    _check_rows(sides[0].rows, block_sizes)
     (num_rows, hidden), num_columns = sides[0].rows.shape, w_chunk.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
     terms = [None if side.cotangent is None else
@@ -193,7 +190,7 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
                    for f in ("g_logprob", "g_entropy", "half_g_jsd")) for side in sides]
     with_jsd = any(t is not None and t[2] for t in terms)
     num_sides, grad_sides = len(sides), [i for i, t in enumerate(terms) if t is not None]
-    logits = dict(block_h=block_sizes.block_h, inv_temperature=inv_temperature)
+    logits = dict(block_h=block_sizes.hidden_chunk(hidden), inv_temperature=inv_temperature)
 
     def kernel(*refs):
         row_refs, w_ref = refs[:num_sides], refs[num_sides]

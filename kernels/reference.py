@@ -14,7 +14,8 @@ def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.
 
     logits = hidden @ w_unembed / temperature (grpo.md GRPO-1), log-softmax in float32; entropy
     -sum_v p log p; JSD(p || q) = 0.5 KL(p || M) + 0.5 KL(q || M), M = (p + q) / 2 (anti_sd.md ASD-3).
-    Gradients come from JAX autodiff. Inputs are assumed validated by `kernels.token_stats`.
+    Gradients come from JAX autodiff. Inputs are assumed validated by `kernels.token_stats`; a
+    target outside [0, V) under a trace gives a NaN log-prob.
 
     Args:
         hidden: [N, H] student hidden states.
@@ -33,8 +34,11 @@ def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.
         logits = jnp.dot(rows, w_unembed, preferred_element_type=jnp.float32) / temperature
         return jax.nn.log_softmax(logits, axis=-1)
 
+    in_range = (targets >= 0) & (targets < w_unembed.shape[1])
+
     def logprob_and_entropy(log_p: jax.Array) -> tuple[jax.Array, jax.Array]:
         logprob = jnp.take_along_axis(log_p, targets[:, None], axis=1)[:, 0]
+        logprob = jnp.where(in_range, logprob, jnp.nan)
         return logprob, -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
     log_p = log_softmax(hidden)

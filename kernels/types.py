@@ -32,8 +32,9 @@ class BlockSizes:
     Attributes:
         block_n: rows (tokens) per Pallas tile.
         block_v: vocabulary columns per Pallas tile.
-        block_h: hidden-size chunk of each tile's matmul (the reduction dimension); None uses the
-            whole hidden size in one dot. Must divide H when set.
+        block_h: largest hidden-size chunk of each tile's matmul (the reduction dimension): the
+            kernels use the largest block_h / 2^k >= 16 that divides H, or the whole H in one dot
+            when there is none or block_h is None.
         chunk_v: vocabulary columns per step of the XLA loops (the `xla_chunked` sweeps and the
             Pallas backward, which holds one [N, chunk_v] cotangent block). None derives it from
             `chunk_elements`.
@@ -69,6 +70,17 @@ class BlockSizes:
         if backend in ("gpu", "cuda", "rocm"):
             return cls(block_n=64, block_v=128, block_h=64, chunk_elements=1 << 27)
         return cls(block_n=64, block_v=128, block_h=None, chunk_elements=1 << 24)
+
+    def hidden_chunk(self, hidden: int) -> int:
+        """The hidden-dimension chunk used for a hidden size H (see block_h)."""
+        chunk = self.block_h
+        if chunk is None or chunk >= hidden:
+            return hidden
+        while chunk >= 16:
+            if hidden % chunk == 0:
+                return chunk
+            chunk //= 2
+        return hidden
 
     def chunk_width(self, num_rows: int, vocab: int, multiple: int = 1) -> int:
         """Vocabulary columns per XLA loop step: chunk_v, or the widest power of two with
