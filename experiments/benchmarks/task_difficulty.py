@@ -31,6 +31,8 @@ SUITES: dict[str, tuple[str, dict[str, Any]]] = {
     "longcontext/summarization": ("longcontext/summarization", {}),
     "longcontext (uniform mix)": ("longcontext", {}),
     "strategy (HiddenKey)": ("strategy", {}),
+    "miniresearch (RubricEM)": ("miniresearch", {}),
+    "keysearch (Anti-SD, N=8)": ("keysearch", {}),
 }
 """label -> (registry name, knobs); add a suite with one line."""
 

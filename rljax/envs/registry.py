@@ -43,6 +43,8 @@ _FACTORIES: dict[str, Factory | str] = {
     "longcontext/sequence_ordering": "rljax.envs.longcontext:SequenceOrderingFamily",
     "longcontext/summarization": "rljax.envs.longcontext:SummarizationFamily",
     "strategy": "rljax.envs.strategy:HiddenKeyFamily",
+    "miniresearch": "rljax.envs.research:MiniResearchFamily",
+    "keysearch": "rljax.envs.deliberation:KeySearchFamily",
 }
 
 
