@@ -36,6 +36,14 @@ def _spec_axes(entry: Any) -> tuple[Any, ...]:
     return tuple(entry) if isinstance(entry, tuple) else (entry,)
 
 
+def _path_name(path: tuple[Any, ...]) -> str:
+    """"layers/0/attn/q_proj" from a pytree key path (the Variable's trailing `.value` dropped)."""
+    names = [str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))) for key in path]
+    if names and names[-1] == "value":
+        names = names[:-1]
+    return "/".join(names)
+
+
 def _check_spec(path: str, shape: tuple[int, ...], spec: PartitionSpec, mesh: Mesh) -> None:
     if len(spec) > len(shape):
         raise ValueError(f"parameter {path}: partition spec {spec} has more entries than its shape {shape}")
@@ -81,7 +89,7 @@ def logical_to_mesh_sharding(abstract_state: nnx.State, mesh: Mesh,
         specs = nnx.get_partition_spec(abstract_state)
 
     def to_sharding(path: tuple[Any, ...], spec: PartitionSpec, leaf: Any) -> NamedSharding:
-        _check_spec(jax.tree_util.keystr(path), tuple(leaf.shape), spec, mesh)
+        _check_spec(_path_name(path), tuple(leaf.shape), spec, mesh)
         return NamedSharding(mesh, spec)
 
     return jax.tree_util.tree_map_with_path(
