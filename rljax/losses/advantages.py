@@ -44,7 +44,10 @@ def group_advantages(rewards: jax.Array, *, scale: str = "std", std: str = "unbi
     if group_size == 1:
         advantages = rewards if scale == "none" else rewards / (1.0 + eps)
         return jax.lax.stop_gradient(advantages)
-    centred = rewards - jnp.mean(rewards, axis=1, keepdims=True)
+    # An all-equal group gets exactly 0: the float32 mean of equal non-dyadic values (1.1, ...)
+    # can round away from them, and dividing that residue by a tiny std would blow it up.
+    all_equal = jnp.all(rewards == rewards[:, :1], axis=1, keepdims=True)
+    centred = jnp.where(all_equal, 0.0, rewards - jnp.mean(rewards, axis=1, keepdims=True))
     if scale == "none":
         return jax.lax.stop_gradient(centred)
     ddof = 1 if std == "unbiased" else 0
@@ -71,4 +74,5 @@ def rloo_advantages(rewards: jax.Array) -> jax.Array:
     if group_size == 1:
         return rewards
     others_mean = (jnp.sum(rewards, axis=1, keepdims=True) - rewards) / (group_size - 1)
-    return jax.lax.stop_gradient(rewards - others_mean)
+    all_equal = jnp.all(rewards == rewards[:, :1], axis=1, keepdims=True)
+    return jax.lax.stop_gradient(jnp.where(all_equal, 0.0, rewards - others_mean))

@@ -71,7 +71,9 @@ def init_state(params: Any, optimizer, method: methods_lib.Method, mesh: Mesh, *
     opt_state = jax.jit(optimizer.init)(params)
     state = TrainState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32),
                        key=jax.random.key_data(jax.random.key(seed)),
-                       method_state=method.init_state())
+                       method_state=method.init_state(),
+                       ref_params=(jax.tree.map(jnp.copy, params)
+                                   if "reference" in method.needs else None))
 
     def sharding_of(x):
         sharding = getattr(x, "sharding", None)
@@ -101,7 +103,6 @@ class Trainer:
         parallel.check_batch_size(batch // cfg.train.minibatches, self.mesh)
         self.tokenizer, self.model = policy.build_policy(cfg.model, seed=cfg.train.seed,
                                                          mesh=self.mesh)
-        self.ref_params = None
         self.optimizer = make_optimizer(cfg.optim, cfg.train.steps * cfg.train.minibatches)
         self.graphdef, params, self.rest = split_model(self.model)
         self.state, self.state_sharding = init_state(params, self.optimizer, self.method, self.mesh,
@@ -127,8 +128,10 @@ class Trainer:
     # -- checkpoint plumbing ------------------------------------------------------------------
 
     def _meta(self, extra: dict | None = None) -> dict:
-        return {"config": self.config.to_dict(), "data": self.data.get_state(),
-                **(extra or {})}
+        meta = {"config": self.config.to_dict(), "data": self.data.get_state(), **(extra or {})}
+        if hasattr(self.family, "get_state"):  # e.g. RubricEM's rubric buffer and reflection bank
+            meta["family"] = self.family.get_state()
+        return meta
 
     def _check_meta(self, meta: dict) -> None:
         ckpt_lib.check_compatible(meta["config"], self.config.to_dict(), STATE_KEYS)
@@ -141,8 +144,8 @@ class Trainer:
         step, state, meta = restored
         self.state = state
         self.data.set_state(meta["data"])
-        if meta.get("ref_params_from_init"):
-            self.ref_params = self.state.params
+        if "family" in meta:
+            self.family.set_state(meta["family"])
         log.info("resumed from step %d", step)
         return step
 
@@ -194,7 +197,7 @@ class Trainer:
         batch.update(prepared)
         batch["old_logprobs"] = fwd["logprobs"]
         if self.ref_forward is not None:
-            batch["ref_logprobs"] = self.ref_forward(self.ref_params, self.rest, arrays)["logprobs"]
+            batch["ref_logprobs"] = self.ref_forward(self.state.ref_params, self.rest, arrays)["logprobs"]
         mask = arrays["action_mask"] > 0
         metrics = {**metrics,
                    "rollout_entropy": float((np.asarray(fwd["entropy"]) * mask).sum()
@@ -242,8 +245,6 @@ class Trainer:
         start = self._restore()
         if start == 0:
             self._warm_start()
-        if "reference" in self.method.needs and self.ref_params is None:
-            self.ref_params = jax.tree.map(jnp.copy, self.state.params)
         writer = MetricWriter(self.run_dir, resume_step=start, progress_total=cfg.train.steps)
         eval_log = evaluation.EvalLog(self.run_dir / "eval.jsonl", resume_step=start)
         try:
@@ -280,7 +281,9 @@ class Trainer:
         if cfg.sft.steps <= 0:
             return
         params = jax.device_put(sft.warm_start(self, cfg), self.state_sharding.params)
-        self.state = self.state.replace(params=params, opt_state=jax.jit(self.optimizer.init)(params))
+        self.state = self.state.replace(
+            params=params, opt_state=jax.jit(self.optimizer.init)(params),
+            ref_params=None if self.state.ref_params is None else jax.tree.map(jnp.copy, params))
         self.state = jax.device_put(self.state, self.state_sharding)
 
     def evaluate(self) -> dict:

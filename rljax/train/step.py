@@ -34,6 +34,7 @@ class TrainState:
     step: Array          # int32 scalar: RL steps completed
     key: Array           # PRNG key data (uint32), the run's only randomness
     method_state: Any    # e.g. the Anti-SD gate
+    ref_params: Any = None  # the frozen reference policy, for methods with a KL term
 
 
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, Any, Any]:

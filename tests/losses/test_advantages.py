@@ -55,6 +55,18 @@ def test_population_std(variant):
     np.testing.assert_allclose(fn(E1_REWARDS[:1]), expected[None], rtol=1e-6)
 
 
+@VARIANTS
+@pytest.mark.parametrize("std", ["unbiased", "population"])
+def test_all_equal_non_dyadic_group_is_exactly_zero(variant, std):
+    # 1.1 is not representable: the float32 mean of three 1.1s rounds away from 1.1, and without
+    # the all-equal rule that residue divided by a ~1e-8 std gave A = -0.104 (grpo.md: exactly 0).
+    rewards = np.full((2, 3), 1.1, np.float32)
+    rewards[1] = [0.3, 0.3, 0.3]
+    for fn in (functools.partial(group_advantages, std=std, eps=1e-8),
+               functools.partial(group_advantages, scale="none"), rloo_advantages):
+        np.testing.assert_array_equal(variant(fn)(rewards), np.zeros((2, 3), np.float32))
+
+
 def test_rloo_is_scaled_drgrpo():
     rng = np.random.default_rng(0)
     rewards = rng.uniform(size=(5, 6)).astype(np.float32)
