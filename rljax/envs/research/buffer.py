@@ -97,7 +97,7 @@ class RubricBuffer:
         if any(scores is None for scores in persistent_scores):
             raise RuntimeError(f"the judge failed to score the persistent rubrics of {question!r}; "
                                "the answer reward cannot be computed")
-        adaptive_scores = [judge.score(task, t, adaptive) for t in transcripts]
+        adaptive_scores = [judge.score(task, t, adaptive) if adaptive else [] for t in transcripts]
         stage_rewards, rewards = _stage_scores(persistent, adaptive, persistent_scores, adaptive_scores, transcripts)
         if update:
             self._prune(active, adaptive, adaptive_scores)

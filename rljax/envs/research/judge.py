@@ -317,7 +317,8 @@ class ProgrammaticJudge:
         out: list[list[Rubric]] = [[] for _ in range(NUM_STAGES)]
         if not candidates or not transcripts:
             return out
-        scores = np.array([self.score(task, t, candidates) for t in transcripts], float).reshape(len(transcripts), -1)
+        ctx = self.context(task)
+        scores = np.array([self._evaluate(ctx, t, candidates) for t in transcripts], float)
         variance = scores.var(axis=0)
         for i in sorted(range(len(candidates)), key=lambda i: -variance[i]):
             stage = candidates[i].stage
@@ -331,7 +332,9 @@ class ProgrammaticJudge:
         Raises:
             ValueError: a rubric key that is not one of this judge's predicates.
         """
-        ctx = self.context(task)
+        return self._evaluate(self.context(task), transcript, rubrics)
+
+    def _evaluate(self, ctx: _Context, transcript: Transcript, rubrics: Sequence[Rubric]) -> list[int]:
         out = []
         for rubric in rubrics:
             parts = rubric.key.split("/")
