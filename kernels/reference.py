@@ -13,7 +13,8 @@ def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.
     """Token log-prob, entropy (and teacher statistics and JSD) from full [N, V] logits.
 
     logits = hidden @ w_unembed / temperature (grpo.md GRPO-1), log-softmax in float32; entropy
-    -sum_v p log p; JSD(p || q) = 0.5 KL(p || M) + 0.5 KL(q || M), M = (p + q) / 2 (anti_sd.md ASD-3).
+    -sum_v p log p; JSD(p || q) = 0.5 KL(p || M) + 0.5 KL(q || M), M = (p + q) / 2
+    (anti_sd.md ASD-3).
     Gradients come from JAX autodiff. Inputs are assumed validated by `kernels.token_stats`; a
     target outside [0, V) under a trace gives a NaN log-prob.
 

@@ -1,4 +1,4 @@
-"""Float32 math on one [rows, columns] tile of logits, shared by the XLA loops and the Pallas kernels.
+"""Float32 math on one [rows, columns] logit tile, shared by the XLA loops and the Pallas kernels.
 
 Every sweep over the vocabulary reduces tiles of z = hidden @ w / temperature with these functions,
 so `xla_chunked` and `pallas` run the same arithmetic and differ only in how tiles are scheduled.

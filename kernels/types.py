@@ -33,8 +33,9 @@ class BlockSizes:
         block_n: rows (tokens) per Pallas tile.
         block_v: vocabulary columns per Pallas tile.
         block_h: largest hidden-size chunk of each tile's matmul (the reduction dimension): the
-            kernels use the largest block_h / 2^k >= 16 that divides H, or the whole H in one dot
-            when there is none or block_h is None.
+            kernels use the largest power of two <= min(block_h, H), at least 16, that divides H
+            (so any H that is a multiple of 16 gets power-of-two chunks, as Triton needs), or the
+            whole H in one dot when there is none or block_h is None.
         chunk_v: vocabulary columns per step of the XLA loops (the `xla_chunked` sweeps and the
             Pallas backward, which holds one [N, chunk_v] cotangent block). None derives it from
             `chunk_elements`.
@@ -73,9 +74,11 @@ class BlockSizes:
 
     def hidden_chunk(self, hidden: int) -> int:
         """The hidden-dimension chunk used for a hidden size H (see block_h)."""
-        chunk = self.block_h
-        if chunk is None or chunk >= hidden:
+        if self.block_h is None:
             return hidden
+        chunk = 16
+        while chunk * 2 <= min(self.block_h, hidden):
+            chunk *= 2
         while chunk >= 16:
             if hidden % chunk == 0:
                 return chunk

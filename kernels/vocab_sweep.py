@@ -47,7 +47,7 @@ class Engine(NamedTuple):
         row_multiple: the engine needs N to be a multiple of this (rows are zero-padded).
         chunk_v: vocabulary columns per step of `vocab_gradients`.
         softmax_stats: (rows [R, H], w [H, V]) -> (lse [R], entropy [R]).
-        kl_to_mixture: (hidden, teacher_hidden, w, lse_s, lse_t) -> (KL(p || M) [N], KL(q || M) [N]).
+        kl_to_mixture: (hidden, teacher_hidden, w, lse_s, lse_t) -> (KL(p||M) [N], KL(q||M) [N]).
         logit_cotangents: see LogitCotangentFn.
     """
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import pytest
 
 import kernels
-from kernel_problems import (BLOCKWISE_IMPLS, SMALL_BLOCKS, TOLERANCES, assert_close,
-                             assert_grad_close, make_problem)
+from kernel_problems import (BLOCKWISE_IMPLS, FP32_ATOL, FP32_GRAD, SMALL_BLOCKS, TOLERANCES,
+                             assert_close, assert_grad_close, make_problem)
 from rljax.losses.aggregation import aggregate
 from rljax.losses.policy import policy_loss
 
@@ -72,14 +72,15 @@ def test_loss_and_gradients_match_composition(impl, case):
         hidden, w)
     expected, expected_grads = jax.value_and_grad(_reference_loss, argnums=(0, 1))(
         hidden, w, teacher, targets, old, advantages, mask, jsd_coef, kwargs)
-    assert_close(loss, expected, 1e-5, "loss")
+    assert_close(loss, expected, FP32_ATOL, "loss")
     assert float(jnp.abs(expected_grads[0]).max()) > 1e-3  # the gradient is not trivially zero
     for name, a, e in zip(("hidden", "w"), grads, expected_grads):
-        assert_grad_close(a, e, 2e-5, name)
+        assert_grad_close(a, e, FP32_GRAD, name)
     stats = kernels.token_stats(hidden.reshape(B * T, -1), w, targets.reshape(-1),
                                 temperature=TEMPERATURE, impl="reference")
-    assert_close(metrics["token_logprob"], stats.logprob.reshape(B, T), 1e-5, "token_logprob")
-    assert_close(metrics["entropy"], aggregate(stats.entropy.reshape(B, T), mask), 1e-5,
+    assert_close(metrics["token_logprob"], stats.logprob.reshape(B, T), FP32_ATOL,
+                 "token_logprob")
+    assert_close(metrics["entropy"], aggregate(stats.entropy.reshape(B, T), mask), FP32_ATOL,
                  "entropy")
 
 
@@ -115,4 +116,4 @@ def test_reference_impl_and_without_jit():
         loss, _ = kernels.fused_policy_loss(hidden, w, targets, old, advantages, mask,
                                             temperature=TEMPERATURE, teacher_hidden=teacher,
                                             jsd_coef=-0.5, impl=impl, block_sizes=SMALL_BLOCKS)
-        assert_close(loss, expected, 1e-5, impl)
+        assert_close(loss, expected, FP32_ATOL, impl)

@@ -25,8 +25,8 @@ def test_temperature_worked_example():
 def test_teacher_entropy_worked_example_and_zero_jsd_for_equal_rows():
     """anti_sd.md E4: pi_T = [0.7, 0.2, 0.1] has entropy 0.801819; JSD(pi || pi) = 0."""
     w = jnp.log(jnp.array([[0.7, 0.2, 0.1]]))
-    stats = kernels.token_stats(jnp.ones((1, 1)), w, jnp.array([0]), teacher_hidden=jnp.ones((1, 1)),
-                                impl="reference")
+    ones = jnp.ones((1, 1))
+    stats = kernels.token_stats(ones, w, jnp.array([0]), teacher_hidden=ones, impl="reference")
     assert float(stats.teacher_entropy[0]) == pytest.approx(0.801819, abs=1e-6)
     assert float(stats.jsd[0]) == pytest.approx(0.0, abs=1e-7)
 

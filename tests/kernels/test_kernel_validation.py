@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import kernels
+from kernel_problems import SMALL_BLOCKS
 
-H, V, N = 8, 20, 6
+H, V, N = 16, 20, 6
 HIDDEN = jnp.ones((N, H))
 W = jnp.ones((H, V))
 TARGETS = jnp.arange(N)
@@ -17,7 +18,7 @@ TARGETS = jnp.arange(N)
 @pytest.mark.parametrize("kwargs, message", [
     (dict(hidden=jnp.ones((2, N, H))), "hidden must have rank 2"),
     (dict(w_unembed=jnp.ones((H, V, 1))), "w_unembed must have rank 2"),
-    (dict(w_unembed=jnp.ones((H + 1, V))), r"H = w_unembed.shape\[0\] = 9"),
+    (dict(w_unembed=jnp.ones((H + 1, V))), r"H = w_unembed.shape\[0\] = 17"),
     (dict(targets=jnp.arange(N + 1)), r"targets must have shape \(6,\)"),
     (dict(targets=jnp.ones(N)), "targets must be integer"),
     (dict(w_unembed=jnp.ones((H, V), jnp.bfloat16)), "w_unembed dtype bfloat16 must equal"),
@@ -48,8 +49,8 @@ def test_block_sizes_reject_bad_values():
 
 @pytest.mark.parametrize("impl", ["xla_chunked", "pallas", "reference"])
 def test_out_of_range_target_under_jit_is_nan_not_clamped(impl):
-    blocks = kernels.BlockSizes(block_n=8, block_v=16, block_h=None)
-    stats = jax.jit(lambda t: kernels.token_stats(HIDDEN, W, t, impl=impl, block_sizes=blocks))(
+    stats = jax.jit(lambda t: kernels.token_stats(HIDDEN, W, t, impl=impl,
+                                                  block_sizes=SMALL_BLOCKS))(
         jnp.array([0, 1, 2, 3, -1, V]))
     assert np.all(np.isnan(stats.logprob[-2:])) and np.all(np.isfinite(stats.logprob[:-2]))
 
@@ -70,5 +71,6 @@ def test_fused_policy_loss_rejects_bad_input():
 
 def test_hidden_chunk_is_the_largest_dividing_fraction_of_block_h():
     blocks = kernels.BlockSizes(block_h=64)
-    assert [blocks.hidden_chunk(h) for h in (1024, 96, 896, 40, 64)] == [64, 32, 64, 40, 64]
+    assert [blocks.hidden_chunk(h) for h in (1024, 96, 896, 48, 64, 40)] == [64, 32, 64, 16, 64,
+                                                                              40]
     assert kernels.BlockSizes(block_h=None).hidden_chunk(1024) == 1024

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import pytest
 
 import kernels
-from kernel_problems import (BLOCKWISE_IMPLS, DTYPES, SMALL_BLOCKS, TOLERANCES, assert_close,
-                             assert_grad_close, make_problem, weighted_sum)
+from kernel_problems import (BLOCKWISE_IMPLS, DTYPES, FP32_ATOL, FP32_GRAD, SMALL_BLOCKS,
+                             TOLERANCES, assert_close, assert_grad_close, make_problem,
+                             weighted_sum)
 
 TEMPERATURE = 0.7
 
@@ -61,8 +62,8 @@ def test_values_without_jit(impl):
     expected = _stats(problem, "reference", teacher=False)
     actual = _stats(problem, impl, teacher=False)
     assert actual.teacher_logprob is None and actual.jsd is None
-    assert_close(actual.logprob, expected.logprob, 2e-5, "logprob")
-    assert_close(actual.entropy, expected.entropy, 2e-5, "entropy")
+    assert_close(actual.logprob, expected.logprob, FP32_ATOL, "logprob")
+    assert_close(actual.entropy, expected.entropy, FP32_ATOL, "entropy")
 
 
 def test_gradient_without_jit_student_only():
@@ -76,7 +77,7 @@ def test_gradient_without_jit_student_only():
     expected = jax.grad(objective("reference"), argnums=(0, 1))(problem.hidden, problem.w)
     actual = jax.grad(objective("xla_chunked"), argnums=(0, 1))(problem.hidden, problem.w)
     for a, e in zip(actual, expected):
-        assert_grad_close(a, e, 2e-5)
+        assert_grad_close(a, e, FP32_GRAD)
 
 
 @pytest.mark.parametrize("impl", BLOCKWISE_IMPLS)
@@ -97,8 +98,8 @@ def test_teacher_statistics_as_targets_give_student_only_gradients(impl):
     args = (problem.hidden, problem.w, problem.teacher_hidden)
     expected = jax.grad(objective("reference"), argnums=(0, 1, 2))(*args)
     actual = jax.jit(jax.grad(objective(impl), argnums=(0, 1, 2)))(*args)
-    assert_grad_close(actual[0], expected[0], 2e-5, "hidden")
-    assert_grad_close(actual[1], expected[1], 2e-5, "w")
+    assert_grad_close(actual[0], expected[0], FP32_GRAD, "hidden")
+    assert_grad_close(actual[1], expected[1], FP32_GRAD, "w")
     assert float(jnp.abs(actual[2]).max()) == 0.0
 
 
@@ -132,8 +133,8 @@ def test_stop_teacher_gradient_differentiates_jsd_through_student_only(impl):
     args = (problem.hidden, problem.w, problem.teacher_hidden)
     expected = jax.grad(independent, argnums=(0, 1))(*args)
     actual = jax.jit(jax.grad(objective(impl), argnums=(0, 1, 2)))(*args)
-    assert_grad_close(actual[0], expected[0], 2e-5, "hidden")
-    assert_grad_close(actual[1], expected[1], 2e-5, "w")
+    assert_grad_close(actual[0], expected[0], FP32_GRAD, "hidden")
+    assert_grad_close(actual[1], expected[1], FP32_GRAD, "w")
     assert float(jnp.abs(actual[2]).max()) == 0.0
 
 
@@ -153,7 +154,7 @@ def test_auto_default_blocks_many_chunks():
     actual = jax.jit(jax.value_and_grad(objective("auto", blocks), argnums=(0, 1)))(*args)
     assert_close(actual[0], expected[0], 1e-4, "objective")
     for a, e in zip(actual[1], expected[1]):
-        assert_grad_close(a, e, 2e-5)
+        assert_grad_close(a, e, FP32_GRAD)
 
 
 def test_unused_statistics_give_no_gradient_work():
