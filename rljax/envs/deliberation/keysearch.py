@@ -251,7 +251,8 @@ class KeySearchFamily:
         """
         self._check_task(task)
         solution = self.reference_solution(task) if solution is None else solution
-        return dataclasses.replace(task, uid=f"{task.uid}/teacher", prompt=self.privileged_prompt(task, solution, correct),
+        return dataclasses.replace(task, uid=f"{task.uid}/teacher",
+                                   prompt=self.privileged_prompt(task, solution, correct),
                                    meta={**task.meta, "mode": TEACHER_MODE})
 
     def warm_start_tasks(self, num_tasks: int, *, teacher_fraction: float = 0.5) -> list[Task]:

@@ -131,7 +131,8 @@ def build_teacher_batch(
             solution = reference_solution(task)
         else:
             p = peers[b]
-            solution = solution_text(response_text(tokenizer, tokens[p, :lengths[p]], *(m[p, :lengths[p]] for m in masks)))
+            span = slice(0, lengths[p])
+            solution = solution_text(response_text(tokenizer, tokens[p, span], *(m[p, span] for m in masks)))
         text = privileged_prompt(task, solution, bool(traj.rewards[b] == 1.0))
         teacher_prompt = render_prompt(tokenizer, text, task.system, fmt=fmt).tokens
         rows.append(np.concatenate([teacher_prompt, tokens[b, n:lengths[b]]]))
@@ -140,6 +141,7 @@ def build_teacher_batch(
     teacher = np.full((batch, width), tokenizer.pad_token_id, np.int32)
     positions, segments = np.zeros((batch, width), np.int32), np.zeros((batch, width), np.int32)
     for b, row in enumerate(rows):
-        teacher[b, :row.shape[0]], positions[b, :row.shape[0]], segments[b, :row.shape[0]] = row, np.arange(row.shape[0]), 1
+        n = row.shape[0]
+        teacher[b, :n], positions[b, :n], segments[b, :n] = row, np.arange(n), 1
     return {"teacher_tokens": teacher, "teacher_positions": positions, "teacher_segment_ids": segments,
             "teacher_index": index}

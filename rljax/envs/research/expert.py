@@ -2,7 +2,8 @@
 
 The expert plans (NEED and SEARCH every gold fact, AVOID blog), then for each fact searches and
 opens its reliable document, writing a `<state>` before every later call (naming the fact the
-previous call completed), and finishes with a DONE state (naming any fact still missing), a review mapping each fact to its document and the answer citing them. At noise 0 it earns
+previous call completed), and finishes with a DONE state (naming any fact still missing), a
+review mapping each fact to its document and the answer citing them. At noise 0 it earns
 answer reward 1 and full marks on every stage predicate.
 
 Controlled imperfections (section 8.1), each drawn independently with probability

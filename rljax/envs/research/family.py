@@ -129,7 +129,8 @@ class MiniResearchFamily:
         if self.judge is None:
             self.judge = self.truth
         if not isinstance(self.judge, StageJudge):
-            raise ValueError(f"judge must implement StageJudge (persistent_rubrics, propose, score), got {self.judge!r}")
+            raise ValueError(f"judge must implement StageJudge (persistent_rubrics, propose, score), "
+                             f"got {self.judge!r}")
         self.buffer = RubricBuffer(self.caps, self.additions)
         self.bank = ReflectionBank()
         self._open_groups: dict[str, list[weakref.ref]] = {}
@@ -283,8 +284,9 @@ class MiniResearchFamily:
             A task whose prompt is the reflection prompt and whose `meta["failures"]` the judge uses.
         """
         question = task.meta["question"]
-        return Task(uid=f"{task.uid}/reflect", family=self.name, prompt=f"{REFLECT_PREFIX} {question} {info['transcript']}",
-                    answer=list(info["failures"]), meta={"question": question, "failures": list(info["failures"])})
+        return Task(uid=f"{task.uid}/reflect", family=self.name,
+                    prompt=f"{REFLECT_PREFIX} {question} {info['transcript']}", answer=list(info["failures"]),
+                    meta={"question": question, "failures": list(info["failures"])})
 
     def judge_reflections(self, reflection_task: Task, reflections: Sequence[str]) -> list[ReflectionScore]:
         """Scores G_ref reflections of a `reflection_task` (section 8.1's reflection judge)."""

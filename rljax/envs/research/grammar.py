@@ -145,7 +145,8 @@ def parse_turn(text: str) -> ParsedTurn:
     for kind in ("plan", "state", "review", "answer"):
         if len(found[kind]) > 1:
             errors.append(f"{len(found[kind])} <{kind}> blocks in one turn; only the first is read")
-    blocks = {kind: _parse_block(kind, bodies[0], errors) for kind, bodies in found.items() if bodies and kind != "call"}
+    blocks = {kind: _parse_block(kind, bodies[0], errors)
+              for kind, bodies in found.items() if bodies and kind != "call"}
     call = None
     if len(found["call"]) > 1:
         errors.append(f"{len(found['call'])} <call> blocks in one turn; write exactly one per turn (none was run)")
@@ -200,7 +201,9 @@ def _parse_block(kind: str, body: str, errors: list[str]) -> Plan | State | Revi
 
 
 def format_plan(plan: Plan) -> str:
-    """The plan block, e.g. "<plan> <rubric> [NEED E03 size] [AVOID blog] </rubric> <rplan> [SEARCH E03 size] </rplan> </plan>"."""
+    """The plan block, e.g.
+    "<plan> <rubric> [NEED E03 size] [AVOID blog] </rubric> <rplan> [SEARCH E03 size] </rplan> </plan>".
+    """
     rubric = [f"[NEED {e} {a}]" for e, a in plan.needs] + (["[AVOID blog]"] if plan.avoid_blog else [])
     rplan = [f"[SEARCH {e} {a}]" for e, a in plan.searches]
     return f"<plan> <rubric> {' '.join(rubric)} </rubric> <rplan> {' '.join(rplan)} </rplan> </plan>"

@@ -63,7 +63,8 @@ class Rubric:
             raise ValueError(f"rubric {self.key!r}: stage must be in 0..3 and weight in (1, 2, 3), "
                              f"got stage {self.stage!r}, weight {self.weight!r}")
         if self.persistent and self.stage != NUM_STAGES - 1:
-            raise ValueError(f"rubric {self.key!r}: persistent rubrics belong to the Answer stage (3), got {self.stage}")
+            raise ValueError(f"rubric {self.key!r}: persistent rubrics belong to the Answer stage (3), "
+                             f"got {self.stage}")
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict (`from_json` inverts it)."""

@@ -108,7 +108,8 @@ def test_parse_a_well_formed_first_turn():
 
 def test_parse_the_final_turn():
     turn = parse_turn("<state> [HAVE E03 size] [MISSING E04 city] DONE </state> <review> [MAP E03 size 042] "
-                      "[GAP E04 city] </review> <answer> [FACT E03 size V4 CITE 042] [CMP E03 E04 >] [SEL E03] </answer>")
+                      "[GAP E04 city] </review> "
+                      "<answer> [FACT E03 size V4 CITE 042] [CMP E03 E04 >] [SEL E03] </answer>")
     assert turn.errors == () and turn.call is None
     assert turn.state == State((("E03", "size"),), (("E04", "city"),), "DONE")
     assert turn.review == Review((("E03", "size", "042"),), (("E04", "city"),))

@@ -297,7 +297,8 @@ def test_reflection_round_and_retrieval(family):
     assert reflect.prompt == f"<reflect> {task.prompt} {info['transcript']}"
     assert reflect.meta["failures"] == info["failures"] != []
     rubrics = " ".join(f"[{item}]" for item in info["failures"])
-    good = f"<reflection_rubrics> {rubrics} </reflection_rubrics> <reflection_takeaways> [LESSON AVOID blog] </reflection_takeaways>"
+    good = (f"<reflection_rubrics> {rubrics} </reflection_rubrics> "
+            "<reflection_takeaways> [LESSON AVOID blog] </reflection_takeaways>")
     scores = family.judge_reflections(reflect, [good, "not a reflection"])
     assert scores[0].diagnostic == 1.0 and scores[1].utility == 0.0
     assert family.with_reference(task, "within") is task  # empty bank: unchanged

@@ -9,7 +9,8 @@ from rljax.envs.research.reflection import (ReflectionBank, ReflectionScore, jac
 
 
 def reflection(rubrics: str, lessons: str) -> str:
-    return f"<reflection_rubrics> {rubrics} </reflection_rubrics> <reflection_takeaways> {lessons} </reflection_takeaways>"
+    return (f"<reflection_rubrics> {rubrics} </reflection_rubrics> "
+            f"<reflection_takeaways> {lessons} </reflection_takeaways>")
 
 
 def test_parse_a_valid_reflection():
