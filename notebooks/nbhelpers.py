@@ -1,0 +1,278 @@
+"""Plumbing shared by the rljax notebooks: cached training runs, rollout credit and plots.
+
+The notebooks call the library directly for everything they teach (configs, `Trainer`, losses,
+`Method.prepare`); this module holds only what would otherwise be copied into each of them:
+
+* `train(config)` runs an experiment in a run directory under the system temp dir whose name
+  hashes the config and the library's source code, so a notebook re-run (or a second notebook
+  with the same GRPO baseline) resumes the finished run instead of training again, and any code
+  change starts a fresh one.
+* `rollout_batch` and `prepare_inputs` turn a trained policy into one rollout batch and the
+  `PrepareInputs` that `Method.prepare` reads, exactly as the trainer builds them each step.
+* `plot_token_credit`, `plot_response_credit` and `plot_curves` draw the figures every method
+  notebook shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import pathlib
+import tempfile
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import experiments
+import kernels
+import rljax
+from rljax import methods
+from rljax.envs.base import Task
+from rljax.rollout.types import Trajectories
+from rljax.train import policy
+from rljax.train.config import ExperimentConfig, MethodSection
+from rljax.train.loop import RunResult, Trainer, batch_arrays
+
+RUNS_DIR = pathlib.Path(tempfile.gettempdir()) / "rljax-notebooks"
+_PACKAGES = (rljax, kernels, experiments)
+
+
+def source_fingerprint() -> str:
+    """SHA-256 (16 hex digits) of every `.py` file of the rljax, kernels and experiments packages."""
+    digest = hashlib.sha256()
+    for package in _PACKAGES:
+        root = pathlib.Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root.parent)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_dir(config: ExperimentConfig, *, root: pathlib.Path = RUNS_DIR) -> pathlib.Path:
+    """The cache directory of a run: `<root>/<name>-<method>-<hash of config and source>`.
+
+    Args:
+        config: the experiment config.
+        root: the folder holding all notebook runs (default: `<tempdir>/rljax-notebooks`).
+
+    Returns:
+        The run directory (not created).
+    """
+    key = hashlib.sha256((config.to_json() + source_fingerprint()).encode()).hexdigest()[:12]
+    return root / f"{config.name}-{config.method.name}-{key}"
+
+
+def train(config: ExperimentConfig, *, root: pathlib.Path = RUNS_DIR) -> tuple[Trainer, RunResult]:
+    """Runs `config` in its cache directory (see `run_dir`), or resumes it if it is finished.
+
+    Args:
+        config: the experiment config.
+        root: the folder holding all notebook runs.
+
+    Returns:
+        (trainer, result): the trainer holds the final policy (`trainer.state`), the method and
+        the task family; the result holds the per-step metrics and the evaluations.
+    """
+    for noisy in ("absl", "jax._src.xla_bridge", "rljax"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    trainer = Trainer(config, run_dir(config, root=root))
+    return trainer, trainer.run()
+
+
+def with_method(config: ExperimentConfig, name: str, **kwargs) -> ExperimentConfig:
+    """`config` with its method replaced by the registered method `name` (e.g. the GRPO baseline)."""
+    return dataclasses.replace(config, method=MethodSection(name=name, kwargs=kwargs))
+
+
+def rollout_batch(trainer: Trainer, *, num_prompts: int, seed: int = 0, split: str = "heldout",
+                  filter_groups: bool | None = None) -> tuple[Trajectories, list[Task]]:
+    """Samples `task.group_size` responses to each of `num_prompts` tasks with the trained policy.
+
+    Args:
+        trainer: a trainer (usually after `run()`).
+        num_prompts: P, tasks 0..P-1 of `split`.
+        seed: the sampling key.
+        split: "heldout" (default) or "train".
+        filter_groups: drop all-equal groups as the trainer does (DAPO dynamic sampling); None
+            follows the trainer's method.
+
+    Returns:
+        (trajectories, tasks) with B = P' * G rows, P' <= P the groups kept.
+    """
+    group = trainer.config.task.group_size
+    tasks = [trainer.family.generate(split, index) for index in range(num_prompts)]
+    traj = policy.rollout(trainer, tasks, jax.random.key(seed), group_size=group)
+    if trainer.method.filter_groups if filter_groups is None else filter_groups:
+        keep = methods.keep_groups(traj.rewards_by_group(group))
+        traj = policy.select_groups(traj, keep, group)
+        tasks = [task for task, kept in zip(tasks, keep) if kept]
+    return traj, tasks
+
+
+def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task]
+                   ) -> methods.PrepareInputs:
+    """The `PrepareInputs` of a rollout batch under the trainer's current policy.
+
+    Runs the trainer's no-grad forward pass (log-probs and entropies through
+    `kernels.token_stats`, plus hidden states and teacher statistics when the method needs them)
+    and collects rewards, masks, stages and clusters as the RL loop does before `method.prepare`.
+
+    Args:
+        trainer: the trainer whose policy and method define the forward pass.
+        traj: a rollout batch (e.g. from `rollout_batch`).
+        tasks: its tasks, one per group.
+
+    Returns:
+        The inputs; any method whose needs the trainer's forward pass covers can `prepare` them.
+    """
+    group = trainer.config.task.group_size
+    arrays = batch_arrays(traj)
+    if "teacher" in trainer.method.needs:
+        arrays.update(policy.teacher_batch(trainer, traj, tasks))
+    forward = trainer.forward(trainer.state.params, trainer.rest, arrays)
+    num_prompts = traj.batch_size // group
+    return methods.PrepareInputs(
+        rewards=jnp.asarray(traj.rewards_by_group(group), jnp.float32),
+        task_ids=jnp.asarray(np.asarray(traj.task_ids)[::group], jnp.int32),
+        action_mask=jnp.asarray(arrays["action_mask"]),
+        env_mask=jnp.asarray(arrays["env_mask"]),
+        warning_mask=jnp.asarray(arrays["warning_mask"]),
+        stage_ids=jnp.asarray(arrays["stage_ids"]),
+        stage_rewards=jnp.asarray(traj.stage_rewards, jnp.float32).reshape(num_prompts, group, -1),
+        cluster_ids=jnp.asarray(policy.cluster_ids(trainer.family, traj), jnp.int32).reshape(
+            num_prompts, group),
+        old_logprobs=forward["logprobs"],
+        old_entropy=forward["entropy"],
+        lengths=jnp.asarray(np.asarray(traj.action_mask).sum(-1), jnp.int32),
+        hidden=forward.get("hidden"),
+        teacher_logprobs=forward.get("teacher_logprobs"),
+        teacher_entropy=forward.get("teacher_entropy"),
+    )
+
+
+def token_credit(advantages: jax.Array, action_mask: jax.Array) -> np.ndarray:
+    """Per-token credit [B, T]: a [B] or [B, T] advantage broadcast onto the action tokens."""
+    advantages = np.asarray(advantages, np.float32)
+    mask = np.asarray(action_mask, np.float32)
+    if advantages.ndim == 1:
+        advantages = advantages[:, None]
+    return advantages * mask
+
+
+def response_credit(credit: np.ndarray, action_mask: np.ndarray) -> np.ndarray:
+    """Mean credit over each response's action tokens [B] (0 for a response without any)."""
+    mask = np.asarray(action_mask, np.float32)
+    return (np.asarray(credit) * mask).sum(-1) / np.maximum(mask.sum(-1), 1)
+
+
+def plot_token_credit(credits: Mapping[str, np.ndarray], mask: np.ndarray, *,
+                      group_size: int, columns: slice | None = None, dots: np.ndarray | None = None,
+                      title: str = "", ncols: int = 2) -> plt.Figure:
+    """Heat maps of per-token credit, one panel per method, each on its own diverging scale.
+
+    Args:
+        credits: method label -> [B, T] credit (advantage on each token, 0 off the loss tokens).
+        mask: [B, T] tokens to colour (the others, prompt and padding, are drawn grey).
+        group_size: G; thin lines separate the prompts' groups.
+        columns: the token columns to show (default: all).
+        dots: optional [B, T] tokens to mark with a dot (e.g. environment tokens).
+        title: figure title.
+        ncols: panels per row.
+
+    Returns:
+        The figure.
+    """
+    columns = columns or slice(None)
+    mask = np.asarray(mask, bool)[:, columns]
+    rows = mask.shape[0]
+    nrows = -(-len(credits) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, (0.16 * rows + 0.9) * nrows),
+                             squeeze=False, layout="constrained")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
+    for ax, (label, credit) in zip(axes.flat, credits.items()):
+        shown = np.asarray(credit)[:, columns]
+        limit = float(np.abs(shown[mask]).max(initial=0.0)) or 1.0
+        image = ax.imshow(np.ma.masked_where(~mask, shown), cmap=cmap, vmin=-limit, vmax=limit,
+                          aspect="auto", interpolation="nearest")
+        if dots is not None:
+            b, t = np.nonzero(np.asarray(dots, bool)[:, columns])
+            ax.plot(t, b, "k.", markersize=2)
+        for boundary in range(group_size, rows, group_size):
+            ax.axhline(boundary - 0.5, color="k", linewidth=0.6)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("token position", fontsize=8)
+        ax.set_ylabel("response b", fontsize=8)
+        ax.tick_params(labelsize=7)
+        fig.colorbar(image, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(credits):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_response_credit(values: Mapping[str, np.ndarray], *, group_size: int, title: str = "",
+                         ylabel: str = "mean credit over the response") -> plt.Figure:
+    """Grouped bars of one value per response and method (e.g. `response_credit`).
+
+    Args:
+        values: method label -> [B] values.
+        group_size: G; responses of one prompt are drawn next to each other with gaps between
+            prompts.
+        title: figure title.
+        ylabel: y-axis label.
+
+    Returns:
+        The figure.
+    """
+    labels = list(values)
+    num_rows = len(np.asarray(values[labels[0]]))
+    positions = np.arange(num_rows) + np.arange(num_rows) // group_size
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.6 * num_rows)), 3.2))
+    for index, label in enumerate(labels):
+        ax.bar(positions + (index - (len(labels) - 1) / 2) * width, np.asarray(values[label]),
+               width=width, label=label)
+    ax.axhline(0.0, color="k", linewidth=0.6)
+    ax.set_xticks(positions, [f"{b // group_size}.{b % group_size}" for b in range(num_rows)],
+                  fontsize=7)
+    ax.set_xlabel("response (prompt.sample)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8, ncols=min(len(labels), 4))
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str], *,
+                title: str = "") -> plt.Figure:
+    """Per-step curves of `keys` from several runs' metric records (one panel per key).
+
+    Args:
+        runs: run label -> its records (`RunResult.metrics` or `.evals`: dicts with "step").
+        keys: the metrics to plot; a run without a key is left out of that panel.
+        title: figure title.
+
+    Returns:
+        The figure.
+    """
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.0), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for label, records in runs.items():
+            points = [(r["step"], r[key]) for r in records if key in r]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker="o", markersize=3, label=label)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
