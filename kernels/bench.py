@@ -73,29 +73,43 @@ def _inputs(num_rows: int, vocab: int, dtype, concrete: bool):
     return [hidden, w, targets, teacher]
 
 
-def _measure(fn, args, repeats: int, timed: bool, work: float) -> dict:
+def _compile(fn, args) -> tuple:
+    """(compiled executable, memory row) for fn at the shapes of args."""
     compiled = jax.jit(fn).lower(*[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]).compile()
     memory = compiled.memory_analysis()
-    row = {"temp_bytes": int(memory.temp_size_in_bytes),
-           "argument_bytes": int(memory.argument_size_in_bytes),
-           "output_bytes": int(memory.output_size_in_bytes)}
-    if timed:
-        jax.block_until_ready(compiled(*args))
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(compiled(*args))
-            times.append(time.perf_counter() - start)
-        row["seconds"] = statistics.median(times)
-        row["tflops"] = work / row["seconds"] / 1e12
-    return row
+    return compiled, {"temp_bytes": int(memory.temp_size_in_bytes),
+                      "argument_bytes": int(memory.argument_size_in_bytes),
+                      "output_bytes": int(memory.output_size_in_bytes)}
+
+
+def _error(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err)[:300]}"
+
+
+def _time_round_robin(compiled: dict, args, repeats: int) -> dict:
+    """Median seconds per executable; one warm-up each, then `repeats` rounds that run every
+    executable once, so load drift on a shared machine hits all implementations alike."""
+    times, errors = {key: [] for key in compiled}, {}
+    for key, executable in compiled.items():
+        try:
+            jax.block_until_ready(executable(*args))
+        except Exception as err:  # e.g. the reference running out of device memory
+            errors[key] = _error(err)
+    for _ in range(repeats):
+        for key, executable in compiled.items():
+            if key not in errors:
+                start = time.perf_counter()
+                jax.block_until_ready(executable(*args))
+                times[key].append(time.perf_counter() - start)
+    return {key: ({"error": errors[key]} if key in errors else
+                  {"seconds": statistics.median(times[key])}) for key in compiled}
 
 
 def run(grid: tuple[tuple[int, ...], tuple[int, ...]], impls: list[str], dtype, repeats: int,
         max_time_tflop: float, teacher: bool, on_row=lambda rows: None) -> dict:
     """Measures every (N, V) of grid = (Ns, Vs) and returns the JSON-ready results (rows and
-    summary ratios); `on_row(rows)` is called after every measurement (the CLI rewrites its JSON
-    file, so a run cut short by a time limit keeps what it measured)."""
+    summary ratios); `on_row(rows)` is called after every point (the CLI rewrites its JSON file,
+    so a run cut short by a time limit keeps what it measured)."""
     rows_n, vocabs = grid
     rows = []
     for num_rows in rows_n:
@@ -103,18 +117,27 @@ def run(grid: tuple[tuple[int, ...], tuple[int, ...]], impls: list[str], dtype, 
             forward_work = 2.0 * num_rows * HIDDEN * vocab * (2 if teacher else 1)
             timed = forward_work / 1e12 <= max_time_tflop
             args = _inputs(num_rows, vocab, dtype, concrete=timed)
+            point, compiled = {}, {}
             for impl in impls:
                 for mode, fn in _functions(impl, teacher).items():
-                    work = forward_work * (3 if mode == "forward_backward" else 1)
-                    row = {"N": num_rows, "V": vocab, "H": HIDDEN, "impl": impl, "mode": mode}
+                    point[impl, mode] = {"N": num_rows, "V": vocab, "H": HIDDEN, "impl": impl,
+                                         "mode": mode}
                     try:
-                        row.update(_measure(fn, args, repeats, timed, work))
-                    except Exception as err:  # an OOM of the reference is a result, not a crash
-                        row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
-                    on_row(rows)
-            del args
+                        compiled[impl, mode], memory = _compile(fn, args)
+                        point[impl, mode].update(memory)
+                    except Exception as err:
+                        point[impl, mode]["error"] = _error(err)
+            if timed:
+                for key, timing in _time_round_robin(compiled, args, repeats).items():
+                    point[key].update(timing)
+                    if "seconds" in timing:
+                        work = forward_work * (3 if key[1] == "forward_backward" else 1)
+                        point[key]["tflops"] = work / timing["seconds"] / 1e12
+            for row in point.values():
+                print(json.dumps(row), flush=True)
+            rows.extend(point.values())
+            on_row(rows)
+            del args, compiled
     return {"rows": rows, "summary": _summary(rows, impls)}
 
 

@@ -9,8 +9,10 @@ fully parallel on every backend (no atomics, no sequential grid axis):
   * `kl_to_mixture`: per-tile partial sums of KL(p || M) and KL(q || M), summed by XLA.
   * `logit_cotangents`: the backward tile, d objective / d z for one vocabulary chunk, which
     `vocab_sweep.vocab_gradients` contracts with w and h (cuBLAS / MXU matmuls).
-The last vocabulary tile is ragged: its out-of-range columns are masked inside the kernel. Rows
-are zero-padded by the caller to a multiple of block_n. Row vectors are [N, 1] columns (the
+The last vocabulary tile is ragged: its out-of-range columns are masked inside the kernel (Mosaic
+and interpret mode pad edge blocks themselves; Triton does not, so on GPU the unembedding loads
+and the cotangent stores are masked Triton loads/stores). Rows are zero-padded by the caller to
+a multiple of block_n. Row vectors are [N, 1] columns (the
 (8, 128)-tiled layout Mosaic needs; Triton takes the same blocks).
 """
 
@@ -31,6 +33,12 @@ _LSE, _ENTROPY, _G_LOGPROB, _G_ENTROPY, _HALF_G_JSD, _KL = range(6)
 _NUM_CONST_ROWS = 8
 
 
+# platform -> (interpret mode, masked Triton loads/stores at the vocabulary edge). "interpret-gpu"
+# runs the GPU flavour of the kernels in interpret mode, so CPU tests cover the masked path.
+PLATFORMS = {"cpu": (True, False), "gpu": (False, True), "tpu": (False, False),
+             "interpret-gpu": (True, True)}
+
+
 def _compiler_params(platform: str):
     if platform == "gpu":
         from jax.experimental.pallas import triton as pltriton
@@ -43,20 +51,39 @@ def _compiler_params(platform: str):
 
 def _call(kernel, *, grid, in_specs, out_specs, out_shape, platform: str, name: str):
     return pl.pallas_call(kernel, grid=grid, in_specs=in_specs, out_specs=out_specs,
-                          out_shape=out_shape, interpret=platform == "cpu",
+                          out_shape=out_shape, interpret=PLATFORMS[platform][0],
                           compiler_params=_compiler_params(platform), name=name)
 
 
-def _tile_logits(h_ref, w_ref, *, block_h: int, inv_temperature: float) -> jax.Array:
+def _load_columns(ref, valid: jax.Array, masked: bool) -> jax.Array:
+    """Loads a [k, block_v] view; with `masked`, columns outside the array read as 0."""
+    if masked:
+        from jax.experimental.pallas import triton as pltriton
+        return pltriton.load(ref, mask=valid, other=0)
+    return ref[...]
+
+
+def _store_columns(ref, value: jax.Array, valid: jax.Array, masked: bool) -> None:
+    """Stores a [block_n, block_v] tile; with `masked`, columns outside the array are skipped."""
+    if masked:
+        from jax.experimental.pallas import triton as pltriton
+        pltriton.store(ref, value, mask=valid)
+    else:
+        ref[...] = value
+
+
+def _tile_logits(h_ref, w_ref, valid: jax.Array, *, block_h: int, inv_temperature: float,
+                 masked: bool) -> jax.Array:
     """[block_n, block_v] float32 logits of one tile, accumulated over hidden chunks of block_h
-    (a divisor of H)."""
+    (a divisor of H); `valid` [1, block_v] marks the columns inside the vocabulary."""
     rows, hidden = h_ref.shape
     if block_h == hidden:
-        acc = jnp.dot(h_ref[...], w_ref[...], preferred_element_type=jnp.float32)
+        acc = jnp.dot(h_ref[...], _load_columns(w_ref, valid, masked),
+                      preferred_element_type=jnp.float32)
     else:
         def body(k, acc):
             chunk = pl.ds(pl.multiple_of(k * block_h, block_h), block_h)
-            return acc + jnp.dot(h_ref[:, chunk], w_ref[chunk, :],
+            return acc + jnp.dot(h_ref[:, chunk], _load_columns(w_ref.at[chunk, :], valid, masked),
                                  preferred_element_type=jnp.float32)
 
         acc = lax.fori_loop(0, hidden // block_h, body,
@@ -113,8 +140,8 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
 
     def kernel(h_ref, w_ref, m_ref, s_ref, u_ref):
         _, valid = _tile_columns(vocab, block_v)
-        z = _tile_logits(h_ref, w_ref, block_h=block_sizes.hidden_chunk(hidden),
-                         inv_temperature=inv_temperature)
+        z = _tile_logits(h_ref, w_ref, valid, block_h=block_sizes.hidden_chunk(hidden),
+                         inv_temperature=inv_temperature, masked=PLATFORMS[platform][1])
         m_ref[...], s_ref[...], u_ref[...] = tile_math.softmax_stats(z, valid)
 
     grid = (num_rows // block_n, pl.cdiv(vocab, block_v))
@@ -146,12 +173,14 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
     _check_rows(hidden, block_sizes)
     (num_rows, hidden_size), vocab = hidden.shape, w.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
-    logits = dict(block_h=block_sizes.hidden_chunk(hidden_size), inv_temperature=inv_temperature)
+    logits = dict(block_h=block_sizes.hidden_chunk(hidden_size), inv_temperature=inv_temperature,
+                  masked=PLATFORMS[platform][1])
 
     def kernel(h_ref, t_ref, w_ref, lse_s_ref, lse_t_ref, kl_s_ref, kl_t_ref):
         _, valid = _tile_columns(vocab, block_v)
         kl_s_ref[...], kl_t_ref[...] = tile_math.kl_to_mixture(
-            _tile_logits(h_ref, w_ref, **logits), _tile_logits(t_ref, w_ref, **logits),
+            _tile_logits(h_ref, w_ref, valid, **logits),
+            _tile_logits(t_ref, w_ref, valid, **logits),
             lse_s_ref[...], lse_t_ref[...], valid)
 
     grid = (num_rows // block_n, pl.cdiv(vocab, block_v))
@@ -190,7 +219,9 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
                    for f in ("g_logprob", "g_entropy", "half_g_jsd")) for side in sides]
     with_jsd = any(t is not None and t[2] for t in terms)
     num_sides, grad_sides = len(sides), [i for i, t in enumerate(terms) if t is not None]
-    logits = dict(block_h=block_sizes.hidden_chunk(hidden), inv_temperature=inv_temperature)
+    masked = PLATFORMS[platform][1]
+    logits = dict(block_h=block_sizes.hidden_chunk(hidden), inv_temperature=inv_temperature,
+                  masked=masked)
 
     def kernel(*refs):
         row_refs, w_ref = refs[:num_sides], refs[num_sides]
@@ -198,7 +229,7 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
         const_refs = refs[num_sides + 2:2 * num_sides + 2]
         out_refs = refs[2 * num_sides + 2:]
         columns, valid = _tile_columns(num_columns, block_v)
-        z = [_tile_logits(r, w_ref, **logits) for r in row_refs]
+        z = [_tile_logits(r, w_ref, valid, **logits) for r in row_refs]
         lse = [_load_column(c, _LSE) for c in const_refs]
         log_m = None
         if with_jsd:
@@ -213,7 +244,7 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
                 half_g_jsd=_load_column(c, _HALF_G_JSD) if has_jsd else None,
                 kl_to_mixture=_load_column(c, _KL) if has_jsd else None)
             dz = tile_math.logit_cotangent(z[i], lse[i], row, is_target, valid, log_m)
-            out_ref[...] = (dz * inv_temperature).astype(out_ref.dtype)
+            _store_columns(out_ref, (dz * inv_temperature).astype(out_ref.dtype), valid, masked)
 
     grid = (num_rows // block_n, pl.cdiv(num_columns, block_v))
     out_spec = pl.BlockSpec((block_n, block_v), lambda i, j: (i, j))

@@ -26,7 +26,9 @@ class SweepConfig:
         impl: "pallas" or "xla_chunked".
         temperature: tau > 0.
         block_sizes: tile sizes.
-        platform: "cpu" (Pallas in interpret mode), "gpu" (Pallas Triton) or "tpu" (Mosaic).
+        platform: "cpu" (Pallas in interpret mode), "gpu" (Pallas Triton), "tpu" (Mosaic), or
+            "interpret-gpu" (the Triton flavour in interpret mode, for tests); see
+            pallas_kernels.PLATFORMS.
         stop_teacher_gradient: the teacher distribution is a constant in the backward.
     """
 
