@@ -45,10 +45,27 @@ def random_model(config: ModelConfig, seed: int = 0) -> Decoder:
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
+# One jitted entry point for every test: models of the same config and inputs of the same shapes
+# share one compilation across tests and files.
+_JITTED_CALL = nnx.jit(lambda model, tokens, kwargs: model(tokens, **kwargs))
+
+
+def jit_call(model: Decoder, tokens, **kwargs):
+    """`model(tokens, **kwargs)` under nnx.jit (numpy inputs converted to jax arrays)."""
+    kwargs = {k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    return _JITTED_CALL(model, jnp.asarray(tokens), kwargs)
+
+
+@pytest.fixture
+def run() -> Callable:
+    """`run(model, tokens, **kwargs) -> (hidden, cache)` under nnx.jit."""
+    return jit_call
+
+
 @pytest.fixture(params=[False, True], ids=["eager", "jit"])
 def call(request) -> Callable:
     """`call(model, tokens, **kwargs) -> (hidden, cache)`, run eagerly or under nnx.jit."""
-    if not request.param:
-        return lambda model, tokens, **kwargs: model(tokens, **kwargs)
-    jitted = nnx.jit(lambda model, tokens, kwargs: model(tokens, **kwargs))
-    return lambda model, tokens, **kwargs: jitted(model, jnp.asarray(tokens), kwargs)
+    if request.param:
+        return jit_call
+    return lambda model, tokens, **kwargs: model(
+        jnp.asarray(tokens), **{k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})

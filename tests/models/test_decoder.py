@@ -95,29 +95,27 @@ def test_packed_segments_equal_separate_forwards(make_config, make_model, call):
     np.testing.assert_allclose(hidden[1, 3:], alone_a[0], atol=1e-5)
 
 
-def test_left_and_right_padding_equal_unpadded_forward(make_config, make_model):
+def test_left_and_right_padding_equal_unpadded_forward(make_config, make_model, run):
     model = make_model(make_config())
-    call = nnx.jit(lambda model, tokens, segment_ids=None: model(tokens, segment_ids=segment_ids))
     row, pad = TOKENS[0, :5], np.zeros(3, np.int32)
     padded = np.stack([np.concatenate([pad, row]), np.concatenate([row, pad])])
     segment_ids = np.stack([np.arange(8) >= 3, np.arange(8) < 5]).astype(np.int32)
-    hidden, _ = call(model, jnp.asarray(padded), segment_ids=jnp.asarray(segment_ids))
-    alone, _ = call(model, jnp.asarray(row[None]))
+    hidden, _ = run(model, padded, segment_ids=segment_ids)
+    alone, _ = run(model, row[None])
     np.testing.assert_allclose(hidden[0, 3:], alone[0], atol=1e-5)
     np.testing.assert_allclose(hidden[1, :5], alone[0], atol=1e-5)
     assert np.isfinite(np.asarray(hidden)).all()
 
 
-def test_explicit_positions_are_used(make_config, make_model):
+def test_explicit_positions_are_used(make_config, make_model, run):
     model = make_model(make_config())
-    call = nnx.jit(lambda model, tokens, positions=None: model(tokens, positions=positions))
-    default, _ = call(model, jnp.asarray(TOKENS))
-    same, _ = call(model, jnp.asarray(TOKENS), positions=np.broadcast_to(np.arange(8, dtype=np.int32), (2, 8)))
-    shifted, _ = call(model, jnp.asarray(TOKENS), positions=np.broadcast_to(np.arange(8, dtype=np.int32) + 3, (2, 8)))
+    default, _ = run(model, TOKENS)
+    same, _ = run(model, TOKENS, positions=np.broadcast_to(np.arange(8, dtype=np.int32), (2, 8)))
+    shifted, _ = run(model, TOKENS, positions=np.broadcast_to(np.arange(8, dtype=np.int32) + 3, (2, 8)))
     np.testing.assert_allclose(same, default, atol=1e-6)
     # RoPE attention depends only on relative positions, so a uniform shift changes nothing.
     np.testing.assert_allclose(shifted, default, atol=1e-4)
-    assert not np.allclose(call(model, jnp.asarray(TOKENS), positions=np.array([[0, 2, 4, 6, 8, 10, 12, 14]] * 2,
+    assert not np.allclose(run(model, TOKENS, positions=np.array([[0, 2, 4, 6, 8, 10, 12, 14]] * 2,
                                                                    np.int32))[0], default, atol=1e-3)
 
 
@@ -146,16 +144,14 @@ def _restacked(plain: Decoder, config) -> Decoder:
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
-def test_remat_and_scan_layers_match_plain_model(make_config, make_model):
+def test_remat_and_scan_layers_match_plain_model(make_config, make_model, run):
     config = make_config()
     plain = make_model(config)
-    tokens = jnp.asarray(TOKENS)
-    segment_ids = jnp.array([[1] * 8, [0, 0, 1, 1, 1, 2, 2, 2]], jnp.int32)
-    forward = nnx.jit(lambda model: model(tokens, segment_ids=segment_ids)[0])
-    expected = forward(plain)
+    segment_ids = np.array([[1] * 8, [0, 0, 1, 1, 1, 2, 2, 2]], np.int32)
+    expected, _ = run(plain, TOKENS, segment_ids=segment_ids)
     for remat, scan_layers in [(True, False), (False, True), (True, True)]:
         other = _restacked(plain, config.replace(remat=remat, scan_layers=scan_layers))
-        np.testing.assert_allclose(forward(other), expected, atol=1e-5)
+        np.testing.assert_allclose(run(other, TOKENS, segment_ids=segment_ids)[0], expected, atol=1e-5)
 
 
 def test_remat_scanned_gradients_match_plain_model(make_config, make_model):
