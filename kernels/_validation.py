@@ -2,6 +2,7 @@
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,15 +11,19 @@ FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 
 def check_rank(name: str, x: jax.typing.ArrayLike, rank: int) -> None:
-    """Raises ValueError unless `x` has rank `rank`."""
-    if jnp.ndim(x) != rank:
-        raise ValueError(f"{name} must have rank {rank}, got shape {jnp.shape(x)}")
+    """Raises ValueError unless `x` has rank `rank` (chex's contract, re-raised as ValueError)."""
+    try:
+        chex.assert_rank(x, rank)
+    except AssertionError as err:
+        raise ValueError(f"{name} must have rank {rank}, got shape {jnp.shape(x)}") from err
 
 
 def check_shape(name: str, x: jax.typing.ArrayLike, shape: tuple[int, ...]) -> None:
-    """Raises ValueError unless `x` has exactly `shape`."""
-    if tuple(jnp.shape(x)) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)}, got {jnp.shape(x)}")
+    """Raises ValueError unless `x` has exactly `shape` (chex's contract, as ValueError)."""
+    try:
+        chex.assert_shape(x, tuple(shape))
+    except AssertionError as err:
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {jnp.shape(x)}") from err
 
 
 def check_unembedding_inputs(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array,
@@ -28,6 +33,16 @@ def check_unembedding_inputs(hidden: jax.Array, w_unembed: jax.Array, targets: j
     hidden and teacher_hidden share one floating dtype with w_unembed (float32, bfloat16 or
     float16); targets are integers in [0, V) (checked when they are concrete; under a trace an
     out-of-range target yields a NaN log-prob instead of a clamped lookup).
+
+    Args:
+        hidden: [..., H] hidden states.
+        w_unembed: [H, V] unembedding.
+        targets: [...] int token ids (hidden's leading shape).
+        teacher_hidden: None or hidden's shape and dtype.
+        temperature: a finite Python number > 0.
+
+    Raises:
+        ValueError naming the offending input, its shape / dtype / value and what was expected.
     """
     check_rank("w_unembed", w_unembed, 2)
     hidden_size, vocab = w_unembed.shape

@@ -107,9 +107,23 @@ def _time_round_robin(compiled: dict, args, repeats: int) -> dict:
 
 def run(grid: tuple[tuple[int, ...], tuple[int, ...]], impls: list[str], dtype, repeats: int,
         max_time_tflop: float, teacher: bool, on_row=lambda rows: None) -> dict:
-    """Measures every (N, V) of grid = (Ns, Vs) and returns the JSON-ready results (rows and
-    summary ratios); `on_row(rows)` is called after every point (the CLI rewrites its JSON file,
-    so a run cut short by a time limit keeps what it measured)."""
+    """Measures memory (and, where affordable, time) of every implementation on a grid.
+
+    Args:
+        grid: (Ns, Vs); every (N, V) pair is measured with H = HIDDEN.
+        impls: implementations to compare; "reference" gives the ratios' denominators.
+        dtype: input dtype.
+        repeats: timed rounds per point (median reported).
+        max_time_tflop: points whose forward matmul work exceeds this are compiled (memory) but
+            not executed.
+        teacher: also compute teacher statistics and the JSD.
+        on_row: called with the rows so far after every point (the CLI rewrites its JSON, so a
+            run cut short by a time limit keeps what it measured).
+
+    Returns:
+        {"rows": one dict per (N, V, impl, mode), "summary": memory and time ratios to the
+        reference}.
+    """
     rows_n, vocabs = grid
     rows = []
     for num_rows in rows_n:
@@ -167,6 +181,7 @@ def _machine() -> dict:
 
 
 def main() -> None:
+    """Command line entry point (see the module docstring)."""
     backend = jax.default_backend()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu" if backend == "cpu"

@@ -18,6 +18,7 @@ a multiple of block_n. Row vectors are [N, 1] columns (the
 
 from collections.abc import Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -129,11 +130,12 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
         w: [H, V].
         inv_temperature: 1 / tau.
         block_sizes: tile sizes.
-        platform: "cpu" (interpret), "gpu" or "tpu".
+        platform: a key of PLATFORMS.
 
     Returns:
         (lse [R], entropy [R]) float32.
     """
+    chex.assert_rank([rows, w], 2)
     _check_rows(rows, block_sizes)
     (num_rows, hidden), vocab = rows.shape, w.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
@@ -165,11 +167,13 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
         lse_s, lse_t: [R] full-row log-sum-exps.
         inv_temperature: 1 / tau.
         block_sizes: tile sizes.
-        platform: "cpu" (interpret), "gpu" or "tpu".
+        platform: a key of PLATFORMS.
 
     Returns:
         Two [R] float32 arrays.
     """
+    chex.assert_rank([hidden, teacher_hidden, w, lse_s, lse_t], [2, 2, 2, 1, 1])
+    chex.assert_equal_shape([hidden, teacher_hidden])
     _check_rows(hidden, block_sizes)
     (num_rows, hidden_size), vocab = hidden.shape, w.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
@@ -209,8 +213,25 @@ def _side_constants(side: GradSide) -> jax.Array:
 def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *,
                      inv_temperature: float, block_sizes: BlockSizes, platform: str
                      ) -> list[jax.Array | None]:
-    """Cotangents of one chunk's logits per side (see `vocab_sweep.LogitCotangentFn`), written in
-    w's dtype (the dtype of the matmuls that consume them)."""
+    """Cotangents of one chunk's logits per side, from a grid of independent tiles.
+
+    See `vocab_sweep.LogitCotangentFn`; the cotangents are written in w's dtype, the dtype of the
+    matmuls that consume them.
+
+    Args:
+        sides: one or two GradSide with [R, H] rows, R a multiple of block_n.
+        w_chunk: [H, C] columns start .. start + C of the unembedding.
+        start: int32 scalar, the chunk's first vocabulary index.
+        inv_temperature: 1 / tau.
+        block_sizes: tile sizes.
+        platform: a key of PLATFORMS.
+
+    Returns:
+        Per side a [R, C] cotangent in w_chunk's dtype (times 1 / tau), or None for a side
+        without cotangent.
+    """
+    chex.assert_rank(w_chunk, 2)
+    chex.assert_equal_shape([side.rows for side in sides])
     _check_rows(sides[0].rows, block_sizes)
     (num_rows, hidden), num_columns = sides[0].rows.shape, w_chunk.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
@@ -266,7 +287,17 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
 
 def make_engine(*, inv_temperature: float, chunk_v: int, block_sizes: BlockSizes,
                 platform: str) -> Engine:
-    """The `pallas` Engine with temperature, tile sizes and target platform bound."""
+    """The `pallas` Engine with temperature, tile sizes and target platform bound.
+
+    Args:
+        inv_temperature: 1 / tau.
+        chunk_v: vocabulary columns per backward step (a multiple of block_sizes.block_v).
+        block_sizes: tile sizes.
+        platform: a key of PLATFORMS.
+
+    Returns:
+        An Engine whose passes are Pallas kernels.
+    """
     statics = dict(inv_temperature=inv_temperature, block_sizes=block_sizes, platform=platform)
     return Engine(
         row_multiple=block_sizes.block_n,

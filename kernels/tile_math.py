@@ -44,7 +44,15 @@ class RowCotangent(NamedTuple):
 
 
 def softmax_stats(z: jax.Array, valid: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(m, s, u) of one tile: [R, C] logits -> three [R, 1] float32 vectors (module docstring)."""
+    """Row statistics (m, s, u) of one tile of logits (see the module docstring).
+
+    Args:
+        z: [R, C] float32 logits.
+        valid: [1, C] column mask or None.
+
+    Returns:
+        (m, s, u), three [R, 1] float32 arrays.
+    """
     if valid is not None:
         z = jnp.where(valid, z, MASK_VALUE)
     m = jnp.max(z, axis=1, keepdims=True)
@@ -56,9 +64,15 @@ def softmax_stats(z: jax.Array, valid: jax.Array | None) -> tuple[jax.Array, jax
 
 def merge_softmax_stats(m: jax.Array, s: jax.Array, u: jax.Array
                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Merges stacked tile statistics [K, R, 1] (K tiles of the same rows) into [R, 1] ones.
+    """Merges the statistics of K tiles of the same rows (the online log-sum-exp).
 
     With M = max_k m_k and d_k = m_k - M: s = sum_k e^{d_k} s_k, u = sum_k e^{d_k} (u_k + d_k s_k).
+
+    Args:
+        m, s, u: [K, R, 1] stacked tile statistics.
+
+    Returns:
+        (m, s, u) of the union of the tiles, [R, 1] each.
     """
     m_all = jnp.max(m, axis=0)
     shift = m - m_all[None]
@@ -67,13 +81,27 @@ def merge_softmax_stats(m: jax.Array, s: jax.Array, u: jax.Array
 
 
 def lse_and_entropy(m: jax.Array, s: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Final statistics: lse = m + log s, entropy = log s - u / s (same shapes as m)."""
+    """Log-sum-exp and entropy from merged statistics.
+
+    Args:
+        m, s, u: [R, 1] statistics of whole rows.
+
+    Returns:
+        (lse, entropy): lse = m + log s, entropy = log s - u / s, [R, 1] each.
+    """
     log_s = jnp.log(s)
     return m + log_s, log_s - u / s
 
 
 def log_mixture(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
-    """log M with M = (p + q) / 2, computed from log p and log q without overflow."""
+    """log M with M = (p + q) / 2, computed from log p and log q without overflow.
+
+    Args:
+        log_p, log_q: log-probabilities of the same shape.
+
+    Returns:
+        log((exp(log_p) + exp(log_q)) / 2), same shape.
+    """
     high = jnp.maximum(log_p, log_q)
     return high + jnp.log1p(jnp.exp(-jnp.abs(log_p - log_q))) - LOG_2
 

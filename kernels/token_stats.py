@@ -39,7 +39,8 @@ class SweepConfig:
     stop_teacher_gradient: bool = False
 
     def engine(self, num_rows: int, vocab: int) -> Engine:
-        """The tile passes for a problem with `num_rows` rows swept together and `vocab` columns."""
+        """The tile passes for a problem with `num_rows` rows swept together and `vocab` columns
+        (the XLA chunk width keeps num_rows * chunk_v within block_sizes.chunk_elements)."""
         inv_temperature = 1.0 / self.temperature
         if self.impl == "pallas":
             chunk_v = self.block_sizes.chunk_width(num_rows, vocab, self.block_sizes.block_v)
@@ -66,8 +67,14 @@ class Residuals(NamedTuple):
 
 
 def resolve_impl(impl: str) -> tuple[str, str]:
-    """(implementation, platform) for `impl` on the default backend; "auto" picks pallas on GPU
-    and TPU, xla_chunked on CPU."""
+    """The implementation and Pallas platform for `impl` on the default JAX backend.
+
+    Args:
+        impl: one of IMPLS; "auto" picks pallas on GPU and TPU, xla_chunked on CPU.
+
+    Returns:
+        (implementation, platform), platform in {"cpu", "gpu", "tpu"}.
+    """
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r} is not one of {list(IMPLS)}")
     backend = jax.default_backend()
@@ -86,7 +93,18 @@ def _pad_rows(x: jax.Array | None, multiple: int) -> jax.Array | None:
 
 def target_logits(rows: jax.Array, w_unembed: jax.Array, targets: jax.Array,
                   inv_temperature: float) -> jax.Array:
-    """z[n, targets[n]] in float32, NaN for a target outside [0, V) (never a clamped lookup)."""
+    """The target logit of each row, gathered without the other V - 1 columns.
+
+    Args:
+        rows: [N, H] hidden states.
+        w_unembed: [H, V].
+        targets: [N] int token ids.
+        inv_temperature: 1 / tau.
+
+    Returns:
+        [N] float32 z[n, targets[n]] = rows[n] . w[:, targets[n]] / tau; NaN for a target
+        outside [0, V) (never a clamped lookup).
+    """
     vocab = w_unembed.shape[1]
     in_range = (targets >= 0) & (targets < vocab)
     columns = jnp.take(w_unembed, jnp.clip(targets, 0, vocab - 1), axis=1)  # [H, N]
@@ -96,8 +114,18 @@ def target_logits(rows: jax.Array, w_unembed: jax.Array, targets: jax.Array,
 
 def forward(config: SweepConfig, hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array,
             teacher_hidden: jax.Array | None) -> tuple[TokenStats, Residuals]:
-    """Statistics and residuals: one sweep for lse and entropy (student and teacher rows stacked),
-    and with a teacher a second sweep for the JSD, which needs both normalisers first."""
+    """Token statistics and the residuals of their VJP.
+
+    One sweep gives lse and entropy (student and teacher rows stacked); with a teacher a second
+    sweep gives the JSD, which needs both normalisers first. logprob = z_target - lse.
+
+    Args:
+        config: the static configuration.
+        hidden: [N, H]; w_unembed: [H, V]; targets: [N] int32; teacher_hidden: [N, H] or None.
+
+    Returns:
+        (TokenStats of [N] float32 arrays, Residuals).
+    """
     num_rows, vocab = hidden.shape[0], w_unembed.shape[1]
     rows = hidden if teacher_hidden is None else jnp.concatenate([hidden, teacher_hidden])
     engine = config.engine(rows.shape[0], vocab)
@@ -132,6 +160,14 @@ def backward(config: SweepConfig, res: Residuals, cotangents: TokenStats
     (student or teacher rows) none of whose statistics reaches the objective is not swept at all,
     so teacher statistics used as stop-gradient targets cost no backward work. With
     config.stop_teacher_gradient the teacher rows are swept only to form the JSD mixture.
+
+    Args:
+        config: the static configuration.
+        res: residuals from `forward`.
+        cotangents: TokenStats of [N] cotangents, None where a statistic has none.
+
+    Returns:
+        (d hidden, d w_unembed, d teacher_hidden) in the inputs' dtypes; None for a zero gradient.
     """
     g_lp, g_ent, g_tlp, g_tent, g_jsd = cotangents
     half_g_jsd = None if g_jsd is None else 0.5 * g_jsd

@@ -11,6 +11,7 @@ attention blocks.
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -76,6 +77,8 @@ def vocab_gradients(sides: Sequence[GradSide], w: jax.Array, engine: Engine
         (d_rows, d_w): per side a float32 [N, H] gradient (None for a side without cotangent),
         and d_w [H, V] in w's dtype.
     """
+    chex.assert_rank(w, 2)
+    chex.assert_equal_shape([side.rows for side in sides])
     hidden_size, vocab = w.shape
     num_rows = sides[0].rows.shape[0]
     chunk_v = engine.chunk_v

@@ -7,6 +7,7 @@ chunk is a static slice after the loop, so no column is padded or masked.
 
 from collections.abc import Callable, Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -45,6 +46,7 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float, chun
     Returns:
         (lse [R], entropy [R]) float32.
     """
+    chex.assert_rank([rows, w], 2)
     column = (rows.shape[0], 1)
     init = (jnp.full(column, tile_math.MASK_VALUE, jnp.float32),
             jnp.zeros(column, jnp.float32), jnp.zeros(column, jnp.float32))
@@ -73,6 +75,8 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
     Returns:
         Two [N] float32 arrays; JSD = their mean.
     """
+    chex.assert_rank([hidden, teacher_hidden, w, lse_s, lse_t], [2, 2, 2, 1, 1])
+    chex.assert_equal_shape([hidden, teacher_hidden])
     zeros = jnp.zeros((hidden.shape[0], 1), jnp.float32)
 
     def step(carry, w_chunk):
@@ -87,7 +91,18 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
 
 def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *,
                      inv_temperature: float) -> list[jax.Array | None]:
-    """Cotangents of one chunk's logits per side (see `vocab_sweep.LogitCotangentFn`)."""
+    """Cotangents of one chunk's logits per side (see `vocab_sweep.LogitCotangentFn`).
+
+    Args:
+        sides: one or two GradSide with [N, H] rows (student first when two).
+        w_chunk: [H, C] columns start .. start + C of the unembedding.
+        start: int32 scalar, the chunk's first vocabulary index.
+        inv_temperature: 1 / tau.
+
+    Returns:
+        Per side a [N, C] float32 cotangent (already times 1 / tau), or None for a side without
+        cotangent.
+    """
     logits = [_logits(side.rows, w_chunk, inv_temperature) for side in sides]
     lse = [side.lse[:, None] for side in sides]
     log_m = None
@@ -108,7 +123,15 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
 
 
 def make_engine(*, inv_temperature: float, chunk_v: int) -> Engine:
-    """The `xla_chunked` Engine with temperature and chunk width bound."""
+    """The `xla_chunked` Engine with temperature and chunk width bound.
+
+    Args:
+        inv_temperature: 1 / tau.
+        chunk_v: vocabulary columns per loop step.
+
+    Returns:
+        An Engine whose passes are lax loops over vocabulary chunks.
+    """
     return Engine(
         row_multiple=1,
         chunk_v=chunk_v,

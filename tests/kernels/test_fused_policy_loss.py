@@ -117,3 +117,23 @@ def test_reference_impl_and_without_jit():
                                             temperature=TEMPERATURE, teacher_hidden=teacher,
                                             jsd_coef=-0.5, impl=impl, block_sizes=SMALL_BLOCKS)
         assert_close(loss, expected, FP32_ATOL, impl)
+
+
+@pytest.mark.parametrize("impl", BLOCKWISE_IMPLS)
+def test_policy_loss_on_token_stats_matches_reference_path(impl):
+    """jax.grad of policy_loss built on top of token_stats (the unfused path) equals the same
+    composition on the reference statistics."""
+    hidden, _, w, targets, old, advantages, mask = _batch(seed=3)
+
+    def composed(hidden, w, impl_name):
+        stats = kernels.token_stats(hidden.reshape(B * T, -1), w, targets.reshape(-1),
+                                    temperature=TEMPERATURE, impl=impl_name,
+                                    block_sizes=SMALL_BLOCKS)
+        return policy_loss(stats.logprob.reshape(B, T), old, advantages, mask, clip_high=0.28)[0]
+
+    expected, expected_grads = jax.value_and_grad(composed, argnums=(0, 1))(hidden, w, "reference")
+    loss, grads = jax.jit(jax.value_and_grad(composed, argnums=(0, 1)), static_argnums=2)(
+        hidden, w, impl)
+    assert_close(loss, expected, FP32_ATOL, "loss")
+    for name, a, e in zip(("hidden", "w"), grads, expected_grads):
+        assert_grad_close(a, e, FP32_GRAD, name)
