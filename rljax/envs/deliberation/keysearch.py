@@ -97,7 +97,12 @@ class KeySearchEpisode:
         return words[-2], int(words[-1]), ""
 
     def verdict(self) -> Verdict:
-        """Reward 1 iff the answer is the key; `info` counts tries and waits and flags a premature answer."""
+        """Reward 1 iff the answer is the key.
+
+        Returns:
+            The verdict; `info` holds "reason", "tries", "waits", "turns" and "premature" (an answer
+            before any YES).
+        """
         info = {"tries": self.tries, "waits": self.waits, "turns": self.turns,
                 "premature": self.answer is not None and self.answered_before_yes}
         if self.answer is None:
@@ -148,7 +153,14 @@ class KeySearchFamily:
         object.__setattr__(self, "max_turns", turns)
 
     def key_of(self, lock: int) -> int:
-        """The hidden key of `lock`: SHA-256 of (seed, lock) modulo N."""
+        """The hidden key of a lock.
+
+        Args:
+            lock: the lock id.
+
+        Returns:
+            SHA-256 of "keysearch/{seed}/{lock}" (first 8 bytes, big-endian) modulo N.
+        """
         digest = hashlib.sha256(f"keysearch/{self.seed}/{lock}".encode("utf-8")).digest()
         return int.from_bytes(digest[:8], "big") % self.num_keys
 
@@ -175,13 +187,28 @@ class KeySearchFamily:
                     system=self.system, meta={"lock": lock, "mode": "student"})
 
     def start(self, task: Task) -> KeySearchEpisode:
-        """Starts an episode of `task`."""
+        """Starts an episode.
+
+        Args:
+            task: a task of this family (either mode).
+
+        Returns:
+            The episode.
+        """
         self._check_task(task)
         return KeySearchEpisode(task.answer, num_keys=self.num_keys, max_tries=self.max_tries,
                                 max_turns=self.max_turns)
 
     def verify(self, task: Task, response: str) -> Verdict:
-        """Replays a response one action per line (e.g. `expert()`'s) and returns the verdict."""
+        """Replays a response one action per line (e.g. `expert()`'s).
+
+        Args:
+            task: a task of this family.
+            response: the actions, one per line.
+
+        Returns:
+            The verdict of the replayed episode.
+        """
         episode = self.start(task)
         for line in response.splitlines():
             if line.strip() and episode.step(line).done:
@@ -189,7 +216,16 @@ class KeySearchFamily:
         return episode.verdict()
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
-        """The expert's actions joined by newlines (`verify` replays them)."""
+        """The scripted expert as one response.
+
+        Args:
+            task: a task of this family.
+            rng: the expert's randomness.
+            noise: the flaw probability in [0, 1].
+
+        Returns:
+            `expert_actions` joined by newlines (`verify` replays them).
+        """
         return "\n".join(self.expert_actions(task, rng, noise))
 
     def expert_actions(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> list[str]:
@@ -226,16 +262,38 @@ class KeySearchFamily:
     # -- Anti-SD teacher context (ASD-7) -------------------------------------------------------
 
     def reference_solution(self, task: Task) -> str:
-        """The dataset reference solution: "TRY k* YES ANSWER k*"."""
+        """The dataset reference solution.
+
+        Args:
+            task: a task of this family.
+
+        Returns:
+            "TRY k* YES ANSWER k*".
+        """
         return f"TRY {task.answer} YES ANSWER {task.answer}"
 
     def solution_text(self, response: str) -> str:
-        """A peer's solution: its TRY/ANSWER actions and YES/NO feedback, the WAITs stripped."""
+        """A peer's solution: its response with the deliberation stripped.
+
+        Args:
+            response: the peer's response text (`teacher.response_text`).
+
+        Returns:
+            Its TRY/ANSWER actions and YES/NO feedback in order, e.g. "TRY 3 NO TRY 5 YES ANSWER 5".
+        """
         return " ".join(_SOLUTION_TOKENS.findall(response))
 
     def privileged_prompt(self, task: Task, solution: str, correct: bool) -> str:
-        """The teacher's user turn: the prompt, then "SOL <solution>" and "CORRECT"/"INCORRECT"
-        (section 8's compact form of the ASD-7 block; the feedback is about the student's attempt)."""
+        """The teacher's user turn (section 8's compact form of the ASD-7 block).
+
+        Args:
+            task: the student's task.
+            solution: the verified solution text.
+            correct: whether the student's own attempt was correct.
+
+        Returns:
+            "{prompt}\nSOL {solution}\nCORRECT" (or INCORRECT).
+        """
         return f"{task.prompt}\nSOL {solution}\n{'CORRECT' if correct else 'INCORRECT'}"
 
     def teacher_task(self, task: Task, solution: str | None = None, correct: bool = False) -> Task:
@@ -256,8 +314,16 @@ class KeySearchFamily:
                                    meta={**task.meta, "mode": TEACHER_MODE})
 
     def warm_start_tasks(self, num_tasks: int, *, teacher_fraction: float = 0.5) -> list[Task]:
-        """Section 8's SFT mixture: training tasks, each in teacher mode with probability `teacher_fraction`
-        (reference solution, random feedback), deterministic in the seed."""
+        """Section 8's warm-start mixture of student-mode and teacher-mode tasks.
+
+        Args:
+            num_tasks: training tasks 0..num_tasks-1.
+            teacher_fraction: probability that a task is shown in teacher mode (reference solution,
+                random feedback), in [0, 1].
+
+        Returns:
+            The tasks, deterministic in the seed.
+        """
         if not 0.0 <= teacher_fraction <= 1.0:
             raise ValueError(f"teacher_fraction must be in [0, 1], got {teacher_fraction!r}")
         rng = np.random.default_rng([self.seed, 0x5F7])

@@ -64,7 +64,14 @@ class RubricBuffer:
         self._active: dict[str, list[list[Rubric]]] = {}
 
     def active(self, question: str) -> list[list[Rubric]]:
-        """The active adaptive rubrics of `question`, per stage, oldest first (a copy)."""
+        """The active adaptive rubrics of a question.
+
+        Args:
+            question: the question text.
+
+        Returns:
+            Per stage, the rubrics oldest first (a copy).
+        """
         return [list(stage) for stage in self._active.get(question, [[] for _ in range(NUM_STAGES)])]
 
     def judge_group(self, judge: StageJudge, task: Task, transcripts: Sequence[Transcript], *, question: str,
@@ -125,11 +132,19 @@ class RubricBuffer:
                 rubrics.pop(int(np.argmin([variance[r.key] for r in rubrics])))  # argmin: first = oldest
 
     def get_state(self) -> dict:
-        """The buffer as JSON-serialisable data: {question: [[rubric dict, ...] per stage]}."""
+        """The buffer as JSON-serialisable data.
+
+        Returns:
+            {question: [[rubric dict, ...] per stage]}, oldest first.
+        """
         return {q: [[r.to_json() for r in stage] for stage in stages] for q, stages in self._active.items()}
 
     def set_state(self, state: dict) -> None:
-        """Restores `get_state`'s data (replacing the current contents)."""
+        """Replaces the contents with saved data.
+
+        Args:
+            state: `get_state`'s data.
+        """
         restored = {}
         for question, stages in state.items():
             if len(stages) != NUM_STAGES:

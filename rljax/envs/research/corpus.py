@@ -26,17 +26,38 @@ Fact = tuple[str, str]  # (entity, attribute)
 
 
 def entity_name(index: int) -> str:
-    """The name of entity `index`, e.g. 3 -> "E03"."""
+    """The name of entity `index`.
+
+    Args:
+        index: entity index in [0, 100).
+
+    Returns:
+        e.g. 3 -> "E03".
+    """
     return f"E{index:02d}"
 
 
 def value_name(index: int) -> str:
-    """The name of value `index`, e.g. 7 -> "V7"."""
+    """The name of value `index`.
+
+    Args:
+        index: value index in [0, NUM_VALUES).
+
+    Returns:
+        e.g. 7 -> "V7".
+    """
     return f"V{index}"
 
 
 def value_index(value: str) -> int:
-    """The index of a value name, e.g. "V7" -> 7 (the order COMPARE uses)."""
+    """The index of a value name (the order COMPARE uses).
+
+    Args:
+        value: a value name, e.g. "V7".
+
+    Returns:
+        e.g. 7.
+    """
     return int(value[1:])
 
 
@@ -59,12 +80,20 @@ class Document:
     value: str | None = None
 
     def snippet(self) -> str:
-        """What `search` shows: "[DOC ddd] [SRC s] [ENT e] [ATTR a]" (a note shows "[NOTE]"), no value."""
+        """What `search` shows of the document (no value).
+
+        Returns:
+            "[DOC ddd] [SRC s] [ENT e] [ATTR a]", or "[DOC ddd] [SRC s] [ENT e] [NOTE]" for a note.
+        """
         head = f"[DOC {self.doc_id}] [SRC {self.source}] [ENT {self.entity}]"
         return f"{head} [NOTE]" if self.attribute is None else f"{head} [ATTR {self.attribute}]"
 
     def full_text(self) -> str:
-        """What `open` shows: the snippet plus "[VAL v]" for a fact document."""
+        """What `open` shows of the document.
+
+        Returns:
+            The snippet plus " [VAL v]" for a fact document (a note shows its snippet).
+        """
         return self.snippet() if self.value is None else f"{self.snippet()} [VAL {self.value}]"
 
 
@@ -101,11 +130,25 @@ class Corpus:
         return [doc for _, doc in ranked[:SEARCH_TOP_K]]
 
     def open(self, doc_id: str) -> Document | None:
-        """The document with id `doc_id`, or None if there is none."""
+        """The `open` tool.
+
+        Args:
+            doc_id: a three-digit id.
+
+        Returns:
+            The document, or None if there is none with that id.
+        """
         return self.documents.get(doc_id)
 
     def rumor_value(self, fact: Fact) -> str | None:
-        """The wrong value a rumor states for `fact`, or None if the fact has no rumor."""
+        """The wrong value a rumor states about a fact.
+
+        Args:
+            fact: (entity, attribute).
+
+        Returns:
+            The rumor's value, or None if the fact has no rumor.
+        """
         doc_id = self.rumors.get(fact)
         return None if doc_id is None else self.documents[doc_id].value
 

@@ -95,5 +95,9 @@ class ResearchEpisode:
         return f"<tool_output> {'[ERROR no such doc]' if doc is None else doc.full_text()} </tool_output>"
 
     def verdict(self) -> Verdict:
-        """The judgement of the episode so far (see `MiniResearchFamily` for `info`)."""
+        """The judgement of the episode so far.
+
+        Returns:
+            The family's verdict (see `MiniResearchFamily` for `info`).
+        """
         return self._judge(self)

@@ -181,13 +181,29 @@ class MiniResearchFamily:
         return episode.verdict()
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
-        """The expert's turns joined by newlines (`verify` scores it like the episode)."""
+        """The scripted expert as one response.
+
+        Args:
+            task: a task of this family.
+            rng: the expert's randomness.
+            noise: imperfection scale in [0, 1].
+
+        Returns:
+            `expert_actions` joined by newlines (`verify` scores it like the episode).
+        """
         return "\n".join(self.expert_actions(task, rng, noise))
 
     # -- MultiTurnFamily -----------------------------------------------------------------------
 
     def start(self, task: Task) -> ResearchEpisode:
-        """Starts an episode and adds it to the open group of `task` (judged at its first verdict)."""
+        """Starts an episode and adds it to the open group of `task` (judged at its first verdict).
+
+        Args:
+            task: a task of this family.
+
+        Returns:
+            The episode.
+        """
         self._check_task(task)
         episode = ResearchEpisode(self.corpus, functools.partial(self._episode_verdict, task),
                                   max_calls=self.max_calls, max_turns=self.max_turns)
@@ -195,7 +211,16 @@ class MiniResearchFamily:
         return episode
 
     def expert_actions(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> list[str]:
-        """The scripted expert's turns (`expert.expert_actions`; noise 0 gives answer reward 1)."""
+        """The scripted expert's turns (`expert.expert_actions`).
+
+        Args:
+            task: a task of this family.
+            rng: the expert's randomness.
+            noise: imperfection scale in [0, 1]; 0 gives answer reward 1 and full stage marks.
+
+        Returns:
+            One action per turn, ending with the answer turn.
+        """
         self._check_task(task)
         return expert_lib.expert_actions(self.corpus, Query.from_meta(task.meta["query"]), rng, noise,
                                          max_calls=self.max_calls)
@@ -289,22 +314,47 @@ class MiniResearchFamily:
                     meta={"question": question, "failures": list(info["failures"])})
 
     def judge_reflections(self, reflection_task: Task, reflections: Sequence[str]) -> list[ReflectionScore]:
-        """Scores G_ref reflections of a `reflection_task` (section 8.1's reflection judge)."""
+        """Scores reflections (section 8.1's reflection judge).
+
+        Args:
+            reflection_task: from `reflection_task`.
+            reflections: the G_ref candidates.
+
+        Returns:
+            One `ReflectionScore` per candidate.
+        """
         return score_reflections(reflections, reflection_task.meta["failures"])
 
     def write_reflection(self, reflection_task: Task, reflections: Sequence[str],
                          scores: Sequence[ReflectionScore]) -> bool:
-        """Writes the best valid reflection into the bank entry of the question; False if none is valid."""
+        """Writes the best valid reflection into the bank entry of the question (REM-10).
+
+        Args:
+            reflection_task: from `reflection_task`.
+            reflections: the G_ref candidates.
+            scores: their scores (`judge_reflections`).
+
+        Returns:
+            True if an entry was written, False if no candidate is valid.
+        """
         return self.bank.write(reflection_task.meta["question"], reflections, scores) is not None
 
     # -- checkpoint state ----------------------------------------------------------------------
 
     def get_state(self) -> dict:
-        """The evolving state as JSON data: {"buffer": rubric buffer, "bank": reflection bank}."""
+        """The evolving state, for checkpoint metadata.
+
+        Returns:
+            JSON-serialisable {"buffer": rubric buffer, "bank": reflection bank}.
+        """
         return {"buffer": self.buffer.get_state(), "bank": self.bank.get_state()}
 
     def set_state(self, state: dict) -> None:
-        """Restores `get_state`'s data."""
+        """Restores the evolving state.
+
+        Args:
+            state: `get_state`'s data.
+        """
         if set(state) != {"buffer", "bank"}:
             raise ValueError(f"state must have keys 'buffer' and 'bank', got {sorted(state)}")
         self.buffer.set_state(state["buffer"])

@@ -100,7 +100,11 @@ class Call:
     args: tuple[str, ...]
 
     def text(self) -> str:
-        """The call block, e.g. "<call> search E03 founded </call>"."""
+        """The call as the policy writes it.
+
+        Returns:
+            e.g. "<call> search E03 founded </call>".
+        """
         return f"<call> {self.tool} {' '.join(self.args)} </call>"
 
 
@@ -201,8 +205,13 @@ def _parse_block(kind: str, body: str, errors: list[str]) -> Plan | State | Revi
 
 
 def format_plan(plan: Plan) -> str:
-    """The plan block, e.g.
-    "<plan> <rubric> [NEED E03 size] [AVOID blog] </rubric> <rplan> [SEARCH E03 size] </rplan> </plan>".
+    """Writes a plan block.
+
+    Args:
+        plan: the plan.
+
+    Returns:
+        e.g. "<plan> <rubric> [NEED E03 size] [AVOID blog] </rubric> <rplan> [SEARCH E03 size] </rplan> </plan>".
     """
     rubric = [f"[NEED {e} {a}]" for e, a in plan.needs] + (["[AVOID blog]"] if plan.avoid_blog else [])
     rplan = [f"[SEARCH {e} {a}]" for e, a in plan.searches]
@@ -210,19 +219,40 @@ def format_plan(plan: Plan) -> str:
 
 
 def format_state(state: State) -> str:
-    """The state block, e.g. "<state> [HAVE E03 size] [MISSING E04 size] CONT </state>"."""
+    """Writes a state block.
+
+    Args:
+        state: the state.
+
+    Returns:
+        e.g. "<state> [HAVE E03 size] [MISSING E04 size] CONT </state>".
+    """
     items = [f"[HAVE {e} {a}]" for e, a in state.have] + [f"[MISSING {e} {a}]" for e, a in state.missing]
     return f"<state> {' '.join(items + [state.status or ''])} </state>"
 
 
 def format_review(review: Review) -> str:
-    """The review block, e.g. "<review> [MAP E03 size 042] [GAP E04 size] </review>"."""
+    """Writes a review block.
+
+    Args:
+        review: the review.
+
+    Returns:
+        e.g. "<review> [MAP E03 size 042] [GAP E04 size] </review>".
+    """
     items = [f"[MAP {e} {a} {d}]" for e, a, d in review.maps] + [f"[GAP {e} {a}]" for e, a in review.gaps]
     return f"<review> {' '.join(items)} </review>"
 
 
 def format_answer(answer: Answer) -> str:
-    """The answer block, e.g. "<answer> [FACT E03 size V4 CITE 042] [CMP E03 E04 >] </answer>"."""
+    """Writes an answer block.
+
+    Args:
+        answer: the answer.
+
+    Returns:
+        e.g. "<answer> [FACT E03 size V4 CITE 042] [CMP E03 E04 >] </answer>".
+    """
     items = [f"[FACT {e} {a} {v} CITE {d}]" for e, a, v, d in answer.facts]
     items += [f"[CMP {x} {y} {op}]" for x, y, op in answer.comparisons] + [f"[SEL {e}]" for e in answer.selected]
     return f"<answer> {' '.join(items)} </answer>"
@@ -268,22 +298,38 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        """The episode as one string: actions and `<tool_output>` blocks in order."""
+        """The episode as one string.
+
+        Returns:
+            The actions and `<tool_output>` blocks in order, joined by spaces.
+        """
         return " ".join(segment.strip() for segment in self.segments)
 
     @property
     def opened(self) -> set[str]:
-        """Ids of the existing documents opened so far."""
+        """The documents opened so far.
+
+        Returns:
+            Ids of the existing documents that `open` calls showed.
+        """
         return {doc for record in self.calls if record.call.tool == "open" for doc in record.results}
 
     @property
     def shown(self) -> set[str]:
-        """Ids of the documents that any search returned."""
+        """The documents search results showed.
+
+        Returns:
+            Ids of the documents that any search returned.
+        """
         return {doc for record in self.calls if record.call.tool == "search" for doc in record.results}
 
     def has_stage(self, stage: int) -> bool:
-        """Whether stage `stage` (0 Plan, 1 Research, 2 Review, 3 Answer) has content to judge.
+        """Whether a stage has content to judge (an absent stage scores 0, REM-1's truncation rule).
 
-        Research needs an executed call. An absent stage scores 0 (REM-1's truncation rule).
+        Args:
+            stage: 0 Plan (a plan block), 1 Research (an executed call), 2 Review, 3 Answer.
+
+        Returns:
+            True when the stage is present.
         """
         return (self.plan, self.calls or None, self.review, self.answer)[stage] is not None

@@ -67,12 +67,23 @@ class Rubric:
                              f"got {self.stage}")
 
     def to_json(self) -> dict:
-        """A JSON-serialisable dict (`from_json` inverts it)."""
+        """A JSON-serialisable form of the rubric.
+
+        Returns:
+            The fields as a dict; `from_json` inverts it.
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> Rubric:
-        """Rebuilds a rubric from `to_json`'s dict."""
+        """Rebuilds a rubric.
+
+        Args:
+            data: `to_json`'s dict.
+
+        Returns:
+            The rubric.
+        """
         return cls(**data)
 
 
@@ -81,15 +92,42 @@ class StageJudge(Protocol):
     """The judge interface of the rubric buffer (rubric_em.md REM-9): propose rubrics, score them."""
 
     def persistent_rubrics(self, task: Task) -> list[Rubric]:
-        """The question's ground-truth Answer rubrics (they define the final answer reward)."""
+        """The question's ground-truth Answer rubrics (they define the final answer reward).
+
+        Args:
+            task: the question's task.
+
+        Returns:
+            Persistent Answer-stage rubrics.
+        """
 
     def propose(self, task: Task, transcripts: Sequence[Transcript], active: Sequence[Sequence[Rubric]],
                 limits: Sequence[int]) -> list[list[Rubric]] | None:
-        """REM-9 step 1: new discriminative rubrics per stage (at most `limits[k]`, none already in
-        `active[k]`) from contrasting the rollouts; None when the call failed (adds nothing)."""
+        """REM-9 step 1: new discriminative rubrics per stage from contrasting the rollouts.
+
+        Args:
+            task: the question's task.
+            transcripts: the G rollouts.
+            active: per stage, the rubrics already active.
+            limits: per stage, the most rubrics to propose.
+
+        Returns:
+            Per stage, at most `limits[k]` new adaptive rubrics of that stage, none in `active`;
+            None when the call failed (adds nothing).
+        """
 
     def score(self, task: Task, transcript: Transcript, rubrics: Sequence[Rubric]) -> list[int] | None:
-        """Scores s_r in {0, 1, 2}, one per rubric; None when the call failed."""
+        """REM-2's judge scores of one rollout.
+
+        Args:
+            task: the question's task.
+            transcript: the rollout.
+            rubrics: the rubrics to score.
+
+        Returns:
+            s_r in {0, 1, 2}, one per rubric (negative rubrics: 2 = flaw fully exhibited); None
+            when the call failed.
+        """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +168,7 @@ def _first(items, fact: Fact):
     return next((item for item in items if tuple(item[:2]) == fact), None)
 
 
-def duplicate_calls(transcript: Transcript) -> int:
+def _duplicate_calls(transcript: Transcript) -> int:
     """Calls that repeat an earlier identical call."""
     calls = [record.call for record in transcript.calls]
     return len(calls) - len(set(calls))
@@ -168,16 +206,16 @@ def _rumor_opened(ctx, t, f):
 
 
 def _duplicate(ctx, t, f):
-    return _count(duplicate_calls(t))
+    return _count(_duplicate_calls(t))
 
 
-def premature_done(ctx: _Context, t: Transcript) -> bool:
+def _premature_done(ctx: _Context, t: Transcript) -> bool:
     """A `<state>` said DONE while a gold fact was not yet retrieved (its reliable document unopened)."""
     return any(s.state.status == "DONE" and len(_retrieved(ctx, s.opened)) < len(ctx.facts) for s in t.states)
 
 
 def _premature(ctx, t, f):
-    return 2 * premature_done(ctx, t)
+    return 2 * _premature_done(ctx, t)
 
 
 def _too_many_calls(ctx, t, f):
@@ -230,14 +268,14 @@ def _result(ctx, t, f):
     return 0
 
 
-def rumor_used(ctx: _Context, t: Transcript) -> bool:
+def _rumor_used(ctx: _Context, t: Transcript) -> bool:
     """An answer FACT states a gold fact's rumor value."""
     facts = t.answer.facts if t.answer else ()
     return any(ctx.rumor_values.get((e, a)) == v for e, a, v, _ in facts)
 
 
 def _rumor_value(ctx, t, f):
-    return 2 * rumor_used(ctx, t)
+    return 2 * _rumor_used(ctx, t)
 
 
 def _excluded(ctx, t, f):
@@ -280,7 +318,14 @@ class ProgrammaticJudge:
         self.corpus = corpus
 
     def context(self, task: Task) -> _Context:
-        """The ground truth of `task`'s question."""
+        """The ground truth of a question.
+
+        Args:
+            task: a MiniResearch task (its `meta["query"]`).
+
+        Returns:
+            The question, its gold facts, values, reliable and rumor documents and gold result.
+        """
         query = Query.from_meta(task.meta["query"])
         facts = query.facts()
         rumors = {f: self.corpus.rumors[f] for f in facts if f in self.corpus.rumors}
@@ -289,7 +334,14 @@ class ProgrammaticJudge:
                         {f: self.corpus.rumor_value(f) for f in rumors}, gold_result(query, self.corpus.values))
 
     def rubrics(self, task: Task) -> list[Rubric]:
-        """Every instantiated predicate of the question, persistent and adaptive, in a fixed order."""
+        """Every predicate of section 8.1 instantiated for a question.
+
+        Args:
+            task: a MiniResearch task.
+
+        Returns:
+            Persistent and adaptive rubrics, in predicate order (per-fact ones in question order).
+        """
         ctx = self.context(task)
         entity_has_rumor = any(e in ctx.query.entities for e, _ in self.corpus.rumors)
         out = []
@@ -306,13 +358,30 @@ class ProgrammaticJudge:
         return out
 
     def persistent_rubrics(self, task: Task) -> list[Rubric]:
-        """The Answer-stage ground truth: per-fact, result, rumor-value and excluded-entity rubrics."""
+        """The Answer-stage ground truth.
+
+        Args:
+            task: a MiniResearch task.
+
+        Returns:
+            The per-fact, result, rumor-value and excluded-entity rubrics that apply.
+        """
         return [r for r in self.rubrics(task) if r.persistent]
 
     def propose(self, task: Task, transcripts: Sequence[Transcript], active: Sequence[Sequence[Rubric]],
                 limits: Sequence[int]) -> list[list[Rubric]]:
-        """Per stage, the `limits[k]` not-yet-active adaptive rubrics with the highest positive
-        population variance of their scores across `transcripts` (ties: predicate order)."""
+        """Section 8.1's generate step: the most discriminative predicates not yet active.
+
+        Args:
+            task: a MiniResearch task.
+            transcripts: the G rollouts.
+            active: per stage, the active rubrics.
+            limits: per stage, the most rubrics to add.
+
+        Returns:
+            Per stage, up to `limits[k]` adaptive rubrics with the highest positive population
+            variance of their scores across the rollouts (ties: predicate order).
+        """
         taken = {r.key for stage in active for r in stage}
         candidates = [r for r in self.rubrics(task) if not r.persistent and r.key not in taken]
         out: list[list[Rubric]] = [[] for _ in range(NUM_STAGES)]
@@ -329,6 +398,14 @@ class ProgrammaticJudge:
 
     def score(self, task: Task, transcript: Transcript, rubrics: Sequence[Rubric]) -> list[int]:
         """Scores each rubric 0/1/2 on the transcript (section 8.1's predicates).
+
+        Args:
+            task: a MiniResearch task.
+            transcript: the rollout.
+            rubrics: rubrics of this judge (keys from `rubrics`).
+
+        Returns:
+            One score per rubric.
 
         Raises:
             ValueError: a rubric key that is not one of this judge's predicates.
@@ -349,6 +426,10 @@ class ProgrammaticJudge:
     def failures(self, task: Task, transcript: Transcript) -> list[str]:
         """The true failure set a reflection should diagnose (section 8.1's reflection judge).
 
+        Args:
+            task: a MiniResearch task.
+            transcript: the rollout.
+
         Returns:
             Sorted items: "REQ e a" for each gold fact not answered with its true value, "PITFALL
             blog" (a rumor value used or a rumor cited), "PITFALL dup" (a repeated call), "PITFALL
@@ -359,11 +440,11 @@ class ProgrammaticJudge:
         answered = {(e, a): v for e, a, v, _ in reversed(transcript.answer.facts)} if transcript.answer else {}
         items = [f"REQ {e} {a}" for e, a in ctx.facts if answered.get((e, a)) != ctx.values[(e, a)]]
         cited = {doc for *_, doc in transcript.answer.facts} if transcript.answer else set()
-        if rumor_used(ctx, transcript) or cited & set(ctx.rumors.values()):
+        if _rumor_used(ctx, transcript) or cited & set(ctx.rumors.values()):
             items.append("PITFALL blog")
-        if duplicate_calls(transcript):
+        if _duplicate_calls(transcript):
             items.append("PITFALL dup")
-        if premature_done(ctx, transcript):
+        if _premature_done(ctx, transcript):
             items.append("PITFALL premature")
         if _map_unopened(ctx, transcript, None):
             items.append("PITFALL dishonest")
@@ -372,6 +453,10 @@ class ProgrammaticJudge:
     def process_metrics(self, task: Task, transcript: Transcript) -> dict:
         """Section 8.3's process metrics of one episode.
 
+        Args:
+            task: a MiniResearch task.
+            transcript: the rollout.
+
         Returns:
             {"fact_recall": share of gold facts retrieved, "rumor_used": bool, "duplicate_calls":
             int, "premature_done": bool, "dishonest_map": bool, "calls": int}.
@@ -379,9 +464,9 @@ class ProgrammaticJudge:
         ctx = self.context(task)
         return {
             "fact_recall": len(_retrieved(ctx, transcript.opened)) / len(ctx.facts),
-            "rumor_used": rumor_used(ctx, transcript),
-            "duplicate_calls": duplicate_calls(transcript),
-            "premature_done": premature_done(ctx, transcript),
+            "rumor_used": _rumor_used(ctx, transcript),
+            "duplicate_calls": _duplicate_calls(transcript),
+            "premature_done": _premature_done(ctx, transcript),
             "dishonest_map": bool(_map_unopened(ctx, transcript, None)),
             "calls": len(transcript.calls),
         }

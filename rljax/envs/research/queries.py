@@ -38,7 +38,11 @@ class Query:
     value: str | None = None
 
     def text(self) -> str:
-        """The question as shown to the policy, e.g. "<query> COMPARE E03 E11 size </query>"."""
+        """The question as shown to the policy.
+
+        Returns:
+            e.g. "<query> COMPARE E03 E11 size </query>".
+        """
         if self.kind == "lookup":
             body = f"LOOKUP {self.entities[0]} {self.attributes[0]} {self.attributes[1]}"
         elif self.kind == "compare":
@@ -48,34 +52,61 @@ class Query:
         return f"<query> {body} </query>"
 
     def facts(self) -> list[Fact]:
-        """The gold facts (entity, attribute) the answer needs, in question order."""
+        """The gold facts the answer needs.
+
+        Returns:
+            (entity, attribute) pairs in question order.
+        """
         if self.kind == "lookup":
             return [(self.entities[0], a) for a in self.attributes]
         return [(e, self.attributes[0]) for e in self.entities]
 
     def to_meta(self) -> dict:
-        """A JSON-serialisable form (`from_meta` inverts it)."""
+        """A JSON-serialisable form of the question.
+
+        Returns:
+            {"kind", "entities", "attributes", "value"}; `from_meta` inverts it.
+        """
         return {"kind": self.kind, "entities": list(self.entities), "attributes": list(self.attributes),
                 "value": self.value}
 
     @classmethod
     def from_meta(cls, meta: dict) -> Query:
-        """Rebuilds a query from `to_meta`'s dict."""
+        """Rebuilds a question.
+
+        Args:
+            meta: `to_meta`'s dict.
+
+        Returns:
+            The question.
+        """
         return cls(meta["kind"], tuple(meta["entities"]), tuple(meta["attributes"]), meta["value"])
 
 
 def compare_symbol(left: str, right: str) -> str:
-    """">", "<" or "=" comparing two values by index (V7 > V3)."""
+    """Compares two values by index (V7 > V3, V9 < V10).
+
+    Args:
+        left: a value name.
+        right: a value name.
+
+    Returns:
+        ">", "<" or "=".
+    """
     a, b = value_index(left), value_index(right)
     return ">" if a > b else "<" if a < b else "="
 
 
 def gold_result(query: Query, values: dict[Fact, str]) -> str | list[str] | None:
-    """The comparison symbol (compare), the selected entities in question order (filter), or None.
+    """The gold result of a question.
 
     Args:
         query: the question.
         values: (entity, attribute) -> value, e.g. `Corpus.values`.
+
+    Returns:
+        The comparison symbol (compare), the qualifying entities in question order (filter), or
+        None (lookup).
     """
     if query.kind == "compare":
         left, right = (values[fact] for fact in query.facts())

@@ -131,12 +131,12 @@ def _dimensions(reflection: Reflection, failures: Sequence[str]) -> tuple[float,
     return diagnostic, specificity, float(np.clip(scope, 0.0, 1.0))
 
 
-def question_tokens(question: str) -> set[str]:
+def _question_tokens(question: str) -> set[str]:
     """The token set of a question for bank similarity: its words without the <query> tags."""
     return set(question.split()) - {"<query>", "</query>"}
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
+def _jaccard(a: set[str], b: set[str]) -> float:
     """|a & b| / |a | b| (0 for two empty sets)."""
     return len(a & b) / len(a | b) if a | b else 0.0
 
@@ -181,28 +181,58 @@ class ReflectionBank:
         return entry
 
     def exact(self, question: str) -> BankEntry | None:
-        """Within-episode retrieval: the question's own entry, or None."""
+        """Within-episode retrieval (exact question).
+
+        Args:
+            question: the question text.
+
+        Returns:
+            The question's own entry, or None.
+        """
         return self._entries.get(question)
 
     def similar(self, question: str, top_k: int = 2) -> list[BankEntry]:
-        """Cross-episode retrieval: the `top_k` entries of OTHER questions with the highest positive
-        Jaccard similarity of question tokens (ties: question text order)."""
+        """Cross-episode retrieval (similar questions).
+
+        Args:
+            question: the question text.
+            top_k: how many entries (REM-11: 2).
+
+        Returns:
+            The entries of the `top_k` OTHER questions with the highest positive Jaccard similarity
+            of question token sets (ties: question text order).
+        """
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
-        tokens = question_tokens(question)
-        scored = [(jaccard(tokens, question_tokens(q)), q) for q in self._entries if q != question]
+        tokens = _question_tokens(question)
+        scored = [(_jaccard(tokens, _question_tokens(q)), q) for q in self._entries if q != question]
         ranked = sorted((item for item in scored if item[0] > 0), key=lambda item: (-item[0], item[1]))
         return [self._entries[q] for _, q in ranked[:top_k]]
 
     def get_state(self) -> dict:
-        """The bank as JSON-serialisable data: {question: {"reflection": str, "utility": float}}."""
+        """The bank as JSON-serialisable data.
+
+        Returns:
+            {question: {"reflection": str, "utility": float}}.
+        """
         return {q: {"reflection": e.reflection, "utility": e.utility} for q, e in self._entries.items()}
 
     def set_state(self, state: dict) -> None:
-        """Restores `get_state`'s data (replacing the current contents)."""
+        """Replaces the contents with saved data.
+
+        Args:
+            state: `get_state`'s data.
+        """
         self._entries = {q: BankEntry(q, e["reflection"], float(e["utility"])) for q, e in state.items()}
 
 
 def reference_block(entries: Sequence[BankEntry]) -> str:
-    """The retrieved reflections as one prompt block "<ref> R1 R2 </ref>" ("" for none)."""
+    """The retrieved reflections as one prompt block.
+
+    Args:
+        entries: retrieved bank entries.
+
+    Returns:
+        "<ref> R1 R2 </ref>", or "" for no entry.
+    """
     return f"<ref> {' '.join(e.reflection.strip() for e in entries)} </ref>" if entries else ""
