@@ -108,7 +108,10 @@ class RubricBuffer:
         stage_rewards, rewards = _stage_scores(persistent, adaptive, persistent_scores, adaptive_scores, transcripts)
         if update:
             self._prune(active, adaptive, adaptive_scores)
-            self._active[question] = active
+            if any(active):
+                self._active[question] = active
+            else:  # keep the state small: questions without active rubrics are not stored
+                self._active.pop(question, None)
         failed = [scores is None for scores in adaptive_scores]
         return [StageScores(tuple(float(x) for x in row), float(reward), fail)
                 for row, reward, fail in zip(stage_rewards, rewards, failed)]

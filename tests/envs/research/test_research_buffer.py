@@ -100,7 +100,7 @@ def test_no_update_scores_without_changing_the_buffer():
 def test_a_failed_generation_adds_nothing():
     buffer = RubricBuffer()
     buffer.judge_group(ScriptedJudge(None, {"t0": {"p": 2}}), TASK, [transcript("t0")], question=Q, update=True)
-    assert buffer.active(Q) == [[], [], [], []]
+    assert buffer.active(Q) == [[], [], [], []] and buffer.get_state() == {}
 
 
 def test_a_failed_scoring_call_falls_back_to_the_answer_score():

@@ -136,3 +136,18 @@ def test_rubric_validation():
         Rubric("x", 1, 2, False, "x", persistent=True)
     rubric = Rubric("answer/result", 3, 2, False, "x", persistent=True)
     assert Rubric.from_json(rubric.to_json()) == rubric
+
+
+def test_malformed_answer_items_earn_nothing():
+    # PERFECT's research, then an answer whose E00 FACT lacks "CITE" (dropped with an error) and no CMP:
+    # persistent scores fact E00 0, fact E01 2, result 0, rumor value avoided (s~ = 2):
+    # reward = (2*0 + 2*2 + 2*0 + 3*2) / (2 * 9) = 10/18.
+    judge, task = ProgrammaticJudge(hand_corpus()), make_task(COMPARE)
+    final = ("<state> DONE </state> <review> [MAP E00 founded 100] [MAP E01 founded 101] </review> "
+             "<answer> [FACT E00 founded V3 100] [FACT E01 founded V5 CITE 101] </answer>")
+    episode = play(hand_corpus(), PERFECT[:-1] + [final])
+    assert judge.score(task, episode.transcript, judge.persistent_rubrics(task)) == [0, 2, 0, 0]
+    [scores] = RubricBuffer().judge_group(judge, task, [episode.transcript], question=task.meta["question"],
+                                          update=False)
+    assert scores.reward == pytest.approx(10 / 18, abs=1e-6)
+    assert judge.failures(task, episode.transcript) == ["REQ E00 founded"]
