@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,6 +104,7 @@ def plan_write(cache: KVCache, segment_ids: jax.Array) -> CacheWrite:
     Returns:
       The CacheWrite. Raises (see `check_capacity`) if a row would overflow its slots.
     """
+    chex.assert_shape(segment_ids, (cache.batch_size, None))
     valid = segment_ids != 0
     rank = jnp.cumsum(valid, axis=1, dtype=jnp.int32) - valid.astype(jnp.int32)
     slots = jnp.where(valid, cache.end[:, None] + rank, -1)
@@ -118,9 +120,9 @@ def plan_write(cache: KVCache, segment_ids: jax.Array) -> CacheWrite:
 def check_capacity(new_end: jax.Array, max_len: int) -> None:
     """Raises if a row would be written past its last slot.
 
-    With concrete values the ValueError is raised at once; under `jit` the check runs as a host
-    callback and the error surfaces as a runtime error (carrying the same message) when the
-    computation executes.
+    With concrete values the ValueError is raised at once. Under `jit` a host callback raises it
+    (surfacing as a runtime error carrying the same message when the computation runs); the callback
+    sits behind a `lax.cond`, so it only runs when a row actually overflows.
     """
 
     def _raise_if_full(end: np.ndarray) -> None:
@@ -131,8 +133,9 @@ def check_capacity(new_end: jax.Array, max_len: int) -> None:
                 f"tokens but the cache has max_len={max_len} slots"
             )
 
-    if isinstance(new_end, jax.core.Tracer):
-        jax.debug.callback(_raise_if_full, new_end)
+    if isinstance(new_end, jax.core.Tracer) or not new_end.is_fully_addressable:
+        jax.lax.cond(jnp.any(new_end > max_len), lambda end: jax.debug.callback(_raise_if_full, end),
+                     lambda end: None, new_end)
     else:
         _raise_if_full(np.asarray(new_end))
 
@@ -149,7 +152,9 @@ def write_rows(stack: jax.Array, layer: jax.Array | int, slots: jax.Array, value
     Returns:
       The updated [L, B, S, K, D] array.
     """
+    chex.assert_rank([stack, slots, values], [5, 2, 4])
     batch, tokens = slots.shape
+    chex.assert_shape(values, (batch, tokens, *stack.shape[3:]))
     rows = jnp.broadcast_to(jnp.arange(batch)[:, None], (batch, tokens))
     target = jnp.where(slots >= 0, slots, stack.shape[2])
     return stack.at[layer, rows, target].set(values.astype(stack.dtype), mode="drop")
@@ -170,6 +175,7 @@ def commit(cache: KVCache, write: CacheWrite, kv: tuple[jax.Array, jax.Array], s
       The updated KVCache; `next_position` of a row is its last valid new token's position + 1
       (unchanged for a row without valid new tokens).
     """
+    chex.assert_equal_shape([segment_ids, positions, write.slots])
     tokens = segment_ids.shape[1]
     last = jnp.max(jnp.where(segment_ids != 0, jnp.arange(tokens)[None, :], -1), axis=1)
     last_position = jnp.take_along_axis(positions, jnp.maximum(last, 0)[:, None], axis=1)[:, 0]

@@ -141,7 +141,8 @@ def _check_tokens(tokens: jax.Array, vocab_size: int) -> None:
     """Shape and dtype always; the id range too when the tokens are concrete (not traced)."""
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
         raise ValueError(f"tokens must be a [B, T] integer array, got shape {tokens.shape} dtype {tokens.dtype}")
-    if not isinstance(tokens, jax.core.Tracer) and tokens.size:
+    concrete = not isinstance(tokens, jax.core.Tracer) and getattr(tokens, "is_fully_addressable", True)
+    if concrete and tokens.size:
         values = np.asarray(tokens)
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= vocab_size:

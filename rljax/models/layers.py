@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -83,6 +84,8 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     Returns:
       [B, T, N, D] in x's dtype.
     """
+    chex.assert_rank([x, cos, sin], [4, 3, 3])
+    chex.assert_equal_shape([cos, sin])
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     cos, sin = cos[:, :, None, :], sin[:, :, None, :]
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
@@ -117,8 +120,11 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     Returns:
       [B, T, N, D] in v's dtype.
     """
+    chex.assert_rank([q, k, v, mask], [4, 4, 4, 3])
+    chex.assert_equal_shape([k, v])
     batch, tokens, heads, head_dim = q.shape
     kv_heads = k.shape[2]
+    chex.assert_shape(mask, (batch, tokens, k.shape[1]))
     q = q.reshape(batch, tokens, kv_heads, heads // kv_heads, head_dim)
     logits = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, None, None, :, :], logits * head_dim**-0.5, _MASKED)

@@ -9,6 +9,7 @@ sequences, left padding and right padding all use the same rules:
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -26,7 +27,9 @@ def default_positions(segment_ids: jax.Array, prev_segment: jax.Array,
       [B, T] int32 positions; a segment that continues `prev_segment` starts at `prev_next_position`,
       every other segment at 0; padding gets 0.
     """
+    chex.assert_rank([segment_ids, prev_segment, prev_next_position], [2, 1, 1])
     batch, tokens = segment_ids.shape
+    chex.assert_shape([prev_segment, prev_next_position], (batch,))
     valid = segment_ids != 0
     index = jnp.broadcast_to(jnp.arange(tokens, dtype=jnp.int32)[None, :], (batch, tokens))
     rank = jnp.cumsum(valid, axis=1, dtype=jnp.int32) - valid.astype(jnp.int32)
@@ -51,6 +54,8 @@ def attention_mask(query_segments: jax.Array, query_index: jax.Array, key_segmen
     Returns:
       [B, T, S] bool mask.
     """
+    chex.assert_rank([query_segments, query_index, key_segments], 2)
+    chex.assert_equal_shape([query_segments, query_index])
     key_index = jnp.arange(key_segments.shape[1], dtype=jnp.int32)[None, None, :]
     same = query_segments[:, :, None] == key_segments[:, None, :]
     return same & (query_segments[:, :, None] != 0) & (key_index <= query_index[:, :, None])

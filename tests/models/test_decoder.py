@@ -81,14 +81,14 @@ def test_rms_norm_matches_numpy():
     np.testing.assert_allclose(norm(jnp.asarray(x)), expected, rtol=1e-5)
 
 
-def test_packed_segments_equal_separate_forwards(make_config, make_model, call):
+def test_packed_segments_equal_separate_forwards(make_config, make_model, run):
     model = make_model(make_config())
     a, b = TOKENS[0, :5], TOKENS[1, :3]
     packed = np.stack([np.concatenate([a, b]), np.concatenate([b, a])])
     segment_ids = np.array([[1] * 5 + [2] * 3, [4] * 3 + [9] * 5], np.int32)
-    hidden, _ = call(model, packed, segment_ids=segment_ids)
-    alone_a, _ = call(model, a[None])
-    alone_b, _ = call(model, b[None])
+    hidden, _ = run(model, packed, segment_ids=segment_ids)
+    alone_a, _ = run(model, a[None])
+    alone_b, _ = run(model, b[None])
     np.testing.assert_allclose(hidden[0, :5], alone_a[0], atol=1e-5)
     np.testing.assert_allclose(hidden[0, 5:], alone_b[0], atol=1e-5)
     np.testing.assert_allclose(hidden[1, :3], alone_b[0], atol=1e-5)
