@@ -13,7 +13,7 @@ TASK = TaskSection(family="strategy", prompts_per_step=16, group_size=8, max_new
 METHOD = MethodSection(name="poly_epo", kwargs={"set_size": 4})
 
 PRESETS = {
-    "smoke": lambda: presets.smoke(NAME, TASK, METHOD),
+    "smoke": lambda: presets.smoke(NAME, TASK, METHOD, prompts=2, group_size=4),
     "cpu": lambda: presets.cpu(NAME, TASK, METHOD, steps=100, learning_rate=1e-4),
     "pod": lambda: presets.pod(
         NAME, TaskSection(family="strategy", prompts_per_step=128, group_size=8,

@@ -19,11 +19,12 @@ SMOKE_MODEL = ModelSection(preset="tiny", overrides={
 POD_MESH = "data=8,fsdp=16,tensor=2"
 
 
-def smoke(name: str, task: TaskSection, method: MethodSection) -> ExperimentConfig:
-    """Two RL steps on 2 prompts x 2 samples after a 2-step SFT warm start, one tiny eval."""
+def smoke(name: str, task: TaskSection, method: MethodSection, *, prompts: int = 4,
+          group_size: int = 2) -> ExperimentConfig:
+    """Two RL steps on 8 rollouts (4 prompts x 2 samples) after a 2-step SFT warm start."""
     return ExperimentConfig(
         name=name, model=SMOKE_MODEL, method=method,
-        task=dataclasses.replace(task, prompts_per_step=2, group_size=2),
+        task=dataclasses.replace(task, prompts_per_step=prompts, group_size=group_size),
         optim=OptimSection(learning_rate=1e-3),
         train=TrainSection(steps=2, checkpoint_every=1, eval_every=1, eval_prompts=2,
                            eval_samples=2, mesh="auto"),

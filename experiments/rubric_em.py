@@ -8,8 +8,9 @@ from experiments import cli, presets
 from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "rubric_em"
-TASK = TaskSection(family="miniresearch", prompts_per_step=8, group_size=8, max_new_tokens=64,
-                   max_turns=8, max_len=512)
+# Lookup and compare questions fit a CPU context of 640 tokens (filter questions need ~900).
+TASK = TaskSection(family="miniresearch", kwargs={"kinds": ("lookup", "compare")},
+                   prompts_per_step=8, group_size=8, max_new_tokens=64, max_turns=8, max_len=640)
 METHOD = MethodSection(name="rubric_em")
 
 PRESETS = {

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljax import losses
+from rljax.losses import rubric_em as rubric_em_losses
 
 Array = jax.Array
 
@@ -41,6 +42,8 @@ class PrepareInputs:
     Attributes:
         rewards: [P, G] scalar rewards (after any shaping).
         task_ids: [P] task type of each prompt.
+        group_mask: [P] False for groups dynamic sampling dropped (kept only to fix shapes; their
+            action mask is zero).
         action_mask: [B, T] loss tokens.
         env_mask, warning_mask: [B, T] observation provenance (ECHO).
         stage_ids: [B, T] stage of each generated token, -1 = none (RubricEM).
@@ -56,6 +59,7 @@ class PrepareInputs:
 
     rewards: Array
     task_ids: Array
+    group_mask: Array
     action_mask: Array
     env_mask: Array
     warning_mask: Array
@@ -263,23 +267,37 @@ def delta(*, c_min: float = 0.8, c_max: float = 1.2, n_refine: int = 1, clip_low
         clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"))
 
 
-def golong(*, num_tasks: int = 9, alpha: float = 0.8, reweight: bool = True,
-           clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float | None = 3.0,
-           filter_groups: bool = True) -> Method:
-    """GoLongRL: task-level advantage normalisation (+ difficulty reweighting) (methods/golongrl.md)."""
+def _task_normalised(name: str, advantage_fn: Callable[..., Array], *, num_tasks: int,
+                     clip_low: float, clip_high: float, dual_clip: float | None,
+                     filter_groups: bool) -> Method:
+    """GoLongRL's composition: a task-level advantage function, dual clip, token-mean."""
 
     def credit(inputs, state):
-        if reweight:
-            adv = losses.tmn_reweight_advantages(inputs.rewards, inputs.task_ids,
-                                                 num_tasks=num_tasks, alpha=alpha)
-        else:
-            adv = losses.tmn_advantages(inputs.rewards, inputs.task_ids, num_tasks=num_tasks)
-        group_std = jnp.std(inputs.rewards, axis=1)
-        cv = jnp.std(group_std) / jnp.maximum(jnp.mean(group_std), 1e-6)
+        adv = advantage_fn(inputs.rewards, inputs.task_ids, num_tasks=num_tasks,
+                           group_mask=inputs.group_mask)
+        cv = losses.task_advantage_cv(adv, inputs.task_ids, num_tasks=num_tasks,
+                                      group_mask=inputs.group_mask)
         return _per_row(adv), state, {"tmn_task_cv": cv}
 
-    return _policy_method("golong", credit, filter_groups=filter_groups, policy_kwargs=dict(
+    return _policy_method(name, credit, filter_groups=filter_groups, policy_kwargs=dict(
         clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"))
+
+
+def golong(*, num_tasks: int = 9, alpha: float = 0.8, gamma: float = 1.0, clip_low: float = 0.2,
+           clip_high: float = 0.28, dual_clip: float | None = 3.0,
+           filter_groups: bool = True) -> Method:
+    """GoLongRL TMN-Reweight: task-level normalisation and difficulty reweighting (golongrl.md)."""
+    advantage_fn = functools.partial(losses.tmn_reweight_advantages, alpha=alpha, gamma=gamma)
+    return _task_normalised("golong", advantage_fn, num_tasks=num_tasks, clip_low=clip_low,
+                            clip_high=clip_high, dual_clip=dual_clip, filter_groups=filter_groups)
+
+
+def golong_tmn(*, num_tasks: int = 9, clip_low: float = 0.2, clip_high: float = 0.28,
+               dual_clip: float | None = 3.0, filter_groups: bool = True) -> Method:
+    """GoLongRL's TMN ablation: task-level normalisation without the difficulty reweighting."""
+    return _task_normalised("golong_tmn", losses.tmn_advantages, num_tasks=num_tasks,
+                            clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip,
+                            filter_groups=filter_groups)
 
 
 def anti_sd(*, coef_max: float = 0.5, warmup_steps: int = 5, down_ratio: float = 0.93,
@@ -314,9 +332,9 @@ def rubric_em(*, dependence: Any = None, kl_beta: float = 0.001, clip_low: float
     """RubricEM SS-GRPO: stage returns, stagewise normalisation, stage-token credit (methods/rubric_em.md).
 
     `dependence` is the K x K upper-triangular Lambda; None takes the spec's default
-    (`losses.DEFAULT_DEPENDENCE`).
+    (`rljax.losses.rubric_em.PAPER_STAGE_DEPENDENCE`).
     """
-    lam = jnp.asarray(losses.DEFAULT_DEPENDENCE if dependence is None else dependence, jnp.float32)
+    lam = jnp.asarray(rubric_em_losses.PAPER_STAGE_DEPENDENCE if dependence is None else dependence, jnp.float32)
 
     def credit(inputs, state):
         stage_adv = losses.stagewise_advantages(inputs.stage_rewards, lam)   # [P, G, K]
@@ -351,7 +369,7 @@ def poly_epo(*, set_size: int = 4, max_len: int | None = None, degenerate: int =
 
 METHODS: dict[str, Callable[..., Method]] = {
     "grpo": grpo, "drgrpo": drgrpo, "dapo": dapo, "rloo": rloo,
-    "echo": echo, "delta": delta, "golong": golong, "anti_sd": anti_sd,
+    "echo": echo, "delta": delta, "golong": golong, "golong_tmn": golong_tmn, "anti_sd": anti_sd,
     "rubric_em": rubric_em, "poly_epo": poly_epo,
 }
 

@@ -102,6 +102,7 @@ class TrainSection:
         eval_prompts: held-out prompts per evaluation.
         eval_samples: samples per held-out prompt (pass@k for k = 1..eval_samples).
         log_every: steps between console log lines.
+        max_gen_rounds: DAPO dynamic sampling: rollout batches drawn per step at most.
     """
 
     steps: int = 20
@@ -116,6 +117,7 @@ class TrainSection:
     eval_prompts: int = 32
     eval_samples: int = 4
     log_every: int = 1
+    max_gen_rounds: int = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +225,11 @@ def _set(node: Any, parts: list[str], text: str, key: str) -> Any:
                 raise ValueError(f"override {key!r}: {head!r} is a {type(current).__name__}, "
                                  f"not a section")
             return dataclasses.replace(node, **{head: _set(current, rest, text, key)})
-        if dataclasses.is_dataclass(current) or isinstance(current, dict):
+        if dataclasses.is_dataclass(current):
             raise ValueError(f"override {key!r}: {head!r} is a section; set one of its fields")
+        if isinstance(current, dict):  # a whole free-form dict, e.g. task.kwargs={"digits": 1}
+            value = _coerce(text, dict, key)
+            return dataclasses.replace(node, **{head: value})
         return dataclasses.replace(node, **{head: _coerce(text, hint, key)})
     # A free-form dict (model.overrides, task.kwargs, method.kwargs): keys are validated later by
     # the factory that receives them (unknown keyword arguments are reported there).

@@ -27,7 +27,7 @@ from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
 from rljax.train import evaluation, policy, sft
 from rljax.train.config import ExperimentConfig
-from rljax.train.metrics import MetricWriter
+from rljax.train.metrics import MetricWriter, to_python
 from rljax.train.optim import make_optimizer
 from rljax.train.step import TrainState, make_forward_fn, make_update_fn, split_model
 
@@ -154,17 +154,25 @@ class Trainer:
 
     # -- one RL step ---------------------------------------------------------------------------
 
-    def _rollout(self, key: jax.Array) -> tuple[Trajectories, list]:
+    def _rollout(self, key: jax.Array) -> tuple[Trajectories, list, np.ndarray, dict]:
+        """One batch of P groups, with DAPO dynamic sampling when the method asks for it."""
         cfg = self.config.task
-        tasks = next(self.data)
-        traj = policy.rollout(self, tasks, key, group_size=cfg.group_size)
-        if self.method.filter_groups:
-            keep = methods_lib.keep_groups(traj.rewards_by_group(cfg.group_size))
-            traj = policy.select_groups(traj, keep, cfg.group_size)
-            tasks = [t for t, k in zip(tasks, keep) if k]
-        return traj, tasks
 
-    def _prepare(self, traj: Trajectories, tasks: list) -> tuple[dict, dict]:
+        def sample(round_: int) -> tuple[Trajectories, list]:
+            tasks = next(self.data)
+            return policy.rollout(self, tasks, jax.random.fold_in(key, round_),
+                                  group_size=cfg.group_size), tasks
+
+        if not self.method.filter_groups:
+            traj, tasks = sample(0)
+            return traj, tasks, np.ones(len(tasks), bool), {}
+        return policy.filter_groups(sample, num_prompts=cfg.prompts_per_step,
+                                    group_size=cfg.group_size,
+                                    max_rounds=self.config.train.max_gen_rounds,
+                                    pad_id=self.tokenizer.pad_token_id)
+
+    def _prepare(self, traj: Trajectories, tasks: list, group_mask: np.ndarray
+                 ) -> tuple[dict, dict]:
         cfg = self.config.task
         arrays = batch_arrays(traj)
         if "teacher" in self.method.needs:
@@ -176,6 +184,7 @@ class Trainer:
         inputs = methods_lib.PrepareInputs(
             rewards=jnp.asarray(traj.rewards_by_group(group), jnp.float32),
             task_ids=jnp.asarray(np.asarray(traj.task_ids)[::group], jnp.int32),
+            group_mask=jnp.asarray(group_mask),
             action_mask=jnp.asarray(arrays["action_mask"]),
             env_mask=jnp.asarray(arrays["env_mask"]),
             warning_mask=jnp.asarray(arrays["warning_mask"]),
@@ -192,6 +201,8 @@ class Trainer:
             teacher_entropy=fwd.get("teacher_entropy"),
         )
         prepared, method_state, metrics = self.method.prepare(inputs, self.state.method_state)
+        # To host now: metrics may alias method-state buffers that the update donates.
+        metrics = to_python(metrics)
         self.state = self.state.replace(method_state=method_state)
         batch = {k: v for k, v in arrays.items() if not k.startswith("teacher_")}
         batch.update(prepared)
@@ -221,14 +232,15 @@ class Trainer:
     def step(self) -> dict:
         key, rollout_key = jax.random.split(jax.random.wrap_key_data(self.state.key))
         start = time.perf_counter()
-        traj, tasks = self._rollout(rollout_key)
+        traj, tasks, group_mask, metrics = self._rollout(rollout_key)
         rollout_time = time.perf_counter() - start
-        metrics: dict[str, Any] = {"reward": float(np.mean(traj.rewards)),
-                                   "groups_kept": traj.batch_size // self.config.task.group_size}
-        if traj.batch_size:
-            batch, prep_metrics = self._prepare(traj, tasks)
-            metrics.update(prep_metrics)
-            metrics.update(self._update(batch))
+        metrics["reward"] = float(np.mean(traj.rewards))
+        if not group_mask.any():
+            log.warning("dynamic sampling kept no group after %d rounds: update skipped",
+                        self.config.train.max_gen_rounds)
+        batch, prep_metrics = self._prepare(traj, tasks, group_mask)
+        metrics.update(prep_metrics)
+        metrics.update(self._update(batch))
         self.state = self.state.replace(step=self.state.step + 1, key=jax.random.key_data(key))
         elapsed = time.perf_counter() - start
         generated = int(np.asarray(traj.action_mask).sum())

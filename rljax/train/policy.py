@@ -6,7 +6,7 @@ SFT warm start and evaluation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +15,7 @@ import transformers
 from flax import nnx
 from jax.sharding import Mesh
 
+from rljax import methods as methods_lib
 from rljax import parallel
 from rljax.data import load_tokenizer
 from rljax.data.pipeline import FamilySource, task_batches
@@ -98,16 +99,68 @@ def rollout(trainer: "Trainer", tasks: Sequence[Task], key: jax.Array, *, group_
                                trainer.config.task, key, group_size=group_size)
 
 
-def select_groups(traj: Trajectories, keep: np.ndarray, group_size: int) -> Trajectories:
-    """The rows of the prompts where `keep` [P] is True (DAPO dynamic sampling)."""
-    rows = np.repeat(np.asarray(keep, bool), group_size)
-    index = np.flatnonzero(rows)
-    arrays = jax.tree.map(lambda x: np.asarray(x)[index], traj)
-    kept_groups = np.flatnonzero(np.asarray(keep, bool))
-    regroup = {g: i for i, g in enumerate(kept_groups)}
-    group_ids = np.asarray([regroup[int(g)] for g in np.asarray(traj.group_ids)[index]], np.int32)
-    info = [traj.info[i] for i in index] if traj.info else traj.info
-    return arrays.replace(group_ids=group_ids, info=info)
+def concat_trajectories(parts: Sequence[Trajectories], pad_id: int) -> Trajectories:
+    """Stacks trajectories along the batch, right-padding every [B, T] array to the longest T."""
+    seq_len = max(part.seq_len for part in parts)
+
+    def pad(name: str, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or name in ("stage_rewards",) or x.shape[1] == seq_len:
+            return x
+        fill = {"tokens": pad_id, "stage_ids": -1}.get(name, 0)
+        return np.pad(x, ((0, 0), (0, seq_len - x.shape[1])), constant_values=fill)
+
+    fields = {}
+    for name in Trajectories.__dataclass_fields__:
+        if name == "info":
+            continue
+        fields[name] = np.concatenate([pad(name, getattr(part, name)) for part in parts])
+    return Trajectories(**fields, info=tuple(i for part in parts for i in part.info))
+
+
+def take_groups(traj: Trajectories, groups: Sequence[int], group_size: int) -> Trajectories:
+    """The rows of prompts `groups` (in that order), renumbered 0..len(groups)-1."""
+    rows = np.concatenate([np.arange(g * group_size, (g + 1) * group_size) for g in groups]
+                          ) if len(groups) else np.zeros((0,), np.int64)
+    arrays = jax.tree.map(lambda x: np.asarray(x)[rows], traj)
+    group_ids = np.repeat(np.arange(len(groups), dtype=np.int32), group_size)
+    return arrays.replace(group_ids=group_ids, info=tuple(traj.info[i] for i in rows))
+
+
+def filter_groups(sample: Callable[[int], tuple[Trajectories, list[Task]]], *, num_prompts: int,
+                  group_size: int, max_rounds: int, pad_id: int
+                  ) -> tuple[Trajectories, list[Task], np.ndarray, dict]:
+    """DAPO dynamic sampling (grpo.md GRPO-10) with a static batch shape.
+
+    Draws batches with `sample(round)` and keeps the groups whose rewards are not all equal until
+    `num_prompts` are kept or `max_rounds` batches were drawn. The batch keeps its P groups: when
+    fewer survive (library choice, logged), the first dropped groups fill the remaining places
+    with their action mask zeroed and `group_mask` False, so they add nothing to the loss, its
+    denominators or the cross-group statistics, and shapes (hence compilations) never change.
+
+    Returns:
+        (trajectories of P groups, their tasks, group_mask [P] bool, metrics).
+    """
+    kept, dropped, generated_rewards = [], [], []
+    for round_ in range(max_rounds):
+        traj, tasks = sample(round_)
+        generated_rewards.append(np.asarray(traj.rewards))
+        keep = np.asarray(methods_lib.keep_groups(traj.rewards_by_group(group_size)))
+        for p, tasks_p in enumerate(tasks):
+            (kept if keep[p] else dropped).append((traj, p, tasks_p))
+        if len(kept) >= num_prompts:
+            break
+    chosen = kept[:num_prompts]
+    filler = dropped[:num_prompts - len(chosen)]
+    parts = [take_groups(t, [p], group_size) for t, p, _ in chosen + filler]
+    batch = concat_trajectories(parts, pad_id).replace(
+        group_ids=np.repeat(np.arange(num_prompts, dtype=np.int32), group_size))
+    group_mask = np.arange(num_prompts) < len(chosen)
+    row_mask = np.repeat(group_mask, group_size)[:, None]
+    batch = batch.replace(action_mask=np.asarray(batch.action_mask) * row_mask)
+    metrics = {"groups_kept": float(len(chosen)), "sampling_rounds": float(round_ + 1),
+               "reward_generated": float(np.mean(np.concatenate(generated_rewards)))}
+    return batch, [task for _, _, task in chosen + filler], group_mask, metrics
 
 
 def cluster_ids(family: TaskFamily, traj: Trajectories) -> np.ndarray:

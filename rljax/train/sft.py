@@ -60,7 +60,10 @@ def demonstrations(trainer: "Trainer", config: ExperimentConfig) -> list[dict]:
 
     cfg = config.sft
     rng = np.random.default_rng(config.train.seed)
-    tasks = [trainer.family.generate("train", i) for i in range(cfg.num_demos)]
+    if hasattr(trainer.family, "warm_start_tasks"):  # e.g. Anti-SD's student/teacher-mode mixture
+        tasks = trainer.family.warm_start_tasks(cfg.num_demos)
+    else:
+        tasks = [trainer.family.generate("train", i) for i in range(cfg.num_demos)]
     traj = expert_trajectories(trainer.family, tasks, trainer.tokenizer, rng, cfg.noise,
                                max_tokens=config.task.max_len,
                                stage_scheme=getattr(trainer.family, "stage_scheme", None))
