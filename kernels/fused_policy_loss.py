@@ -55,29 +55,33 @@ def _stats_metrics(stats: TokenStats, mask: jax.Array) -> dict[str, jax.Array]:
 def _fused_vjp(config: _FusedConfig):
     """custom_vjp whose forward runs the statistics sweep, takes d loss / d logprob (and d loss /
     d jsd) from the policy loss by jax.vjp (O(N)), and runs the gradient sweep; the backward only
-    scales the stored gradients by the incoming cotangent."""
+    scales the stored gradients by the incoming cotangent. Undifferentiated calls skip the
+    gradient sweep."""
 
-    def loss_and_grads(hidden, w_unembed, targets, old_logprobs, advantages, mask,
-                       teacher_hidden, denominator):
+    def statistics(hidden, w_unembed, targets, old_logprobs, advantages, mask, teacher_hidden,
+                   denominator):
         stats, res = forward(config.sweep, hidden, w_unembed, targets, teacher_hidden)
         use_jsd = teacher_hidden is not None and config.jsd_coef != 0.0
-        jsd = stats.jsd.reshape(mask.shape) if use_jsd else None
+        inputs = (stats.logprob.reshape(mask.shape),
+                  stats.jsd.reshape(mask.shape) if use_jsd else None)
         objective = functools.partial(_objective, config, old_logprobs=old_logprobs,
                                       advantages=advantages, mask=mask, denominator=denominator)
-        loss, pullback, metrics = jax.vjp(objective, stats.logprob.reshape(mask.shape), jsd,
-                                          has_aux=True)
+        return objective, inputs, res, _stats_metrics(stats, mask)
+
+    @jax.custom_vjp
+    def loss_fn(*args):
+        objective, inputs, _, stats_metrics = statistics(*args)
+        loss, metrics = objective(*inputs)
+        return loss, {**metrics, **stats_metrics}
+
+    def fwd(*args):
+        objective, inputs, res, stats_metrics = statistics(*args)
+        loss, pullback, metrics = jax.vjp(objective, *inputs, has_aux=True)
         g_logprob, g_jsd = pullback(jnp.ones_like(loss))
         cotangents = TokenStats(g_logprob.reshape(-1), None, None, None,
                                 None if g_jsd is None else g_jsd.reshape(-1))
         d_hidden, d_w, _ = backward(config.sweep, res, cotangents)
-        metrics = {**metrics, **_stats_metrics(stats, mask)}
-        return (loss, metrics), (d_hidden, d_w)
-
-    @jax.custom_vjp
-    def loss_fn(hidden, w_unembed, targets, old_logprobs, advantages, mask, teacher_hidden,
-                denominator):
-        return loss_and_grads(hidden, w_unembed, targets, old_logprobs, advantages, mask,
-                              teacher_hidden, denominator)[0]
+        return (loss, {**metrics, **stats_metrics}), (d_hidden, d_w)
 
     def bwd(grads, cotangents):
         g_loss = cotangents[0]
@@ -85,7 +89,7 @@ def _fused_vjp(config: _FusedConfig):
         return ((g_loss * d_hidden).astype(d_hidden.dtype), (g_loss * d_w).astype(d_w.dtype),
                 None, None, None, None, None, None)
 
-    loss_fn.defvjp(loss_and_grads, bwd)
+    loss_fn.defvjp(fwd, bwd)
     return loss_fn
 
 

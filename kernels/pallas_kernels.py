@@ -12,8 +12,8 @@ fully parallel on every backend (no atomics, no sequential grid axis):
 The last vocabulary tile is ragged: its out-of-range columns are masked inside the kernel (Mosaic
 and interpret mode pad edge blocks themselves; Triton does not, so on GPU the unembedding loads
 and the cotangent stores are masked Triton loads/stores). Rows are zero-padded by the caller to
-a multiple of block_n. Row vectors are [N, 1] columns (the
-(8, 128)-tiled layout Mosaic needs; Triton takes the same blocks).
+a multiple of block_n. Row vectors are [N, 1] columns (the (8, 128)-tiled layout Mosaic needs;
+Triton takes the same blocks).
 """
 
 from collections.abc import Sequence
@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import tpu as pltpu
+from jax.experimental.pallas import triton as pltriton
 
 from kernels import tile_math
 from kernels.types import BlockSizes
@@ -31,7 +33,7 @@ from kernels.vocab_sweep import Engine, GradSide
 # Column layout of the per-side constants handed to the backward kernel ([N, 8] float32; 8
 # columns so the block is a power of two for Triton and spans the array's last dim for Mosaic).
 _LSE, _ENTROPY, _G_LOGPROB, _G_ENTROPY, _HALF_G_JSD, _KL = range(6)
-_NUM_CONST_ROWS = 8
+_NUM_CONSTS = 8
 
 
 # platform -> (interpret mode, masked Triton loads/stores at the vocabulary edge). "interpret-gpu"
@@ -42,10 +44,8 @@ PLATFORMS = {"cpu": (True, False), "gpu": (False, True), "tpu": (False, False),
 
 def _compiler_params(platform: str):
     if platform == "gpu":
-        from jax.experimental.pallas import triton as pltriton
         return pltriton.CompilerParams(num_warps=4, num_stages=2)
     if platform == "tpu":
-        from jax.experimental.pallas import tpu as pltpu
         return pltpu.CompilerParams(dimension_semantics=("parallel", "parallel"))
     return None
 
@@ -59,7 +59,6 @@ def _call(kernel, *, grid, in_specs, out_specs, out_shape, platform: str, name: 
 def _load_columns(ref, valid: jax.Array, masked: bool) -> jax.Array:
     """Loads a [k, block_v] view; with `masked`, columns outside the array read as 0."""
     if masked:
-        from jax.experimental.pallas import triton as pltriton
         return pltriton.load(ref, mask=valid, other=0)
     return ref[...]
 
@@ -67,7 +66,6 @@ def _load_columns(ref, valid: jax.Array, masked: bool) -> jax.Array:
 def _store_columns(ref, value: jax.Array, valid: jax.Array, masked: bool) -> None:
     """Stores a [block_n, block_v] tile; with `masked`, columns outside the array are skipped."""
     if masked:
-        from jax.experimental.pallas import triton as pltriton
         pltriton.store(ref, value, mask=valid)
     else:
         ref[...] = value
@@ -206,7 +204,7 @@ def _side_constants(side: GradSide) -> jax.Array:
         c = side.cotangent
         values += [zeros if x is None else x
                    for x in (c.entropy, c.g_logprob, c.g_entropy, c.half_g_jsd, c.kl_to_mixture)]
-    values += [zeros] * (_NUM_CONST_ROWS - len(values))
+    values += [zeros] * (_NUM_CONSTS - len(values))
     return jnp.stack(values, axis=1).astype(jnp.float32)
 
 
@@ -272,7 +270,7 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
     out = _call(kernel, grid=grid,
                 in_specs=([_row_spec(block_n, hidden)] * num_sides
                           + [_column_spec(hidden, block_v), _row_spec(block_n, 1)]
-                          + [_row_spec(block_n, _NUM_CONST_ROWS)] * num_sides),
+                          + [_row_spec(block_n, _NUM_CONSTS)] * num_sides),
                 out_specs=[out_spec] * len(grad_sides),
                 out_shape=[jax.ShapeDtypeStruct((num_rows, num_columns), w_chunk.dtype)]
                 * len(grad_sides),
