@@ -7,8 +7,10 @@ The notebooks call the library directly for everything they teach (configs, `Tra
   hashes the config and the library's source code, so a notebook re-run (or a second notebook
   with the same GRPO baseline) resumes the finished run instead of training again, and any code
   change starts a fresh one.
-* `rollout_batch` and `prepare_inputs` turn a trained policy into one rollout batch and the
-  `PrepareInputs` that `Method.prepare` reads, exactly as the trainer builds them each step.
+* `rollout_batch`, `prepare_inputs` and `loss_batch` turn a trained policy into one rollout
+  batch, the `PrepareInputs` that `Method.prepare` reads and the batch `Method.loss` reads,
+  exactly as the trainer builds them each step; `loss_credit` reads the per-token credit off
+  the loss gradient.
 * `plot_token_credit`, `plot_response_credit` and `plot_curves` draw the figures every method
   notebook shows.
 """
@@ -89,45 +91,60 @@ def with_method(config: ExperimentConfig, name: str, **kwargs) -> ExperimentConf
 
 
 def rollout_batch(trainer: Trainer, *, num_prompts: int, seed: int = 0, split: str = "heldout",
-                  filter_groups: bool | None = None) -> tuple[Trajectories, list[Task]]:
+                  max_rounds: int = 4) -> tuple[Trajectories, list[Task], np.ndarray]:
     """Samples `task.group_size` responses to each of `num_prompts` tasks with the trained policy.
+
+    Methods with DAPO dynamic sampling (`method.filter_groups`) get it as in training
+    (`rljax.train.policy.filter_groups`): groups whose rewards are all equal are replaced by
+    groups of the next tasks, for up to `max_rounds` batches.
 
     Args:
         trainer: a trainer (usually after `run()`).
-        num_prompts: P, tasks 0..P-1 of `split`.
+        num_prompts: P, the groups in the batch (tasks 0, 1, ... of `split`).
         seed: the sampling key.
         split: "heldout" (default) or "train".
-        filter_groups: drop all-equal groups as the trainer does (DAPO dynamic sampling); None
-            follows the trainer's method.
+        max_rounds: batches drawn at most by dynamic sampling.
 
     Returns:
-        (trajectories, tasks) with B = P' * G rows, P' <= P the groups kept.
+        (trajectories of B = P * G rows, their P tasks, group_mask [P]: False for a group that
+        dynamic sampling could not replace; its action mask is zero).
     """
     group = trainer.config.task.group_size
-    tasks = [trainer.family.generate(split, index) for index in range(num_prompts)]
-    traj = policy.rollout(trainer, tasks, jax.random.key(seed), group_size=group)
-    if trainer.method.filter_groups if filter_groups is None else filter_groups:
-        keep = methods.keep_groups(traj.rewards_by_group(group))
-        traj = policy.select_groups(traj, keep, group)
-        tasks = [task for task, kept in zip(tasks, keep) if kept]
-    return traj, tasks
+    key = jax.random.key(seed)
+
+    def sample(round_: int) -> tuple[Trajectories, list[Task]]:
+        tasks = [trainer.family.generate(split, round_ * num_prompts + index)
+                 for index in range(num_prompts)]
+        return policy.rollout(trainer, tasks, jax.random.fold_in(key, round_),
+                              group_size=group), tasks
+
+    if not trainer.method.filter_groups:
+        traj, tasks = sample(0)
+        return traj, tasks, np.ones(num_prompts, bool)
+    traj, tasks, group_mask, _ = policy.filter_groups(
+        sample, num_prompts=num_prompts, group_size=group, max_rounds=max_rounds,
+        pad_id=trainer.tokenizer.pad_token_id)
+    return traj, tasks, group_mask
 
 
-def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task]
-                   ) -> methods.PrepareInputs:
+def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
+                   group_mask: np.ndarray) -> tuple[methods.PrepareInputs, dict[str, np.ndarray]]:
     """The `PrepareInputs` of a rollout batch under the trainer's current policy.
 
     Runs the trainer's no-grad forward pass (log-probs and entropies through
-    `kernels.token_stats`, plus hidden states and teacher statistics when the method needs them)
-    and collects rewards, masks, stages and clusters as the RL loop does before `method.prepare`.
+    `kernels.token_stats`, plus hidden states and teacher statistics when the trainer's method
+    needs them) and collects rewards, masks, stages and clusters as the RL loop does before
+    `method.prepare`.
 
     Args:
         trainer: the trainer whose policy and method define the forward pass.
         traj: a rollout batch (e.g. from `rollout_batch`).
         tasks: its tasks, one per group.
+        group_mask: [P] groups that count (from `rollout_batch`).
 
     Returns:
-        The inputs; any method whose needs the trainer's forward pass covers can `prepare` them.
+        (inputs, arrays): the inputs any method whose needs the forward pass covers can
+        `prepare`, and the token arrays of the batch (tokens, positions, masks, stage ids).
     """
     group = trainer.config.task.group_size
     arrays = batch_arrays(traj)
@@ -135,9 +152,10 @@ def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task]
         arrays.update(policy.teacher_batch(trainer, traj, tasks))
     forward = trainer.forward(trainer.state.params, trainer.rest, arrays)
     num_prompts = traj.batch_size // group
-    return methods.PrepareInputs(
+    inputs = methods.PrepareInputs(
         rewards=jnp.asarray(traj.rewards_by_group(group), jnp.float32),
         task_ids=jnp.asarray(np.asarray(traj.task_ids)[::group], jnp.int32),
+        group_mask=jnp.asarray(group_mask, bool),
         action_mask=jnp.asarray(arrays["action_mask"]),
         env_mask=jnp.asarray(arrays["env_mask"]),
         warning_mask=jnp.asarray(arrays["warning_mask"]),
@@ -152,6 +170,45 @@ def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task]
         teacher_logprobs=forward.get("teacher_logprobs"),
         teacher_entropy=forward.get("teacher_entropy"),
     )
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("teacher_")}
+    return inputs, arrays
+
+
+def loss_batch(method: methods.Method, inputs: methods.PrepareInputs, arrays: Mapping[str, np.ndarray],
+               state=None) -> tuple[dict, dict]:
+    """What `method.loss` reads for one rollout batch: the arrays plus `method.prepare`'s output.
+
+    Args:
+        method: any method whose needs `inputs` cover (the GRPO baseline needs nothing extra).
+        inputs: from `prepare_inputs`.
+        arrays: the batch's token arrays, from `prepare_inputs`.
+        state: the method state to prepare with (e.g. a trained Anti-SD gate); None starts from
+            `method.init_state()`.
+
+    Returns:
+        (batch, metrics): the loss batch (with `old_logprobs`, and `ref_logprobs` equal to them
+        when the method has a KL term, i.e. the reference is the current policy) and the
+        diagnostics `prepare` reported.
+    """
+    prepared, _, metrics = method.prepare(inputs, method.init_state() if state is None else state)
+    batch = {**{k: jnp.asarray(v) for k, v in arrays.items()}, **prepared,
+             "old_logprobs": inputs.old_logprobs}
+    if "reference" in method.needs:
+        batch["ref_logprobs"] = inputs.old_logprobs
+    return batch, {k: float(v) for k, v in metrics.items()}
+
+
+def loss_credit(method: methods.Method, batch: Mapping[str, jax.Array]) -> np.ndarray:
+    """Per-token credit [B, T] of a method's loss: -N dL/dlogp at the rollout policy (ratio 1).
+
+    On-policy, the gradient of a token-mean clipped surrogate with respect to a token's log-prob
+    is -A_tok / N (N = action tokens in the batch), so this returns the token advantages for
+    token-mean methods and the gradient weight in the same units for any other loss (ECHO's
+    environment term, Dr.GRPO's normalisation).
+    """
+    old = jnp.asarray(batch["old_logprobs"])
+    grad = jax.grad(lambda logprobs: method.loss(logprobs, dict(batch))[0])(old)
+    return -np.asarray(grad) * float(np.asarray(batch["action_mask"]).sum())
 
 
 def token_credit(advantages: jax.Array, action_mask: jax.Array) -> np.ndarray:
@@ -190,7 +247,7 @@ def plot_token_credit(credits: Mapping[str, np.ndarray], mask: np.ndarray, *,
     mask = np.asarray(mask, bool)[:, columns]
     rows = mask.shape[0]
     nrows = -(-len(credits) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, (0.16 * rows + 0.9) * nrows),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, max(2.2, 0.16 * rows + 0.9) * nrows),
                              squeeze=False, layout="constrained")
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
     for ax, (label, credit) in zip(axes.flat, credits.items()):
