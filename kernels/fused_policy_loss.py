@@ -16,7 +16,7 @@ from rljax.losses.policy import policy_loss
 
 @dataclasses.dataclass(frozen=True)
 class _FusedConfig:
-    sweep: SweepConfig
+    sweep: SweepConfig | None  # None for impl="reference" (autodiff, no sweep)
     policy_kwargs: tuple[tuple[str, object], ...]
     jsd_coef: float
 
