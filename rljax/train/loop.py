@@ -9,6 +9,7 @@ uninterrupted one (bitwise on CPU).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from typing import Any
@@ -134,7 +135,8 @@ class Trainer:
         return meta
 
     def _check_meta(self, meta: dict) -> None:
-        ckpt_lib.check_compatible(meta["config"], self.config.to_dict(), STATE_KEYS)
+        # Compare as stored: JSON turns tuples (e.g. a context-length range) into lists.
+        ckpt_lib.check_compatible(meta["config"], json.loads(self.config.to_json()), STATE_KEYS)
 
     def _restore(self) -> int:
         restored = self.checkpointer.restore_latest(ckpt_lib.abstract_like(self.state),
