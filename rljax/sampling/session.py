@@ -14,8 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
-from rljax.models import init_cache
+from rljax.models import KVCache, init_cache
+from rljax.parallel import DATA_AXES, data_parallel_size
 from rljax.sampling.sampler import bucket_size, decode, extend, pad_chunks, pad_stop_tokens
 from rljax.sampling.strategies import Strategy
 
@@ -38,12 +40,43 @@ class Generation(NamedTuple):
     stopped: bool
 
 
+def place_like_params(state: nnx.State, cache: KVCache, last_hidden: jax.Array) -> tuple[KVCache, jax.Array]:
+    """Puts the decoding state on the mesh of sharded parameters (unchanged for unsharded ones).
+
+    Rows are split over the data-parallel axes ("data", "fsdp") when the batch divides them, and
+    replicated otherwise; the compiler propagates the parameters' shardings from there.
+
+    Args:
+        state: the model's arrays.
+        cache: a fresh KV cache for B rows.
+        last_hidden: [B, H] float32.
+
+    Returns:
+        (cache, last_hidden), placed.
+    """
+    meshes = {leaf.sharding.mesh for leaf in jax.tree.leaves(state)
+              if isinstance(getattr(leaf, "sharding", None), NamedSharding)}
+    if not meshes:
+        return cache, last_hidden
+    if len(meshes) > 1:
+        raise ValueError(f"the model's parameters live on {len(meshes)} different meshes; expected one")
+    mesh = meshes.pop()
+    rows = DATA_AXES if last_hidden.shape[0] % data_parallel_size(mesh) == 0 else None
+    by_row, kv_by_row = NamedSharding(mesh, PartitionSpec(rows)), NamedSharding(mesh, PartitionSpec(None, rows))
+    cache = KVCache(k=jax.device_put(cache.k, kv_by_row), v=jax.device_put(cache.v, kv_by_row),
+                    segment_ids=jax.device_put(cache.segment_ids, by_row), end=jax.device_put(cache.end, by_row),
+                    next_position=jax.device_put(cache.next_position, by_row))
+    return cache, jax.device_put(last_hidden, by_row)
+
+
 class DecodeSession:
     """Batch of B independent conversations decoded with one KV cache.
 
     The model's parameters are captured at construction (`nnx.split`); build a new session after
     updating the model. Compiled functions are shared between sessions with the same model graph,
-    strategy and shape buckets.
+    strategy and shape buckets. A model sharded on a mesh (`rljax.parallel.shard_model`) decodes on
+    that mesh, rows split over the data-parallel axes (single process only: the token inputs are host
+    arrays).
 
     Args:
         model: the decoder.
@@ -71,6 +104,11 @@ class DecodeSession:
     def lengths(self) -> list[int]:
         """Tokens in each row's context so far (prompt + appended chunks + generated tokens)."""
         return [int(n) for n in self._lengths]
+
+    @property
+    def cache(self) -> KVCache:
+        """The KV cache of the padded batch (rows >= batch_size are padding); read-only use."""
+        return self._cache
 
     @property
     def batch_size(self) -> int:
@@ -157,8 +195,9 @@ class DecodeSession:
                 for row in range(self._batch_size)]
 
     def _reset(self) -> None:
-        self._cache = init_cache(self._config, self._padded_batch, self._max_len)
-        self._last_hidden = jnp.zeros((self._padded_batch, self._hidden_size), jnp.float32)
+        cache = init_cache(self._config, self._padded_batch, self._max_len)
+        last_hidden = jnp.zeros((self._padded_batch, self._hidden_size), jnp.float32)
+        self._cache, self._last_hidden = place_like_params(self._state, cache, last_hidden)
         self._lengths = np.zeros((self._batch_size,), np.int64)
 
     def _check_rows(self, name: str, values: Sequence[object]) -> None:
