@@ -63,7 +63,8 @@ def test_shard_model_distributes_and_keeps_values():
 
 
 @pytest.mark.parametrize("rules,dims,match", [
-    ((("embed", "fsdp"), ("norm", None)), (8, 12), r"parameter kernel: dimension 1 is annotated 'mlp'.*nor a logical name covered by the partition rules"),
+    ((("embed", "fsdp"), ("norm", None)), (8, 12),
+     r"parameter kernel: dimension 1 is annotated 'mlp'.*nor a logical name covered by the partition rules"),
     (DEFAULT_RULES, (6, 12), r"parameter kernel: dimension 0 of size 6 is split over mesh axes \('fsdp',\) \(4 ways\)"),
     ((("embed", "fsdp"), ("mlp", "fsdp"), ("norm", None)), (8, 12), r"mesh axes \['fsdp'\] are used by more than one"),
 ])
@@ -77,7 +78,8 @@ def test_batch_size_must_divide_the_data_axes():
     mesh = make_mesh("data=2,fsdp=2,tensor=2")
     assert data_parallel_size(mesh) == 4
     check_batch_size(8, mesh)
-    with pytest.raises(ValueError, match=r"batch size 6 is not divisible by the data-parallel size 4 \(mesh data=2 x fsdp=2\)"):
+    expected = r"batch size 6 is not divisible by the data-parallel size 4 \(mesh data=2 x fsdp=2\)"
+    with pytest.raises(ValueError, match=expected):
         check_batch_size(6, mesh)
 
 
