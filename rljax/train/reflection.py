@@ -1,0 +1,377 @@
+"""RubricEM's reflection meta-policy and windowed curriculum in the RL loop (rubric_em.md REM-10, REM-11).
+
+One RL step t with the phase attached (the order of the spec's section 5 pseudo-code):
+
+    tasks, m1 = phase.next_tasks(trainer.data, t)   # REM-11: window batch + retrieved bank entries
+    m2 = phase.phase_a()                             # REM-10: deferred reflection update (Phase A)
+    traj = policy.rollout(trainer, tasks, ...)       # rollouts see the bank entries as prompt context
+    m3 = phase.after_rollout(tasks, traj)            # reflect on first encounters, write the bank
+    ... the method's own prepare + update (Phase B) ...
+
+Windowed curriculum (K_w = 3, a window of 2 K_w steps): steps 1..K_w of a window draw fresh batches
+Q1..Q_Kw from the data stream with cross-episode retrieval (the top-k most similar OTHER questions'
+bank entries), steps K_w+1..2 K_w replay Q1..Q_Kw in the same order with within-episode retrieval
+(the question's own entry). Reflections on the step-t rollouts are sampled and judged at step t and
+written to the bank at once; their policy update runs before the step t+1 rollout (deferred
+Phase A), so entries written at steps 1..K_w exist by steps K_w+1..2 K_w. Evaluation never uses
+the bank: the trainer's `evaluate` rolls out plain held-out tasks.
+
+Randomness (which rollout of a group is reflected on, and the reflection samples) derives from the
+trainer's `TrainState.key`, and `get_state()` / `set_state()` hold the rest (replay queue, seen
+queries, deferred batch), so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from rljax import losses
+from rljax.envs.base import Task, Verdict
+from rljax.rollout.types import Trajectories
+from rljax.train import policy
+from rljax.train.metrics import to_python
+
+if TYPE_CHECKING:
+    from rljax.train.loop import Trainer
+
+WINDOW = 3                    # K_w (REM-11)
+REFLECTION_GROUP = 8          # G_ref (REM-10)
+REFLECTION_TEMPERATURE = 0.7  # REM-10
+RETRIEVAL_FRESH, RETRIEVAL_REPLAY = "cross", "within"
+# Folded into the trainer's key: the reflection stream is independent of the rollout's.
+_KEY_STREAM = 0x5EF1EC7
+_FAMILY_METHODS = ("reflection_task", "judge_reflections", "write_reflection", "with_reference")
+
+
+class WindowedCurriculum:
+    """REM-11's windowed batch order: K_w fresh batches, then the same K_w replayed in order."""
+
+    def __init__(self, window: int = WINDOW):
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"window (K_w) must be an int >= 1, got {window!r}")
+        self.window = window
+        self._replay: list[list[Task]] = []
+
+    def batch(self, data_iter: Iterator[Sequence[Task]], step: int) -> tuple[list[Task], str]:
+        """The tasks of RL step `step` and their retrieval mode.
+
+        Args:
+            data_iter: yields fresh batches (lists of tasks); read only on fresh steps.
+            step: the RL step being run, 1-based (the trainer's `state.step + 1`).
+
+        Returns:
+            (tasks, mode): mode "cross" on the first K_w steps of a window (fresh batches), "within"
+            on the last K_w (the window's fresh batches again, in order).
+        """
+        if not isinstance(step, (int, np.integer)) or step < 1:
+            raise ValueError(f"step must be an int >= 1 (the RL step being run), got {step!r}")
+        position = (int(step) - 1) % (2 * self.window)
+        if position == 0:
+            self._replay = []
+        if position < self.window:
+            if len(self._replay) != position:
+                raise ValueError(f"step {step} is fresh step {position + 1} of its window, but the replay "
+                                 f"queue holds {len(self._replay)} batches; steps must run in order")
+            tasks = list(next(data_iter))
+            self._replay.append(tasks)
+            return tasks, RETRIEVAL_FRESH
+        if len(self._replay) != self.window:
+            raise ValueError(f"step {step} replays batch {position - self.window + 1} of its window, but the "
+                             f"replay queue holds {len(self._replay)} of {self.window} batches")
+        return list(self._replay[position - self.window]), RETRIEVAL_REPLAY
+
+    def get_state(self) -> dict:
+        """The replay queue as JSON data: {"replay": [[task fields, ...], ...]}."""
+        return {"replay": [[dataclasses.asdict(task) for task in tasks] for tasks in self._replay]}
+
+    def set_state(self, state: dict) -> None:
+        """Restores `get_state`'s data."""
+        if len(state["replay"]) > self.window:
+            raise ValueError(f"replay queue holds {len(state['replay'])} batches, more than K_w={self.window}")
+        self._replay = [[Task(**fields) for fields in tasks] for tasks in state["replay"]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReflectionBatch:
+    """The deferred Phase-A batch: P_r groups of G_ref sampled reflections, as host data.
+
+    Attributes:
+        tokens: per row, the unpadded token ids (reflection prompt + generated reflection).
+        action_mask: per row, 1 on the generated reflection tokens (the only loss tokens), else 0.
+        utilities: [P_r * G_ref] judged utilities u (REM-10).
+        valid: [P_r * G_ref] whether each reflection is well-formed.
+        advantages: [P_r * G_ref] A_ref, normalised within each group of G_ref.
+        seq_len: T of the padded batch (the rollout's padded length, kept so shapes repeat).
+    """
+
+    tokens: tuple[tuple[int, ...], ...]
+    action_mask: tuple[tuple[int, ...], ...]
+    utilities: tuple[float, ...]
+    valid: tuple[bool, ...]
+    advantages: tuple[float, ...]
+    seq_len: int
+
+    @classmethod
+    def from_rollout(cls, traj: Trajectories, utilities: np.ndarray, valid: np.ndarray,
+                     advantages: np.ndarray) -> ReflectionBatch:
+        """Packs a reflection rollout and its judged values.
+
+        Args:
+            traj: the reflection rollout, B_r = P_r * G_ref rows.
+            utilities, valid, advantages: [P_r, G_ref] (any shape with B_r entries).
+
+        Returns:
+            The batch.
+        """
+        lengths = np.asarray(traj.lengths)
+        tokens, mask = np.asarray(traj.tokens), np.asarray(traj.action_mask)
+        return cls(tokens=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(tokens, lengths)),
+                   action_mask=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(mask, lengths)),
+                   utilities=tuple(float(u) for u in np.ravel(utilities)),
+                   valid=tuple(bool(v) for v in np.ravel(valid)),
+                   advantages=tuple(float(a) for a in np.ravel(advantages)),
+                   seq_len=int(traj.seq_len))
+
+    def arrays(self, *, pad_id: int, num_rows: int) -> dict[str, np.ndarray]:
+        """The trainer's batch arrays (`loop.batch_arrays` keys) plus token advantages [B, T].
+
+        Args:
+            pad_id: the tokenizer's pad id.
+            num_rows: B of the returned arrays (the trainer's P * G_ref, fixed so the update
+                compiles once); rows past the real ones repeat them with zero action mask.
+
+        Returns:
+            tokens, positions, segment_ids, stage_ids (-1) [B, T] int32; action_mask, env_mask,
+            warning_mask (0) and advantages (A_ref of the row on its reflection tokens) [B, T] float32.
+        """
+        rows = len(self.tokens)
+        if not 0 < rows <= num_rows:
+            raise ValueError(f"num_rows={num_rows} must be >= the batch's {rows} rows (and rows > 0)")
+        out = {"tokens": np.full((num_rows, self.seq_len), pad_id, np.int32),
+               "positions": np.zeros((num_rows, self.seq_len), np.int32),
+               "segment_ids": np.zeros((num_rows, self.seq_len), np.int32),
+               "action_mask": np.zeros((num_rows, self.seq_len), np.float32),
+               "advantages": np.zeros((num_rows, self.seq_len), np.float32)}
+        for b in range(num_rows):
+            source, n = b % rows, len(self.tokens[b % rows])
+            out["tokens"][b, :n] = self.tokens[source]
+            out["positions"][b, :n] = np.arange(n)
+            out["segment_ids"][b, :n] = 1
+            if b < rows:
+                out["action_mask"][b, :n] = self.action_mask[b]
+                out["advantages"][b] = self.advantages[b] * out["action_mask"][b]
+        out["env_mask"] = np.zeros((num_rows, self.seq_len), np.float32)
+        out["warning_mask"] = np.zeros((num_rows, self.seq_len), np.float32)
+        out["stage_ids"] = np.full((num_rows, self.seq_len), -1, np.int32)
+        return out
+
+    def to_json(self) -> dict:
+        """JSON-serialisable fields (token lists, floats)."""
+        return {k: [list(x) for x in v] if k in ("tokens", "action_mask") else
+                (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ReflectionBatch:
+        """Inverts `to_json`."""
+        return cls(tokens=tuple(tuple(row) for row in data["tokens"]),
+                   action_mask=tuple(tuple(row) for row in data["action_mask"]),
+                   utilities=tuple(float(u) for u in data["utilities"]),
+                   valid=tuple(bool(v) for v in data["valid"]),
+                   advantages=tuple(float(a) for a in data["advantages"]), seq_len=int(data["seq_len"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReflectionResponses:
+    """A single-turn family that records each sampled reflection; its group is judged afterwards."""
+
+    name: str
+
+    def verify(self, task: Task, response: str) -> Verdict:
+        return Verdict(0.0, {"reason": "reflection recorded; judged with its group", "response": response})
+
+
+class ReflectionPhase:
+    """REM-10 reflection meta-policy and REM-11 windowed curriculum, attached to a `Trainer`.
+
+    Args:
+        trainer: the run; its task family must provide `reflection_task`, `judge_reflections`,
+            `write_reflection` and `with_reference` (e.g. `MiniResearchFamily`).
+        group_size: G_ref reflections per reflected rollout (paper 8).
+        temperature: reflection sampling temperature (paper 0.7); the loss uses the trainer's.
+        max_new_tokens: reflection length budget (None: the task's `max_new_tokens`); the
+            reflection context is the task's `max_len` plus this.
+        window: K_w (paper 3).
+        reflect_every_step: reflect on every encounter of a query (the paper's Algorithm 1)
+            instead of the first only (its appendix; default).
+    """
+
+    def __init__(self, trainer: Trainer, *, group_size: int = REFLECTION_GROUP,
+                 temperature: float = REFLECTION_TEMPERATURE, max_new_tokens: int | None = None,
+                 window: int = WINDOW, reflect_every_step: bool = False):
+        missing = [name for name in _FAMILY_METHODS if not hasattr(trainer.family, name)]
+        if missing:
+            raise ValueError(f"task family {trainer.config.task.family!r} has no {missing}; the reflection "
+                             f"phase needs a family with {list(_FAMILY_METHODS)} (e.g. miniresearch)")
+        if trainer.method.filter_groups or "teacher" in trainer.method.needs:
+            raise ValueError(f"method {trainer.method.name!r} uses dynamic sampling or a teacher context; the "
+                             f"reflection phase fixes each step's batch and has no teacher context")
+        if not isinstance(group_size, int) or group_size < 2:
+            raise ValueError(f"group_size (G_ref) must be an int >= 2, got {group_size!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        task_cfg, train_cfg = trainer.config.task, trainer.config.train
+        max_new_tokens = task_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be an int >= 1 or None, got {max_new_tokens!r}")
+        self.num_rows = task_cfg.prompts_per_step * group_size
+        if self.num_rows % train_cfg.minibatches:
+            raise ValueError(f"train.minibatches={train_cfg.minibatches} must divide the reflection batch of "
+                             f"{self.num_rows} rows (task.prompts_per_step * G_ref={group_size})")
+        self.trainer = trainer
+        self.group_size = group_size
+        self.reflect_every_step = reflect_every_step
+        self.sampling = dataclasses.replace(task_cfg, temperature=temperature, max_turns=1,
+                                            max_new_tokens=max_new_tokens,
+                                            max_len=task_cfg.max_len + max_new_tokens)
+        self.curriculum = WindowedCurriculum(window)
+        self._seen: set[str] = set()
+        self._deferred: ReflectionBatch | None = None
+
+    @property
+    def deferred(self) -> ReflectionBatch | None:
+        """The reflection batch waiting for its Phase-A update (None: nothing to train)."""
+        return self._deferred
+
+    def next_tasks(self, data_iter: Iterator[Sequence[Task]], step: int) -> tuple[list[Task], dict]:
+        """REM-11: the tasks of RL step `step`, with retrieved bank entries in their prompts.
+
+        Args:
+            data_iter: the trainer's prompt stream (read on fresh steps only).
+            step: the RL step being run, 1-based.
+
+        Returns:
+            (tasks, metrics): each task passed through `family.with_reference(task, mode)`;
+            metrics "curriculum_replay" (1 on replay steps) and "bank_retrieved" (share of prompts
+            that got a reference block).
+        """
+        tasks, mode = self.curriculum.batch(data_iter, step)
+        family = self.trainer.family
+        with_ref = [family.with_reference(task, mode) for task in tasks]
+        retrieved = sum(new is not old for new, old in zip(with_ref, tasks))
+        return with_ref, {"curriculum_replay": float(mode == RETRIEVAL_REPLAY),
+                          "bank_retrieved": retrieved / len(tasks)}
+
+    def phase_a(self) -> dict:
+        """REM-10 Phase A: one update of the trainer's method on the deferred reflection batch.
+
+        Loss tokens are the reflection tokens only (the trajectory is fixed context); each row's
+        advantage is its A_ref; clip, KL and aggregation are the method's (REM-6). Old log-probs
+        come from `trainer.forward` and reference log-probs from `trainer.ref_forward` at this
+        step's parameters, as in the trainer's own batch building.
+
+        Returns:
+            {} without a deferred batch; else "reflection_utility_mean", "reflection_valid_frac",
+            "reflection_groups" and the update's metrics prefixed "reflection_" (e.g.
+            "reflection_loss", "reflection_kl", "reflection_grad_norm").
+        """
+        deferred = self._deferred
+        if deferred is None:
+            return {}
+        trainer = self.trainer
+        arrays = deferred.arrays(pad_id=trainer.tokenizer.pad_token_id, num_rows=self.num_rows)
+        advantages = arrays.pop("advantages")
+        batch = {**arrays, "advantages": advantages,
+                 "old_logprobs": trainer.forward(trainer.state.params, trainer.rest, arrays)["logprobs"]}
+        if trainer.ref_forward is not None:
+            batch["ref_logprobs"] = trainer.ref_forward(trainer.state.ref_params, trainer.rest, arrays)["logprobs"]
+        update_metrics = to_python(trainer._update(batch))
+        self._deferred = None
+        return {"reflection_utility_mean": float(np.mean(deferred.utilities)),
+                "reflection_valid_frac": float(np.mean(deferred.valid)),
+                "reflection_groups": len(deferred.utilities) / self.group_size,
+                **{f"reflection_{k}": v for k, v in update_metrics.items()}}
+
+    def after_rollout(self, tasks: Sequence[Task], traj: Trajectories) -> dict:
+        """REM-10: reflect on one random rollout of each first-encountered query; fill the bank.
+
+        For each such query, one of its G rollouts is picked uniformly at random, G_ref
+        reflections are sampled from the current policy at the reflection temperature, judged,
+        turned into A_ref = (u - mean u) / (std u + 1e-8) (population std, REM-4's), the best
+        valid one is written to the bank, and the batch becomes the next step's Phase A.
+
+        Args:
+            tasks: the step's P tasks (as rolled out).
+            traj: their rollouts, B = P * G rows (row p * G + g plays `tasks[p]`).
+
+        Returns:
+            "reflection_queries" (queries reflected on) and "reflection_bank_writes" (entries
+            written); the deferred batch is replaced (None when no query was new).
+        """
+        group = self.trainer.config.task.group_size
+        if traj.batch_size != len(tasks) * group:
+            raise ValueError(f"traj has {traj.batch_size} rows; expected len(tasks)={len(tasks)} x "
+                             f"group_size={group}")
+        chosen = []
+        for p, task in enumerate(tasks):
+            if self.reflect_every_step or task.uid not in self._seen:
+                chosen.append(p)
+            self._seen.add(task.uid)
+        self._deferred = None
+        if not chosen:
+            return {"reflection_queries": 0.0, "reflection_bank_writes": 0.0}
+        key = jax.random.fold_in(jax.random.wrap_key_data(self.trainer.state.key), _KEY_STREAM)
+        pick_key, sample_key = jax.random.split(key)
+        picks = np.asarray(jax.random.randint(pick_key, (len(tasks),), 0, group))
+        family = self.trainer.family
+        prompts = [family.reflection_task(tasks[p], traj.info[p * group + int(picks[p])]) for p in chosen]
+        reflections = self._sample(prompts, sample_key)
+        texts = [info["response"] for info in reflections.info]
+        utilities = np.zeros((len(prompts), self.group_size), np.float32)
+        valid = np.zeros((len(prompts), self.group_size), bool)
+        writes = 0
+        for i, prompt in enumerate(prompts):
+            candidates = texts[i * self.group_size:(i + 1) * self.group_size]
+            scores = family.judge_reflections(prompt, candidates)
+            utilities[i] = [score.utility for score in scores]
+            valid[i] = [score.valid for score in scores]
+            writes += bool(family.write_reflection(prompt, candidates, scores))
+        advantages = np.asarray(losses.reflection_advantages(utilities))
+        self._deferred = ReflectionBatch.from_rollout(reflections, utilities, valid, advantages)
+        return {"reflection_queries": float(len(prompts)), "reflection_bank_writes": float(writes)}
+
+    def _sample(self, prompts: Sequence[Task], key: jax.Array) -> Trajectories:
+        """G_ref single-turn reflections of each prompt from the current policy."""
+        from rljax.train.loop import model_state
+        return policy.sample_trajectories(model_state(self.trainer), _ReflectionResponses(self.trainer.family.name),
+                                          prompts, self.trainer.tokenizer, self.sampling, key,
+                                          group_size=self.group_size)
+
+    def get_state(self) -> dict:
+        """What a checkpoint must keep (JSON): the replay queue, the seen queries, the deferred batch.
+
+        Returns:
+            {"curriculum": ..., "seen": [uid, ...], "deferred": ReflectionBatch.to_json() or None}.
+        """
+        return {"curriculum": self.curriculum.get_state(), "seen": sorted(self._seen),
+                "deferred": None if self._deferred is None else self._deferred.to_json()}
+
+    def set_state(self, state: dict) -> None:
+        """Restores `get_state`'s data.
+
+        Args:
+            state: `get_state`'s data (after a JSON round trip).
+        """
+        if set(state) != {"curriculum", "seen", "deferred"}:
+            raise ValueError(f"state must have keys 'curriculum', 'seen' and 'deferred', got {sorted(state)}")
+        self.curriculum.set_state(state["curriculum"])
+        self._seen = set(state["seen"])
+        self._deferred = None if state["deferred"] is None else ReflectionBatch.from_json(state["deferred"])
+
+
+__all__ = ["REFLECTION_GROUP", "REFLECTION_TEMPERATURE", "WINDOW", "ReflectionBatch", "ReflectionPhase",
+           "WindowedCurriculum"]
