@@ -86,11 +86,19 @@ class WindowedCurriculum:
         return list(self._replay[position - self.window]), RETRIEVAL_REPLAY
 
     def get_state(self) -> dict:
-        """The replay queue as JSON data: {"replay": [[task fields, ...], ...]}."""
+        """The replay queue, for checkpoint metadata.
+
+        Returns:
+            JSON data {"replay": [[task fields, ...], ...]}: the current window's fresh batches.
+        """
         return {"replay": [[dataclasses.asdict(task) for task in tasks] for tasks in self._replay]}
 
     def set_state(self, state: dict) -> None:
-        """Restores `get_state`'s data."""
+        """Restores the replay queue.
+
+        Args:
+            state: `get_state`'s data.
+        """
         if len(state["replay"]) > self.window:
             raise ValueError(f"replay queue holds {len(state['replay'])} batches, more than K_w={self.window}")
         self._replay = [[Task(**fields) for fields in tasks] for tasks in state["replay"]]
@@ -107,6 +115,8 @@ class ReflectionBatch:
         valid: [P_r * G_ref] whether each reflection is well-formed.
         advantages: [P_r * G_ref] A_ref, normalised within each group of G_ref.
         seq_len: T of the padded batch (the rollout's padded length, kept so shapes repeat).
+        num_rows: B of the update batch, the step's P * G_ref (fixed whatever P_r is, so the update
+            compiles once): the P_r * G_ref real rows, then copies of them with no loss token.
     """
 
     tokens: tuple[tuple[int, ...], ...]
@@ -115,19 +125,32 @@ class ReflectionBatch:
     valid: tuple[bool, ...]
     advantages: tuple[float, ...]
     seq_len: int
+    num_rows: int
+
+    def __post_init__(self):
+        rows = len(self.tokens)
+        sizes = {len(self.action_mask), len(self.utilities), len(self.valid), len(self.advantages)}
+        if not 0 < rows <= self.num_rows or sizes != {rows}:
+            raise ValueError(f"a reflection batch needs 0 < rows <= num_rows={self.num_rows} and one entry "
+                             f"per row in every field; got {rows} token rows and field sizes {sorted(sizes)}")
 
     @classmethod
     def from_rollout(cls, traj: Trajectories, utilities: np.ndarray, valid: np.ndarray,
-                     advantages: np.ndarray) -> ReflectionBatch:
+                     advantages: np.ndarray, *, num_rows: int) -> ReflectionBatch:
         """Packs a reflection rollout and its judged values.
 
         Args:
             traj: the reflection rollout, B_r = P_r * G_ref rows.
-            utilities, valid, advantages: [P_r, G_ref] (any shape with B_r entries).
+            utilities, valid, advantages: [P_r, G_ref].
+            num_rows: B of the update batch (>= B_r).
 
         Returns:
             The batch.
         """
+        for name, x in (("utilities", utilities), ("valid", valid), ("advantages", advantages)):
+            if np.size(x) != traj.batch_size:
+                raise ValueError(f"{name} has shape {np.shape(x)}; expected P_r x G_ref = {traj.batch_size} "
+                                 f"entries, one per reflection row")
         lengths = np.asarray(traj.lengths)
         tokens, mask = np.asarray(traj.tokens), np.asarray(traj.action_mask)
         return cls(tokens=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(tokens, lengths)),
@@ -135,23 +158,20 @@ class ReflectionBatch:
                    utilities=tuple(float(u) for u in np.ravel(utilities)),
                    valid=tuple(bool(v) for v in np.ravel(valid)),
                    advantages=tuple(float(a) for a in np.ravel(advantages)),
-                   seq_len=int(traj.seq_len))
+                   seq_len=int(traj.seq_len), num_rows=num_rows)
 
-    def arrays(self, *, pad_id: int, num_rows: int) -> dict[str, np.ndarray]:
+    def arrays(self, *, pad_id: int) -> dict[str, np.ndarray]:
         """The trainer's batch arrays (`loop.batch_arrays` keys) plus token advantages [B, T].
 
         Args:
             pad_id: the tokenizer's pad id.
-            num_rows: B of the returned arrays (the trainer's P * G_ref, fixed so the update
-                compiles once); rows past the real ones repeat them with zero action mask.
 
         Returns:
-            tokens, positions, segment_ids, stage_ids (-1) [B, T] int32; action_mask, env_mask,
-            warning_mask (0) and advantages (A_ref of the row on its reflection tokens) [B, T] float32.
+            B = `num_rows` rows: tokens, positions, segment_ids, stage_ids (-1) [B, T] int32;
+            action_mask, env_mask, warning_mask (0) and advantages (A_ref of the row on its
+            reflection tokens) [B, T] float32. Filler rows repeat real ones with zero action mask.
         """
-        rows = len(self.tokens)
-        if not 0 < rows <= num_rows:
-            raise ValueError(f"num_rows={num_rows} must be >= the batch's {rows} rows (and rows > 0)")
+        rows, num_rows = len(self.tokens), self.num_rows
         out = {"tokens": np.full((num_rows, self.seq_len), pad_id, np.int32),
                "positions": np.zeros((num_rows, self.seq_len), np.int32),
                "segment_ids": np.zeros((num_rows, self.seq_len), np.int32),
@@ -171,18 +191,32 @@ class ReflectionBatch:
         return out
 
     def to_json(self) -> dict:
-        """JSON-serialisable fields (token lists, floats)."""
-        return {k: [list(x) for x in v] if k in ("tokens", "action_mask") else
-                (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        """The batch as JSON data, for checkpoint metadata.
+
+        Returns:
+            The fields, tuples as lists (token ids, floats, bools, ints).
+        """
+        return {"tokens": [list(row) for row in self.tokens],
+                "action_mask": [list(row) for row in self.action_mask],
+                "utilities": list(self.utilities), "valid": list(self.valid),
+                "advantages": list(self.advantages), "seq_len": self.seq_len, "num_rows": self.num_rows}
 
     @classmethod
     def from_json(cls, data: dict) -> ReflectionBatch:
-        """Inverts `to_json`."""
+        """Rebuilds a batch saved by `to_json`.
+
+        Args:
+            data: `to_json`'s data.
+
+        Returns:
+            The batch.
+        """
         return cls(tokens=tuple(tuple(row) for row in data["tokens"]),
                    action_mask=tuple(tuple(row) for row in data["action_mask"]),
                    utilities=tuple(float(u) for u in data["utilities"]),
                    valid=tuple(bool(v) for v in data["valid"]),
-                   advantages=tuple(float(a) for a in data["advantages"]), seq_len=int(data["seq_len"]))
+                   advantages=tuple(float(a) for a in data["advantages"]),
+                   seq_len=int(data["seq_len"]), num_rows=int(data["num_rows"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,10 +262,10 @@ class ReflectionPhase:
         max_new_tokens = task_cfg.max_new_tokens if max_new_tokens is None else max_new_tokens
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an int >= 1 or None, got {max_new_tokens!r}")
-        self.num_rows = task_cfg.prompts_per_step * group_size
-        if self.num_rows % train_cfg.minibatches:
+        rows = task_cfg.prompts_per_step * group_size
+        if rows % train_cfg.minibatches:
             raise ValueError(f"train.minibatches={train_cfg.minibatches} must divide the reflection batch of "
-                             f"{self.num_rows} rows (task.prompts_per_step * G_ref={group_size})")
+                             f"{rows} rows (task.prompts_per_step * G_ref={group_size})")
         self.trainer = trainer
         self.group_size = group_size
         self.reflect_every_step = reflect_every_step
@@ -244,7 +278,11 @@ class ReflectionPhase:
 
     @property
     def deferred(self) -> ReflectionBatch | None:
-        """The reflection batch waiting for its Phase-A update (None: nothing to train)."""
+        """The reflection batch waiting for its Phase-A update (None: nothing to train).
+
+        Returns:
+            The batch `after_rollout` built, until `phase_a` consumes it.
+        """
         return self._deferred
 
     def next_tasks(self, data_iter: Iterator[Sequence[Task]], step: int) -> tuple[list[Task], dict]:
@@ -283,7 +321,7 @@ class ReflectionPhase:
         if deferred is None:
             return {}
         trainer = self.trainer
-        arrays = deferred.arrays(pad_id=trainer.tokenizer.pad_token_id, num_rows=self.num_rows)
+        arrays = deferred.arrays(pad_id=trainer.tokenizer.pad_token_id)
         advantages = arrays.pop("advantages")
         batch = {**arrays, "advantages": advantages,
                  "old_logprobs": trainer.forward(trainer.state.params, trainer.rest, arrays)["logprobs"]}
@@ -341,7 +379,8 @@ class ReflectionPhase:
             valid[i] = [score.valid for score in scores]
             writes += bool(family.write_reflection(prompt, candidates, scores))
         advantages = np.asarray(losses.reflection_advantages(utilities))
-        self._deferred = ReflectionBatch.from_rollout(reflections, utilities, valid, advantages)
+        self._deferred = ReflectionBatch.from_rollout(reflections, utilities, valid, advantages,
+                                                      num_rows=len(tasks) * self.group_size)
         return {"reflection_queries": float(len(prompts)), "reflection_bank_writes": float(writes)}
 
     def _sample(self, prompts: Sequence[Task], key: jax.Array) -> Trajectories:

@@ -226,7 +226,7 @@ def test_reflection_advantages_bank_write_and_deferred_masks(policy_parts, monke
     # Deferred batch of one new query: 4 reflection rows, then 4 filler rows (P * G_ref = 8).
     t2 = family.generate("train", 2)
     phase.after_rollout([t0, t2], _rollouts(family, tokenizer, [t0, t2], vary=False))
-    arrays = phase.deferred.arrays(pad_id=tokenizer.pad_token_id, num_rows=phase.num_rows)
+    arrays = phase.deferred.arrays(pad_id=tokenizer.pad_token_id)
     assert arrays["tokens"].shape[0] == 8
     for b in range(4):
         on = arrays["action_mask"][b] > 0
@@ -257,8 +257,8 @@ def test_state_round_trip_continues_identically(policy_parts, monkeypatch):
     restored = ReflectionPhase(_stub(policy_parts, family=family), group_size=2)
     restored.set_state(state)
     assert restored.get_state() == state
-    for name, value in phase.deferred.arrays(pad_id=0, num_rows=4).items():
-        np.testing.assert_array_equal(restored.deferred.arrays(pad_id=0, num_rows=4)[name], value, err_msg=name)
+    for name, value in phase.deferred.arrays(pad_id=0).items():
+        np.testing.assert_array_equal(restored.deferred.arrays(pad_id=0)[name], value, err_msg=name)
     for step in range(3, 7):
         got = [restored.next_tasks(iter(batches[2:]), step)[0], phase.next_tasks(iter(batches[2:]), step)[0]]
         assert got[0] == got[1]
@@ -287,9 +287,10 @@ def test_bad_inputs_raise_clear_errors(policy_parts):
     tasks = [family.generate("train", 0), family.generate("train", 1)]
     with pytest.raises(ValueError, match="expected len\\(tasks\\)=1"):
         phase.after_rollout(tasks[:1], _rollouts(family, phase.trainer.tokenizer, tasks))
-    with pytest.raises(ValueError, match="num_rows=1"):
-        ReflectionBatch(((1, 2),) * 2, ((0, 1),) * 2, (0.0, 0.0), (True, True), (0.0, 0.0), 64).arrays(
-            pad_id=0, num_rows=1)
+    with pytest.raises(ValueError, match="rows <= num_rows=1"):
+        ReflectionBatch(((1, 2),) * 2, ((0, 1),) * 2, (0.0, 0.0), (True, True), (0.0, 0.0), 64, num_rows=1)
+    with pytest.raises(ValueError, match="field sizes \\[1, 2\\]"):
+        ReflectionBatch(((1, 2),) * 2, ((0, 1),) * 2, (0.0,), (True, True), (0.0, 0.0), 64, num_rows=2)
 
 
 class ReflectiveTrainer(Trainer):
