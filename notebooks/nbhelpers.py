@@ -295,9 +295,14 @@ def plot_response_credit(values: Mapping[str, np.ndarray], *, group_size: int, t
         ax.bar(positions + (index - (len(labels) - 1) / 2) * width, np.asarray(values[label]),
                width=width, label=label)
     ax.axhline(0.0, color="k", linewidth=0.6)
-    ax.set_xticks(positions, [f"{b // group_size}.{b % group_size}" for b in range(num_rows)],
-                  fontsize=7)
-    ax.set_xlabel("response (prompt.sample)")
+    if num_rows <= 24:
+        ax.set_xticks(positions, [f"{b // group_size}.{b % group_size}" for b in range(num_rows)],
+                      fontsize=7)
+        ax.set_xlabel("response (prompt.sample)")
+    else:
+        centres = positions.reshape(-1, group_size).mean(1)
+        ax.set_xticks(centres, [str(p) for p in range(len(centres))], fontsize=7)
+        ax.set_xlabel(f"prompt (its {group_size} responses side by side)")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, ncols=min(len(labels), 4))
     if title:
