@@ -48,7 +48,7 @@ def cpu(name: str, task: TaskSection, method: MethodSection, *, steps: int = 100
 
 
 def pod(name: str, task: TaskSection, method: MethodSection, *, preset: str,
-        optim: OptimSection, steps: int, minibatches: int = 1) -> ExperimentConfig:
+        optim: OptimSection, steps: int, minibatches: int = 1, **train_kwargs) -> ExperimentConfig:
     """Paper-scale settings on a 256-chip mesh (run with `--dry-run` to check them here)."""
     return ExperimentConfig(
         name=name, method=method, task=task, optim=optim,
@@ -56,5 +56,5 @@ def pod(name: str, task: TaskSection, method: MethodSection, *, preset: str,
                                                                        "remat": True}),
         train=TrainSection(steps=steps, minibatches=minibatches, mesh=POD_MESH,
                            kernel_impl="auto", checkpoint_every=50, keep_checkpoints=3,
-                           eval_every=50, eval_prompts=512, eval_samples=8),
+                           eval_every=50, eval_prompts=512, eval_samples=8, **train_kwargs),
     )

@@ -103,6 +103,8 @@ class TrainSection:
         eval_samples: samples per held-out prompt (pass@k for k = 1..eval_samples).
         log_every: steps between console log lines.
         max_gen_rounds: DAPO dynamic sampling: rollout batches drawn per step at most.
+        reflection: RubricEM's reflection phase and windowed curriculum: None = off, else the
+            keyword arguments of `rljax.train.reflection.ReflectionPhase` ({} = paper defaults).
     """
 
     steps: int = 20
@@ -118,6 +120,7 @@ class TrainSection:
     eval_samples: int = 4
     log_every: int = 1
     max_gen_rounds: int = 4
+    reflection: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

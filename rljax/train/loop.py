@@ -30,13 +30,14 @@ from rljax.train import evaluation, policy, sft
 from rljax.train.config import ExperimentConfig
 from rljax.train.metrics import MetricWriter, to_python
 from rljax.train.optim import make_optimizer
+from rljax.train.reflection import ReflectionPhase
 from rljax.train.step import TrainState, make_forward_fn, make_update_fn, split_model
 
 log = logging.getLogger(__name__)
 
 # Config fields that change the shape or meaning of the checkpointed state.
 STATE_KEYS = ("model.preset", "model.overrides", "model.hf_path", "model.dtype", "method.name",
-              "method.kwargs", "task.family", "task.kwargs", "train.seed")
+              "method.kwargs", "task.family", "task.kwargs", "train.seed", "train.reflection")
 
 
 @dataclasses.dataclass
@@ -125,6 +126,9 @@ class Trainer:
         self.checkpointer = ckpt_lib.Checkpointer(self.run_dir / "checkpoints",
                                                   max_to_keep=cfg.train.keep_checkpoints,
                                                   every=cfg.train.checkpoint_every)
+        # RubricEM REM-10/11: reflection meta-policy (deferred Phase A) and windowed curriculum.
+        self.reflection = (None if cfg.train.reflection is None
+                           else ReflectionPhase(self, **cfg.train.reflection))
 
     # -- checkpoint plumbing ------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class Trainer:
         meta = {"config": self.config.to_dict(), "data": self.data.get_state(), **(extra or {})}
         if hasattr(self.family, "get_state"):  # e.g. RubricEM's rubric buffer and reflection bank
             meta["family"] = self.family.get_state()
+        if self.reflection is not None:
+            meta["reflection"] = self.reflection.get_state()
         return meta
 
     def _check_meta(self, meta: dict) -> None:
@@ -148,6 +154,8 @@ class Trainer:
         self.data.set_state(meta["data"])
         if "family" in meta:
             self.family.set_state(meta["family"])
+        if self.reflection is not None:
+            self.reflection.set_state(meta["reflection"])
         log.info("resumed from step %d", step)
         return step
 
@@ -159,6 +167,12 @@ class Trainer:
     def _rollout(self, key: jax.Array) -> tuple[Trajectories, list, np.ndarray, dict]:
         """One batch of P groups, with DAPO dynamic sampling when the method asks for it."""
         cfg = self.config.task
+        if self.reflection is not None:  # next batch + bank context, Phase A, then reflections
+            tasks, metrics = self.reflection.next_tasks(self.data, int(self.state.step) + 1)
+            metrics.update(self.reflection.phase_a())
+            traj = policy.rollout(self, tasks, jax.random.fold_in(key, 0), group_size=cfg.group_size)
+            metrics.update(self.reflection.after_rollout(tasks, traj))
+            return traj, tasks, np.ones(len(tasks), bool), metrics
 
         def sample(round_: int) -> tuple[Trajectories, list]:
             tasks = next(self.data)
