@@ -128,7 +128,8 @@ def rollout_batch(trainer: Trainer, *, num_prompts: int, seed: int = 0, split: s
 
 
 def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
-                   group_mask: np.ndarray) -> tuple[methods.PrepareInputs, dict[str, np.ndarray]]:
+                   group_mask: np.ndarray, *, group_size: int | None = None
+                   ) -> tuple[methods.PrepareInputs, dict[str, np.ndarray]]:
     """The `PrepareInputs` of a rollout batch under the trainer's current policy.
 
     Runs the trainer's no-grad forward pass (log-probs and entropies through
@@ -141,12 +142,13 @@ def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
         traj: a rollout batch (e.g. from `rollout_batch`).
         tasks: its tasks, one per group.
         group_mask: [P] groups that count (from `rollout_batch`).
+        group_size: G of the batch (default: the trainer's `task.group_size`).
 
     Returns:
         (inputs, arrays): the inputs any method whose needs the forward pass covers can
         `prepare`, and the token arrays of the batch (tokens, positions, masks, stage ids).
     """
-    group = trainer.config.task.group_size
+    group = trainer.config.task.group_size if group_size is None else group_size
     arrays = batch_arrays(traj)
     if "teacher" in trainer.method.needs:
         arrays.update(policy.teacher_batch(trainer, traj, tasks))
