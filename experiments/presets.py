@@ -34,6 +34,7 @@ def smoke(name: str, task: TaskSection, method: MethodSection, *, prompts: int =
 
 def cpu(name: str, task: TaskSection, method: MethodSection, *, steps: int = 100,
         learning_rate: float = 1e-4, sft_steps: int = 300, sft_noise: float = 0.3,
+        sft_demos: int = 2048,
         model: ModelSection = ModelSection(preset="tiny"), **train_kwargs) -> ExperimentConfig:
     """A real run on one CPU: SFT warm start from noisy experts, then RL."""
     return ExperimentConfig(
@@ -43,7 +44,7 @@ def cpu(name: str, task: TaskSection, method: MethodSection, *, steps: int = 100
             "checkpoint_every": 20, "eval_every": 20, "eval_prompts": 64, "eval_samples": 4,
             **train_kwargs}),
         sft=SFTSection(steps=sft_steps, batch_size=32, learning_rate=1e-3, noise=sft_noise,
-                       num_demos=2048),
+                       num_demos=sft_demos),
     )
 
 
