@@ -4,9 +4,9 @@ The notebooks call the library directly for everything they teach (configs, `Tra
 `Method.prepare`); this module holds only what would otherwise be copied into each of them:
 
 * `train(config)` runs an experiment in a run directory under the system temp dir whose name
-  hashes the config and the library's source code, so a notebook re-run (or a second notebook
-  with the same GRPO baseline) resumes the finished run instead of training again, and any code
-  change starts a fresh one.
+  hashes the config and the library's source code, so re-running a notebook resumes its
+  finished runs (the method's and its GRPO baseline's) instead of training again, and any code
+  change starts fresh ones.
 * `rollout_batch`, `prepare_inputs` and `loss_batch` turn a trained policy into one rollout
   batch, the `PrepareInputs` that `Method.prepare` reads and the batch `Method.loss` reads,
   exactly as the trainer builds them each step; `loss_credit` reads the per-token credit off
@@ -44,7 +44,7 @@ _PACKAGES = (rljax, kernels, experiments)
 
 
 def source_fingerprint() -> str:
-    """SHA-256 (16 hex digits) of every `.py` file of the rljax, kernels and experiments packages."""
+    """SHA-256 prefix (16 hex digits) of the `.py` sources of rljax, kernels and experiments."""
     digest = hashlib.sha256()
     for package in _PACKAGES:
         root = pathlib.Path(package.__file__).parent
@@ -86,7 +86,7 @@ def train(config: ExperimentConfig, *, root: pathlib.Path = RUNS_DIR) -> tuple[T
 
 
 def with_method(config: ExperimentConfig, name: str, **kwargs) -> ExperimentConfig:
-    """`config` with its method replaced by the registered method `name` (e.g. the GRPO baseline)."""
+    """`config` with its method replaced by the registered method `name` (e.g. GRPO)."""
     return dataclasses.replace(config, method=MethodSection(name=name, kwargs=kwargs))
 
 
@@ -176,8 +176,8 @@ def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
     return inputs, arrays
 
 
-def loss_batch(method: methods.Method, inputs: methods.PrepareInputs, arrays: Mapping[str, np.ndarray],
-               state=None) -> tuple[dict, dict]:
+def loss_batch(method: methods.Method, inputs: methods.PrepareInputs,
+               arrays: Mapping[str, np.ndarray], state=None) -> tuple[dict, dict]:
     """What `method.loss` reads for one rollout batch: the arrays plus `method.prepare`'s output.
 
     Args:
@@ -249,7 +249,8 @@ def plot_token_credit(credits: Mapping[str, np.ndarray], mask: np.ndarray, *,
     mask = np.asarray(mask, bool)[:, columns]
     rows = mask.shape[0]
     nrows = -(-len(credits) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, max(2.2, 0.16 * rows + 0.9) * nrows),
+    height = max(2.2, 0.16 * rows + 0.9)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, height * nrows),
                              squeeze=False, layout="constrained")
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
     for ax, (label, credit) in zip(axes.flat, credits.items()):

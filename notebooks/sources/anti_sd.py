@@ -3,7 +3,8 @@
 #
 # Anti-SD (arXiv 2605.11609, `methods/anti_sd.md`) runs the policy a second time on each
 # response with a privileged context c in front of it (a verified solution and whether this
-# attempt was correct): the self-teacher. Per token, u = log pi(y_t | x, c, y<t) - log pi(y_t | x, y<t)
+# attempt was correct): the self-teacher. Per token,
+# u = log pi(y_t | x, c, y<t) - log pi(y_t | x, y<t)
 # is large for "shortcut" tokens the solution makes obvious and negative for "deliberation"
 # tokens. Anti-SD adds -lambda * phi(u), phi(u) = (softplus(u) - log 2) / 2, to the GRPO advantage
 # of every token, and an entropy-triggered gate switches the term off (lambda = 0) while the

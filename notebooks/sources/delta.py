@@ -36,7 +36,7 @@ delta_trainer, delta_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
 fig = nbhelpers.plot_curves({"DelTA": delta_run.metrics, "GRPO": grpo_run.metrics},
                             ["reward", "delta_coef_std", "delta_coef_max", "delta_coef_min"],
-                            title="training curves (delta_coef_* are DelTA's per-batch diagnostics)")
+                            title="training curves (delta_coef_*: DelTA's batch diagnostics)")
 
 # %% [markdown]
 # ## 2. DelTA's coefficients on one rollout batch
@@ -117,6 +117,6 @@ for ax, row in zip(axes, (best, worst)):
            color=np.where(shared[row, where], "tab:gray", "tab:red"))
     ax.axhline(1.0, color="k", linewidth=0.6)
     ax.set_xticks(np.arange(len(where)), labels, rotation=90, fontsize=7)
-    ax.set_title(f"response {row}: reward {float(traj.rewards[row]):.0f}, advantage {adv[row]:+.2f}",
-                 fontsize=9)
+    ax.set_title(f"response {row}: reward {float(traj.rewards[row]):.0f}, "
+                 f"advantage {adv[row]:+.2f}", fontsize=9)
 axes[0].set_ylabel("c~ (grey: shared, red: distinctive)")

@@ -5,7 +5,8 @@
 # cross-entropy on the **environment's** tokens (command output in the observations), from the
 # same forward pass, with weight lambda = 0.05:
 #
-# L = L_GRPO(action tokens) + lambda * mean_b [ sum_{env tokens} -log p / (observation tokens + 1e-3) ]
+# L = L_GRPO(action tokens)
+#     + lambda * mean_b [ sum_{env tokens} -log p / (observation tokens + 1e-3) ]
 #
 # The environment term needs no reward, so it keeps teaching the policy a world model when every
 # rollout in a group fails and GRPO's advantages are all zero, which is exactly where a tiny
@@ -15,7 +16,6 @@
 # cross-entropy the paper tracks. It takes a few minutes on a CPU (mostly compilation).
 
 # %%
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -70,7 +70,8 @@ for label, params in policies.items():
     _, metrics = losses.echo_env_loss(logprobs, demos["env_mask"], demos["warning_mask"])
     action_nll = -losses.aggregate(logprobs, demos["action_mask"])
     scores[label] = (float(metrics["ce_env_per_token"]), float(action_nll))
-    print(f"{label:10s} env CE {scores[label][0]:.3f}   action NLL {scores[label][1]:.3f} nats/token")
+    print(f"{label:10s} env CE {scores[label][0]:.3f}   "
+          f"action NLL {scores[label][1]:.3f} nats/token")
 assert scores["ECHO"][0] < scores["warm start"][0]
 
 fig, ax = plt.subplots(figsize=(6, 3))

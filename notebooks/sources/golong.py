@@ -60,7 +60,8 @@ for name in CAPABILITY_NAMES:
     family = registry.make(f"longcontext/{name}", **config.task.kwargs)
     for index in range(PER_TASK):
         task = family.generate("train", index)
-        rewards.append([family.verify(task, family.expert(task, rng, NOISE)).reward for _ in range(G)])
+        answers = [family.expert(task, rng, NOISE) for _ in range(G)]
+        rewards.append([family.verify(task, answer).reward for answer in answers])
         task_ids.append(task.task_id)
 rewards, task_ids = np.asarray(rewards, np.float32), np.asarray(task_ids, np.int32)
 print(np.round(rewards, 2))

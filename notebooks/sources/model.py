@@ -84,8 +84,8 @@ assert gap < 1e-4
 # observation without recomputing the context. The model is untrained, so the text is noise.
 
 # %%
-tasks = [registry.make("arithmetic", digits=2, num_operands=2, operators="+-").generate("heldout", i)
-         for i in range(4)]
+arithmetic = registry.make("arithmetic", digits=2, num_operands=2, operators="+-")
+tasks = [arithmetic.generate("heldout", i) for i in range(4)]
 prompts = [render_prompt(tokenizer, t.prompt, t.system).tokens.tolist() for t in tasks]
 session = DecodeSession(policy, batch_size=len(prompts), max_len=128,
                         strategy=Temperature(1.0), key=jax.random.key(0))
@@ -95,7 +95,8 @@ first = session.generate(max_new_tokens=[16] * 4, stop_tokens=stop, active=[True
 for t, g in zip(tasks, first):
     print(f"{t.prompt!r:28} -> {tokenizer.decode(g.tokens)!r} (stopped: {g.stopped})")
 
-observation = render_observation(tokenizer, "Wrong format: answer as <answer>N</answer>.").tokens.tolist()
+feedback = "Wrong format: answer as <answer>N</answer>."
+observation = render_observation(tokenizer, feedback).tokens.tolist()
 session.append([observation if not g.stopped else [] for g in first])
 second = session.generate(max_new_tokens=[8] * 4, stop_tokens=stop, active=[True] * 4)
 print("context lengths after two turns:", session.lengths)
@@ -116,9 +117,10 @@ context = prompts[row] + first[row].tokens + (observation if not first[row].stop
 sequence = jnp.asarray(context, jnp.int32)[None]                          # [1, T]
 hidden, _ = policy(sequence)                                              # [1, T, H]
 stats = kernels.token_stats(hidden[0, :-1], policy.unembedding, sequence[0, 1:])
-reference = jax.nn.log_softmax(policy.logits(sequence)[0, :-1], axis=-1)  # [T-1, V], small model only
-np.testing.assert_allclose(stats.logprob, jnp.take_along_axis(reference, sequence[0, 1:, None], 1)[:, 0],
-                           atol=1e-5)
+# The reference materialises [T-1, V] log-probs: fine for a tiny model, what the kernel avoids.
+reference = jax.nn.log_softmax(policy.logits(sequence)[0, :-1], axis=-1)
+target_logprobs = jnp.take_along_axis(reference, sequence[0, 1:, None], 1)[:, 0]
+np.testing.assert_allclose(stats.logprob, target_logprobs, atol=1e-5)
 np.testing.assert_allclose(stats.entropy, -(jnp.exp(reference) * reference).sum(-1), atol=1e-4)
 print("kernel log-probs and entropies match the full-softmax reference")
 
@@ -129,7 +131,7 @@ print("kernel log-probs and entropies match the full-softmax reference")
 # policy.
 
 # %%
-start = len(prompts[row]) - 1                                             # stats index of token len(prompt)
+start = len(prompts[row]) - 1                      # stats[i] scores token i + 1
 rescored = np.asarray(stats.logprob[start:start + len(first[row].tokens)])
 np.testing.assert_allclose(rescored, first[row].logprobs, atol=1e-4)
 print(f"max |sampler - training log-prob| over {len(rescored)} tokens: "

@@ -40,7 +40,7 @@ poly_trainer, poly_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
 fig = nbhelpers.plot_curves({"Poly-EPO": poly_run.metrics, "GRPO": grpo_run.metrics},
                             ["reward", "poly_epo_clusters", "adv_abs_mean"],
-                            title="training curves (poly_epo_clusters: distinct valid strategies per group)")
+                            title="training curves (poly_epo_clusters: strategies per group)")
 
 # %%
 ks = [k for k in (1, 2, 4, 8) if f"pass@{k}" in poly_run.evals[-1]]
@@ -60,8 +60,8 @@ fig.tight_layout()
 #
 # 8 samples on each of 8 held-out prompts from each policy. `Verdict.info["cluster"]` holds the
 # strategy the verifier parsed (-1 for a malformed response); `policy.cluster_ids` reads it for
-# the trainer's `PrepareInputs.cluster_ids`. The paper tracks the number of distinct strategies among a
-# prompt's samples, and among its *correct* samples.
+# the trainer's `PrepareInputs.cluster_ids`. The paper tracks the number of distinct strategies
+# among a prompt's samples, and among its *correct* samples.
 
 # %%
 coverage = {}

@@ -115,8 +115,10 @@ coeffs = losses.delta_coefficients(jnp.asarray(hidden), jnp.exp(old_logprobs), a
                                    jnp.asarray(action_mask))
 credit["DelTA"] = nbhelpers.token_credit(adv_grpo.reshape(B)[:, None] * coeffs, action_mask)
 signed = (action_mask > 0) & (above[:, None] != 0)
-for name, kinds in (("Plan+Review (shared)", "02"), ("Research", "1"), ("Answer (distinctive)", "3")):
-    print(f"mean coefficient on {name:22s} {float(coeffs[signed & np.isin(chars, list(kinds))].mean()):.3f}")
+for name, kinds in (("Plan+Review (shared)", "02"), ("Research", "1"),
+                    ("Answer (distinctive)", "3")):
+    mean = float(coeffs[signed & np.isin(chars, list(kinds))].mean())
+    print(f"mean coefficient on {name:22s} {mean:.3f}")
 
 # %% [markdown]
 # **GoLongRL TMN-Reweight** (golongrl.md) centres each reward on its prompt's mean but divides by
@@ -159,7 +161,8 @@ credit["Anti-SD"] = nbhelpers.token_credit(adv_anti_sd, action_mask)
 
 # %%
 stage_rewards = rng.uniform(0, 1, (P, G, 4)).astype(np.float32)
-stage_rewards[0] = [[0.8, 0.5, 0.6, 0.7], [0.4, 0.9, 0.9, 0.3], [0.6, 0.6, 0.2, 0.5], [1.0, 0, 0, 0]]
+stage_rewards[0] = [[0.8, 0.5, 0.6, 0.7], [0.4, 0.9, 0.9, 0.3],
+                    [0.6, 0.6, 0.2, 0.5], [1.0, 0.0, 0.0, 0.0]]
 stage_adv = losses.stagewise_advantages(jnp.asarray(stage_rewards),
                                         jnp.asarray(losses.PAPER_STAGE_DEPENDENCE))     # [P, G, K]
 np.testing.assert_allclose(stage_adv[0, :, 0], [1.40282, 0.256430, -0.286599, -1.37266], atol=1e-4)
@@ -224,10 +227,10 @@ checks = {
     "Anti-SD": (adv_anti_sd, {}),
 }
 for label, (advantages, kwargs) in checks.items():
-    grad = jax.grad(surrogate)(jnp.asarray(old_logprobs), jnp.asarray(advantages), **kwargs)
+    loss, grad = jax.value_and_grad(surrogate)(jnp.asarray(old_logprobs), jnp.asarray(advantages),
+                                               **kwargs)
     np.testing.assert_allclose(-np.asarray(grad) * action_mask.sum(), credit[label], atol=1e-5)
-    print(f"{label:8s} loss {float(surrogate(jnp.asarray(old_logprobs), jnp.asarray(advantages), **kwargs)):+.4f}"
-          "  gradient = -credit / N  (checked)")
+    print(f"{label:8s} loss {float(loss):+.4f}  gradient = -credit / N  (checked)")
 
 # %% [markdown]
 # Poly-EPO uses Dr.GRPO's aggregation (`seq-mean-token-sum-norm`): every token's gradient is

@@ -85,7 +85,8 @@ for p in range(P):
 inputs, arrays = nbhelpers.prepare_inputs(rem_trainer, traj, tasks, np.ones(P, bool), group_size=G)
 mask = arrays["action_mask"] > 0
 credit = {}
-for label, trainer in (("GRPO (terminal reward)", grpo_trainer), ("RubricEM (stage credit)", rem_trainer)):
+for label, trainer in (("GRPO (terminal reward)", grpo_trainer),
+                       ("RubricEM (stage credit)", rem_trainer)):
     batch, _ = nbhelpers.loss_batch(trainer.method, inputs, arrays)
     credit[label] = nbhelpers.token_credit(batch["advantages"], mask)
 np.testing.assert_allclose(
@@ -95,7 +96,8 @@ np.testing.assert_allclose(
 real = mask | (arrays["env_mask"] > 0)
 columns = slice(int(np.argmax(real.any(0))), int(np.nonzero(real.any(0))[0].max()) + 1)
 fig = nbhelpers.plot_token_credit(credit, real, group_size=G, columns=columns,
-                                  dots=arrays["env_mask"], title="token credit on the expert groups")
+                                  dots=arrays["env_mask"],
+                                  title="token credit on the expert groups")
 
 fig, ax = plt.subplots(figsize=(9.2, 2.4), layout="constrained")
 stages = ListedColormap(["tab:blue", "tab:orange", "tab:green", "tab:red"]).with_extremes(bad="0.7")
