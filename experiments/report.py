@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from etils import epath  # noqa: E402
+from etils import epath
+from matplotlib.figure import Figure
 
 # Metrics every run logs; everything else a method logs is plotted as a diagnostic.
 CORE_CURVES = ("reward", "entropy", "loss", "grad_norm")
@@ -51,7 +48,9 @@ def write_report(run_dir: str | epath.Path) -> epath.Path:
 
     cols = 3
     rows = max(1, math.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    # A bare Figure (no pyplot): writing a report never changes the caller's matplotlib backend.
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (source, key) in zip(axes.flat, panels):
         steps, values = _series(train if source == "train" else evals, key)
         ax.plot(steps, values, marker="o" if source == "eval" else None, markersize=3)
@@ -65,7 +64,6 @@ def write_report(run_dir: str | epath.Path) -> epath.Path:
                  f"{config['task']['family']}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=90)
-    plt.close(fig)
 
     summary = {
         "run_dir": str(run_dir),

@@ -37,7 +37,7 @@ from rljax.envs.base import Task
 from rljax.rollout.types import Trajectories
 from rljax.train import policy
 from rljax.train.config import ExperimentConfig, MethodSection
-from rljax.train.loop import RunResult, Trainer, batch_arrays
+from rljax.train.loop import RunResult, Trainer
 
 RUNS_DIR = pathlib.Path(tempfile.gettempdir()) / "rljax-notebooks"
 _PACKAGES = (rljax, kernels, experiments)
@@ -148,30 +148,7 @@ def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
         (inputs, arrays): the inputs any method whose needs the forward pass covers can
         `prepare`, and the token arrays of the batch (tokens, positions, masks, stage ids).
     """
-    group = trainer.config.task.group_size if group_size is None else group_size
-    arrays = batch_arrays(traj)
-    if "teacher" in trainer.method.needs:
-        arrays.update(policy.teacher_batch(trainer, traj, tasks))
-    forward = trainer.forward(trainer.state.params, trainer.rest, arrays)
-    num_prompts = traj.batch_size // group
-    inputs = methods.PrepareInputs(
-        rewards=jnp.asarray(traj.rewards_by_group(group), jnp.float32),
-        task_ids=jnp.asarray(np.asarray(traj.task_ids)[::group], jnp.int32),
-        group_mask=jnp.asarray(group_mask, bool),
-        action_mask=jnp.asarray(arrays["action_mask"]),
-        env_mask=jnp.asarray(arrays["env_mask"]),
-        warning_mask=jnp.asarray(arrays["warning_mask"]),
-        stage_ids=jnp.asarray(arrays["stage_ids"]),
-        stage_rewards=jnp.asarray(traj.stage_rewards, jnp.float32).reshape(num_prompts, group, -1),
-        cluster_ids=jnp.asarray(policy.cluster_ids(trainer.family, traj), jnp.int32).reshape(
-            num_prompts, group),
-        old_logprobs=forward["logprobs"],
-        old_entropy=forward["entropy"],
-        lengths=jnp.asarray(np.asarray(traj.action_mask).sum(-1), jnp.int32),
-        hidden=forward.get("hidden"),
-        teacher_logprobs=forward.get("teacher_logprobs"),
-        teacher_entropy=forward.get("teacher_entropy"),
-    )
+    inputs, arrays, _ = trainer.prepare_inputs(traj, list(tasks), group_mask, group_size=group_size)
     arrays = {k: v for k, v in arrays.items() if not k.startswith("teacher_")}
     return inputs, arrays
 

@@ -154,8 +154,11 @@ def _policy_method(name: str, credit: Callable[[PrepareInputs, Any], tuple[Array
     def prepare(inputs: PrepareInputs, state: Any) -> tuple[dict, Any, dict]:
         advantages, state, metrics = credit(inputs, state)
         advantages = jax.lax.stop_gradient(advantages)
-        return {"advantages": advantages}, state, {
-            "adv_abs_mean": jnp.abs(advantages).mean(), **metrics}
+        # Mean |A| per loss token, comparable between sequence- and token-level credit.
+        mask = inputs.action_mask
+        per_token = advantages[:, None] if advantages.ndim == 1 else advantages
+        adv_abs_mean = (jnp.abs(per_token) * mask).sum() / jnp.maximum(mask.sum(), 1)
+        return {"advantages": advantages}, state, {"adv_abs_mean": adv_abs_mean, **metrics}
 
     return Method(
         name=name,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import flax.struct
-import jax
 import numpy as np
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 from typing import Any, Callable
 
@@ -38,7 +39,8 @@ class Checkpointer:
 
     def __init__(self, directory: str | epath.Path, *, max_to_keep: int = 2, every: int = 0,
                  async_save: bool = True):
-        self.directory = epath.Path(directory)
+        # Orbax needs an absolute path (a relative run directory is resolved against the cwd).
+        self.directory = epath.Path(os.path.abspath(directory))
         self.every = every
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep,

@@ -187,20 +187,33 @@ class Trainer:
                                     max_rounds=self.config.train.max_gen_rounds,
                                     pad_id=self.tokenizer.pad_token_id)
 
-    def _prepare(self, traj: Trajectories, tasks: list, group_mask: np.ndarray
-                 ) -> tuple[dict, dict]:
-        cfg = self.config.task
+    def prepare_inputs(self, traj: Trajectories, tasks: list, group_mask: np.ndarray, *,
+                       group_size: int | None = None
+                       ) -> tuple[methods_lib.PrepareInputs, dict[str, np.ndarray], dict]:
+        """What `method.prepare` reads for a rollout batch, under the current policy.
+
+        Runs the no-grad forward pass (log-probs and entropies through `kernels.token_stats`,
+        plus hidden states and teacher statistics when the method needs them).
+
+        Args:
+            traj: a rollout batch of P groups.
+            tasks: its P tasks (the teacher context is built from them).
+            group_mask: [P] groups that count (False: dynamic-sampling filler).
+            group_size: G of the batch (default: `task.group_size`).
+
+        Returns:
+            (inputs, token arrays of the batch, the forward pass's outputs).
+        """
+        group = self.config.task.group_size if group_size is None else group_size
         arrays = batch_arrays(traj)
         if "teacher" in self.method.needs:
             arrays.update(policy.teacher_batch(self, traj, tasks))
-        params = self.state.params
-        fwd = self.forward(params, self.rest, arrays)
-        group = cfg.group_size
+        fwd = self.forward(self.state.params, self.rest, arrays)
         num_prompts = traj.batch_size // group
         inputs = methods_lib.PrepareInputs(
             rewards=jnp.asarray(traj.rewards_by_group(group), jnp.float32),
             task_ids=jnp.asarray(np.asarray(traj.task_ids)[::group], jnp.int32),
-            group_mask=jnp.asarray(group_mask),
+            group_mask=jnp.asarray(group_mask, bool),
             action_mask=jnp.asarray(arrays["action_mask"]),
             env_mask=jnp.asarray(arrays["env_mask"]),
             warning_mask=jnp.asarray(arrays["warning_mask"]),
@@ -211,11 +224,16 @@ class Trainer:
                 num_prompts, group),
             old_logprobs=fwd["logprobs"],
             old_entropy=fwd["entropy"],
-            lengths=jnp.asarray(traj.action_mask.sum(-1), jnp.int32),
+            lengths=jnp.asarray(np.asarray(traj.action_mask).sum(-1), jnp.int32),
             hidden=fwd.get("hidden"),
             teacher_logprobs=fwd.get("teacher_logprobs"),
             teacher_entropy=fwd.get("teacher_entropy"),
         )
+        return inputs, arrays, fwd
+
+    def _prepare(self, traj: Trajectories, tasks: list, group_mask: np.ndarray
+                 ) -> tuple[dict, dict]:
+        inputs, arrays, fwd = self.prepare_inputs(traj, tasks, group_mask)
         prepared, method_state, metrics = self.method.prepare(inputs, self.state.method_state)
         # To host now: metrics may alias method-state buffers that the update donates.
         metrics = to_python(metrics)

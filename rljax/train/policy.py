@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import transformers
 from flax import nnx

@@ -64,3 +64,12 @@ def test_empty_directory_restores_nothing(tmp_path):
     ckpt = checkpoint.Checkpointer(tmp_path)
     assert ckpt.restore_latest(checkpoint.abstract_like(_state(0))) is None
     ckpt.close()
+
+
+def test_relative_directory_is_resolved(tmp_path, monkeypatch):
+    # `python -m experiments.grpo` defaults to the relative run directory runs/<name>.
+    monkeypatch.chdir(tmp_path)
+    ckpt = checkpoint.Checkpointer("runs/x/checkpoints", every=1, async_save=False)
+    assert ckpt.save(1, _state(1), {"c": 1})
+    ckpt.close()
+    assert (tmp_path / "runs" / "x" / "checkpoints" / "1").is_dir()
