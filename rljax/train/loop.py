@@ -28,7 +28,7 @@ from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
 from rljax.train import evaluation, policy, sft
 from rljax.train.config import ExperimentConfig
-from rljax.train.metrics import MetricWriter, to_python
+from rljax.train.metrics import MetricWriter, read_metrics, to_python
 from rljax.train.optim import make_optimizer
 from rljax.train.reflection import ReflectionPhase
 from rljax.train.step import TrainState, make_forward_fn, make_update_fn, split_model
@@ -319,7 +319,6 @@ class Trainer:
         finally:
             writer.close()
             self.checkpointer.close()
-        from rljax.train.metrics import read_metrics
         return RunResult(self.run_dir, cfg.train.steps, read_metrics(self.run_dir), eval_log.read())
 
     def _warm_start(self) -> None:
