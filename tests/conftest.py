@@ -8,3 +8,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import hypothesis  # noqa: E402
+
+# Property tests draw the same examples on every run (CI results do not depend on luck).
+hypothesis.settings.register_profile("rljax", derandomize=True, deadline=None)
+hypothesis.settings.load_profile("rljax")
