@@ -152,7 +152,8 @@ def test_gradient_matches_finite_differences(log_ratio, adv):
                 value = max(-a * r, -a * np.clip(r, 0.8, 1.28))
                 return min(value, -a * 3.0) if a < 0 else value
 
-            fd = (token_loss(log_ratio[b, t] + h) - token_loss(log_ratio[b, t] - h)) / (2 * h)
+            x0 = float(log_ratio[b, t])  # float64: with NumPy 2, float32 + h would stay float32
+            fd = (token_loss(x0 + h) - token_loss(x0 - h)) / (2 * h)
             np.testing.assert_allclose(grad[b, t], fd / mask.sum(), rtol=1e-3, atol=1e-6)
 
 
