@@ -12,5 +12,5 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 import hypothesis  # noqa: E402
 
 # Property tests draw the same examples on every run (CI results do not depend on luck).
-hypothesis.settings.register_profile("rljax", derandomize=True, deadline=None)
+hypothesis.settings.register_profile("rljax", derandomize=True, database=None, deadline=None)
 hypothesis.settings.load_profile("rljax")
