@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rljax.losses._checks import check_choice, check_positive, check_rank, check_shape
+from rljax.losses.advantages import group_advantages
 
 __all__ = [
     "PAPER_STAGE_DEPENDENCE",
@@ -49,15 +50,12 @@ def _is_concrete(x: chex.Array) -> bool:
 
 
 def _group_normalise(x: jax.Array, *, std: str, eps: float) -> jax.Array:
-    """(x - mean) / (std + eps) over axis 1 (the group); exactly 0 for an all-equal group."""
-    group_size = x.shape[1]
-    if group_size == 1:
-        return x / (1.0 + eps)  # verl's single-sample convention, as grpo.md GRPO-2
-    tied = jnp.all(x == x[:, :1], axis=1, keepdims=True)
-    centred = jnp.where(tied, 0.0, x - jnp.mean(x, axis=1, keepdims=True))
-    ddof = 1 if std == "unbiased" else 0
-    sigma = jnp.sqrt(jnp.sum(centred**2, axis=1, keepdims=True) / (group_size - ddof))
-    return centred / (sigma + eps)
+    """GRPO group normalisation (grpo.md GRPO-2) over axis 1 of [P, G] or [P, G, K] (per k)."""
+    if x.ndim == 2:
+        return group_advantages(x, std=std, eps=eps)
+    p, g, k = x.shape
+    flat = jnp.moveaxis(x, 2, 1).reshape(p * k, g)
+    return jnp.moveaxis(group_advantages(flat, std=std, eps=eps).reshape(p, k, g), 1, 2)
 
 
 def rubric_stage_score(scores: chex.Array, weights: chex.Array, negative: chex.Array,
