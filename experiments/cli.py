@@ -1,6 +1,6 @@
-"""The experiment command line shared by every `python -m experiments.<name>` module.
+"""The experiment command line shared by every `python -m rljax.experiments.<name>` module.
 
-    python -m experiments.grpo --preset cpu [--set train.steps=50 ...] [--run-dir runs/x]
+    python -m rljax.experiments.grpo --preset cpu [--set train.steps=50 ...] [--run-dir runs/x]
 
 Presets: `smoke` (seconds; what the tests run), `cpu` (a real run on a laptop-class CPU) and `pod`
 (paper-scale settings for a real model on a TPU/GPU mesh). `--dry-run` builds the run's abstract
@@ -18,8 +18,8 @@ import sys
 from typing import Callable, Mapping
 
 from etils import epath
+from rljax.experiments import dry_run, report
 
-from experiments import dry_run, report
 from rljax.train import config as config_lib
 from rljax.train.config import ExperimentConfig
 
@@ -27,34 +27,51 @@ PRESET_NAMES = ("smoke", "cpu", "pod")
 
 
 def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"python -m experiments.{name}",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m rljax.experiments.{name}", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", default="cpu", help=f"one of {PRESET_NAMES}")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="FIELD=VALUE",
-                        help="override a config field, e.g. train.steps=50 (repeatable)")
-    parser.add_argument("--run-dir", default=None,
-                        help="run directory (default: runs/<name>-<preset>-seed<seed>)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check shapes, shardings and memory with jax.eval_shape; no training")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a config field, e.g. train.steps=50 (repeatable)",
+    )
+    parser.add_argument(
+        "--run-dir", default=None, help="run directory (default: runs/<name>-<preset>-seed<seed>)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check shapes, shardings and memory with jax.eval_shape; no training",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config")
     return parser.parse_args(argv)
 
 
-def resolve(name: str, presets: Mapping[str, Callable[[], ExperimentConfig]], preset: str,
-            overrides: list[str]) -> ExperimentConfig:
+def resolve(
+    name: str,
+    presets: Mapping[str, Callable[[], ExperimentConfig]],
+    preset: str,
+    overrides: list[str],
+) -> ExperimentConfig:
     """The preset's config with the overrides applied (clear errors for unknown names/fields)."""
     if preset not in presets:
-        raise SystemExit(f"error: unknown preset {preset!r} for experiment {name!r}; "
-                         f"expected one of {sorted(presets)}")
+        raise SystemExit(
+            f"error: unknown preset {preset!r} for experiment {name!r}; "
+            f"expected one of {sorted(presets)}"
+        )
     try:
         return config_lib.apply_overrides(presets[preset](), overrides)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
 
 
-def main(name: str, presets: Mapping[str, Callable[[], ExperimentConfig]],
-         argv: list[str] | None = None) -> epath.Path | dict:
+def main(
+    name: str, presets: Mapping[str, Callable[[], ExperimentConfig]], argv: list[str] | None = None
+) -> epath.Path | dict:
     """Runs experiment `name`; returns the report path (or the dry-run summary)."""
     args = parse_args(name, argv)
     config = resolve(name, presets, args.preset, args.overrides)
@@ -67,9 +84,9 @@ def main(name: str, presets: Mapping[str, Callable[[], ExperimentConfig]],
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for noisy in ("absl", "jax._src.xla_bridge"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    run_dir = epath.Path(args.run_dir or
-                         f"runs/{name}-{args.preset}-seed{config.train.seed}")
+    run_dir = epath.Path(args.run_dir or f"runs/{name}-{args.preset}-seed{config.train.seed}")
     from rljax.train.loop import Trainer
+
     try:
         trainer = Trainer(config, run_dir)
     except ValueError as err:

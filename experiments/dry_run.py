@@ -52,23 +52,43 @@ def check(config: ExperimentConfig) -> dict:
     rows = cfg.prompts_per_step * cfg.group_size // config.train.minibatches
     data_ways = math.prod(sizes[a] for a in DATA_AXES)
     if rows % data_ways:
-        raise ValueError(f"mini-batch of {rows} sequences does not divide over the data axes "
-                         f"({data_ways} ways, mesh {config.train.mesh})")
+        raise ValueError(
+            f"mini-batch of {rows} sequences does not divide over the data axes "
+            f"({data_ways} ways, mesh {config.train.mesh})"
+        )
     method = methods_lib.make_method(config.method.name, **config.method.kwargs)
     optimizer = make_optimizer(config.optim, config.train.steps * config.train.minibatches)
     opt_state = jax.eval_shape(optimizer.init, params)
-    state = TrainState(params=params, opt_state=opt_state,
-                       step=jax.ShapeDtypeStruct((), jnp.int32),
-                       key=jax.ShapeDtypeStruct((2,), jnp.uint32),
-                       method_state=jax.eval_shape(method.init_state))
+    state = TrainState(
+        params=params,
+        opt_state=opt_state,
+        step=jax.ShapeDtypeStruct((), jnp.int32),
+        key=jax.ShapeDtypeStruct((2,), jnp.uint32),
+        method_state=jax.eval_shape(method.init_state),
+    )
     t = cfg.max_len
     tok = jax.ShapeDtypeStruct((rows, t), jnp.int32)
     flt = jax.ShapeDtypeStruct((rows, t), jnp.float32)
-    batch = {"tokens": tok, "positions": tok, "segment_ids": tok, "stage_ids": tok,
-             "action_mask": flt, "env_mask": flt, "warning_mask": flt, "old_logprobs": flt,
-             "advantages": flt, "ref_logprobs": flt}
-    update = make_update_fn(graphdef, method, optimizer, temperature=cfg.temperature,
-                            impl=config.train.kernel_impl, microbatches=config.train.microbatches)
+    batch = {
+        "tokens": tok,
+        "positions": tok,
+        "segment_ids": tok,
+        "stage_ids": tok,
+        "action_mask": flt,
+        "env_mask": flt,
+        "warning_mask": flt,
+        "old_logprobs": flt,
+        "advantages": flt,
+        "ref_logprobs": flt,
+    }
+    update = make_update_fn(
+        graphdef,
+        method,
+        optimizer,
+        temperature=cfg.temperature,
+        impl=config.train.kernel_impl,
+        microbatches=config.train.microbatches,
+    )
     new_state, metrics = jax.eval_shape(update, state, rest, batch)
     if jax.tree.structure(new_state.params) != jax.tree.structure(params):
         raise ValueError("the train step changed the parameter structure")
@@ -78,7 +98,9 @@ def check(config: ExperimentConfig) -> dict:
     # AdamW keeps two moments per parameter, created under jit with the parameter's sharding.
     moment_elems = sum(x.size for x in jax.tree.leaves(opt_state) if x.ndim > 0)
     if moment_elems != 2 * num_params:
-        raise ValueError(f"optimizer state holds {moment_elems} elements, expected 2 x {num_params}")
+        raise ValueError(
+            f"optimizer state holds {moment_elems} elements, expected 2 x {num_params}"
+        )
     opt_bytes = 2 * param_bytes
     return {
         "experiment": config.name,

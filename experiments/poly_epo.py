@@ -1,25 +1,33 @@
 """Poly-EPO on the multi-strategy task (methods/poly_epo.md).
 
-`python -m experiments.poly_epo --preset cpu`. Set-level advantages from mean reward x strategy
+`python -m rljax.experiments.poly_epo --preset cpu`. Set-level advantages from mean reward x strategy
 diversity over all 70 subsets of 4 of the 8 samples, Dr.GRPO normalisation, dual clip 3.
 """
 
-from experiments import cli, presets
+from rljax.experiments import cli, presets
+
 from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "poly_epo"
-TASK = TaskSection(family="strategy", prompts_per_step=16, group_size=8, max_new_tokens=16,
-                   max_len=64)
+TASK = TaskSection(
+    family="strategy", prompts_per_step=16, group_size=8, max_new_tokens=16, max_len=64
+)
 METHOD = MethodSection(name="poly_epo", kwargs={"set_size": 4})
 
 PRESETS = {
     "smoke": lambda: presets.smoke(NAME, TASK, METHOD, prompts=2, group_size=4),
     "cpu": lambda: presets.cpu(NAME, TASK, METHOD, steps=100, learning_rate=1e-4),
     "pod": lambda: presets.pod(
-        NAME, TaskSection(family="strategy", prompts_per_step=128, group_size=8,
-                          max_new_tokens=4096, max_len=5120),
-        METHOD, preset="qwen3_8b", steps=850, minibatches=2,
-        optim=OptimSection(learning_rate=1e-6, grad_clip=0.3)),
+        NAME,
+        TaskSection(
+            family="strategy", prompts_per_step=128, group_size=8, max_new_tokens=4096, max_len=5120
+        ),
+        METHOD,
+        preset="qwen3_8b",
+        steps=850,
+        minibatches=2,
+        optim=OptimSection(learning_rate=1e-6, grad_clip=0.3),
+    ),
 }
 
 if __name__ == "__main__":

@@ -9,53 +9,115 @@ from __future__ import annotations
 
 import dataclasses
 
-from rljax.train.config import (ExperimentConfig, MethodSection, ModelSection, OptimSection,
-                                SFTSection, TaskSection, TrainSection)
+from rljax.train.config import (
+    ExperimentConfig,
+    MethodSection,
+    ModelSection,
+    OptimSection,
+    SFTSection,
+    TaskSection,
+    TrainSection,
+)
 
 # A 2-layer, 64-wide decoder: compiles in seconds, enough to exercise every code path.
-SMOKE_MODEL = ModelSection(preset="tiny", overrides={
-    "num_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 2,
-    "num_kv_heads": 1, "head_dim": 32})
+SMOKE_MODEL = ModelSection(
+    preset="tiny",
+    overrides={
+        "num_layers": 2,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 2,
+        "num_kv_heads": 1,
+        "head_dim": 32,
+    },
+)
 POD_MESH = "data=8,fsdp=16,tensor=2"
 
 
-def smoke(name: str, task: TaskSection, method: MethodSection, *, prompts: int = 4,
-          group_size: int = 2) -> ExperimentConfig:
+def smoke(
+    name: str, task: TaskSection, method: MethodSection, *, prompts: int = 4, group_size: int = 2
+) -> ExperimentConfig:
     """Two RL steps on 8 rollouts (4 prompts x 2 samples) after a 2-step SFT warm start."""
     return ExperimentConfig(
-        name=name, model=SMOKE_MODEL, method=method,
+        name=name,
+        model=SMOKE_MODEL,
+        method=method,
         task=dataclasses.replace(task, prompts_per_step=prompts, group_size=group_size),
         optim=OptimSection(learning_rate=1e-3),
-        train=TrainSection(steps=2, checkpoint_every=1, eval_every=1, eval_prompts=2,
-                           eval_samples=2, mesh="auto"),
+        train=TrainSection(
+            steps=2, checkpoint_every=1, eval_every=1, eval_prompts=2, eval_samples=2, mesh="auto"
+        ),
         sft=SFTSection(steps=2, batch_size=4, num_demos=8),
     )
 
 
-def cpu(name: str, task: TaskSection, method: MethodSection, *, steps: int = 100,
-        learning_rate: float = 1e-4, sft_steps: int = 300, sft_noise: float = 0.3,
-        sft_demos: int = 2048,
-        model: ModelSection = ModelSection(preset="tiny"), **train_kwargs) -> ExperimentConfig:
+def cpu(
+    name: str,
+    task: TaskSection,
+    method: MethodSection,
+    *,
+    steps: int = 100,
+    learning_rate: float = 1e-4,
+    sft_steps: int = 300,
+    sft_noise: float = 0.3,
+    sft_demos: int = 2048,
+    model: ModelSection = ModelSection(preset="tiny"),
+    **train_kwargs,
+) -> ExperimentConfig:
     """A real run on one CPU: SFT warm start from noisy experts, then RL."""
     return ExperimentConfig(
-        name=name, model=model, task=task, method=method,
+        name=name,
+        model=model,
+        task=task,
+        method=method,
         optim=OptimSection(learning_rate=learning_rate, grad_clip=1.0),
-        train=TrainSection(steps=steps, mesh="auto", **{
-            "checkpoint_every": 20, "eval_every": 20, "eval_prompts": 64, "eval_samples": 4,
-            **train_kwargs}),
-        sft=SFTSection(steps=sft_steps, batch_size=32, learning_rate=1e-3, noise=sft_noise,
-                       num_demos=sft_demos),
+        train=TrainSection(
+            steps=steps,
+            mesh="auto",
+            **{
+                "checkpoint_every": 20,
+                "eval_every": 20,
+                "eval_prompts": 64,
+                "eval_samples": 4,
+                **train_kwargs,
+            },
+        ),
+        sft=SFTSection(
+            steps=sft_steps, batch_size=32, learning_rate=1e-3, noise=sft_noise, num_demos=sft_demos
+        ),
     )
 
 
-def pod(name: str, task: TaskSection, method: MethodSection, *, preset: str,
-        optim: OptimSection, steps: int, minibatches: int = 1, **train_kwargs) -> ExperimentConfig:
+def pod(
+    name: str,
+    task: TaskSection,
+    method: MethodSection,
+    *,
+    preset: str,
+    optim: OptimSection,
+    steps: int,
+    minibatches: int = 1,
+    **train_kwargs,
+) -> ExperimentConfig:
     """Paper-scale settings on a 256-chip mesh (run with `--dry-run` to check them here)."""
     return ExperimentConfig(
-        name=name, method=method, task=task, optim=optim,
-        model=ModelSection(preset=preset, dtype="bfloat16", overrides={"scan_layers": True,
-                                                                       "remat": True}),
-        train=TrainSection(steps=steps, minibatches=minibatches, mesh=POD_MESH,
-                           kernel_impl="auto", checkpoint_every=50, keep_checkpoints=3,
-                           eval_every=50, eval_prompts=512, eval_samples=8, **train_kwargs),
+        name=name,
+        method=method,
+        task=task,
+        optim=optim,
+        model=ModelSection(
+            preset=preset, dtype="bfloat16", overrides={"scan_layers": True, "remat": True}
+        ),
+        train=TrainSection(
+            steps=steps,
+            minibatches=minibatches,
+            mesh=POD_MESH,
+            kernel_impl="auto",
+            checkpoint_every=50,
+            keep_checkpoints=3,
+            eval_every=50,
+            eval_prompts=512,
+            eval_samples=8,
+            **train_kwargs,
+        ),
     )

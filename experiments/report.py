@@ -15,8 +15,19 @@ from matplotlib.figure import Figure
 
 # Metrics every run logs; everything else a method logs is plotted as a diagnostic.
 CORE_CURVES = ("reward", "entropy", "loss", "grad_norm")
-METHOD_PREFIXES = ("clip", "kl", "echo", "env_ce", "delta", "tmn", "anti_sd", "teacher", "stage",
-                   "poly_epo", "adv")
+METHOD_PREFIXES = (
+    "clip",
+    "kl",
+    "echo",
+    "env_ce",
+    "delta",
+    "tmn",
+    "anti_sd",
+    "teacher",
+    "stage",
+    "poly_epo",
+    "adv",
+)
 
 
 def _read_jsonl(path: epath.Path) -> list[dict]:
@@ -26,8 +37,11 @@ def _read_jsonl(path: epath.Path) -> list[dict]:
 
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
-    pairs = [(r["step"], r[key]) for r in records
-             if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])]
+    pairs = [
+        (r["step"], r[key])
+        for r in records
+        if key in r and isinstance(r[key], (int, float)) and math.isfinite(r[key])
+    ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
@@ -40,8 +54,9 @@ def write_report(run_dir: str | epath.Path) -> epath.Path:
     train = _read_jsonl(run_dir / "metrics.jsonl")
     evals = _read_jsonl(run_dir / "eval.jsonl")
 
-    diagnostics = sorted({k for r in train for k in r
-                          if k.startswith(METHOD_PREFIXES) and k not in CORE_CURVES})
+    diagnostics = sorted(
+        {k for r in train for k in r if k.startswith(METHOD_PREFIXES) and k not in CORE_CURVES}
+    )
     eval_keys = sorted({k for r in evals for k in r if k.startswith(("pass@", "maj@"))})
     panels = [("train", k) for k in CORE_CURVES if any(k in r for r in train)]
     panels += [("eval", k) for k in eval_keys] + [("train", k) for k in diagnostics]
@@ -58,10 +73,13 @@ def write_report(run_dir: str | epath.Path) -> epath.Path:
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.suptitle(f"{config.get('name', run_dir.name)}: {config['method']['name']} on "
-                 f"{config['task']['family']}", fontsize=11)
+    fig.suptitle(
+        f"{config.get('name', run_dir.name)}: {config['method']['name']} on "
+        f"{config['task']['family']}",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=90)
 
@@ -78,17 +96,34 @@ def write_report(run_dir: str | epath.Path) -> epath.Path:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
-    lines = [f"# Run report: {config.get('name', run_dir.name)}", "",
-             f"- method: `{summary['method']}`, task: `{summary['task']}`, steps: {summary['steps']}",
-             f"- throughput: {_fmt(summary['mean_steps_per_s'])} steps/s, "
-             f"{_fmt(summary['mean_tokens_per_s'])} tokens/s", ""]
+    lines = [
+        f"# Run report: {config.get('name', run_dir.name)}",
+        "",
+        f"- method: `{summary['method']}`, task: `{summary['task']}`, steps: {summary['steps']}",
+        f"- throughput: {_fmt(summary['mean_steps_per_s'])} steps/s, "
+        f"{_fmt(summary['mean_tokens_per_s'])} tokens/s",
+        "",
+    ]
     if evals:
-        lines += ["| held-out metric | first (step %d) | final (step %d) |"
-                  % (evals[0]["step"], evals[-1]["step"]), "|---|---|---|"]
-        lines += [f"| {k} | {_fmt(evals[0].get(k))} | {_fmt(evals[-1].get(k))} |" for k in eval_keys]
+        lines += [
+            "| held-out metric | first (step %d) | final (step %d) |"
+            % (evals[0]["step"], evals[-1]["step"]),
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {_fmt(evals[0].get(k))} | {_fmt(evals[-1].get(k))} |" for k in eval_keys
+        ]
         lines.append("")
-    lines += ["![curves](curves.png)", "", "Config:", "", "```json",
-              json.dumps(config, indent=2), "```", ""]
+    lines += [
+        "![curves](curves.png)",
+        "",
+        "Config:",
+        "",
+        "```json",
+        json.dumps(config, indent=2),
+        "```",
+        "",
+    ]
     page = out / "README.md"
     page.write_text("\n".join(lines))
     return page

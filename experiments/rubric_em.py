@@ -1,28 +1,47 @@
 """RubricEM stage-structured GRPO on MiniResearch (methods/rubric_em.md).
 
-`python -m experiments.rubric_em --preset cpu`. Stage scores from the rubric judge are mixed by the
+`python -m rljax.experiments.rubric_em --preset cpu`. Stage scores from the rubric judge are mixed by the
 dependence matrix, normalised per stage and given to that stage's tokens; k3 KL 0.001. The `cpu`
 and `pod` presets also run the reflection meta-policy and windowed curriculum (REM-10/11,
 `train.reflection`); `smoke` leaves it off to stay fast (tests/train/test_reflection.py covers it).
 """
 
-from experiments import cli, presets
+from rljax.experiments import cli, presets
+
 from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "rubric_em"
 # Lookup and compare questions fit a CPU context of 640 tokens (filter questions need ~900).
-TASK = TaskSection(family="miniresearch", kwargs={"kinds": ("lookup", "compare")},
-                   prompts_per_step=8, group_size=8, max_new_tokens=64, max_turns=8, max_len=640)
+TASK = TaskSection(
+    family="miniresearch",
+    kwargs={"kinds": ("lookup", "compare")},
+    prompts_per_step=8,
+    group_size=8,
+    max_new_tokens=64,
+    max_turns=8,
+    max_len=640,
+)
 METHOD = MethodSection(name="rubric_em")
 
 PRESETS = {
     "smoke": lambda: presets.smoke(NAME, TASK, METHOD),
     "cpu": lambda: presets.cpu(NAME, TASK, METHOD, steps=100, learning_rate=1e-4, reflection={}),
     "pod": lambda: presets.pod(
-        NAME, TaskSection(family="miniresearch", prompts_per_step=32, group_size=8,
-                          max_new_tokens=4096, max_turns=10, max_len=26624),
-        METHOD, preset="qwen3_8b", steps=1400, optim=OptimSection(learning_rate=5e-7),
-        reflection={}),
+        NAME,
+        TaskSection(
+            family="miniresearch",
+            prompts_per_step=32,
+            group_size=8,
+            max_new_tokens=4096,
+            max_turns=10,
+            max_len=26624,
+        ),
+        METHOD,
+        preset="qwen3_8b",
+        steps=1400,
+        optim=OptimSection(learning_rate=5e-7),
+        reflection={},
+    ),
 }
 
 if __name__ == "__main__":

@@ -26,8 +26,13 @@ def check_shape(name: str, x: jax.typing.ArrayLike, shape: tuple[int, ...]) -> N
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {jnp.shape(x)}") from err
 
 
-def check_unembedding_inputs(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array,
-                             teacher_hidden: jax.Array | None, temperature: float) -> None:
+def check_unembedding_inputs(
+    hidden: jax.Array,
+    w_unembed: jax.Array,
+    targets: jax.Array,
+    teacher_hidden: jax.Array | None,
+    temperature: float,
+) -> None:
     """Validates hidden [..., H], w_unembed [H, V], targets [...] and the temperature.
 
     hidden and teacher_hidden share one floating dtype with w_unembed (float32, bfloat16 or
@@ -47,28 +52,36 @@ def check_unembedding_inputs(hidden: jax.Array, w_unembed: jax.Array, targets: j
     check_rank("w_unembed", w_unembed, 2)
     hidden_size, vocab = w_unembed.shape
     if hidden.ndim < 2 or hidden.shape[-1] != hidden_size:
-        raise ValueError(f"hidden must have shape [..., H] with H = w_unembed.shape[0] = "
-                         f"{hidden_size}, got {hidden.shape}")
+        raise ValueError(
+            f"hidden must have shape [..., H] with H = w_unembed.shape[0] = "
+            f"{hidden_size}, got {hidden.shape}"
+        )
     if hidden.size == 0 or vocab == 0:
         raise ValueError(f"hidden {hidden.shape} and w_unembed {w_unembed.shape} must be non-empty")
     check_shape("targets", targets, hidden.shape[:-1])
     if hidden.dtype not in FLOAT_DTYPES:
         raise ValueError(f"hidden must be float32, bfloat16 or float16, got {hidden.dtype}")
     if w_unembed.dtype != hidden.dtype:
-        raise ValueError(f"w_unembed dtype {w_unembed.dtype} must equal hidden dtype "
-                         f"{hidden.dtype}")
+        raise ValueError(
+            f"w_unembed dtype {w_unembed.dtype} must equal hidden dtype {hidden.dtype}"
+        )
     if not jnp.issubdtype(targets.dtype, jnp.integer):
         raise ValueError(f"targets must be integer token ids, got dtype {targets.dtype}")
     if teacher_hidden is not None:
         check_shape("teacher_hidden", teacher_hidden, hidden.shape)
         if teacher_hidden.dtype != hidden.dtype:
-            raise ValueError(f"teacher_hidden dtype {teacher_hidden.dtype} must equal hidden "
-                             f"dtype {hidden.dtype}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
-            and temperature > 0):
+            raise ValueError(
+                f"teacher_hidden dtype {teacher_hidden.dtype} must equal hidden "
+                f"dtype {hidden.dtype}"
+            )
+    if not (
+        isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0
+    ):
         raise ValueError(f"temperature must be a finite Python number > 0, got {temperature!r}")
     if not isinstance(targets, jax.core.Tracer):
         ids = np.asarray(targets)
         if ids.min() < 0 or ids.max() >= vocab:
-            raise ValueError(f"targets must lie in [0, V) = [0, {vocab}), got values in "
-                             f"[{ids.min()}, {ids.max()}]")
+            raise ValueError(
+                f"targets must lie in [0, V) = [0, {vocab}), got values in "
+                f"[{ids.min()}, {ids.max()}]"
+            )

@@ -8,9 +8,9 @@ the compiled function on random inputs, measured in the same run for every imple
 Achieved TFLOP/s count the nominal matmul work: 2 N H V for the forward, 3 x that with the
 backward (the blockwise implementations recompute the logit tiles, so they execute 4 x).
 
-    python -m kernels.bench                  # reduced CPU grid -> results/bench_cpu.json
-    python -m kernels.bench --grid gpu --out bench_gpu.json  # what kernels/gpu_check.sh runs
-    python -m kernels.bench --grid full --out results.json   # N = 1k..32k, V = 32k, 128k, 152k
+    python -m rljax.kernels.bench                  # reduced CPU grid -> results/bench_cpu.json
+    python -m rljax.kernels.bench --grid gpu --out bench_gpu.json  # what kernels/gpu_check.sh runs
+    python -m rljax.kernels.bench --grid full --out results.json   # N = 1k..32k, V = 32k, 128k, 152k
 
 On CPU the pallas implementation runs in interpret mode (a correctness tool), so it is left out
 unless named in --impls. Timing is skipped for points whose forward matmul exceeds --max-time-tflop
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import kernels
+from rljax import kernels
 
 HIDDEN = 1024
 GRIDS = {
@@ -45,8 +45,9 @@ def _functions(impl: str, teacher: bool):
     """(forward, forward+backward) for one implementation, as functions of (h, w, targets, t)."""
 
     def stats(hidden, w, targets, teacher_hidden):
-        return kernels.token_stats(hidden, w, targets, teacher_hidden=teacher_hidden if teacher
-                                   else None, impl=impl)
+        return kernels.token_stats(
+            hidden, w, targets, teacher_hidden=teacher_hidden if teacher else None, impl=impl
+        )
 
     def forward(hidden, w, targets, teacher_hidden):
         return stats(hidden, w, targets, teacher_hidden)
@@ -55,6 +56,7 @@ def _functions(impl: str, teacher: bool):
         def objective(hidden, w):
             s = stats(hidden, w, targets, teacher_hidden)
             return jnp.sum(s.logprob), jax.lax.stop_gradient(s.entropy)
+
         return jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(hidden, w)
 
     return {"forward": forward, "forward_backward": forward_backward}
@@ -77,9 +79,11 @@ def _compile(fn, args) -> tuple:
     """(compiled executable, memory row) for fn at the shapes of args."""
     compiled = jax.jit(fn).lower(*[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args]).compile()
     memory = compiled.memory_analysis()
-    return compiled, {"temp_bytes": int(memory.temp_size_in_bytes),
-                      "argument_bytes": int(memory.argument_size_in_bytes),
-                      "output_bytes": int(memory.output_size_in_bytes)}
+    return compiled, {
+        "temp_bytes": int(memory.temp_size_in_bytes),
+        "argument_bytes": int(memory.argument_size_in_bytes),
+        "output_bytes": int(memory.output_size_in_bytes),
+    }
 
 
 def _error(err: Exception) -> str:
@@ -101,12 +105,23 @@ def _time_round_robin(compiled: dict, args, repeats: int) -> dict:
                 start = time.perf_counter()
                 jax.block_until_ready(executable(*args))
                 times[key].append(time.perf_counter() - start)
-    return {key: ({"error": errors[key]} if key in errors else
-                  {"seconds": statistics.median(times[key])}) for key in compiled}
+    return {
+        key: (
+            {"error": errors[key]} if key in errors else {"seconds": statistics.median(times[key])}
+        )
+        for key in compiled
+    }
 
 
-def run(grid: tuple[tuple[int, ...], tuple[int, ...]], impls: list[str], dtype, repeats: int,
-        max_time_tflop: float, teacher: bool, on_row=lambda rows: None) -> dict:
+def run(
+    grid: tuple[tuple[int, ...], tuple[int, ...]],
+    impls: list[str],
+    dtype,
+    repeats: int,
+    max_time_tflop: float,
+    teacher: bool,
+    on_row=lambda rows: None,
+) -> dict:
     """Measures memory (and, where affordable, time) of every implementation on a grid.
 
     Args:
@@ -134,8 +149,13 @@ def run(grid: tuple[tuple[int, ...], tuple[int, ...]], impls: list[str], dtype, 
             point, compiled = {}, {}
             for impl in impls:
                 for mode, fn in _functions(impl, teacher).items():
-                    point[impl, mode] = {"N": num_rows, "V": vocab, "H": HIDDEN, "impl": impl,
-                                         "mode": mode}
+                    point[impl, mode] = {
+                        "N": num_rows,
+                        "V": vocab,
+                        "H": HIDDEN,
+                        "impl": impl,
+                        "mode": mode,
+                    }
                     try:
                         compiled[impl, mode], memory = _compile(fn, args)
                         point[impl, mode].update(memory)
@@ -163,8 +183,13 @@ def _summary(rows: list[dict], impls: list[str]) -> list[dict]:
         ref = index.get((num_rows, vocab, mode, "reference"))
         if impl == "reference" or ref is None or "error" in row or "error" in ref:
             continue
-        entry = {"N": num_rows, "V": vocab, "mode": mode, "impl": impl,
-                 "memory_ratio": row["temp_bytes"] / max(ref["temp_bytes"], 1)}
+        entry = {
+            "N": num_rows,
+            "V": vocab,
+            "mode": mode,
+            "impl": impl,
+            "memory_ratio": row["temp_bytes"] / max(ref["temp_bytes"], 1),
+        }
         if "seconds" in row and "seconds" in ref:
             entry["time_ratio"] = row["seconds"] / ref["seconds"]
         out.append(entry)
@@ -173,43 +198,77 @@ def _summary(rows: list[dict], impls: list[str]) -> list[dict]:
 
 def _machine() -> dict:
     device = jax.devices()[0]
-    return {"backend": jax.default_backend(), "device_kind": device.device_kind,
-            "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "load_average_at_start": os.getloadavg(), "jax": jax.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "backend": jax.default_backend(),
+        "device_kind": device.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "load_average_at_start": os.getloadavg(),
+        "jax": jax.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def main() -> None:
     """Command line entry point (see the module docstring)."""
     backend = jax.default_backend()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="cpu" if backend == "cpu"
-                        else "gpu")
-    parser.add_argument("--impls", default=None,
-                        help="comma-separated; default reference,xla_chunked(,pallas off CPU)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"),
-                        default="float32" if backend == "cpu" else "bfloat16")
+    parser.add_argument(
+        "--grid", choices=sorted(GRIDS), default="cpu" if backend == "cpu" else "gpu"
+    )
+    parser.add_argument(
+        "--impls",
+        default=None,
+        help="comma-separated; default reference,xla_chunked(,pallas off CPU)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32" if backend == "cpu" else "bfloat16",
+    )
     parser.add_argument("--repeats", type=int, default=1 if backend == "cpu" else 5)
-    parser.add_argument("--max-time-tflop", type=float, default=0.4 if backend == "cpu" else 1e9,
-                        help="time only points whose forward matmul is at most this many TFLOP")
+    parser.add_argument(
+        "--max-time-tflop",
+        type=float,
+        default=0.4 if backend == "cpu" else 1e9,
+        help="time only points whose forward matmul is at most this many TFLOP",
+    )
     parser.add_argument("--teacher", action="store_true", help="also compute teacher stats + JSD")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    impls = (args.impls.split(",") if args.impls else
-             ["reference", "xla_chunked"] + ([] if backend == "cpu" else ["pallas"]))
+    impls = (
+        args.impls.split(",")
+        if args.impls
+        else ["reference", "xla_chunked"] + ([] if backend == "cpu" else ["pallas"])
+    )
     out = args.out or RESULTS / f"bench_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = {"machine": _machine(),
-              "config": {"grid": args.grid, "impls": impls, "dtype": args.dtype, "H": HIDDEN,
-                         "repeats": args.repeats, "max_time_tflop": args.max_time_tflop,
-                         "teacher": args.teacher}}
+    header = {
+        "machine": _machine(),
+        "config": {
+            "grid": args.grid,
+            "impls": impls,
+            "dtype": args.dtype,
+            "H": HIDDEN,
+            "repeats": args.repeats,
+            "max_time_tflop": args.max_time_tflop,
+            "teacher": args.teacher,
+        },
+    }
 
     def write(result: dict) -> None:
         out.write_text(json.dumps({**header, **result}, indent=1) + "\n")
 
-    result = run(GRIDS[args.grid], impls, jnp.dtype(args.dtype), args.repeats, args.max_time_tflop,
-                 args.teacher, on_row=lambda rows: write({"rows": rows, "complete": False}))
+    result = run(
+        GRIDS[args.grid],
+        impls,
+        jnp.dtype(args.dtype),
+        args.repeats,
+        args.max_time_tflop,
+        args.teacher,
+        on_row=lambda rows: write({"rows": rows, "complete": False}),
+    )
     write({**result, "complete": True})
     print(json.dumps(result["summary"], indent=1))
     print(f"wrote {out}")

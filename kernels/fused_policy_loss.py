@@ -5,11 +5,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from rljax.kernels._validation import check_rank, check_shape, check_unembedding_inputs
+from rljax.kernels.reference import token_stats_reference
+from rljax.kernels.token_stats import SweepConfig, backward, forward, resolve_impl
+from rljax.kernels.types import BlockSizes, TokenStats
 
-from kernels._validation import check_rank, check_shape, check_unembedding_inputs
-from kernels.reference import token_stats_reference
-from kernels.token_stats import SweepConfig, backward, forward, resolve_impl
-from kernels.types import BlockSizes, TokenStats
 from rljax.losses.aggregation import aggregate
 from rljax.losses.policy import policy_loss
 
@@ -21,17 +21,28 @@ class _FusedConfig:
     jsd_coef: float
 
 
-def _objective(config: _FusedConfig, logprob: jax.Array, jsd: jax.Array | None,
-               old_logprobs: jax.Array, advantages: jax.Array, mask: jax.Array,
-               denominator: jax.Array | None) -> tuple[jax.Array, dict[str, jax.Array]]:
+def _objective(
+    config: _FusedConfig,
+    logprob: jax.Array,
+    jsd: jax.Array | None,
+    old_logprobs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    denominator: jax.Array | None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """policy_loss on [B, T] log-probs, plus jsd_coef * aggregate(jsd) when a JSD term is on."""
     kwargs = dict(config.policy_kwargs)
-    loss, metrics = policy_loss(logprob, old_logprobs, advantages, mask,
-                                denominator=denominator, **kwargs)
+    loss, metrics = policy_loss(
+        logprob, old_logprobs, advantages, mask, denominator=denominator, **kwargs
+    )
     if jsd is not None:
         jsd_loss = config.jsd_coef * aggregate(
-            jsd, mask, mode=kwargs.get("mode", "token-mean"), max_len=kwargs.get("max_len"),
-            denominator=denominator)
+            jsd,
+            mask,
+            mode=kwargs.get("mode", "token-mean"),
+            max_len=kwargs.get("max_len"),
+            denominator=denominator,
+        )
         loss = loss + jsd_loss
         metrics = {**metrics, "jsd_loss": jsd_loss}
     return loss, metrics
@@ -40,8 +51,10 @@ def _objective(config: _FusedConfig, logprob: jax.Array, jsd: jax.Array | None,
 def _stats_metrics(stats: TokenStats, mask: jax.Array) -> dict[str, jax.Array]:
     """Per-token statistics ([B, T]) and their token means over the mask, for the trainer."""
     shape = mask.shape
-    metrics = {"token_logprob": stats.logprob.reshape(shape),
-               "token_entropy": stats.entropy.reshape(shape)}
+    metrics = {
+        "token_logprob": stats.logprob.reshape(shape),
+        "token_entropy": stats.entropy.reshape(shape),
+    }
     metrics["entropy"] = aggregate(metrics["token_entropy"], mask)
     if stats.jsd is not None:
         metrics["teacher_logprob"] = stats.teacher_logprob.reshape(shape)
@@ -58,14 +71,23 @@ def _fused_vjp(config: _FusedConfig):
     scales the stored gradients by the incoming cotangent. Undifferentiated calls skip the
     gradient sweep."""
 
-    def statistics(hidden, w_unembed, targets, old_logprobs, advantages, mask, teacher_hidden,
-                   denominator):
+    def statistics(
+        hidden, w_unembed, targets, old_logprobs, advantages, mask, teacher_hidden, denominator
+    ):
         stats, res = forward(config.sweep, hidden, w_unembed, targets, teacher_hidden)
         use_jsd = teacher_hidden is not None and config.jsd_coef != 0.0
-        inputs = (stats.logprob.reshape(mask.shape),
-                  stats.jsd.reshape(mask.shape) if use_jsd else None)
-        objective = functools.partial(_objective, config, old_logprobs=old_logprobs,
-                                      advantages=advantages, mask=mask, denominator=denominator)
+        inputs = (
+            stats.logprob.reshape(mask.shape),
+            stats.jsd.reshape(mask.shape) if use_jsd else None,
+        )
+        objective = functools.partial(
+            _objective,
+            config,
+            old_logprobs=old_logprobs,
+            advantages=advantages,
+            mask=mask,
+            denominator=denominator,
+        )
         return objective, inputs, res, _stats_metrics(stats, mask)
 
     @jax.custom_vjp
@@ -78,27 +100,45 @@ def _fused_vjp(config: _FusedConfig):
         objective, inputs, res, stats_metrics = statistics(*args)
         loss, pullback, metrics = jax.vjp(objective, *inputs, has_aux=True)
         g_logprob, g_jsd = pullback(jnp.ones_like(loss))
-        cotangents = TokenStats(g_logprob.reshape(-1), None, None, None,
-                                None if g_jsd is None else g_jsd.reshape(-1))
+        cotangents = TokenStats(
+            g_logprob.reshape(-1), None, None, None, None if g_jsd is None else g_jsd.reshape(-1)
+        )
         d_hidden, d_w, _ = backward(config.sweep, res, cotangents)
         return (loss, {**metrics, **stats_metrics}), (d_hidden, d_w)
 
     def bwd(grads, cotangents):
         g_loss = cotangents[0]
         d_hidden, d_w = grads
-        return ((g_loss * d_hidden).astype(d_hidden.dtype), (g_loss * d_w).astype(d_w.dtype),
-                None, None, None, None, None, None)
+        return (
+            (g_loss * d_hidden).astype(d_hidden.dtype),
+            (g_loss * d_w).astype(d_w.dtype),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
 
     loss_fn.defvjp(fwd, bwd)
     return loss_fn
 
 
-def fused_policy_loss(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array,
-                      old_logprobs: jax.Array, advantages: jax.Array, mask: jax.Array, *,
-                      temperature: float = 1.0, teacher_hidden: jax.Array | None = None,
-                      jsd_coef: float = 0.0, impl: str = "auto",
-                      block_sizes: BlockSizes | None = None, **policy_loss_kwargs
-                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def fused_policy_loss(
+    hidden: jax.Array,
+    w_unembed: jax.Array,
+    targets: jax.Array,
+    old_logprobs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    temperature: float = 1.0,
+    teacher_hidden: jax.Array | None = None,
+    jsd_coef: float = 0.0,
+    impl: str = "auto",
+    block_sizes: BlockSizes | None = None,
+    **policy_loss_kwargs,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped policy loss on token log-probs computed from hidden states, gradients fused.
 
     Equals `policy_loss(token_stats(hidden, w, targets).logprob, old_logprobs, advantages, mask,
@@ -151,18 +191,37 @@ def fused_policy_loss(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Arra
     flat_targets = targets.reshape(-1).astype(jnp.int32)
     denominator = policy_loss_kwargs.pop("denominator", None)
     if impl == "reference":
-        stats = token_stats_reference(flat_hidden, w_unembed, flat_targets,
-                                      temperature=temperature, teacher_hidden=flat_teacher,
-                                      stop_teacher_gradient=True)
+        stats = token_stats_reference(
+            flat_hidden,
+            w_unembed,
+            flat_targets,
+            temperature=temperature,
+            teacher_hidden=flat_teacher,
+            stop_teacher_gradient=True,
+        )
         config = _FusedConfig(None, tuple(sorted(policy_loss_kwargs.items())), float(jsd_coef))
         jsd = stats.jsd.reshape(mask.shape) if jsd_coef != 0.0 else None
-        loss, metrics = _objective(config, stats.logprob.reshape(mask.shape), jsd, old_logprobs,
-                                   advantages, mask, denominator)
+        loss, metrics = _objective(
+            config,
+            stats.logprob.reshape(mask.shape),
+            jsd,
+            old_logprobs,
+            advantages,
+            mask,
+            denominator,
+        )
         return loss, {**metrics, **_stats_metrics(stats, mask)}
     if block_sizes is None:
         block_sizes = BlockSizes.get_default(platform)
-    sweep = SweepConfig(impl, float(temperature), block_sizes, platform,
-                        stop_teacher_gradient=True)
+    sweep = SweepConfig(impl, float(temperature), block_sizes, platform, stop_teacher_gradient=True)
     config = _FusedConfig(sweep, tuple(sorted(policy_loss_kwargs.items())), float(jsd_coef))
-    return _fused_vjp(config)(flat_hidden, w_unembed, flat_targets, old_logprobs, advantages,
-                              mask, flat_teacher, denominator)
+    return _fused_vjp(config)(
+        flat_hidden,
+        w_unembed,
+        flat_targets,
+        old_logprobs,
+        advantages,
+        mask,
+        flat_teacher,
+        denominator,
+    )

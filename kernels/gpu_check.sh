@@ -23,7 +23,7 @@ JAX_DEFAULT_MATMUL_PRECISION=highest timeout 240 python3 -m pytest tests/kernels
   -p no:cacheprovider --junitxml="$out/gpu_tests.xml" 2>&1 | tee "$out/gpu_tests.log"
 tests_rc=${PIPESTATUS[0]}
 
-timeout 210 python3 -m kernels.bench --grid gpu --out "$out/bench_gpu.json" 2>&1 | tail -n 60
+timeout 210 python3 -m rljax.kernels.bench --grid gpu --out "$out/bench_gpu.json" 2>&1 | tail -n 60
 bench_rc=${PIPESTATUS[0]}
 
 echo "tests rc=$tests_rc bench rc=$bench_rc"

@@ -25,10 +25,9 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
-
-from kernels import tile_math
-from kernels.types import BlockSizes
-from kernels.vocab_sweep import Engine, GradSide
+from rljax.kernels import tile_math
+from rljax.kernels.types import BlockSizes
+from rljax.kernels.vocab_sweep import Engine, GradSide
 
 # Column layout of the per-side constants handed to the backward kernel ([N, 8] float32; 8
 # columns so the block is a power of two for Triton and spans the array's last dim for Mosaic).
@@ -38,8 +37,12 @@ _NUM_CONSTS = 8
 
 # platform -> (interpret mode, masked Triton loads/stores at the vocabulary edge). "interpret-gpu"
 # runs the GPU flavour of the kernels in interpret mode, so CPU tests cover the masked path.
-PLATFORMS = {"cpu": (True, False), "gpu": (False, True), "tpu": (False, False),
-             "interpret-gpu": (True, True)}
+PLATFORMS = {
+    "cpu": (True, False),
+    "gpu": (False, True),
+    "tpu": (False, False),
+    "interpret-gpu": (True, True),
+}
 
 
 def _compiler_params(platform: str):
@@ -51,9 +54,16 @@ def _compiler_params(platform: str):
 
 
 def _call(kernel, *, grid, in_specs, out_specs, out_shape, platform: str, name: str):
-    return pl.pallas_call(kernel, grid=grid, in_specs=in_specs, out_specs=out_specs,
-                          out_shape=out_shape, interpret=PLATFORMS[platform][0],
-                          compiler_params=_compiler_params(platform), name=name)
+    return pl.pallas_call(
+        kernel,
+        grid=grid,
+        in_specs=in_specs,
+        out_specs=out_specs,
+        out_shape=out_shape,
+        interpret=PLATFORMS[platform][0],
+        compiler_params=_compiler_params(platform),
+        name=name,
+    )
 
 
 def _load_columns(ref, valid: jax.Array, masked: bool) -> jax.Array:
@@ -71,22 +81,29 @@ def _store_columns(ref, value: jax.Array, valid: jax.Array, masked: bool) -> Non
         ref[...] = value
 
 
-def _tile_logits(h_ref, w_ref, valid: jax.Array, *, block_h: int, inv_temperature: float,
-                 masked: bool) -> jax.Array:
+def _tile_logits(
+    h_ref, w_ref, valid: jax.Array, *, block_h: int, inv_temperature: float, masked: bool
+) -> jax.Array:
     """[block_n, block_v] float32 logits of one tile, accumulated over hidden chunks of block_h
     (a divisor of H); `valid` [1, block_v] marks the columns inside the vocabulary."""
     rows, hidden = h_ref.shape
     if block_h == hidden:
-        acc = jnp.dot(h_ref[...], _load_columns(w_ref, valid, masked),
-                      preferred_element_type=jnp.float32)
+        acc = jnp.dot(
+            h_ref[...], _load_columns(w_ref, valid, masked), preferred_element_type=jnp.float32
+        )
     else:
+
         def body(k, acc):
             chunk = pl.ds(pl.multiple_of(k * block_h, block_h), block_h)
-            return acc + jnp.dot(h_ref[:, chunk], _load_columns(w_ref.at[chunk, :], valid, masked),
-                                 preferred_element_type=jnp.float32)
+            return acc + jnp.dot(
+                h_ref[:, chunk],
+                _load_columns(w_ref.at[chunk, :], valid, masked),
+                preferred_element_type=jnp.float32,
+            )
 
-        acc = lax.fori_loop(0, hidden // block_h, body,
-                            jnp.zeros((rows, w_ref.shape[1]), jnp.float32))
+        acc = lax.fori_loop(
+            0, hidden // block_h, body, jnp.zeros((rows, w_ref.shape[1]), jnp.float32)
+        )
     return acc * inv_temperature
 
 
@@ -110,17 +127,20 @@ def _partial_spec(block_n: int) -> pl.BlockSpec:
 
 def _load_column(ref, index: int) -> jax.Array:
     """[block_n, 1] column `index` of a [block_n, k] ref."""
-    return ref[:, index:index + 1]
+    return ref[:, index : index + 1]
 
 
 def _check_rows(rows: jax.Array, block_sizes: BlockSizes) -> None:
     if rows.shape[0] % block_sizes.block_n:
-        raise ValueError(f"rows {rows.shape[0]} must be a multiple of block_n "
-                         f"{block_sizes.block_n} (the caller pads them)")
+        raise ValueError(
+            f"rows {rows.shape[0]} must be a multiple of block_n "
+            f"{block_sizes.block_n} (the caller pads them)"
+        )
 
 
-def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
-                  block_sizes: BlockSizes, platform: str) -> tuple[jax.Array, jax.Array]:
+def softmax_stats(
+    rows: jax.Array, w: jax.Array, *, inv_temperature: float, block_sizes: BlockSizes, platform: str
+) -> tuple[jax.Array, jax.Array]:
     """Log-sum-exp and entropy per row from a grid of independent logit tiles.
 
     Args:
@@ -140,23 +160,42 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float,
 
     def kernel(h_ref, w_ref, m_ref, s_ref, u_ref):
         _, valid = _tile_columns(vocab, block_v)
-        z = _tile_logits(h_ref, w_ref, valid, block_h=block_sizes.hidden_chunk(hidden),
-                         inv_temperature=inv_temperature, masked=PLATFORMS[platform][1])
+        z = _tile_logits(
+            h_ref,
+            w_ref,
+            valid,
+            block_h=block_sizes.hidden_chunk(hidden),
+            inv_temperature=inv_temperature,
+            masked=PLATFORMS[platform][1],
+        )
         m_ref[...], s_ref[...], u_ref[...] = tile_math.softmax_stats(z, valid)
 
     grid = (num_rows // block_n, pl.cdiv(vocab, block_v))
     partial = jax.ShapeDtypeStruct((grid[1], num_rows, 1), jnp.float32)
-    m, s, u = _call(kernel, grid=grid,
-                    in_specs=[_row_spec(block_n, hidden), _column_spec(hidden, block_v)],
-                    out_specs=[_partial_spec(block_n)] * 3, out_shape=[partial] * 3,
-                    platform=platform, name="token_stats_softmax")(rows, w)
+    m, s, u = _call(
+        kernel,
+        grid=grid,
+        in_specs=[_row_spec(block_n, hidden), _column_spec(hidden, block_v)],
+        out_specs=[_partial_spec(block_n)] * 3,
+        out_shape=[partial] * 3,
+        platform=platform,
+        name="token_stats_softmax",
+    )(rows, w)
     lse, entropy = tile_math.lse_and_entropy(*tile_math.merge_softmax_stats(m, s, u))
     return lse[:, 0], entropy[:, 0]
 
 
-def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
-                  lse_s: jax.Array, lse_t: jax.Array, *, inv_temperature: float,
-                  block_sizes: BlockSizes, platform: str) -> tuple[jax.Array, jax.Array]:
+def kl_to_mixture(
+    hidden: jax.Array,
+    teacher_hidden: jax.Array,
+    w: jax.Array,
+    lse_s: jax.Array,
+    lse_t: jax.Array,
+    *,
+    inv_temperature: float,
+    block_sizes: BlockSizes,
+    platform: str,
+) -> tuple[jax.Array, jax.Array]:
     """KL(p || M) and KL(q || M) per row from a grid of independent tile pairs.
 
     Args:
@@ -175,24 +214,34 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
     _check_rows(hidden, block_sizes)
     (num_rows, hidden_size), vocab = hidden.shape, w.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
-    logits = dict(block_h=block_sizes.hidden_chunk(hidden_size), inv_temperature=inv_temperature,
-                  masked=PLATFORMS[platform][1])
+    logits = dict(
+        block_h=block_sizes.hidden_chunk(hidden_size),
+        inv_temperature=inv_temperature,
+        masked=PLATFORMS[platform][1],
+    )
 
     def kernel(h_ref, t_ref, w_ref, lse_s_ref, lse_t_ref, kl_s_ref, kl_t_ref):
         _, valid = _tile_columns(vocab, block_v)
         kl_s_ref[...], kl_t_ref[...] = tile_math.kl_to_mixture(
             _tile_logits(h_ref, w_ref, valid, **logits),
             _tile_logits(t_ref, w_ref, valid, **logits),
-            lse_s_ref[...], lse_t_ref[...], valid)
+            lse_s_ref[...],
+            lse_t_ref[...],
+            valid,
+        )
 
     grid = (num_rows // block_n, pl.cdiv(vocab, block_v))
     partial = jax.ShapeDtypeStruct((grid[1], num_rows, 1), jnp.float32)
     row, lse = _row_spec(block_n, hidden_size), _row_spec(block_n, 1)
-    kl_s, kl_t = _call(kernel, grid=grid,
-                       in_specs=[row, row, _column_spec(hidden_size, block_v), lse, lse],
-                       out_specs=[_partial_spec(block_n)] * 2, out_shape=[partial] * 2,
-                       platform=platform, name="token_stats_jsd")(
-        hidden, teacher_hidden, w, lse_s[:, None], lse_t[:, None])
+    kl_s, kl_t = _call(
+        kernel,
+        grid=grid,
+        in_specs=[row, row, _column_spec(hidden_size, block_v), lse, lse],
+        out_specs=[_partial_spec(block_n)] * 2,
+        out_shape=[partial] * 2,
+        platform=platform,
+        name="token_stats_jsd",
+    )(hidden, teacher_hidden, w, lse_s[:, None], lse_t[:, None])
     return jnp.sum(kl_s, axis=0)[:, 0], jnp.sum(kl_t, axis=0)[:, 0]
 
 
@@ -202,15 +251,23 @@ def _side_constants(side: GradSide) -> jax.Array:
     values = [side.lse]
     if side.cotangent is not None:
         c = side.cotangent
-        values += [zeros if x is None else x
-                   for x in (c.entropy, c.g_logprob, c.g_entropy, c.half_g_jsd, c.kl_to_mixture)]
+        values += [
+            zeros if x is None else x
+            for x in (c.entropy, c.g_logprob, c.g_entropy, c.half_g_jsd, c.kl_to_mixture)
+        ]
     values += [zeros] * (_NUM_CONSTS - len(values))
     return jnp.stack(values, axis=1).astype(jnp.float32)
 
 
-def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *,
-                     inv_temperature: float, block_sizes: BlockSizes, platform: str
-                     ) -> list[jax.Array | None]:
+def logit_cotangents(
+    sides: Sequence[GradSide],
+    w_chunk: jax.Array,
+    start: jax.Array,
+    *,
+    inv_temperature: float,
+    block_sizes: BlockSizes,
+    platform: str,
+) -> list[jax.Array | None]:
     """Cotangents of one chunk's logits per side, from a grid of independent tiles.
 
     See `vocab_sweep.LogitCotangentFn`; the cotangents are written in w's dtype, the dtype of the
@@ -233,20 +290,26 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
     _check_rows(sides[0].rows, block_sizes)
     (num_rows, hidden), num_columns = sides[0].rows.shape, w_chunk.shape[1]
     block_n, block_v = block_sizes.block_n, block_sizes.block_v
-    terms = [None if side.cotangent is None else
-             tuple(getattr(side.cotangent, f) is not None
-                   for f in ("g_logprob", "g_entropy", "half_g_jsd")) for side in sides]
+    terms = [
+        None
+        if side.cotangent is None
+        else tuple(
+            getattr(side.cotangent, f) is not None for f in ("g_logprob", "g_entropy", "half_g_jsd")
+        )
+        for side in sides
+    ]
     with_jsd = any(t is not None and t[2] for t in terms)
     num_sides, grad_sides = len(sides), [i for i, t in enumerate(terms) if t is not None]
     masked = PLATFORMS[platform][1]
-    logits = dict(block_h=block_sizes.hidden_chunk(hidden), inv_temperature=inv_temperature,
-                  masked=masked)
+    logits = dict(
+        block_h=block_sizes.hidden_chunk(hidden), inv_temperature=inv_temperature, masked=masked
+    )
 
     def kernel(*refs):
         row_refs, w_ref = refs[:num_sides], refs[num_sides]
         targets_ref = refs[num_sides + 1]
-        const_refs = refs[num_sides + 2:2 * num_sides + 2]
-        out_refs = refs[2 * num_sides + 2:]
+        const_refs = refs[num_sides + 2 : 2 * num_sides + 2]
+        out_refs = refs[2 * num_sides + 2 :]
         columns, valid = _tile_columns(num_columns, block_v)
         z = [_tile_logits(r, w_ref, valid, **logits) for r in row_refs]
         lse = [_load_column(c, _LSE) for c in const_refs]
@@ -261,30 +324,40 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
                 g_logprob=_load_column(c, _G_LOGPROB) if has_lp else None,
                 g_entropy=_load_column(c, _G_ENTROPY) if has_ent else None,
                 half_g_jsd=_load_column(c, _HALF_G_JSD) if has_jsd else None,
-                kl_to_mixture=_load_column(c, _KL) if has_jsd else None)
+                kl_to_mixture=_load_column(c, _KL) if has_jsd else None,
+            )
             dz = tile_math.logit_cotangent(z[i], lse[i], row, is_target, valid, log_m)
             _store_columns(out_ref, (dz * inv_temperature).astype(out_ref.dtype), valid, masked)
 
     grid = (num_rows // block_n, pl.cdiv(num_columns, block_v))
     out_spec = pl.BlockSpec((block_n, block_v), lambda i, j: (i, j))
-    out = _call(kernel, grid=grid,
-                in_specs=([_row_spec(block_n, hidden)] * num_sides
-                          + [_column_spec(hidden, block_v), _row_spec(block_n, 1)]
-                          + [_row_spec(block_n, _NUM_CONSTS)] * num_sides),
-                out_specs=[out_spec] * len(grad_sides),
-                out_shape=[jax.ShapeDtypeStruct((num_rows, num_columns), w_chunk.dtype)]
-                * len(grad_sides),
-                platform=platform, name="token_stats_logit_grad")(
-        *[side.rows for side in sides], w_chunk, (sides[0].targets - start)[:, None],
-        *[_side_constants(side) for side in sides])
+    out = _call(
+        kernel,
+        grid=grid,
+        in_specs=(
+            [_row_spec(block_n, hidden)] * num_sides
+            + [_column_spec(hidden, block_v), _row_spec(block_n, 1)]
+            + [_row_spec(block_n, _NUM_CONSTS)] * num_sides
+        ),
+        out_specs=[out_spec] * len(grad_sides),
+        out_shape=[jax.ShapeDtypeStruct((num_rows, num_columns), w_chunk.dtype)] * len(grad_sides),
+        platform=platform,
+        name="token_stats_logit_grad",
+    )(
+        *[side.rows for side in sides],
+        w_chunk,
+        (sides[0].targets - start)[:, None],
+        *[_side_constants(side) for side in sides],
+    )
     cotangents: list[jax.Array | None] = [None] * num_sides
     for i, dz in zip(grad_sides, out):
         cotangents[i] = dz
     return cotangents
 
 
-def make_engine(*, inv_temperature: float, chunk_v: int, block_sizes: BlockSizes,
-                platform: str) -> Engine:
+def make_engine(
+    *, inv_temperature: float, chunk_v: int, block_sizes: BlockSizes, platform: str
+) -> Engine:
     """The `pallas` Engine with temperature, tile sizes and target platform bound.
 
     Args:
@@ -303,5 +376,6 @@ def make_engine(*, inv_temperature: float, chunk_v: int, block_sizes: BlockSizes
         softmax_stats=lambda rows, w: softmax_stats(rows, w, **statics),
         kl_to_mixture=lambda *args: kl_to_mixture(*args, **statics),
         logit_cotangents=lambda sides, w_chunk, start: logit_cotangents(
-            sides, w_chunk, start, **statics),
+            sides, w_chunk, start, **statics
+        ),
     )

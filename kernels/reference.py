@@ -2,14 +2,19 @@
 
 import jax
 import jax.numpy as jnp
+from rljax.kernels.tile_math import LOG_2
+from rljax.kernels.types import TokenStats
 
-from kernels.tile_math import LOG_2
-from kernels.types import TokenStats
 
-
-def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
-                          temperature: float = 1.0, teacher_hidden: jax.Array | None = None,
-                          stop_teacher_gradient: bool = False) -> TokenStats:
+def token_stats_reference(
+    hidden: jax.Array,
+    w_unembed: jax.Array,
+    targets: jax.Array,
+    *,
+    temperature: float = 1.0,
+    teacher_hidden: jax.Array | None = None,
+    stop_teacher_gradient: bool = False,
+) -> TokenStats:
     """Token log-prob, entropy (and teacher statistics and JSD) from full [N, V] logits.
 
     logits = hidden @ w_unembed / temperature (grpo.md GRPO-1), log-softmax in float32; entropy
@@ -51,6 +56,7 @@ def token_stats_reference(hidden: jax.Array, w_unembed: jax.Array, targets: jax.
         log_q = jax.lax.stop_gradient(log_q)
     teacher_logprob, teacher_entropy = logprob_and_entropy(log_q)
     log_m = jnp.logaddexp(log_p, log_q) - LOG_2
-    jsd = 0.5 * jnp.sum(jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m),
-                        axis=-1)
+    jsd = 0.5 * jnp.sum(
+        jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m), axis=-1
+    )
     return TokenStats(logprob, entropy, teacher_logprob, teacher_entropy, jsd)

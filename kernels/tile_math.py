@@ -58,12 +58,16 @@ def softmax_stats(z: jax.Array, valid: jax.Array | None) -> tuple[jax.Array, jax
     m = jnp.max(z, axis=1, keepdims=True)
     shifted = z - m
     weights = jnp.exp(shifted)
-    return m, jnp.sum(weights, axis=1, keepdims=True), jnp.sum(weights * shifted, axis=1,
-                                                                 keepdims=True)
+    return (
+        m,
+        jnp.sum(weights, axis=1, keepdims=True),
+        jnp.sum(weights * shifted, axis=1, keepdims=True),
+    )
 
 
-def merge_softmax_stats(m: jax.Array, s: jax.Array, u: jax.Array
-                        ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def merge_softmax_stats(
+    m: jax.Array, s: jax.Array, u: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Merges the statistics of K tiles of the same rows (the online log-sum-exp).
 
     With M = max_k m_k and d_k = m_k - M: s = sum_k e^{d_k} s_k, u = sum_k e^{d_k} (u_k + d_k s_k).
@@ -106,8 +110,9 @@ def log_mixture(log_p: jax.Array, log_q: jax.Array) -> jax.Array:
     return high + jnp.log1p(jnp.exp(-jnp.abs(log_p - log_q))) - LOG_2
 
 
-def kl_to_mixture(z_s: jax.Array, z_t: jax.Array, lse_s: jax.Array, lse_t: jax.Array,
-                  valid: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+def kl_to_mixture(
+    z_s: jax.Array, z_t: jax.Array, lse_s: jax.Array, lse_t: jax.Array, valid: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
     """Partial sums over a tile of KL(p || M) and KL(q || M), p = softmax(z_s), q = softmax(z_t).
 
     JSD(p || q) = 0.5 (KL(p || M) + KL(q || M)); the sums over all tiles of a row give both halves.
@@ -131,8 +136,14 @@ def kl_to_mixture(z_s: jax.Array, z_t: jax.Array, lse_s: jax.Array, lse_t: jax.A
     return jnp.sum(terms_p, axis=1, keepdims=True), jnp.sum(terms_q, axis=1, keepdims=True)
 
 
-def logit_cotangent(z: jax.Array, lse: jax.Array, row: RowCotangent, is_target: jax.Array,
-                    valid: jax.Array | None, log_m: jax.Array | None) -> jax.Array:
+def logit_cotangent(
+    z: jax.Array,
+    lse: jax.Array,
+    row: RowCotangent,
+    is_target: jax.Array,
+    valid: jax.Array | None,
+    log_m: jax.Array | None,
+) -> jax.Array:
     """d objective / d z for one tile, objective = sum_n g_lp logprob + g_ent entropy + g_jsd jsd.
 
     With log p = z - lse:

@@ -7,13 +7,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
-
-from kernels import pallas_kernels, xla_chunked
-from kernels._validation import check_rank, check_unembedding_inputs
-from kernels.reference import token_stats_reference
-from kernels.tile_math import RowCotangent
-from kernels.types import BlockSizes, TokenStats
-from kernels.vocab_sweep import Engine, GradSide, vocab_gradients
+from rljax.kernels import pallas_kernels, xla_chunked
+from rljax.kernels._validation import check_rank, check_unembedding_inputs
+from rljax.kernels.reference import token_stats_reference
+from rljax.kernels.tile_math import RowCotangent
+from rljax.kernels.types import BlockSizes, TokenStats
+from rljax.kernels.vocab_sweep import Engine, GradSide, vocab_gradients
 
 IMPLS = ("auto", "pallas", "xla_chunked", "reference")
 
@@ -44,9 +43,12 @@ class SweepConfig:
         inv_temperature = 1.0 / self.temperature
         if self.impl == "pallas":
             chunk_v = self.block_sizes.chunk_width(num_rows, vocab, self.block_sizes.block_v)
-            return pallas_kernels.make_engine(inv_temperature=inv_temperature, chunk_v=chunk_v,
-                                              block_sizes=self.block_sizes,
-                                              platform=self.platform)
+            return pallas_kernels.make_engine(
+                inv_temperature=inv_temperature,
+                chunk_v=chunk_v,
+                block_sizes=self.block_sizes,
+                platform=self.platform,
+            )
         chunk_v = self.block_sizes.chunk_width(num_rows, vocab)
         return xla_chunked.make_engine(inv_temperature=inv_temperature, chunk_v=chunk_v)
 
@@ -91,8 +93,9 @@ def _pad_rows(x: jax.Array | None, multiple: int) -> jax.Array | None:
     return jnp.pad(x, padding)
 
 
-def target_logits(rows: jax.Array, w_unembed: jax.Array, targets: jax.Array,
-                  inv_temperature: float) -> jax.Array:
+def target_logits(
+    rows: jax.Array, w_unembed: jax.Array, targets: jax.Array, inv_temperature: float
+) -> jax.Array:
     """The target logit of each row, gathered without the other V - 1 columns.
 
     Args:
@@ -112,8 +115,13 @@ def target_logits(rows: jax.Array, w_unembed: jax.Array, targets: jax.Array,
     return jnp.where(in_range, z * inv_temperature, jnp.nan)
 
 
-def forward(config: SweepConfig, hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array,
-            teacher_hidden: jax.Array | None) -> tuple[TokenStats, Residuals]:
+def forward(
+    config: SweepConfig,
+    hidden: jax.Array,
+    w_unembed: jax.Array,
+    targets: jax.Array,
+    teacher_hidden: jax.Array | None,
+) -> tuple[TokenStats, Residuals]:
     """Token statistics and the residuals of their VJP.
 
     One sweep gives lse and entropy (student and teacher rows stacked); with a teacher a second
@@ -130,30 +138,44 @@ def forward(config: SweepConfig, hidden: jax.Array, w_unembed: jax.Array, target
     rows = hidden if teacher_hidden is None else jnp.concatenate([hidden, teacher_hidden])
     engine = config.engine(rows.shape[0], vocab)
     lse, entropy = engine.softmax_stats(_pad_rows(rows, engine.row_multiple), w_unembed)
-    lse, entropy = lse[:rows.shape[0]], entropy[:rows.shape[0]]
+    lse, entropy = lse[: rows.shape[0]], entropy[: rows.shape[0]]
     inv_temperature = 1.0 / config.temperature
     logprob = target_logits(hidden, w_unembed, targets, inv_temperature) - lse[:num_rows]
     if teacher_hidden is None:
         stats = TokenStats(logprob, entropy)
-        return stats, Residuals(hidden, None, w_unembed, targets, lse, entropy,
-                                None, None, None, None)
+        return stats, Residuals(
+            hidden, None, w_unembed, targets, lse, entropy, None, None, None, None
+        )
     lse, teacher_lse = lse[:num_rows], lse[num_rows:]
     entropy, teacher_entropy = entropy[:num_rows], entropy[num_rows:]
     teacher_logprob = target_logits(teacher_hidden, w_unembed, targets, inv_temperature)
     teacher_logprob = teacher_logprob - teacher_lse
     pad = functools.partial(_pad_rows, multiple=engine.row_multiple)
     kl_student, kl_teacher = engine.kl_to_mixture(
-        pad(hidden), pad(teacher_hidden), w_unembed, pad(lse), pad(teacher_lse))
+        pad(hidden), pad(teacher_hidden), w_unembed, pad(lse), pad(teacher_lse)
+    )
     kl_student, kl_teacher = kl_student[:num_rows], kl_teacher[:num_rows]
-    stats = TokenStats(logprob, entropy, teacher_logprob, teacher_entropy,
-                       0.5 * (kl_student + kl_teacher))
-    residuals = Residuals(hidden, teacher_hidden, w_unembed, targets, lse, entropy, teacher_lse,
-                          teacher_entropy, kl_student, kl_teacher)
+    stats = TokenStats(
+        logprob, entropy, teacher_logprob, teacher_entropy, 0.5 * (kl_student + kl_teacher)
+    )
+    residuals = Residuals(
+        hidden,
+        teacher_hidden,
+        w_unembed,
+        targets,
+        lse,
+        entropy,
+        teacher_lse,
+        teacher_entropy,
+        kl_student,
+        kl_teacher,
+    )
     return stats, residuals
 
 
-def backward(config: SweepConfig, res: Residuals, cotangents: TokenStats
-             ) -> tuple[jax.Array | None, jax.Array | None, jax.Array | None]:
+def backward(
+    config: SweepConfig, res: Residuals, cotangents: TokenStats
+) -> tuple[jax.Array | None, jax.Array | None, jax.Array | None]:
     """(d hidden, d w_unembed, d teacher_hidden) for the statistics' cotangents.
 
     A cotangent that is None (a SymbolicZero or an absent teacher field) drops its term; a side
@@ -173,8 +195,10 @@ def backward(config: SweepConfig, res: Residuals, cotangents: TokenStats
     half_g_jsd = None if g_jsd is None else 0.5 * g_jsd
     student = RowCotangent(res.entropy, g_lp, g_ent, half_g_jsd, res.kl_student)
     teacher = RowCotangent(res.teacher_entropy, g_tlp, g_tent, half_g_jsd, res.kl_teacher)
-    active = [any(g is not None for g in (c.g_logprob, c.g_entropy, c.half_g_jsd))
-              for c in (student, teacher)]
+    active = [
+        any(g is not None for g in (c.g_logprob, c.g_entropy, c.half_g_jsd))
+        for c in (student, teacher)
+    ]
     active[1] = active[1] and not config.stop_teacher_gradient
     if not any(active):
         return None, None, None
@@ -185,10 +209,15 @@ def backward(config: SweepConfig, res: Residuals, cotangents: TokenStats
     num_rows, vocab = res.hidden.shape[0], res.w_unembed.shape[1]
     engine = config.engine(num_rows * len(swept), vocab)
     pad = functools.partial(_pad_rows, multiple=engine.row_multiple)
-    sides = [GradSide(pad(candidates[i].rows), pad(candidates[i].targets),
-                      pad(candidates[i].lse),
-                      jax.tree.map(pad, candidates[i].cotangent) if active[i] else None)
-             for i in swept]
+    sides = [
+        GradSide(
+            pad(candidates[i].rows),
+            pad(candidates[i].targets),
+            pad(candidates[i].lse),
+            jax.tree.map(pad, candidates[i].cotangent) if active[i] else None,
+        )
+        for i in swept
+    ]
     d_rows, d_w = vocab_gradients(sides, res.w_unembed, engine)
     grads = [None, None]
     for i, d in zip(swept, d_rows):
@@ -221,10 +250,17 @@ def _token_stats_vjp(config: SweepConfig):
     return stats_fn
 
 
-def token_stats(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
-                temperature: float = 1.0, teacher_hidden: jax.Array | None = None,
-                impl: str = "auto", block_sizes: BlockSizes | None = None,
-                stop_teacher_gradient: bool = False) -> TokenStats:
+def token_stats(
+    hidden: jax.Array,
+    w_unembed: jax.Array,
+    targets: jax.Array,
+    *,
+    temperature: float = 1.0,
+    teacher_hidden: jax.Array | None = None,
+    impl: str = "auto",
+    block_sizes: BlockSizes | None = None,
+    stop_teacher_gradient: bool = False,
+) -> TokenStats:
     """Per-token log-prob and entropy (and teacher statistics and JSD) without [N, V] logits.
 
     logits = hidden @ w_unembed / temperature (grpo.md GRPO-1); logprob = log_softmax(logits)[y],
@@ -261,11 +297,17 @@ def token_stats(hidden: jax.Array, w_unembed: jax.Array, targets: jax.Array, *,
     check_unembedding_inputs(hidden, w_unembed, targets, teacher_hidden, temperature)
     impl, platform = resolve_impl(impl)
     if impl == "reference":
-        return token_stats_reference(hidden, w_unembed, targets, temperature=temperature,
-                                     teacher_hidden=teacher_hidden,
-                                     stop_teacher_gradient=stop_teacher_gradient)
+        return token_stats_reference(
+            hidden,
+            w_unembed,
+            targets,
+            temperature=temperature,
+            teacher_hidden=teacher_hidden,
+            stop_teacher_gradient=stop_teacher_gradient,
+        )
     if block_sizes is None:
         block_sizes = BlockSizes.get_default(platform)
-    config = SweepConfig(impl, float(temperature), block_sizes, platform,
-                         bool(stop_teacher_gradient))
+    config = SweepConfig(
+        impl, float(temperature), block_sizes, platform, bool(stop_teacher_gradient)
+    )
     return _token_stats_vjp(config)(hidden, w_unembed, targets.astype(jnp.int32), teacher_hidden)

@@ -15,8 +15,7 @@ import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from kernels.tile_math import RowCotangent
+from rljax.kernels.tile_math import RowCotangent
 
 
 class GradSide(NamedTuple):
@@ -59,8 +58,9 @@ class Engine(NamedTuple):
     logit_cotangents: LogitCotangentFn
 
 
-def vocab_gradients(sides: Sequence[GradSide], w: jax.Array, engine: Engine
-                    ) -> tuple[list[jax.Array | None], jax.Array]:
+def vocab_gradients(
+    sides: Sequence[GradSide], w: jax.Array, engine: Engine
+) -> tuple[list[jax.Array | None], jax.Array]:
     """Gradients of sum_n (cotangent-weighted statistics) w.r.t. the rows and the unembedding.
 
     One pass over vocabulary chunks of width engine.chunk_v (a static tail handles V not divisible
@@ -85,8 +85,9 @@ def vocab_gradients(sides: Sequence[GradSide], w: jax.Array, engine: Engine
     num_full, tail = divmod(vocab, chunk_v)
     grad_sides = [side.cotangent is not None for side in sides]
 
-    def chunk_grads(w_chunk: jax.Array, start: jax.Array
-                    ) -> tuple[list[jax.Array | None], jax.Array]:
+    def chunk_grads(
+        w_chunk: jax.Array, start: jax.Array
+    ) -> tuple[list[jax.Array | None], jax.Array]:
         cotangents = engine.logit_cotangents(sides, w_chunk, start)
         d_rows, d_w_chunk = [], jnp.zeros((hidden_size, w_chunk.shape[1]), jnp.float32)
         for side, dz in zip(sides, cotangents):
@@ -94,10 +95,14 @@ def vocab_gradients(sides: Sequence[GradSide], w: jax.Array, engine: Engine
                 d_rows.append(None)
                 continue
             dz = dz.astype(w.dtype)
-            d_rows.append(lax.dot_general(dz, w_chunk, (((1,), (1,)), ((), ())),
-                                          preferred_element_type=jnp.float32))
-            d_w_chunk += lax.dot_general(side.rows, dz, (((0,), (0,)), ((), ())),
-                                         preferred_element_type=jnp.float32)
+            d_rows.append(
+                lax.dot_general(
+                    dz, w_chunk, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+                )
+            )
+            d_w_chunk += lax.dot_general(
+                side.rows, dz, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32
+            )
         return d_rows, d_w_chunk.astype(w.dtype)
 
     def accumulate(carry, start, w_chunk):
@@ -110,8 +115,10 @@ def vocab_gradients(sides: Sequence[GradSide], w: jax.Array, engine: Engine
         start = index * chunk_v
         return accumulate(carry, start, lax.dynamic_slice_in_dim(w, start, chunk_v, axis=1))
 
-    carry = ([jnp.zeros((num_rows, hidden_size), jnp.float32) if g else None for g in grad_sides],
-             jnp.zeros_like(w))
+    carry = (
+        [jnp.zeros((num_rows, hidden_size), jnp.float32) if g else None for g in grad_sides],
+        jnp.zeros_like(w),
+    )
     if num_full:
         carry = lax.fori_loop(0, num_full, body, carry)
     if tail:

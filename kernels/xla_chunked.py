@@ -11,9 +11,8 @@ import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
-
-from kernels import tile_math
-from kernels.vocab_sweep import Engine, GradSide
+from rljax.kernels import tile_math
+from rljax.kernels.vocab_sweep import Engine, GradSide
 
 
 def _logits(rows: jax.Array, w_chunk: jax.Array, inv_temperature: float) -> jax.Array:
@@ -29,12 +28,13 @@ def _fold_chunks(w: jax.Array, chunk_v: int, init, step: Callable):
 
     carry = lax.fori_loop(0, num_full, body, init) if num_full else init
     if tail:
-        carry = step(carry, w[:, num_full * chunk_v:])
+        carry = step(carry, w[:, num_full * chunk_v :])
     return carry
 
 
-def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float, chunk_v: int
-                  ) -> tuple[jax.Array, jax.Array]:
+def softmax_stats(
+    rows: jax.Array, w: jax.Array, *, inv_temperature: float, chunk_v: int
+) -> tuple[jax.Array, jax.Array]:
     """Log-sum-exp and entropy of softmax(rows @ w / tau) in one sweep over vocabulary chunks.
 
     Args:
@@ -48,8 +48,11 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float, chun
     """
     chex.assert_rank([rows, w], 2)
     column = (rows.shape[0], 1)
-    init = (jnp.full(column, tile_math.MASK_VALUE, jnp.float32),
-            jnp.zeros(column, jnp.float32), jnp.zeros(column, jnp.float32))
+    init = (
+        jnp.full(column, tile_math.MASK_VALUE, jnp.float32),
+        jnp.zeros(column, jnp.float32),
+        jnp.zeros(column, jnp.float32),
+    )
 
     def step(carry, w_chunk):
         chunk = tile_math.softmax_stats(_logits(rows, w_chunk, inv_temperature), None)
@@ -60,9 +63,16 @@ def softmax_stats(rows: jax.Array, w: jax.Array, *, inv_temperature: float, chun
     return lse[:, 0], entropy[:, 0]
 
 
-def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
-                  lse_s: jax.Array, lse_t: jax.Array, *, inv_temperature: float, chunk_v: int
-                  ) -> tuple[jax.Array, jax.Array]:
+def kl_to_mixture(
+    hidden: jax.Array,
+    teacher_hidden: jax.Array,
+    w: jax.Array,
+    lse_s: jax.Array,
+    lse_t: jax.Array,
+    *,
+    inv_temperature: float,
+    chunk_v: int,
+) -> tuple[jax.Array, jax.Array]:
     """KL(p || M) and KL(q || M) per row, p and q the student and teacher softmaxes, M = (p+q)/2.
 
     Args:
@@ -80,17 +90,22 @@ def kl_to_mixture(hidden: jax.Array, teacher_hidden: jax.Array, w: jax.Array,
     zeros = jnp.zeros((hidden.shape[0], 1), jnp.float32)
 
     def step(carry, w_chunk):
-        parts = tile_math.kl_to_mixture(_logits(hidden, w_chunk, inv_temperature),
-                                        _logits(teacher_hidden, w_chunk, inv_temperature),
-                                        lse_s[:, None], lse_t[:, None], None)
+        parts = tile_math.kl_to_mixture(
+            _logits(hidden, w_chunk, inv_temperature),
+            _logits(teacher_hidden, w_chunk, inv_temperature),
+            lse_s[:, None],
+            lse_t[:, None],
+            None,
+        )
         return carry[0] + parts[0], carry[1] + parts[1]
 
     kl_s, kl_t = _fold_chunks(w, chunk_v, (zeros, zeros), step)
     return kl_s[:, 0], kl_t[:, 0]
 
 
-def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *,
-                     inv_temperature: float) -> list[jax.Array | None]:
+def logit_cotangents(
+    sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.Array, *, inv_temperature: float
+) -> list[jax.Array | None]:
     """Cotangents of one chunk's logits per side (see `vocab_sweep.LogitCotangentFn`).
 
     Args:
@@ -106,8 +121,7 @@ def logit_cotangents(sides: Sequence[GradSide], w_chunk: jax.Array, start: jax.A
     logits = [_logits(side.rows, w_chunk, inv_temperature) for side in sides]
     lse = [side.lse[:, None] for side in sides]
     log_m = None
-    if any(side.cotangent is not None and side.cotangent.half_g_jsd is not None
-           for side in sides):
+    if any(side.cotangent is not None and side.cotangent.half_g_jsd is not None for side in sides):
         log_m = tile_math.log_mixture(logits[0] - lse[0], logits[1] - lse[1])
     columns = start + lax.broadcasted_iota(jnp.int32, (1, w_chunk.shape[1]), 1)
     out = []
@@ -136,9 +150,12 @@ def make_engine(*, inv_temperature: float, chunk_v: int) -> Engine:
         row_multiple=1,
         chunk_v=chunk_v,
         softmax_stats=lambda rows, w: softmax_stats(
-            rows, w, inv_temperature=inv_temperature, chunk_v=chunk_v),
+            rows, w, inv_temperature=inv_temperature, chunk_v=chunk_v
+        ),
         kl_to_mixture=lambda *args: kl_to_mixture(
-            *args, inv_temperature=inv_temperature, chunk_v=chunk_v),
+            *args, inv_temperature=inv_temperature, chunk_v=chunk_v
+        ),
         logit_cotangents=lambda sides, w_chunk, start: logit_cotangents(
-            sides, w_chunk, start, inv_temperature=inv_temperature),
+            sides, w_chunk, start, inv_temperature=inv_temperature
+        ),
     )

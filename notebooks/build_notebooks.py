@@ -33,8 +33,9 @@ def _markdown_text(lines: list[tuple[int, str]], origin: str) -> str:
         elif line.startswith("# "):
             text.append(line[2:])
         else:
-            raise ValueError(f"{origin}:{number}: a markdown cell line must start with '# ', "
-                             f"got {line!r}")
+            raise ValueError(
+                f"{origin}:{number}: a markdown cell line must start with '# ', got {line!r}"
+            )
     return "\n".join(text).strip("\n")
 
 
@@ -71,8 +72,10 @@ def parse_cells(source: str, origin: str = "<source>") -> list[nbformat.Notebook
             flush()
             marker = line.rstrip()
             if marker not in (CELL_MARKER, MARKDOWN_MARKER):
-                raise ValueError(f"{origin}:{number}: unknown cell marker {marker!r}; expected "
-                                 f"{CELL_MARKER!r} or {MARKDOWN_MARKER!r}")
+                raise ValueError(
+                    f"{origin}:{number}: unknown cell marker {marker!r}; expected "
+                    f"{CELL_MARKER!r} or {MARKDOWN_MARKER!r}"
+                )
             kind, lines = ("markdown" if marker == MARKDOWN_MARKER else "code"), []
         else:
             lines.append((number, line))
@@ -83,8 +86,9 @@ def parse_cells(source: str, origin: str = "<source>") -> list[nbformat.Notebook
 def build(source_path: pathlib.Path) -> nbformat.NotebookNode:
     """The notebook (no outputs) generated from one source file."""
     cells = parse_cells(source_path.read_text(), origin=source_path.name)
-    notebook = nbformat.v4.new_notebook(cells=cells, metadata={
-        "kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    notebook = nbformat.v4.new_notebook(
+        cells=cells, metadata={"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    )
     # Stable cell ids keep regenerated notebooks byte-identical when the source is unchanged.
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"{source_path.stem}-{index:02d}"
@@ -104,8 +108,9 @@ def source_paths() -> list[pathlib.Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="report out-of-date notebooks instead of writing them")
+    parser.add_argument(
+        "--check", action="store_true", help="report out-of-date notebooks instead of writing them"
+    )
     args = parser.parse_args(argv)
     stale = []
     for source in source_paths():

@@ -30,9 +30,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import experiments
-import kernels
 import rljax
-from rljax import methods
+from rljax import kernels, methods
 from rljax.envs.base import Task
 from rljax.rollout.types import Trajectories
 from rljax.train import policy
@@ -90,8 +89,14 @@ def with_method(config: ExperimentConfig, name: str, **kwargs) -> ExperimentConf
     return dataclasses.replace(config, method=MethodSection(name=name, kwargs=kwargs))
 
 
-def rollout_batch(trainer: Trainer, *, num_prompts: int, seed: int = 0, split: str = "heldout",
-                  max_rounds: int = 4) -> tuple[Trajectories, list[Task], np.ndarray]:
+def rollout_batch(
+    trainer: Trainer,
+    *,
+    num_prompts: int,
+    seed: int = 0,
+    split: str = "heldout",
+    max_rounds: int = 4,
+) -> tuple[Trajectories, list[Task], np.ndarray]:
     """Samples `task.group_size` responses to each of `num_prompts` tasks with the trained policy.
 
     Methods with DAPO dynamic sampling (`method.filter_groups`) get it as in training
@@ -113,23 +118,35 @@ def rollout_batch(trainer: Trainer, *, num_prompts: int, seed: int = 0, split: s
     key = jax.random.key(seed)
 
     def sample(round_: int) -> tuple[Trajectories, list[Task]]:
-        tasks = [trainer.family.generate(split, round_ * num_prompts + index)
-                 for index in range(num_prompts)]
-        return policy.rollout(trainer, tasks, jax.random.fold_in(key, round_),
-                              group_size=group), tasks
+        tasks = [
+            trainer.family.generate(split, round_ * num_prompts + index)
+            for index in range(num_prompts)
+        ]
+        return policy.rollout(
+            trainer, tasks, jax.random.fold_in(key, round_), group_size=group
+        ), tasks
 
     if not trainer.method.filter_groups:
         traj, tasks = sample(0)
         return traj, tasks, np.ones(num_prompts, bool)
     traj, tasks, group_mask, _ = policy.filter_groups(
-        sample, num_prompts=num_prompts, group_size=group, max_rounds=max_rounds,
-        pad_id=trainer.tokenizer.pad_token_id)
+        sample,
+        num_prompts=num_prompts,
+        group_size=group,
+        max_rounds=max_rounds,
+        pad_id=trainer.tokenizer.pad_token_id,
+    )
     return traj, tasks, group_mask
 
 
-def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
-                   group_mask: np.ndarray, *, group_size: int | None = None
-                   ) -> tuple[methods.PrepareInputs, dict[str, np.ndarray]]:
+def prepare_inputs(
+    trainer: Trainer,
+    traj: Trajectories,
+    tasks: Sequence[Task],
+    group_mask: np.ndarray,
+    *,
+    group_size: int | None = None,
+) -> tuple[methods.PrepareInputs, dict[str, np.ndarray]]:
     """The `PrepareInputs` of a rollout batch under the trainer's current policy.
 
     Runs the trainer's no-grad forward pass (log-probs and entropies through
@@ -153,8 +170,12 @@ def prepare_inputs(trainer: Trainer, traj: Trajectories, tasks: Sequence[Task],
     return inputs, arrays
 
 
-def loss_batch(method: methods.Method, inputs: methods.PrepareInputs,
-               arrays: Mapping[str, np.ndarray], state=None) -> tuple[dict, dict]:
+def loss_batch(
+    method: methods.Method,
+    inputs: methods.PrepareInputs,
+    arrays: Mapping[str, np.ndarray],
+    state=None,
+) -> tuple[dict, dict]:
     """What `method.loss` reads for one rollout batch: the arrays plus `method.prepare`'s output.
 
     Args:
@@ -170,8 +191,11 @@ def loss_batch(method: methods.Method, inputs: methods.PrepareInputs,
         diagnostics `prepare` reported.
     """
     prepared, _, metrics = method.prepare(inputs, method.init_state() if state is None else state)
-    batch = {**{k: jnp.asarray(v) for k, v in arrays.items()}, **prepared,
-             "old_logprobs": inputs.old_logprobs}
+    batch = {
+        **{k: jnp.asarray(v) for k, v in arrays.items()},
+        **prepared,
+        "old_logprobs": inputs.old_logprobs,
+    }
     if "reference" in method.needs:
         batch["ref_logprobs"] = inputs.old_logprobs
     return batch, {k: float(v) for k, v in metrics.items()}
@@ -205,9 +229,16 @@ def response_credit(credit: np.ndarray, action_mask: np.ndarray) -> np.ndarray:
     return (np.asarray(credit) * mask).sum(-1) / np.maximum(mask.sum(-1), 1)
 
 
-def plot_token_credit(credits: Mapping[str, np.ndarray], mask: np.ndarray, *,
-                      group_size: int, columns: slice | None = None, dots: np.ndarray | None = None,
-                      title: str = "", ncols: int = 2) -> plt.Figure:
+def plot_token_credit(
+    credits: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    *,
+    group_size: int,
+    columns: slice | None = None,
+    dots: np.ndarray | None = None,
+    title: str = "",
+    ncols: int = 2,
+) -> plt.Figure:
     """Heat maps of per-token credit, one panel per method, each on its own diverging scale.
 
     Args:
@@ -227,14 +258,21 @@ def plot_token_credit(credits: Mapping[str, np.ndarray], mask: np.ndarray, *,
     rows = mask.shape[0]
     nrows = -(-len(credits) // ncols)
     height = max(2.2, 0.16 * rows + 0.9)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, height * nrows),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.6 * ncols, height * nrows), squeeze=False, layout="constrained"
+    )
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
     for ax, (label, credit) in zip(axes.flat, credits.items()):
         shown = np.asarray(credit)[:, columns]
         limit = float(np.abs(shown[mask]).max(initial=0.0)) or 1.0
-        image = ax.imshow(np.ma.masked_where(~mask, shown), cmap=cmap, vmin=-limit, vmax=limit,
-                          aspect="auto", interpolation="nearest")
+        image = ax.imshow(
+            np.ma.masked_where(~mask, shown),
+            cmap=cmap,
+            vmin=-limit,
+            vmax=limit,
+            aspect="auto",
+            interpolation="nearest",
+        )
         if dots is not None:
             b, t = np.nonzero(np.asarray(dots, bool)[:, columns])
             ax.plot(t, b, "k.", markersize=2)
@@ -245,15 +283,20 @@ def plot_token_credit(credits: Mapping[str, np.ndarray], mask: np.ndarray, *,
         ax.set_ylabel("response b", fontsize=8)
         ax.tick_params(labelsize=7)
         fig.colorbar(image, ax=ax, shrink=0.9).ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(credits):]:
+    for ax in list(axes.flat)[len(credits) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title)
     return fig
 
 
-def plot_response_credit(values: Mapping[str, np.ndarray], *, group_size: int, title: str = "",
-                         ylabel: str = "mean credit over the response") -> plt.Figure:
+def plot_response_credit(
+    values: Mapping[str, np.ndarray],
+    *,
+    group_size: int,
+    title: str = "",
+    ylabel: str = "mean credit over the response",
+) -> plt.Figure:
     """Grouped bars of one value per response and method (e.g. `response_credit`).
 
     Args:
@@ -272,12 +315,17 @@ def plot_response_credit(values: Mapping[str, np.ndarray], *, group_size: int, t
     width = 0.8 / len(labels)
     fig, ax = plt.subplots(figsize=(min(14.0, max(6.0, 0.6 * num_rows)), 3.2))
     for index, label in enumerate(labels):
-        ax.bar(positions + (index - (len(labels) - 1) / 2) * width, np.asarray(values[label]),
-               width=width, label=label)
+        ax.bar(
+            positions + (index - (len(labels) - 1) / 2) * width,
+            np.asarray(values[label]),
+            width=width,
+            label=label,
+        )
     ax.axhline(0.0, color="k", linewidth=0.6)
     if num_rows <= 24:
-        ax.set_xticks(positions, [f"{b // group_size}.{b % group_size}" for b in range(num_rows)],
-                      fontsize=7)
+        ax.set_xticks(
+            positions, [f"{b // group_size}.{b % group_size}" for b in range(num_rows)], fontsize=7
+        )
         ax.set_xlabel("response (prompt.sample)")
     else:
         centres = positions.reshape(-1, group_size).mean(1)
@@ -291,8 +339,9 @@ def plot_response_credit(values: Mapping[str, np.ndarray], *, group_size: int, t
     return fig
 
 
-def plot_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str], *,
-                title: str = "") -> plt.Figure:
+def plot_curves(
+    runs: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str], *, title: str = ""
+) -> plt.Figure:
     """Per-step curves of `keys` from several runs' metric records (one panel per key).
 
     Args:

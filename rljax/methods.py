@@ -125,25 +125,37 @@ _NORMALIZERS = {
 }
 
 
-def _clipped_surrogate_loss(logprobs: Array, batch: dict, *, policy_kwargs: dict, kl_beta: float,
-                            kl_kind: str) -> tuple[Array, dict]:
+def _clipped_surrogate_loss(
+    logprobs: Array, batch: dict, *, policy_kwargs: dict, kl_beta: float, kl_kind: str
+) -> tuple[Array, dict]:
     """policy_loss on the prepared advantages, plus an optional KL term to the reference."""
-    loss, metrics = losses.policy_loss(logprobs, batch["old_logprobs"], batch["advantages"],
-                                       batch["action_mask"], **policy_kwargs)
+    loss, metrics = losses.policy_loss(
+        logprobs, batch["old_logprobs"], batch["advantages"], batch["action_mask"], **policy_kwargs
+    )
     if kl_beta > 0:
         kl = losses.kl_penalty(logprobs, batch["ref_logprobs"], kind=kl_kind)
-        kl_loss = losses.aggregate(kl, batch["action_mask"],
-                                   mode=policy_kwargs.get("mode", "token-mean"),
-                                   max_len=policy_kwargs.get("max_len"))
+        kl_loss = losses.aggregate(
+            kl,
+            batch["action_mask"],
+            mode=policy_kwargs.get("mode", "token-mean"),
+            max_len=policy_kwargs.get("max_len"),
+        )
         loss = loss + kl_beta * kl_loss
         metrics = {**metrics, "kl": kl_loss}
     return loss, metrics
 
 
-def _policy_method(name: str, credit: Callable[[PrepareInputs, Any], tuple[Array, Any, dict]], *,
-                   policy_kwargs: dict, kl_beta: float = 0.0, kl_kind: str = "k3",
-                   init_state: Callable[[], Any] = lambda: (), needs: frozenset = frozenset(),
-                   filter_groups: bool = False) -> Method:
+def _policy_method(
+    name: str,
+    credit: Callable[[PrepareInputs, Any], tuple[Array, Any, dict]],
+    *,
+    policy_kwargs: dict,
+    kl_beta: float = 0.0,
+    kl_kind: str = "k3",
+    init_state: Callable[[], Any] = lambda: (),
+    needs: frozenset = frozenset(),
+    filter_groups: bool = False,
+) -> Method:
     """A method whose loss is the clipped surrogate on credit computed by `credit`."""
     mode = policy_kwargs.get("mode", "token-mean")
     if mode not in _NORMALIZERS:
@@ -163,8 +175,9 @@ def _policy_method(name: str, credit: Callable[[PrepareInputs, Any], tuple[Array
     return Method(
         name=name,
         prepare=prepare,
-        loss=functools.partial(_clipped_surrogate_loss, policy_kwargs=policy_kwargs,
-                               kl_beta=kl_beta, kl_kind=kl_kind),
+        loss=functools.partial(
+            _clipped_surrogate_loss, policy_kwargs=policy_kwargs, kl_beta=kl_beta, kl_kind=kl_kind
+        ),
         normalizer=_NORMALIZERS[mode],
         init_state=init_state,
         needs=needs,
@@ -176,7 +189,9 @@ def _shaped_rewards(inputs: PrepareInputs, overlong: tuple[int, int, float] | No
     if overlong is None:
         return inputs.rewards
     max_len, buffer, factor = overlong
-    penalty = losses.overlong_penalty(inputs.lengths, max_len=max_len, buffer_len=buffer, factor=factor)
+    penalty = losses.overlong_penalty(
+        inputs.lengths, max_len=max_len, buffer_len=buffer, factor=factor
+    )
     return inputs.rewards + penalty.reshape(inputs.rewards.shape)
 
 
@@ -184,23 +199,43 @@ def _shaped_rewards(inputs: PrepareInputs, overlong: tuple[int, int, float] | No
 # GRPO family (methods/grpo.md).
 
 
-def grpo(*, clip_low: float = 0.2, clip_high: float = 0.2, dual_clip: float | None = None,
-         mode: str = "token-mean", max_len: int | None = None, kl_beta: float = 0.0,
-         kl_kind: str = "k3", scale: str = "std") -> Method:
+def grpo(
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    mode: str = "token-mean",
+    max_len: int | None = None,
+    kl_beta: float = 0.0,
+    kl_kind: str = "k3",
+    scale: str = "std",
+) -> Method:
     """GRPO: group z-score advantages (unbiased std) and the clipped surrogate (arXiv 2402.03300)."""
 
     def credit(inputs, state):
         adv = losses.group_advantages(inputs.rewards, scale=scale)
         return _per_row(adv), state, {}
 
-    return _policy_method("grpo", credit, kl_beta=kl_beta, kl_kind=kl_kind, policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode=mode, max_len=max_len))
+    return _policy_method(
+        "grpo",
+        credit,
+        kl_beta=kl_beta,
+        kl_kind=kl_kind,
+        policy_kwargs=dict(
+            clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode=mode, max_len=max_len
+        ),
+    )
 
 
 def drgrpo(*, max_len: int | None = None, clip_low: float = 0.2, clip_high: float = 0.2) -> Method:
     """Dr.GRPO: centred advantages, constant-length normalisation (arXiv 2503.20783)."""
-    method = grpo(scale="none", mode="seq-mean-token-sum-norm", max_len=max_len,
-                  clip_low=clip_low, clip_high=clip_high)
+    method = grpo(
+        scale="none",
+        mode="seq-mean-token-sum-norm",
+        max_len=max_len,
+        clip_low=clip_low,
+        clip_high=clip_high,
+    )
     return dataclasses.replace(method, name="drgrpo")
 
 
@@ -210,13 +245,21 @@ def rloo(*, clip_low: float = 0.2, clip_high: float = 0.2, mode: str = "token-me
     def credit(inputs, state):
         return _per_row(losses.rloo_advantages(inputs.rewards)), state, {}
 
-    return _policy_method("rloo", credit, policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, mode=mode))
+    return _policy_method(
+        "rloo", credit, policy_kwargs=dict(clip_low=clip_low, clip_high=clip_high, mode=mode)
+    )
 
 
-def dapo(*, clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float | None = 3.0,
-         overlong_max_len: int | None = None, overlong_buffer: int | None = None,
-         overlong_factor: float = 1.0, filter_groups: bool = True) -> Method:
+def dapo(
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+    overlong_max_len: int | None = None,
+    overlong_buffer: int | None = None,
+    overlong_factor: float = 1.0,
+    filter_groups: bool = True,
+) -> Method:
     """DAPO preset: clip-higher, dual clip, token-mean, overlong shaping, dynamic sampling."""
     overlong = None
     if overlong_max_len is not None:
@@ -226,16 +269,27 @@ def dapo(*, clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float | N
         adv = losses.group_advantages(_shaped_rewards(inputs, overlong))
         return _per_row(adv), state, {}
 
-    return _policy_method("dapo", credit, filter_groups=filter_groups, policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"))
+    return _policy_method(
+        "dapo",
+        credit,
+        filter_groups=filter_groups,
+        policy_kwargs=dict(
+            clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # The six 2026 methods.
 
 
-def echo(*, coef: float = 0.05, normalization: str = "full_observation_tokens",
-         clip_low: float = 0.2, clip_high: float = 0.2) -> Method:
+def echo(
+    *,
+    coef: float = 0.05,
+    normalization: str = "full_observation_tokens",
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+) -> Method:
     """ECHO: GRPO on action tokens + coef * cross-entropy on observation tokens (methods/echo.md)."""
 
     def prepare(inputs, state):
@@ -243,68 +297,150 @@ def echo(*, coef: float = 0.05, normalization: str = "full_observation_tokens",
         return {"advantages": jax.lax.stop_gradient(_per_row(adv))}, state, {}
 
     def loss(logprobs, batch):
-        return losses.echo_loss(logprobs, batch["old_logprobs"], batch["advantages"],
-                                batch["action_mask"], batch["env_mask"], batch["warning_mask"],
-                                coef=coef, normalization=normalization, clip_low=clip_low,
-                                clip_high=clip_high)
+        return losses.echo_loss(
+            logprobs,
+            batch["old_logprobs"],
+            batch["advantages"],
+            batch["action_mask"],
+            batch["env_mask"],
+            batch["warning_mask"],
+            coef=coef,
+            normalization=normalization,
+            clip_low=clip_low,
+            clip_high=clip_high,
+        )
 
     return Method(name="echo", prepare=prepare, loss=loss, normalizer=_rows_normalizer)
 
 
-def delta(*, c_min: float = 0.8, c_max: float = 1.2, n_refine: int = 1, clip_low: float = 0.2,
-          clip_high: float = 0.28, dual_clip: float | None = 10.0) -> Method:
+def delta(
+    *,
+    c_min: float = 0.8,
+    c_max: float = 1.2,
+    n_refine: int = 1,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = 10.0,
+) -> Method:
     """DelTA: GRPO advantages times per-token centroid-discriminator coefficients (methods/delta.md)."""
 
     def credit(inputs, state):
         adv = _per_row(losses.group_advantages(inputs.rewards))
         probs = jnp.exp(inputs.old_logprobs)
-        coeffs = losses.delta_coefficients(inputs.hidden, probs, adv, inputs.action_mask,
-                                           c_min=c_min, c_max=c_max, n_refine=n_refine)
+        coeffs = losses.delta_coefficients(
+            inputs.hidden,
+            probs,
+            adv,
+            inputs.action_mask,
+            c_min=c_min,
+            c_max=c_max,
+            n_refine=n_refine,
+        )
         on = inputs.action_mask > 0
         spread = jnp.where(on, coeffs, jnp.nan)
-        return adv[:, None] * coeffs * inputs.action_mask, state, {
-            "delta_coef_min": jnp.nanmin(spread), "delta_coef_max": jnp.nanmax(spread),
-            "delta_coef_std": jnp.nanstd(spread)}
+        return (
+            adv[:, None] * coeffs * inputs.action_mask,
+            state,
+            {
+                "delta_coef_min": jnp.nanmin(spread),
+                "delta_coef_max": jnp.nanmax(spread),
+                "delta_coef_std": jnp.nanstd(spread),
+            },
+        )
 
-    return _policy_method("delta", credit, needs=frozenset({"hidden"}), policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"))
+    return _policy_method(
+        "delta",
+        credit,
+        needs=frozenset({"hidden"}),
+        policy_kwargs=dict(
+            clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"
+        ),
+    )
 
 
-def _task_normalised(name: str, advantage_fn: Callable[..., Array], *, num_tasks: int,
-                     clip_low: float, clip_high: float, dual_clip: float | None,
-                     filter_groups: bool) -> Method:
+def _task_normalised(
+    name: str,
+    advantage_fn: Callable[..., Array],
+    *,
+    num_tasks: int,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+    filter_groups: bool,
+) -> Method:
     """GoLongRL's composition: a task-level advantage function, dual clip, token-mean."""
 
     def credit(inputs, state):
-        adv = advantage_fn(inputs.rewards, inputs.task_ids, num_tasks=num_tasks,
-                           group_mask=inputs.group_mask)
-        cv = losses.task_advantage_cv(adv, inputs.task_ids, num_tasks=num_tasks,
-                                      group_mask=inputs.group_mask)
+        adv = advantage_fn(
+            inputs.rewards, inputs.task_ids, num_tasks=num_tasks, group_mask=inputs.group_mask
+        )
+        cv = losses.task_advantage_cv(
+            adv, inputs.task_ids, num_tasks=num_tasks, group_mask=inputs.group_mask
+        )
         return _per_row(adv), state, {"tmn_task_cv": cv}
 
-    return _policy_method(name, credit, filter_groups=filter_groups, policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"))
+    return _policy_method(
+        name,
+        credit,
+        filter_groups=filter_groups,
+        policy_kwargs=dict(
+            clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip, mode="token-mean"
+        ),
+    )
 
 
-def golong(*, num_tasks: int = 9, alpha: float = 0.8, gamma: float = 1.0, clip_low: float = 0.2,
-           clip_high: float = 0.28, dual_clip: float | None = 3.0,
-           filter_groups: bool = True) -> Method:
+def golong(
+    *,
+    num_tasks: int = 9,
+    alpha: float = 0.8,
+    gamma: float = 1.0,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+    filter_groups: bool = True,
+) -> Method:
     """GoLongRL TMN-Reweight: task-level normalisation and difficulty reweighting (golongrl.md)."""
     advantage_fn = functools.partial(losses.tmn_reweight_advantages, alpha=alpha, gamma=gamma)
-    return _task_normalised("golong", advantage_fn, num_tasks=num_tasks, clip_low=clip_low,
-                            clip_high=clip_high, dual_clip=dual_clip, filter_groups=filter_groups)
+    return _task_normalised(
+        "golong",
+        advantage_fn,
+        num_tasks=num_tasks,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip=dual_clip,
+        filter_groups=filter_groups,
+    )
 
 
-def golong_tmn(*, num_tasks: int = 9, clip_low: float = 0.2, clip_high: float = 0.28,
-               dual_clip: float | None = 3.0, filter_groups: bool = True) -> Method:
+def golong_tmn(
+    *,
+    num_tasks: int = 9,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+    filter_groups: bool = True,
+) -> Method:
     """GoLongRL's TMN ablation: task-level normalisation without the difficulty reweighting."""
-    return _task_normalised("golong_tmn", losses.tmn_advantages, num_tasks=num_tasks,
-                            clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip,
-                            filter_groups=filter_groups)
+    return _task_normalised(
+        "golong_tmn",
+        losses.tmn_advantages,
+        num_tasks=num_tasks,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip=dual_clip,
+        filter_groups=filter_groups,
+    )
 
 
-def anti_sd(*, coef_max: float = 0.5, warmup_steps: int = 5, down_ratio: float = 0.93,
-            gate: bool = True, clip_low: float = 0.2, clip_high: float = 0.2) -> Method:
+def anti_sd(
+    *,
+    coef_max: float = 0.5,
+    warmup_steps: int = 5,
+    down_ratio: float = 0.93,
+    gate: bool = True,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+) -> Method:
     """Anti-SD: GRPO advantage minus a gated JSD penalty against a self-teacher (methods/anti_sd.md)."""
 
     def init_state():
@@ -318,62 +454,116 @@ def anti_sd(*, coef_max: float = 0.5, warmup_steps: int = 5, down_ratio: float =
             state, open_ = losses.entropy_gate_update(state, median)
         else:
             open_ = jnp.ones((), jnp.float32)
-        token_adv = losses.anti_sd_advantages(adv, inputs.old_logprobs, inputs.teacher_logprobs,
-                                              inputs.action_mask, coef=open_ * coef_max)
+        token_adv = losses.anti_sd_advantages(
+            adv,
+            inputs.old_logprobs,
+            inputs.teacher_logprobs,
+            inputs.action_mask,
+            coef=open_ * coef_max,
+        )
         penalty = losses.jsd_token_penalty(inputs.old_logprobs, inputs.teacher_logprobs)
-        return token_adv, state, {"anti_sd_gate": open_, "teacher_entropy_median": median,
-                                  "anti_sd_penalty_mean": jnp.where(on, penalty, 0).sum()
-                                  / jnp.maximum(on.sum(), 1)}
+        return (
+            token_adv,
+            state,
+            {
+                "anti_sd_gate": open_,
+                "teacher_entropy_median": median,
+                "anti_sd_penalty_mean": jnp.where(on, penalty, 0).sum() / jnp.maximum(on.sum(), 1),
+            },
+        )
 
-    return _policy_method("anti_sd", credit, init_state=init_state, needs=frozenset({"teacher"}),
-                          policy_kwargs=dict(clip_low=clip_low, clip_high=clip_high,
-                                             mode="token-mean"))
+    return _policy_method(
+        "anti_sd",
+        credit,
+        init_state=init_state,
+        needs=frozenset({"teacher"}),
+        policy_kwargs=dict(clip_low=clip_low, clip_high=clip_high, mode="token-mean"),
+    )
 
 
-def rubric_em(*, dependence: Any = None, kl_beta: float = 0.001, clip_low: float = 0.2,
-              clip_high: float = 0.2) -> Method:
+def rubric_em(
+    *, dependence: Any = None, kl_beta: float = 0.001, clip_low: float = 0.2, clip_high: float = 0.2
+) -> Method:
     """RubricEM SS-GRPO: stage returns, stagewise normalisation, stage-token credit (methods/rubric_em.md).
 
     `dependence` is the K x K upper-triangular Lambda; None takes the spec's default
     (`rljax.losses.rubric_em.PAPER_STAGE_DEPENDENCE`).
     """
-    lam = jnp.asarray(rubric_em_losses.PAPER_STAGE_DEPENDENCE if dependence is None else dependence, jnp.float32)
+    lam = jnp.asarray(
+        rubric_em_losses.PAPER_STAGE_DEPENDENCE if dependence is None else dependence, jnp.float32
+    )
 
     def credit(inputs, state):
-        stage_adv = losses.stagewise_advantages(inputs.stage_rewards, lam)   # [P, G, K]
+        stage_adv = losses.stagewise_advantages(inputs.stage_rewards, lam)  # [P, G, K]
         num_stages = stage_adv.shape[-1]
-        token_adv = losses.stage_token_advantages(stage_adv.reshape(-1, num_stages),
-                                                  inputs.stage_ids)
-        per_stage = {f"stage_adv_abs_{k}": jnp.abs(stage_adv[..., k]).mean()
-                     for k in range(num_stages)}
+        token_adv = losses.stage_token_advantages(
+            stage_adv.reshape(-1, num_stages), inputs.stage_ids
+        )
+        per_stage = {
+            f"stage_adv_abs_{k}": jnp.abs(stage_adv[..., k]).mean() for k in range(num_stages)
+        }
         return token_adv * inputs.action_mask, state, per_stage
 
-    return _policy_method("rubric_em", credit, kl_beta=kl_beta, kl_kind="k3", policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, mode="token-mean"))
+    return _policy_method(
+        "rubric_em",
+        credit,
+        kl_beta=kl_beta,
+        kl_kind="k3",
+        policy_kwargs=dict(clip_low=clip_low, clip_high=clip_high, mode="token-mean"),
+    )
 
 
-def poly_epo(*, set_size: int = 4, max_len: int | None = None, degenerate: int = -1,
-             clip_low: float = 0.2, clip_high: float = 0.28, dual_clip: float | None = 3.0) -> Method:
+def poly_epo(
+    *,
+    set_size: int = 4,
+    max_len: int | None = None,
+    degenerate: int = -1,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+) -> Method:
     """Poly-EPO: marginal set advantages from mean reward x strategy diversity (methods/poly_epo.md)."""
 
     def credit(inputs, state):
-        adv = losses.poly_epo_advantages(inputs.rewards, inputs.cluster_ids, set_size=set_size,
-                                         degenerate=degenerate)
+        adv = losses.poly_epo_advantages(
+            inputs.rewards, inputs.cluster_ids, set_size=set_size, degenerate=degenerate
+        )
         valid = inputs.cluster_ids != degenerate
-        distinct = jax.vmap(lambda c, v: jnp.sum(
-            (jnp.unique(jnp.where(v, c, degenerate), size=c.shape[0], fill_value=degenerate)
-             != degenerate)))(inputs.cluster_ids, valid)
+        distinct = jax.vmap(
+            lambda c, v: jnp.sum(
+                (
+                    jnp.unique(jnp.where(v, c, degenerate), size=c.shape[0], fill_value=degenerate)
+                    != degenerate
+                )
+            )
+        )(inputs.cluster_ids, valid)
         return _per_row(adv), state, {"poly_epo_clusters": distinct.astype(jnp.float32).mean()}
 
-    return _policy_method("poly_epo", credit, policy_kwargs=dict(
-        clip_low=clip_low, clip_high=clip_high, dual_clip=dual_clip,
-        mode="seq-mean-token-sum-norm", max_len=max_len))
+    return _policy_method(
+        "poly_epo",
+        credit,
+        policy_kwargs=dict(
+            clip_low=clip_low,
+            clip_high=clip_high,
+            dual_clip=dual_clip,
+            mode="seq-mean-token-sum-norm",
+            max_len=max_len,
+        ),
+    )
 
 
 METHODS: dict[str, Callable[..., Method]] = {
-    "grpo": grpo, "drgrpo": drgrpo, "dapo": dapo, "rloo": rloo,
-    "echo": echo, "delta": delta, "golong": golong, "golong_tmn": golong_tmn, "anti_sd": anti_sd,
-    "rubric_em": rubric_em, "poly_epo": poly_epo,
+    "grpo": grpo,
+    "drgrpo": drgrpo,
+    "dapo": dapo,
+    "rloo": rloo,
+    "echo": echo,
+    "delta": delta,
+    "golong": golong,
+    "golong_tmn": golong_tmn,
+    "anti_sd": anti_sd,
+    "rubric_em": rubric_em,
+    "poly_epo": poly_epo,
 }
 
 
@@ -385,7 +575,9 @@ def make_method(name: str, **kwargs) -> Method:
     params = inspect.signature(factory).parameters
     unknown = sorted(set(kwargs) - set(params))
     if unknown:
-        raise ValueError(f"method {name!r} has no option(s) {unknown}; options are {sorted(params)}")
+        raise ValueError(
+            f"method {name!r} has no option(s) {unknown}; options are {sorted(params)}"
+        )
     return factory(**kwargs)
 
 

@@ -41,9 +41,29 @@ WORDS = (
     "therefore next previous must should try again look inside contents data report grade score"
 ).split()
 TAGS = (
-    "think", "cmd", "answer", "plan", "research", "review", "rubric", "rplan", "call", "tool_output",
-    "state", "query", "obs", "act", "ref", "reflect", "structured_plan", "deep_analysis",
-    "research_plan", "state_evaluation", "rubric_review", "writing_plan", "reflection_rubrics",
+    "think",
+    "cmd",
+    "answer",
+    "plan",
+    "research",
+    "review",
+    "rubric",
+    "rplan",
+    "call",
+    "tool_output",
+    "state",
+    "query",
+    "obs",
+    "act",
+    "ref",
+    "reflect",
+    "structured_plan",
+    "deep_analysis",
+    "research_plan",
+    "state_evaluation",
+    "rubric_review",
+    "writing_plan",
+    "reflection_rubrics",
     "reflection_takeaways",
 )
 SHELL_ERRORS = (
@@ -83,9 +103,13 @@ def _arithmetic(rng: random.Random) -> str:
     op1, op2 = rng.choice("+-*"), rng.choice("+-*/")
     expr = f"{a} {op1} {b} {op2} {c}"
     if rng.random() < 0.5:
-        nums = " ".join(str(rng.choice((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 25, 50, 75, 100))) for _ in range(4))
-        return (f"Use the numbers {nums} to make {rng.randint(10, 999)}. "
-                f"<think> try ({a} {op1} {b}) {op2} {c} </think> <answer> {expr} </answer>")
+        nums = " ".join(
+            str(rng.choice((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 25, 50, 75, 100))) for _ in range(4)
+        )
+        return (
+            f"Use the numbers {nums} to make {rng.randint(10, 999)}. "
+            f"<think> try ({a} {op1} {b}) {op2} {c} </think> <answer> {expr} </answer>"
+        )
     return f"Compute {expr}. <think> {a} {op1} {b} = ? </think> <answer> {rng.randint(-999, 9999)} </answer>"
 
 
@@ -96,23 +120,47 @@ def _file_lines(rng: random.Random) -> str:
 def _shell(rng: random.Random) -> str:
     path = rng.choice(("", "/data/", "/tmp/", "./")) + f"f{rng.randint(0, 19):02d}"
     key = f"k{rng.randint(0, 99):02d}"
-    cmd = rng.choice((
-        f"ls {rng.choice(('/data', '/tmp', '.', ''))}".strip(), f"cat {path}", f"grep {key} {path}",
-        f"head -n {rng.randint(1, 5)} {path}", f"tail -n {rng.randint(1, 5)} {path}", f"wc -l {path}",
-        f"sort {path}", f"find /data -name {path[-3:]}", f"echo {_value(rng)} > {path}", "pwd",
-        f"cd {rng.choice(('/data', '/tmp', '..'))}", f"mkdir {path}", f"rm {path}", f"cp {path} /tmp",
-        f"answer {_value(rng)}",
-    ))
+    cmd = rng.choice(
+        (
+            f"ls {rng.choice(('/data', '/tmp', '.', ''))}".strip(),
+            f"cat {path}",
+            f"grep {key} {path}",
+            f"head -n {rng.randint(1, 5)} {path}",
+            f"tail -n {rng.randint(1, 5)} {path}",
+            f"wc -l {path}",
+            f"sort {path}",
+            f"find /data -name {path[-3:]}",
+            f"echo {_value(rng)} > {path}",
+            "pwd",
+            f"cd {rng.choice(('/data', '/tmp', '..'))}",
+            f"mkdir {path}",
+            f"rm {path}",
+            f"cp {path} /tmp",
+            f"answer {_value(rng)}",
+        )
+    )
     action = f"<think> {_prose(rng)} </think> <cmd> {cmd} </cmd>"
     if rng.random() < 0.6:
-        out = rng.choice((_file_lines(rng), " ".join(f"f{i:02d}" for i in range(rng.randint(1, 20))),
-                          f"{key}={_value(rng)}", "/data", f"5 {path}"))
+        out = rng.choice(
+            (
+                _file_lines(rng),
+                " ".join(f"f{i:02d}" for i in range(rng.randint(1, 20))),
+                f"{key}={_value(rng)}",
+                "/data",
+                f"5 {path}",
+            )
+        )
         obs = f"Command '{cmd}' executed successfully. Output: {out}\n\n(exit_code=0)"
     else:
         err = rng.choice(SHELL_ERRORS).format(p=path, c=cmd.split()[0])
         obs = f"Command '{cmd}' failed. Output: \n{err}\n\n(exit_code={rng.choice((1, 2, 127))})"
     if rng.random() < 0.2:
-        obs = "WARNINGS:\n" + "".join(f"- {rng.choice(WARNINGS)}\n" for _ in range(rng.randint(1, 2))) + "\n" + obs
+        obs = (
+            "WARNINGS:\n"
+            + "".join(f"- {rng.choice(WARNINGS)}\n" for _ in range(rng.randint(1, 2)))
+            + "\n"
+            + obs
+        )
     if rng.random() < 0.3:
         obs = f"$ {cmd}\n{_file_lines(rng)}\n(exit={rng.choice((0, 1, 2))})"
     return f"Q: value of {key} ?\n{action}\n<obs> {obs} </obs> <act>"
@@ -128,21 +176,23 @@ def _doc(rng: random.Random) -> str:
 
 def _research(rng: random.Random) -> str:
     e, a, e2, a2 = _entity(rng), rng.choice(ATTRIBUTES), _entity(rng), rng.choice(ATTRIBUTES)
-    return " ".join((
-        f"<query> {rng.choice(('LOOKUP', 'COMPARE', 'FILTER'))} {e} {_entity(rng)} {a} </query>",
-        f"<plan> <rubric> [NEED {e} {a}] [AVOID blog] </rubric> <rplan> [SEARCH {e} {a}] </rplan> </plan>",
-        f"<call> search {e} {a} </call> <tool_output> [DOC {_doc(rng)}] [SRC {rng.choice(('journal', 'blog'))}]"
-        f" [ENT {e}] [ATTR {a}] ; [DOC {_doc(rng)}] [SRC journal] [ENT {e2}] [NOTE] </tool_output>",
-        f"<call> open {_doc(rng)} </call> <tool_output> [DOC {_doc(rng)}] [SRC journal] [ENT {e}] [ATTR {a}]"
-        f" [VAL V{rng.randint(0, 9)}] </tool_output>",
-        f"<state> [HAVE {e} {a}] [MISSING {e2} {a2}] {rng.choice(('CONT', 'DONE'))} </state>",
-        f"<review> [MAP {e} {a} {_doc(rng)}] [GAP {e2} {a2}] </review>",
-        f"<answer> [FACT {e} {a} V{rng.randint(0, 9)} CITE {_doc(rng)}] [CMP {e} {e2} {rng.choice('<>=')}]"
-        f" [SEL {e2}] </answer>",
-        f"<reflection_rubrics> [REQ {e} {a}] [PITFALL {rng.choice(('blog', 'dup', 'premature', 'dishonest'))}]"
-        f" </reflection_rubrics> <reflection_takeaways> [LESSON SEARCH {e} {a}] [LESSON CAREFUL]"
-        " </reflection_takeaways>",
-    ))
+    return " ".join(
+        (
+            f"<query> {rng.choice(('LOOKUP', 'COMPARE', 'FILTER'))} {e} {_entity(rng)} {a} </query>",
+            f"<plan> <rubric> [NEED {e} {a}] [AVOID blog] </rubric> <rplan> [SEARCH {e} {a}] </rplan> </plan>",
+            f"<call> search {e} {a} </call> <tool_output> [DOC {_doc(rng)}] [SRC {rng.choice(('journal', 'blog'))}]"
+            f" [ENT {e}] [ATTR {a}] ; [DOC {_doc(rng)}] [SRC journal] [ENT {e2}] [NOTE] </tool_output>",
+            f"<call> open {_doc(rng)} </call> <tool_output> [DOC {_doc(rng)}] [SRC journal] [ENT {e}] [ATTR {a}]"
+            f" [VAL V{rng.randint(0, 9)}] </tool_output>",
+            f"<state> [HAVE {e} {a}] [MISSING {e2} {a2}] {rng.choice(('CONT', 'DONE'))} </state>",
+            f"<review> [MAP {e} {a} {_doc(rng)}] [GAP {e2} {a2}] </review>",
+            f"<answer> [FACT {e} {a} V{rng.randint(0, 9)} CITE {_doc(rng)}] [CMP {e} {e2} {rng.choice('<>=')}]"
+            f" [SEL {e2}] </answer>",
+            f"<reflection_rubrics> [REQ {e} {a}] [PITFALL {rng.choice(('blog', 'dup', 'premature', 'dishonest'))}]"
+            f" </reflection_rubrics> <reflection_takeaways> [LESSON SEARCH {e} {a}] [LESSON CAREFUL]"
+            " </reflection_takeaways>",
+        )
+    )
 
 
 def _tags(rng: random.Random) -> str:
@@ -162,10 +212,12 @@ def corpus(num_docs: int, seed: int) -> list[str]:
 def train(vocab_size: int, num_docs: int, seed: int) -> tokenizers.Tokenizer:
     """Trains the byte-level BPE: special tokens take ids 0..7 (pad first), then 256 bytes, then merges."""
     tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -7,7 +7,7 @@ ways, each as one compiled program after a warm-up run:
   and takes the arg-max at the current position (fixed shapes, so it too compiles once).
 Both produce the same tokens (checked); the JSON records tokens/s of each and their ratio.
 
-Usage: python -m experiments.benchmarks.decode [--lengths 64,128,256,512] [--batch-size 8] [--out PATH]
+Usage: python -m rljax.experiments.benchmarks.decode [--lengths 64,128,256,512] [--batch-size 8] [--out PATH]
 """
 
 from __future__ import annotations
@@ -76,16 +76,21 @@ def time_call(fn, repeats: int) -> tuple[float, object]:
     return best, result
 
 
-def benchmark_length(model: nnx.Module, prompts: np.ndarray, length: int, repeats: int) -> dict[str, object]:
+def benchmark_length(
+    model: nnx.Module, prompts: np.ndarray, length: int, repeats: int
+) -> dict[str, object]:
     """Tokens/s of cached and recomputed greedy decoding from `prompts` [B, P] up to `length` tokens."""
     batch, prompt_len = prompts.shape
     new_tokens = length - prompt_len
-    session = DecodeSession(model, batch_size=batch, max_len=length, strategy=Greedy(), key=jax.random.key(0))
+    session = DecodeSession(
+        model, batch_size=batch, max_len=length, strategy=Greedy(), key=jax.random.key(0)
+    )
 
     def cached() -> list[list[int]]:
         session.prefill([row.tolist() for row in prompts])
-        gens = session.generate(max_new_tokens=[new_tokens] * batch, stop_tokens=[()] * batch,
-                                active=[True] * batch)
+        gens = session.generate(
+            max_new_tokens=[new_tokens] * batch, stop_tokens=[()] * batch, active=[True] * batch
+        )
         return [g.tokens for g in gens]
 
     recompute = make_recompute_decoder(model, length)
@@ -113,10 +118,14 @@ def benchmark_length(model: nnx.Module, prompts: np.ndarray, length: int, repeat
 def main(argv: list[str] | None = None) -> dict[str, object]:
     """Runs the benchmark and writes the JSON report; returns it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", default="64,128,256,512", help="comma-separated total lengths L")
+    parser.add_argument(
+        "--lengths", default="64,128,256,512", help="comma-separated total lengths L"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--prompt-len", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs per setting (best is kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="timed runs per setting (best is kept)"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     lengths = [int(n) for n in args.lengths.split(",")]
@@ -125,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     config = ModelConfig.tiny()
     model = Decoder(config, rngs=nnx.Rngs(0))
-    prompts = np.random.default_rng(0).integers(0, config.vocab_size, (args.batch_size, args.prompt_len))
+    prompts = np.random.default_rng(0).integers(
+        0, config.vocab_size, (args.batch_size, args.prompt_len)
+    )
     results = []
     for length in lengths:
         results.append(benchmark_length(model, prompts.astype(np.int32), length, args.repeats))

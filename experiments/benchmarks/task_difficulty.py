@@ -5,7 +5,7 @@ is one line of `SUITES`: a label -> (registry name, family knobs). For each suit
 the expert (`family.expert(task, rng, noise)`) answers the same held-out tasks and the family's
 verifier scores it. Writes JSON and prints a markdown table.
 
-    python -m experiments.benchmarks.task_difficulty --num-tasks 100 --noise 0 0.1 0.3 0.5
+    python -m rljax.experiments.benchmarks.task_difficulty --num-tasks 100 --noise 0 0.1 0.3 0.5
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ DEFAULT_NOISE = (0.0, 0.1, 0.3, 0.5)
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "results" / "task_difficulty.json"
 
 
-def measure_suite(name: str, kwargs: dict[str, Any], *, num_tasks: int, noise: Sequence[float],
-                  seed: int) -> dict[str, Any]:
+def measure_suite(
+    name: str, kwargs: dict[str, Any], *, num_tasks: int, noise: Sequence[float], seed: int
+) -> dict[str, Any]:
     """The expert's reward statistics on `num_tasks` held-out tasks of one suite.
 
     Args:
@@ -58,10 +59,18 @@ def measure_suite(name: str, kwargs: dict[str, Any], *, num_tasks: int, noise: S
     """
     family = registry.make(name, **kwargs)
     tasks = [family.generate("heldout", index) for index in range(num_tasks)]
-    result: dict[str, Any] = {"family": name, "kwargs": kwargs, "mean_reward": {}, "std_reward": {}, "solved": {}}
+    result: dict[str, Any] = {
+        "family": name,
+        "kwargs": kwargs,
+        "mean_reward": {},
+        "std_reward": {},
+        "solved": {},
+    }
     for level in noise:
         rng = np.random.default_rng(seed)
-        rewards = np.array([family.verify(task, family.expert(task, rng, level)).reward for task in tasks])
+        rewards = np.array(
+            [family.verify(task, family.expert(task, rng, level)).reward for task in tasks]
+        )
         key = str(level)
         result["mean_reward"][key] = float(rewards.mean())
         result["std_reward"][key] = float(rewards.std())
@@ -84,8 +93,12 @@ def markdown_table(results: dict[str, dict[str, Any]], noise: Sequence[float]) -
     """
     header = "| suite | " + " | ".join(f"noise {level:g}" for level in noise) + " |"
     rule = "|---|" + "---|" * len(noise)
-    rows = [f"| {label} | " + " | ".join(f"{r['mean_reward'][str(level)]:.3f}" for level in noise) + " |"
-            for label, r in results.items()]
+    rows = [
+        f"| {label} | "
+        + " | ".join(f"{r['mean_reward'][str(level)]:.3f}" for level in noise)
+        + " |"
+        for label, r in results.items()
+    ]
     return "\n".join([header, rule, *rows])
 
 
@@ -106,11 +119,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     if args.num_tasks < 1 or not all(0.0 <= level <= 1.0 for level in args.noise):
-        parser.error(f"--num-tasks must be >= 1 and --noise levels in [0, 1], got {args.num_tasks}, {args.noise}")
-    results = {label: measure_suite(*SUITES[label], num_tasks=args.num_tasks, noise=args.noise, seed=args.seed)
-               for label in args.suites}
-    report = {"num_tasks": args.num_tasks, "split": "heldout", "seed": args.seed, "noise": args.noise,
-              "suites": results}
+        parser.error(
+            f"--num-tasks must be >= 1 and --noise levels in [0, 1], got {args.num_tasks}, {args.noise}"
+        )
+    results = {
+        label: measure_suite(
+            *SUITES[label], num_tasks=args.num_tasks, noise=args.noise, seed=args.seed
+        )
+        for label in args.suites
+    }
+    report = {
+        "num_tasks": args.num_tasks,
+        "split": "heldout",
+        "seed": args.seed,
+        "noise": args.noise,
+        "suites": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(markdown_table(results, args.noise))

@@ -19,10 +19,10 @@
 import re
 
 import matplotlib.pyplot as plt
-import numpy as np
-
 import nbhelpers
-from experiments import anti_sd
+import numpy as np
+from rljax.experiments import anti_sd
+
 from rljax import losses
 from rljax.train.config import apply_overrides
 
@@ -30,17 +30,25 @@ from rljax.train.config import apply_overrides
 # ## 1. Two short runs: Anti-SD and the GRPO baseline
 
 # %%
-config = apply_overrides(anti_sd.PRESETS["smoke"](), [
-    "task.group_size=4", "method.kwargs.warmup_steps=2",
-    "sft.steps=200", "sft.num_demos=256", "sft.batch_size=16",
-    "train.steps=4", "train.eval_every=0",
-])
+config = apply_overrides(
+    anti_sd.PRESETS["smoke"](),
+    [
+        "task.group_size=4",
+        "method.kwargs.warmup_steps=2",
+        "sft.steps=200",
+        "sft.num_demos=256",
+        "sft.batch_size=16",
+        "train.steps=4",
+        "train.eval_every=0",
+    ],
+)
 asd_trainer, asd_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
 fig = nbhelpers.plot_curves(
     {"Anti-SD": asd_run.metrics, "GRPO": grpo_run.metrics},
     ["reward", "teacher_entropy_median", "anti_sd_gate", "anti_sd_penalty_mean"],
-    title="training curves (the last three are Anti-SD's diagnostics)")
+    title="training curves (the last three are Anti-SD's diagnostics)",
+)
 
 # %% [markdown]
 # ## 2. The gate, replayed
@@ -58,8 +66,11 @@ for record in asd_run.metrics:
     state, gate = losses.entropy_gate_update(state, np.float32(record["teacher_entropy_median"]))
     replayed.append(float(gate))
 logged = [record["anti_sd_gate"] for record in asd_run.metrics]
-print("gate per step:", logged, f"| H_warm = {float(state.h_warm):.3f}, "
-      f"tau_down = {float(state.tau_down):.3f}")
+print(
+    "gate per step:",
+    logged,
+    f"| H_warm = {float(state.h_warm):.3f}, tau_down = {float(state.tau_down):.3f}",
+)
 assert replayed == logged
 
 # %% [markdown]
@@ -75,21 +86,30 @@ traj, tasks, group_mask = nbhelpers.rollout_batch(asd_trainer, num_prompts=2, sp
 inputs, arrays = nbhelpers.prepare_inputs(asd_trainer, traj, tasks, group_mask)
 mask = arrays["action_mask"] > 0
 u = np.where(mask, np.asarray(inputs.teacher_logprobs - inputs.old_logprobs), 0.0)
-phi = np.where(mask, np.asarray(losses.jsd_token_penalty(inputs.old_logprobs,
-                                                         inputs.teacher_logprobs)), 0.0)
-batch, metrics = nbhelpers.loss_batch(asd_trainer.method, inputs, arrays,
-                                      state=asd_trainer.state.method_state)
+phi = np.where(
+    mask, np.asarray(losses.jsd_token_penalty(inputs.old_logprobs, inputs.teacher_logprobs)), 0.0
+)
+batch, metrics = nbhelpers.loss_batch(
+    asd_trainer.method, inputs, arrays, state=asd_trainer.state.method_state
+)
 grpo_batch, _ = nbhelpers.loss_batch(grpo_trainer.method, inputs, arrays)
 print("rewards [P, G]:", np.asarray(inputs.rewards).tolist(), "| prepare metrics:", metrics)
-credit = {"GRPO": nbhelpers.token_credit(grpo_batch["advantages"], mask),
-          "Anti-SD": nbhelpers.token_credit(batch["advantages"], mask),
-          "u = teacher - student log-prob": u,
-          "phi(u), the JSD token penalty": phi}
+credit = {
+    "GRPO": nbhelpers.token_credit(grpo_batch["advantages"], mask),
+    "Anti-SD": nbhelpers.token_credit(batch["advantages"], mask),
+    "u = teacher - student log-prob": u,
+    "phi(u), the JSD token penalty": phi,
+}
 real = mask | (arrays["env_mask"] > 0)
 columns = slice(int(np.argmax(real.any(0))), int(np.nonzero(real.any(0))[0].max()) + 1)
-fig = nbhelpers.plot_token_credit(credit, real, group_size=config.task.group_size,
-                                  columns=columns, dots=arrays["env_mask"],
-                                  title="GRPO vs Anti-SD credit, and the teacher signal behind it")
+fig = nbhelpers.plot_token_credit(
+    credit,
+    real,
+    group_size=config.task.group_size,
+    columns=columns,
+    dots=arrays["env_mask"],
+    title="GRPO vs Anti-SD credit, and the teacher signal behind it",
+)
 
 # %% [markdown]
 # Where does the teacher disagree with the student? The built-in tokenizer splits `WAIT`,
@@ -97,6 +117,7 @@ fig = nbhelpers.plot_token_credit(credit, real, group_size=config.task.group_siz
 # it belongs to. With the solution in view the teacher should be surer of `TRY`/`ANSWER` (u > 0,
 # penalised) and see no point in `WAIT` (u < 0, encouraged), the mechanism the paper describes;
 # after a 4-step run the picture is only indicative.
+
 
 # %%
 def action_words(row: int) -> np.ndarray:
@@ -115,8 +136,10 @@ words = np.concatenate([action_words(row) for row in range(mask.shape[0])])
 values = u[mask]
 kinds = [kind for kind in ("WAIT", "TRY", "ANSWER", "other") if (words == kind).any()]
 fig, ax = plt.subplots(figsize=(6, 3))
-ax.boxplot([values[words == kind] for kind in kinds],
-           tick_labels=[f"{kind}\n({(words == kind).sum()} tokens)" for kind in kinds])
+ax.boxplot(
+    [values[words == kind] for kind in kinds],
+    tick_labels=[f"{kind}\n({(words == kind).sum()} tokens)" for kind in kinds],
+)
 ax.axhline(0.0, color="k", linewidth=0.6)
 ax.set_ylabel("u = log pi_teacher - log pi_student")
 ax.set_title("teacher-student log-ratio by action word")

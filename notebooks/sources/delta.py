@@ -15,10 +15,10 @@
 # %%
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
-import numpy as np
-
 import nbhelpers
-from experiments import delta
+import numpy as np
+from rljax.experiments import delta
+
 from rljax import losses
 from rljax.train.config import apply_overrides
 
@@ -26,17 +26,28 @@ from rljax.train.config import apply_overrides
 # ## 1. Two short runs: DelTA and the GRPO baseline
 
 # %%
-config = apply_overrides(delta.PRESETS["smoke"](), [
-    "task.kwargs.num_numbers=2", "task.kwargs.number_range=(1, 9)",
-    "task.kwargs.target_range=(1, 20)", "task.prompts_per_step=4", "task.group_size=4",
-    "sft.steps=300", "sft.num_demos=512", "sft.batch_size=16",
-    "train.steps=4", "train.eval_every=0",
-])
+config = apply_overrides(
+    delta.PRESETS["smoke"](),
+    [
+        "task.kwargs.num_numbers=2",
+        "task.kwargs.number_range=(1, 9)",
+        "task.kwargs.target_range=(1, 20)",
+        "task.prompts_per_step=4",
+        "task.group_size=4",
+        "sft.steps=300",
+        "sft.num_demos=512",
+        "sft.batch_size=16",
+        "train.steps=4",
+        "train.eval_every=0",
+    ],
+)
 delta_trainer, delta_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
-fig = nbhelpers.plot_curves({"DelTA": delta_run.metrics, "GRPO": grpo_run.metrics},
-                            ["reward", "delta_coef_std", "delta_coef_max", "delta_coef_min"],
-                            title="training curves (delta_coef_*: DelTA's batch diagnostics)")
+fig = nbhelpers.plot_curves(
+    {"DelTA": delta_run.metrics, "GRPO": grpo_run.metrics},
+    ["reward", "delta_coef_std", "delta_coef_max", "delta_coef_min"],
+    title="training curves (delta_coef_*: DelTA's batch diagnostics)",
+)
 
 # %% [markdown]
 # ## 2. DelTA's coefficients on one rollout batch
@@ -54,11 +65,16 @@ inputs, arrays = nbhelpers.prepare_inputs(delta_trainer, traj, tasks, group_mask
 mask = arrays["action_mask"] > 0
 print("rewards [P, G]:\n", np.asarray(inputs.rewards))
 
-adv = np.asarray(losses.group_advantages(inputs.rewards)).reshape(-1)             # [B]
-coeffs = np.asarray(losses.delta_coefficients(inputs.hidden, jnp.exp(inputs.old_logprobs),
-                                              jnp.asarray(adv), inputs.action_mask))
-print(f"coefficients over {mask.sum()} response tokens: mean {coeffs[mask].mean():.3f}, "
-      f"range [{coeffs[mask].min():.3f}, {coeffs[mask].max():.3f}]")
+adv = np.asarray(losses.group_advantages(inputs.rewards)).reshape(-1)  # [B]
+coeffs = np.asarray(
+    losses.delta_coefficients(
+        inputs.hidden, jnp.exp(inputs.old_logprobs), jnp.asarray(adv), inputs.action_mask
+    )
+)
+print(
+    f"coefficients over {mask.sum()} response tokens: mean {coeffs[mask].mean():.3f}, "
+    f"range [{coeffs[mask].min():.3f}, {coeffs[mask].max():.3f}]"
+)
 for name, sign in (("positive", 1), ("negative", -1), ("zero-advantage", 0)):
     where = mask & (np.sign(adv)[:, None] == sign)
     print(f"  {name:15s} responses: {where.sum():4d} tokens, mean c~ {coeffs[where].mean():.3f}")
@@ -66,11 +82,18 @@ for name, sign in (("positive", 1), ("negative", -1), ("zero-advantage", 0)):
 batch, metrics = nbhelpers.loss_batch(delta_trainer.method, inputs, arrays)
 np.testing.assert_allclose(batch["advantages"], adv[:, None] * coeffs * mask, atol=1e-5)
 grpo_batch, _ = nbhelpers.loss_batch(grpo_trainer.method, inputs, arrays)
-credit = {"GRPO": nbhelpers.token_credit(grpo_batch["advantages"], mask),
-          "DelTA": nbhelpers.token_credit(batch["advantages"], mask)}
+credit = {
+    "GRPO": nbhelpers.token_credit(grpo_batch["advantages"], mask),
+    "DelTA": nbhelpers.token_credit(batch["advantages"], mask),
+}
 columns = slice(int(np.argmax(mask.any(0))), int(np.nonzero(mask.any(0))[0].max()) + 1)
-fig = nbhelpers.plot_token_credit(credit, mask, group_size=config.task.group_size,
-                                  columns=columns, title="per-token credit on the same batch")
+fig = nbhelpers.plot_token_credit(
+    credit,
+    mask,
+    group_size=config.task.group_size,
+    columns=columns,
+    title="per-token credit on the same batch",
+)
 
 # %% [markdown]
 # ## 3. Shared vs distinctive tokens
@@ -85,18 +108,22 @@ fig = nbhelpers.plot_token_credit(credit, mask, group_size=config.task.group_siz
 # %%
 tokens = np.asarray(arrays["tokens"])
 group = config.task.group_size
-side = np.sign(adv).reshape(-1, group)                                            # [P, G]
-rows = tokens.reshape(side.shape[0], group, -1)                                   # [P, G, T]
-same_token = rows[:, :, None, :] == rows[:, None, :, :]                           # [P, G, G, T]
-opposite = (side[:, :, None] * side[:, None, :]) < 0                              # [P, G, G]
+side = np.sign(adv).reshape(-1, group)  # [P, G]
+rows = tokens.reshape(side.shape[0], group, -1)  # [P, G, T]
+same_token = rows[:, :, None, :] == rows[:, None, :, :]  # [P, G, G, T]
+opposite = (side[:, :, None] * side[:, None, :]) < 0  # [P, G, G]
 shared = (same_token & opposite[..., None]).any(2).reshape(tokens.shape) & mask
 distinctive = ~shared & mask & (np.sign(adv)[:, None] != 0)
 fig, ax = plt.subplots(figsize=(6, 3))
 bins = np.linspace(coeffs[mask].min(), coeffs[mask].max(), 25)
 for label, where in (("shared", shared), ("distinctive", distinctive)):
     if where.any():
-        ax.hist(coeffs[where], bins=bins, alpha=0.6,
-                label=f"{label}: {where.sum()} tokens, mean c~ {coeffs[where].mean():.3f}")
+        ax.hist(
+            coeffs[where],
+            bins=bins,
+            alpha=0.6,
+            label=f"{label}: {where.sum()} tokens, mean c~ {coeffs[where].mean():.3f}",
+        )
 ax.axvline(1.0, color="k", linewidth=0.6)
 ax.set_xlabel("DelTA coefficient c~")
 ax.set_ylabel("tokens")
@@ -113,10 +140,15 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 3), layout="constrained")
 for ax, row in zip(axes, (best, worst)):
     where = np.nonzero(mask[row])[0]
     labels = delta_trainer.tokenizer.convert_ids_to_tokens(tokens[row, where].tolist())
-    ax.bar(np.arange(len(where)), coeffs[row, where],
-           color=np.where(shared[row, where], "tab:gray", "tab:red"))
+    ax.bar(
+        np.arange(len(where)),
+        coeffs[row, where],
+        color=np.where(shared[row, where], "tab:gray", "tab:red"),
+    )
     ax.axhline(1.0, color="k", linewidth=0.6)
     ax.set_xticks(np.arange(len(where)), labels, rotation=90, fontsize=7)
-    ax.set_title(f"response {row}: reward {float(traj.rewards[row]):.0f}, "
-                 f"advantage {adv[row]:+.2f}", fontsize=9)
+    ax.set_title(
+        f"response {row}: reward {float(traj.rewards[row]):.0f}, advantage {adv[row]:+.2f}",
+        fontsize=9,
+    )
 axes[0].set_ylabel("c~ (grey: shared, red: distinctive)")

@@ -17,10 +17,10 @@
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-
 import nbhelpers
-from experiments import echo
+import numpy as np
+from rljax.experiments import echo
+
 from rljax import losses
 from rljax.rollout import expert_trajectories
 from rljax.train import sft
@@ -36,18 +36,26 @@ from rljax.train.loop import batch_arrays
 # so re-running the notebook resumes them.
 
 # %%
-config = apply_overrides(echo.PRESETS["smoke"](), [
-    "train.steps=4", "train.eval_every=0",
-    "sft.steps=150", "sft.num_demos=64", "sft.batch_size=8",
-])
+config = apply_overrides(
+    echo.PRESETS["smoke"](),
+    [
+        "train.steps=4",
+        "train.eval_every=0",
+        "sft.steps=150",
+        "sft.num_demos=64",
+        "sft.batch_size=8",
+    ],
+)
 echo_trainer, echo_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
 print(f"method {echo_trainer.method.name!r} on {config.task.family!r}; run dir {echo_run.run_dir}")
 
 # %%
-fig = nbhelpers.plot_curves({"ECHO": echo_run.metrics, "GRPO": grpo_run.metrics},
-                            ["reward", "ce_env_per_token", "response_tokens"],
-                            title="training curves (ce_env_per_token is logged by ECHO's loss)")
+fig = nbhelpers.plot_curves(
+    {"ECHO": echo_run.metrics, "GRPO": grpo_run.metrics},
+    ["reward", "ce_env_per_token", "response_tokens"],
+    title="training curves (ce_env_per_token is logged by ECHO's loss)",
+)
 
 # %% [markdown]
 # ## 2. The diagnostic: cross-entropy of the environment's tokens
@@ -60,18 +68,25 @@ fig = nbhelpers.plot_curves({"ECHO": echo_run.metrics, "GRPO": grpo_run.metrics}
 # %%
 family, tokenizer = echo_trainer.family, echo_trainer.tokenizer
 tasks = [family.generate("heldout", index) for index in range(4)]
-demos = batch_arrays(expert_trajectories(family, tasks, tokenizer, np.random.default_rng(0),
-                                         max_tokens=config.task.max_len))
-policies = {"warm start": sft.warm_start(echo_trainer, config),
-            "GRPO": grpo_trainer.state.params, "ECHO": echo_trainer.state.params}
+demos = batch_arrays(
+    expert_trajectories(
+        family, tasks, tokenizer, np.random.default_rng(0), max_tokens=config.task.max_len
+    )
+)
+policies = {
+    "warm start": sft.warm_start(echo_trainer, config),
+    "GRPO": grpo_trainer.state.params,
+    "ECHO": echo_trainer.state.params,
+}
 scores = {}
 for label, params in policies.items():
     logprobs = echo_trainer.forward(params, echo_trainer.rest, demos)["logprobs"]
     _, metrics = losses.echo_env_loss(logprobs, demos["env_mask"], demos["warning_mask"])
     action_nll = -losses.aggregate(logprobs, demos["action_mask"])
     scores[label] = (float(metrics["ce_env_per_token"]), float(action_nll))
-    print(f"{label:10s} env CE {scores[label][0]:.3f}   "
-          f"action NLL {scores[label][1]:.3f} nats/token")
+    print(
+        f"{label:10s} env CE {scores[label][0]:.3f}   action NLL {scores[label][1]:.3f} nats/token"
+    )
 assert scores["ECHO"][0] < scores["warm start"][0]
 
 fig, ax = plt.subplots(figsize=(6, 3))
@@ -105,10 +120,17 @@ print("rewards [P, G]:", np.asarray(inputs.rewards).tolist())
 real = (arrays["action_mask"] + arrays["env_mask"]) > 0
 first = int(np.argmax(real.any(0)))
 last = int(np.nonzero(real.any(0))[0].max()) + 1
-fig = nbhelpers.plot_token_credit(credit, real, group_size=config.task.group_size,
-                                  columns=slice(first, last), dots=arrays["env_mask"],
-                                  title="per-token credit on an ECHO rollout batch")
+fig = nbhelpers.plot_token_credit(
+    credit,
+    real,
+    group_size=config.task.group_size,
+    columns=slice(first, last),
+    dots=arrays["env_mask"],
+    title="per-token credit on an ECHO rollout batch",
+)
 env_credit = credit["ECHO"][arrays["env_mask"] > 0]
-print(f"ECHO credit on {env_credit.size} environment tokens: total {env_credit.sum():.3g}, "
-      f"min {env_credit.min(initial=0.0) + 0.0:.3g} (never negative)")
+print(
+    f"ECHO credit on {env_credit.size} environment tokens: total {env_credit.sum():.3g}, "
+    f"min {env_credit.min(initial=0.0) + 0.0:.3g} (never negative)"
+)
 assert np.all(env_credit >= 0)

@@ -16,10 +16,10 @@
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-
 import nbhelpers
-from experiments import golong
+import numpy as np
+from rljax.experiments import golong
+
 from rljax import losses
 from rljax.envs import registry
 from rljax.envs.longcontext import CAPABILITY_NAMES, NUM_TASKS
@@ -35,14 +35,21 @@ from rljax.train.config import apply_overrides
 # is why Part 2 uses expert groups.
 
 # %%
-config = apply_overrides(golong.PRESETS["smoke"](), [
-    "train.steps=2", "train.eval_every=0", "train.max_gen_rounds=2",
-])
+config = apply_overrides(
+    golong.PRESETS["smoke"](),
+    [
+        "train.steps=2",
+        "train.eval_every=0",
+        "train.max_gen_rounds=2",
+    ],
+)
 golong_trainer, golong_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
-fig = nbhelpers.plot_curves({"TMN-Reweight": golong_run.metrics, "GRPO": grpo_run.metrics},
-                            ["reward", "groups_kept", "tmn_task_cv"],
-                            title="training curves (tmn_task_cv: the method's LONG-10 diagnostic)")
+fig = nbhelpers.plot_curves(
+    {"TMN-Reweight": golong_run.metrics, "GRPO": grpo_run.metrics},
+    ["reward", "groups_kept", "tmn_task_cv"],
+    title="training curves (tmn_task_cv: the method's LONG-10 diagnostic)",
+)
 
 # %% [markdown]
 # ## 2. Advantage scale per task on expert groups
@@ -78,8 +85,9 @@ estimators = {
     "GRPO": losses.group_advantages(rewards),
     "Dr.GRPO": losses.group_advantages(rewards, scale="none"),
     "TMN": losses.tmn_advantages(rewards, task_ids, num_tasks=NUM_TASKS, group_mask=keep),
-    "TMN-Reweight": losses.tmn_reweight_advantages(rewards, task_ids, num_tasks=NUM_TASKS,
-                                                   alpha=0.8, group_mask=keep),
+    "TMN-Reweight": losses.tmn_reweight_advantages(
+        rewards, task_ids, num_tasks=NUM_TASKS, alpha=0.8, group_mask=keep
+    ),
 }
 fig, ax = plt.subplots(figsize=(11, 3.2))
 width = 0.8 / len(estimators)
@@ -88,11 +96,16 @@ for index, (label, adv) in enumerate(estimators.items()):
     adv = np.asarray(adv)
     per_task = [np.abs(adv[keep & (task_ids == j)]).mean() for j in present]
     cv = float(losses.task_advantage_cv(adv, task_ids, num_tasks=NUM_TASKS, group_mask=keep))
-    ax.bar(np.arange(len(present)) + (index - 1.5) * width, per_task, width=width,
-           label=f"{label} (CV {cv:.2f})")
+    ax.bar(
+        np.arange(len(present)) + (index - 1.5) * width,
+        per_task,
+        width=width,
+        label=f"{label} (CV {cv:.2f})",
+    )
     print(f"{label:13s} cross-task CV of mean |A| = {cv:.3f}")
-ax.set_xticks(np.arange(len(present)), [CAPABILITY_NAMES[j] for j in present], rotation=20,
-              fontsize=8)
+ax.set_xticks(
+    np.arange(len(present)), [CAPABILITY_NAMES[j] for j in present], rotation=20, fontsize=8
+)
 ax.set_ylabel("mean |advantage|  (M_j)")
 ax.legend(fontsize=8, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
 fig.tight_layout()
@@ -110,11 +123,18 @@ fig.tight_layout()
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True, layout="constrained")
 limit = max(np.abs(np.asarray(estimators[k])[keep]).max() for k in ("GRPO", "TMN-Reweight"))
 for ax, label in zip(axes, ("GRPO", "TMN-Reweight")):
-    image = ax.imshow(np.where(keep[:, None], np.asarray(estimators[label]), np.nan),
-                      cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    image = ax.imshow(
+        np.where(keep[:, None], np.asarray(estimators[label]), np.nan),
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        aspect="auto",
+    )
     ax.set_title(label)
     ax.set_xlabel("sample g")
-axes[0].set_yticks(np.arange(len(task_ids)),
-                   [f"{CAPABILITY_NAMES[j]} #{i % PER_TASK}" for i, j in enumerate(task_ids)],
-                   fontsize=7)
+axes[0].set_yticks(
+    np.arange(len(task_ids)),
+    [f"{CAPABILITY_NAMES[j]} #{i % PER_TASK}" for i, j in enumerate(task_ids)],
+    fontsize=7,
+)
 fig.colorbar(image, ax=axes, label="advantage")

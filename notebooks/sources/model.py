@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
 
-import kernels
+from rljax import kernels
 from rljax.data import end_token_id, load_tokenizer, render_observation, render_prompt
 from rljax.envs import registry
 from rljax.models import Decoder, ModelConfig, load_hf, save_hf
@@ -59,8 +59,8 @@ print(sorted(path.name for path in checkpoint.iterdir()))
 policy = load_hf(checkpoint)
 task = registry.make("arithmetic", digits=2, num_operands=2, operators="+-").generate("heldout", 0)
 prompt = render_prompt(tokenizer, task.prompt, task.system)
-tokens = jnp.asarray(prompt.tokens, jnp.int32)[None]                     # [1, T]
-logits = policy.logits(tokens)                                           # [1, T, V] float32
+tokens = jnp.asarray(prompt.tokens, jnp.int32)[None]  # [1, T]
+logits = policy.logits(tokens)  # [1, T, V] float32
 np.testing.assert_array_equal(logits, model.logits(tokens))
 print(f"prompt: {tokenizer.decode(prompt.tokens)!r} ({tokens.shape[1]} tokens)")
 
@@ -87,8 +87,9 @@ assert gap < 1e-4
 arithmetic = registry.make("arithmetic", digits=2, num_operands=2, operators="+-")
 tasks = [arithmetic.generate("heldout", i) for i in range(4)]
 prompts = [render_prompt(tokenizer, t.prompt, t.system).tokens.tolist() for t in tasks]
-session = DecodeSession(policy, batch_size=len(prompts), max_len=128,
-                        strategy=Temperature(1.0), key=jax.random.key(0))
+session = DecodeSession(
+    policy, batch_size=len(prompts), max_len=128, strategy=Temperature(1.0), key=jax.random.key(0)
+)
 session.prefill(prompts)
 stop = [{end_token_id(tokenizer)}] * len(prompts)
 first = session.generate(max_new_tokens=[16] * 4, stop_tokens=stop, active=[True] * 4)
@@ -112,10 +113,14 @@ print("context lengths after two turns:", session.lengths)
 
 # %%
 row = 0
-context = prompts[row] + first[row].tokens + (observation if not first[row].stopped else []) \
+context = (
+    prompts[row]
+    + first[row].tokens
+    + (observation if not first[row].stopped else [])
     + second[row].tokens
-sequence = jnp.asarray(context, jnp.int32)[None]                          # [1, T]
-hidden, _ = policy(sequence)                                              # [1, T, H]
+)
+sequence = jnp.asarray(context, jnp.int32)[None]  # [1, T]
+hidden, _ = policy(sequence)  # [1, T, H]
 stats = kernels.token_stats(hidden[0, :-1], policy.unembedding, sequence[0, 1:])
 # The reference materialises [T-1, V] log-probs: fine for a tiny model, what the kernel avoids.
 reference = jax.nn.log_softmax(policy.logits(sequence)[0, :-1], axis=-1)
@@ -131,22 +136,27 @@ print("kernel log-probs and entropies match the full-softmax reference")
 # policy.
 
 # %%
-start = len(prompts[row]) - 1                      # stats[i] scores token i + 1
-rescored = np.asarray(stats.logprob[start:start + len(first[row].tokens)])
+start = len(prompts[row]) - 1  # stats[i] scores token i + 1
+rescored = np.asarray(stats.logprob[start : start + len(first[row].tokens)])
 np.testing.assert_allclose(rescored, first[row].logprobs, atol=1e-4)
-print(f"max |sampler - training log-prob| over {len(rescored)} tokens: "
-      f"{np.abs(rescored - np.asarray(first[row].logprobs)).max():.1e}")
+print(
+    f"max |sampler - training log-prob| over {len(rescored)} tokens: "
+    f"{np.abs(rescored - np.asarray(first[row].logprobs)).max():.1e}"
+)
 
 # %%
 labels = tokenizer.convert_ids_to_tokens(context[1:])
-fig, axes = plt.subplots(2, 1, figsize=(min(16, 0.22 * len(labels) + 2), 5), sharex=True,
-                         layout="constrained")
+fig, axes = plt.subplots(
+    2, 1, figsize=(min(16, 0.22 * len(labels) + 2), 5), sharex=True, layout="constrained"
+)
 positions = np.arange(len(labels))
 generated = np.zeros(len(labels), bool)
-generated[start:start + len(first[row].tokens)] = True
-generated[len(context) - 1 - len(second[row].tokens):] = True
-for ax, values, name in ((axes[0], stats.logprob, "log-prob of the token"),
-                         (axes[1], stats.entropy, "entropy (nats)")):
+generated[start : start + len(first[row].tokens)] = True
+generated[len(context) - 1 - len(second[row].tokens) :] = True
+for ax, values, name in (
+    (axes[0], stats.logprob, "log-prob of the token"),
+    (axes[1], stats.entropy, "entropy (nats)"),
+):
     ax.bar(positions, np.asarray(values), color=np.where(generated, "tab:red", "tab:gray"))
     ax.set_ylabel(name)
 axes[0].set_title("row 0: prompt and observation (grey) vs sampled tokens (red)")

@@ -16,10 +16,10 @@
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
-
 import nbhelpers
-from experiments import poly_epo
+import numpy as np
+from rljax.experiments import poly_epo
+
 from rljax import losses
 from rljax.train import policy
 from rljax.train.config import apply_overrides
@@ -31,16 +31,28 @@ from rljax.train.config import apply_overrides
 # `eval.jsonl` holds pass@1..8.
 
 # %%
-config = apply_overrides(poly_epo.PRESETS["smoke"](), [
-    "task.kwargs.work_tokens=1", "task.prompts_per_step=2", "task.group_size=8",
-    "sft.steps=1000", "sft.num_demos=1024", "sft.batch_size=32",
-    "train.steps=4", "train.eval_every=0", "train.eval_prompts=8", "train.eval_samples=8",
-])
+config = apply_overrides(
+    poly_epo.PRESETS["smoke"](),
+    [
+        "task.kwargs.work_tokens=1",
+        "task.prompts_per_step=2",
+        "task.group_size=8",
+        "sft.steps=1000",
+        "sft.num_demos=1024",
+        "sft.batch_size=32",
+        "train.steps=4",
+        "train.eval_every=0",
+        "train.eval_prompts=8",
+        "train.eval_samples=8",
+    ],
+)
 poly_trainer, poly_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
-fig = nbhelpers.plot_curves({"Poly-EPO": poly_run.metrics, "GRPO": grpo_run.metrics},
-                            ["reward", "poly_epo_clusters", "adv_abs_mean"],
-                            title="training curves (poly_epo_clusters: strategies per group)")
+fig = nbhelpers.plot_curves(
+    {"Poly-EPO": poly_run.metrics, "GRPO": grpo_run.metrics},
+    ["reward", "poly_epo_clusters", "adv_abs_mean"],
+    title="training curves (poly_epo_clusters: strategies per group)",
+)
 
 # %%
 ks = [k for k in (1, 2, 4, 8) if f"pass@{k}" in poly_run.evals[-1]]
@@ -67,14 +79,16 @@ fig.tight_layout()
 coverage = {}
 for label, trainer in (("GRPO", grpo_trainer), ("Poly-EPO", poly_trainer)):
     traj, _, _ = nbhelpers.rollout_batch(trainer, num_prompts=8, seed=1)
-    rewards = traj.rewards_by_group(config.task.group_size)                          # [P, G]
-    clusters = policy.cluster_ids(trainer.family, traj).reshape(rewards.shape)       # [P, G]
+    rewards = traj.rewards_by_group(config.task.group_size)  # [P, G]
+    clusters = policy.cluster_ids(trainer.family, traj).reshape(rewards.shape)  # [P, G]
     distinct = [len(set(c[c >= 0])) for c in clusters]
     solved = [len(set(c[(c >= 0) & (r > 0)])) for c, r in zip(clusters, rewards)]
     coverage[label] = (clusters, rewards)
-    print(f"{label:8s} reward {rewards.mean():.3f} | distinct strategies per prompt "
-          f"{np.mean(distinct):.2f} | distinct successful strategies {np.mean(solved):.2f} | "
-          f"malformed {np.mean(clusters < 0):.2f}")
+    print(
+        f"{label:8s} reward {rewards.mean():.3f} | distinct strategies per prompt "
+        f"{np.mean(distinct):.2f} | distinct successful strategies {np.mean(solved):.2f} | "
+        f"malformed {np.mean(clusters < 0):.2f}"
+    )
 
 fig, ax = plt.subplots(figsize=(6, 3))
 strategies = np.arange(-1, poly_trainer.family.num_strategies + 1)
@@ -97,11 +111,15 @@ fig.tight_layout()
 clusters, rewards = coverage["Poly-EPO"]
 adv_poly = np.asarray(losses.poly_epo_advantages(rewards, clusters, set_size=4))
 adv_grpo = np.asarray(losses.group_advantages(rewards))
-np.testing.assert_allclose(adv_poly.sum(1), 0.0, atol=1e-5)          # mean form sums to 0
+np.testing.assert_allclose(adv_poly.sum(1), 0.0, atol=1e-5)  # mean form sums to 0
 wrong = rewards == 0
-print(f"wrong samples with a positive advantage: Poly-EPO {np.mean(adv_poly[wrong] > 1e-6):.2f}, "
-      f"GRPO {np.mean(adv_grpo[wrong] > 1e-6):.2f}")
-fig = nbhelpers.plot_response_credit({"GRPO / 10": adv_grpo.reshape(-1) / 10,
-                                      "Poly-EPO": adv_poly.reshape(-1)},
-                                     group_size=config.task.group_size, ylabel="advantage",
-                                     title="per-sample advantage (GRPO scaled down 10x)")
+print(
+    f"wrong samples with a positive advantage: Poly-EPO {np.mean(adv_poly[wrong] > 1e-6):.2f}, "
+    f"GRPO {np.mean(adv_grpo[wrong] > 1e-6):.2f}"
+)
+fig = nbhelpers.plot_response_credit(
+    {"GRPO / 10": adv_grpo.reshape(-1) / 10, "Poly-EPO": adv_poly.reshape(-1)},
+    group_size=config.task.group_size,
+    ylabel="advantage",
+    title="per-sample advantage (GRPO scaled down 10x)",
+)

@@ -14,9 +14,9 @@
 # %%
 import jax
 import jax.numpy as jnp
+import nbhelpers
 import numpy as np
 
-import nbhelpers
 from rljax import losses
 
 # %% [markdown]
@@ -29,20 +29,32 @@ from rljax import losses
 
 # %%
 LAYOUT = [
-    "ppp0011eew2233", "ppp01111eee23.", "ppp011eee1ee23", "ppp00111ew....",  # prompt 0
-    "ppp0011eee2233", "ppp011eew12233", "ppp0011eee223.", "ppp01eeww1ee3.",  # prompt 1
-    "ppp0011eee2233", "ppp001eee12233", "ppp0111ee223..", "ppp011eee2333.",  # prompt 2
-    "ppp01eew11223.", "ppp0011eee23..", "ppp011eee1223.", "ppp001eeew233.",  # prompt 3
+    "ppp0011eew2233",
+    "ppp01111eee23.",
+    "ppp011eee1ee23",
+    "ppp00111ew....",  # prompt 0
+    "ppp0011eee2233",
+    "ppp011eew12233",
+    "ppp0011eee223.",
+    "ppp01eeww1ee3.",  # prompt 1
+    "ppp0011eee2233",
+    "ppp001eee12233",
+    "ppp0111ee223..",
+    "ppp011eee2333.",  # prompt 2
+    "ppp01eew11223.",
+    "ppp0011eee23..",
+    "ppp011eee1223.",
+    "ppp001eeew233.",  # prompt 3
 ]
 P, G = 4, 4
 B, T = len(LAYOUT), len(LAYOUT[0])
 assert B == P * G and all(len(row) == T for row in LAYOUT)
 chars = np.array([list(row) for row in LAYOUT])
 
-action_mask = np.isin(chars, list("0123")).astype(np.float32)     # the loss tokens
-env_mask = np.isin(chars, list("ew")).astype(np.float32)          # observations (warnings included)
+action_mask = np.isin(chars, list("0123")).astype(np.float32)  # the loss tokens
+env_mask = np.isin(chars, list("ew")).astype(np.float32)  # observations (warnings included)
 warning_mask = (chars == "w").astype(np.float32)
-stage_ids = np.full((B, T), -1, np.int32)                         # -1: not a generated token
+stage_ids = np.full((B, T), -1, np.int32)  # -1: not a generated token
 for stage in range(4):
     stage_ids[chars == str(stage)] = stage
 print("action tokens per response:", action_mask.sum(1).astype(int))
@@ -55,9 +67,10 @@ print("action tokens per response:", action_mask.sum(1).astype(int))
 # tokens of above-average responses point one way and those of below-average responses the other.
 
 # %%
-rewards = np.array([[1, 0, 0, 0], [1, 1, 1, 0],
-                    [0.9, 0.8, 0.7, 0.85], [0.2, 0.6, 0.1, 0.3]], np.float32)   # [P, G]
-task_ids = np.array([0, 0, 1, 1], np.int32)                                       # [P]
+rewards = np.array(
+    [[1, 0, 0, 0], [1, 1, 1, 0], [0.9, 0.8, 0.7, 0.85], [0.2, 0.6, 0.1, 0.3]], np.float32
+)  # [P, G]
+task_ids = np.array([0, 0, 1, 1], np.int32)  # [P]
 
 rng = np.random.default_rng(0)
 real = (action_mask + env_mask) > 0
@@ -65,7 +78,7 @@ old_logprobs = np.where(real, np.log(rng.uniform(0.05, 0.95, (B, T))), 0.0).asty
 
 H = 8
 direction, boilerplate = rng.normal(size=H), rng.normal(size=H)
-above = np.sign(rewards - rewards.mean(1, keepdims=True)).reshape(B)              # [B]
+above = np.sign(rewards - rewards.mean(1, keepdims=True)).reshape(B)  # [B]
 hidden = 0.3 * rng.normal(size=(B, T, H))
 hidden[np.isin(chars, list("02"))] += 2.0 * boilerplate
 answer = chars == "3"
@@ -79,7 +92,7 @@ hidden = hidden.astype(np.float32)
 # response gets its response's advantage. Check against the GRPO column of golongrl.md E1.
 
 # %%
-adv_grpo = losses.group_advantages(jnp.asarray(rewards))                          # [P, G]
+adv_grpo = losses.group_advantages(jnp.asarray(rewards))  # [P, G]
 np.testing.assert_allclose(adv_grpo[0], [1.5, -0.5, -0.5, -0.5], atol=1e-5)
 np.testing.assert_allclose(adv_grpo[2], [1.02468, -0.146383, -1.31745, 0.439150], atol=1e-5)
 credit = {"GRPO": nbhelpers.token_credit(adv_grpo.reshape(B), action_mask)}
@@ -92,18 +105,22 @@ print(np.round(adv_grpo, 3))
 # the credit itself: `-dL/dlogp` is the weight each token's log-prob gets. We scale it by the number
 # of action tokens, so a token-mean loss would show exactly its advantages.
 
+
 # %%
 def echo_total(logprobs):
-    loss, _ = losses.echo_loss(logprobs, old_logprobs, adv_grpo.reshape(B), action_mask,
-                               env_mask, warning_mask, coef=0.05)
+    loss, _ = losses.echo_loss(
+        logprobs, old_logprobs, adv_grpo.reshape(B), action_mask, env_mask, warning_mask, coef=0.05
+    )
     return loss
 
 
 echo_grad = jax.jit(jax.grad(echo_total))(jnp.asarray(old_logprobs))
 credit["ECHO (-N dL/dlogp)"] = -np.asarray(echo_grad) * action_mask.sum()
 env_loss, env_metrics = losses.echo_env_loss(jnp.asarray(old_logprobs), env_mask, warning_mask)
-print(f"env-token cross-entropy {float(env_metrics['ce_env_per_token']):.3f} nats/token, "
-      f"env loss {float(env_loss):.3f}")
+print(
+    f"env-token cross-entropy {float(env_metrics['ce_env_per_token']):.3f} nats/token, "
+    f"env loss {float(env_loss):.3f}"
+)
 
 # %% [markdown]
 # **DelTA** (delta.md) multiplies the advantage by a coefficient in [0.8, 1.2] per token: how
@@ -111,12 +128,16 @@ print(f"env-token cross-entropy {float(env_metrics['ce_env_per_token']):.3f} nat
 # centroids. Boilerplate that both sides share gets about 1; distinctive tokens get more.
 
 # %%
-coeffs = losses.delta_coefficients(jnp.asarray(hidden), jnp.exp(old_logprobs), adv_grpo.reshape(B),
-                                   jnp.asarray(action_mask))
+coeffs = losses.delta_coefficients(
+    jnp.asarray(hidden), jnp.exp(old_logprobs), adv_grpo.reshape(B), jnp.asarray(action_mask)
+)
 credit["DelTA"] = nbhelpers.token_credit(adv_grpo.reshape(B)[:, None] * coeffs, action_mask)
 signed = (action_mask > 0) & (above[:, None] != 0)
-for name, kinds in (("Plan+Review (shared)", "02"), ("Research", "1"),
-                    ("Answer (distinctive)", "3")):
+for name, kinds in (
+    ("Plan+Review (shared)", "02"),
+    ("Research", "1"),
+    ("Answer (distinctive)", "3"),
+):
     mean = float(coeffs[signed & np.isin(chars, list(kinds))].mean())
     print(f"mean coefficient on {name:22s} {mean:.3f}")
 
@@ -126,12 +147,19 @@ for name, kinds in (("Plan+Review (shared)", "02"), ("Research", "1"),
 # successes on hard prompts and rare failures on easy ones. This reproduces the E1 table.
 
 # %%
-adv_tmn = losses.tmn_reweight_advantages(jnp.asarray(rewards), jnp.asarray(task_ids), num_tasks=2,
-                                         alpha=0.8)
-np.testing.assert_allclose(adv_tmn, [[1.92603, -0.389400, -0.389400, -0.389400],
-                                     [0.389400, 0.389400, 0.389400, -1.92603],
-                                     [0.414875, -0.0977162, -0.879446, 0.177804],
-                                     [-0.474143, 2.34519, -0.948286, 0.0]], atol=1e-4)
+adv_tmn = losses.tmn_reweight_advantages(
+    jnp.asarray(rewards), jnp.asarray(task_ids), num_tasks=2, alpha=0.8
+)
+np.testing.assert_allclose(
+    adv_tmn,
+    [
+        [1.92603, -0.389400, -0.389400, -0.389400],
+        [0.389400, 0.389400, 0.389400, -1.92603],
+        [0.414875, -0.0977162, -0.879446, 0.177804],
+        [-0.474143, 2.34519, -0.948286, 0.0],
+    ],
+    atol=1e-4,
+)
 credit["GoLongRL"] = nbhelpers.token_credit(adv_tmn.reshape(B), action_mask)
 
 # %% [markdown]
@@ -145,12 +173,18 @@ credit["GoLongRL"] = nbhelpers.token_credit(adv_tmn.reshape(B), action_mask)
 shift = np.select([chars == "3", chars == "1"], [1.5, -1.0], 0.0) + 0.2 * rng.normal(size=(B, T))
 teacher_logprobs = np.minimum(old_logprobs + shift * action_mask, -1e-3).astype(np.float32)
 phi = losses.jsd_token_penalty(jnp.asarray(old_logprobs), jnp.asarray(teacher_logprobs))
-np.testing.assert_allclose(losses.jsd_token_penalty(jnp.array([[-1.2, -0.7, -2.5]]),
-                                                    jnp.array([[-3.2, -0.7, -0.5]])),
-                           [[-0.283110, 0.0, 0.716890]], atol=1e-5)          # anti_sd.md E2
-adv_anti_sd = losses.anti_sd_advantages(adv_grpo.reshape(B), jnp.asarray(old_logprobs),
-                                        jnp.asarray(teacher_logprobs), jnp.asarray(action_mask),
-                                        coef=0.5)
+np.testing.assert_allclose(
+    losses.jsd_token_penalty(jnp.array([[-1.2, -0.7, -2.5]]), jnp.array([[-3.2, -0.7, -0.5]])),
+    [[-0.283110, 0.0, 0.716890]],
+    atol=1e-5,
+)  # anti_sd.md E2
+adv_anti_sd = losses.anti_sd_advantages(
+    adv_grpo.reshape(B),
+    jnp.asarray(old_logprobs),
+    jnp.asarray(teacher_logprobs),
+    jnp.asarray(action_mask),
+    coef=0.5,
+)
 credit["Anti-SD"] = nbhelpers.token_credit(adv_anti_sd, action_mask)
 
 # %% [markdown]
@@ -161,14 +195,20 @@ credit["Anti-SD"] = nbhelpers.token_credit(adv_anti_sd, action_mask)
 
 # %%
 stage_rewards = rng.uniform(0, 1, (P, G, 4)).astype(np.float32)
-stage_rewards[0] = [[0.8, 0.5, 0.6, 0.7], [0.4, 0.9, 0.9, 0.3],
-                    [0.6, 0.6, 0.2, 0.5], [1.0, 0.0, 0.0, 0.0]]
-stage_adv = losses.stagewise_advantages(jnp.asarray(stage_rewards),
-                                        jnp.asarray(losses.PAPER_STAGE_DEPENDENCE))     # [P, G, K]
+stage_rewards[0] = [
+    [0.8, 0.5, 0.6, 0.7],
+    [0.4, 0.9, 0.9, 0.3],
+    [0.6, 0.6, 0.2, 0.5],
+    [1.0, 0.0, 0.0, 0.0],
+]
+stage_adv = losses.stagewise_advantages(
+    jnp.asarray(stage_rewards), jnp.asarray(losses.PAPER_STAGE_DEPENDENCE)
+)  # [P, G, K]
 np.testing.assert_allclose(stage_adv[0, :, 0], [1.40282, 0.256430, -0.286599, -1.37266], atol=1e-4)
 np.testing.assert_allclose(stage_adv[0, :, 1], [0.569558, 0.914745, 0.189853, -1.67416], atol=1e-4)
 credit["RubricEM"] = nbhelpers.token_credit(
-    losses.stage_token_advantages(stage_adv.reshape(B, 4), jnp.asarray(stage_ids)), action_mask)
+    losses.stage_token_advantages(stage_adv.reshape(B, 4), jnp.asarray(stage_ids)), action_mask
+)
 
 # %% [markdown]
 # **Poly-EPO** (poly_epo.md) scores *sets* of n responses by mean reward x the fraction of
@@ -196,8 +236,14 @@ credit["Poly-EPO"] = nbhelpers.token_credit(adv_poly.reshape(B), action_mask)
 
 # %%
 shown = real.astype(np.float32)
-fig = nbhelpers.plot_token_credit(credit, shown, group_size=G, columns=slice(3, None),
-                                  dots=env_mask, title="per-token credit on the same batch")
+fig = nbhelpers.plot_token_credit(
+    credit,
+    shown,
+    group_size=G,
+    columns=slice(3, None),
+    dots=env_mask,
+    title="per-token credit on the same batch",
+)
 
 # %% [markdown]
 # Per response: the mean credit over its action tokens. GoLongRL rescales the continuous task
@@ -206,8 +252,14 @@ fig = nbhelpers.plot_token_credit(credit, shown, group_size=G, columns=slice(3, 
 
 # %%
 fig = nbhelpers.plot_response_credit(
-    {label: nbhelpers.response_credit(c, action_mask) for label, c in credit.items()
-     if not label.startswith("ECHO")}, group_size=G, title="per-response credit")
+    {
+        label: nbhelpers.response_credit(c, action_mask)
+        for label, c in credit.items()
+        if not label.startswith("ECHO")
+    },
+    group_size=G,
+    title="per-response credit",
+)
 
 # %% [markdown]
 # ## 4. From credit to a loss
@@ -215,6 +267,7 @@ fig = nbhelpers.plot_response_credit(
 # Each method ends in the same clipped surrogate (`losses.policy_loss`), with its own clip,
 # dual clip and aggregation. On-policy the ratio is 1 and the gradient with respect to the
 # log-probs is `-credit / N` for token-mean aggregation: that is what the optimiser sees.
+
 
 # %%
 def surrogate(logprobs, advantages, **kwargs):
@@ -227,8 +280,9 @@ checks = {
     "Anti-SD": (adv_anti_sd, {}),
 }
 for label, (advantages, kwargs) in checks.items():
-    loss, grad = jax.value_and_grad(surrogate)(jnp.asarray(old_logprobs), jnp.asarray(advantages),
-                                               **kwargs)
+    loss, grad = jax.value_and_grad(surrogate)(
+        jnp.asarray(old_logprobs), jnp.asarray(advantages), **kwargs
+    )
     np.testing.assert_allclose(-np.asarray(grad) * action_mask.sum(), credit[label], atol=1e-5)
     print(f"{label:8s} loss {float(loss):+.4f}  gradient = -credit / N  (checked)")
 
@@ -238,6 +292,12 @@ for label, (advantages, kwargs) in checks.items():
 # same per token.
 
 # %%
-grad = jax.grad(surrogate)(jnp.asarray(old_logprobs), adv_poly.reshape(B), clip_high=0.28,
-                           dual_clip=3.0, mode="seq-mean-token-sum-norm", max_len=T)
+grad = jax.grad(surrogate)(
+    jnp.asarray(old_logprobs),
+    adv_poly.reshape(B),
+    clip_high=0.28,
+    dual_clip=3.0,
+    mode="seq-mean-token-sum-norm",
+    max_len=T,
+)
 np.testing.assert_allclose(-np.asarray(grad) * B * T, credit["Poly-EPO"], atol=1e-6)

@@ -15,11 +15,11 @@
 
 # %%
 import matplotlib.pyplot as plt
+import nbhelpers
 import numpy as np
 from matplotlib.colors import ListedColormap
+from rljax.experiments import rubric_em
 
-import nbhelpers
-from experiments import rubric_em
 from rljax import losses
 from rljax.rollout import expert_trajectories
 from rljax.train.config import apply_overrides
@@ -38,7 +38,8 @@ grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
 fig = nbhelpers.plot_curves(
     {"RubricEM": rem_run.metrics, "GRPO": grpo_run.metrics},
     ["reward", "stage_adv_abs_0", "stage_adv_abs_1", "stage_adv_abs_3"],
-    title="training curves (stage_adv_abs_k: RubricEM's per-stage advantage size)")
+    title="training curves (stage_adv_abs_k: RubricEM's per-stage advantage size)",
+)
 
 # %% [markdown]
 # ## 2. Stage credit on expert groups
@@ -51,10 +52,16 @@ fig = nbhelpers.plot_curves(
 family, tokenizer = rem_trainer.family, rem_trainer.tokenizer
 P, G, NOISE = 3, 4, 0.5
 tasks = [family.generate("train", index) for index in range(P)]
-traj = expert_trajectories(family, [task for task in tasks for _ in range(G)], tokenizer,
-                           np.random.default_rng(0), NOISE, max_tokens=config.task.max_len,
-                           stage_scheme=family.stage_scheme)
-stage_rewards = np.asarray(traj.stage_rewards, np.float32).reshape(P, G, -1)        # [P, G, K]
+traj = expert_trajectories(
+    family,
+    [task for task in tasks for _ in range(G)],
+    tokenizer,
+    np.random.default_rng(0),
+    NOISE,
+    max_tokens=config.task.max_len,
+    stage_scheme=family.stage_scheme,
+)
+stage_rewards = np.asarray(traj.stage_rewards, np.float32).reshape(P, G, -1)  # [P, G, K]
 print("stage scores R [P, G, K] (Plan, Research, Review, Answer):\n", np.round(stage_rewards, 2))
 print("terminal rewards [P, G]:\n", traj.rewards_by_group(G))
 
@@ -67,12 +74,16 @@ print("terminal rewards [P, G]:\n", traj.rewards_by_group(G))
 # %%
 lam = losses.PAPER_STAGE_DEPENDENCE
 print("Lambda:\n", lam)
-stage_adv = np.asarray(losses.stagewise_advantages(stage_rewards, lam))           # [P, G, K]
+stage_adv = np.asarray(losses.stagewise_advantages(stage_rewards, lam))  # [P, G, K]
 terminal = np.asarray(losses.terminal_broadcast_advantages(stage_rewards))
-np.testing.assert_allclose(stage_adv[..., -1], terminal[..., -1], atol=1e-5)      # Answer: same
+np.testing.assert_allclose(stage_adv[..., -1], terminal[..., -1], atol=1e-5)  # Answer: same
 for p in range(P):
-    print(f"question {p}: stage advantages (rows: samples; columns: stages)\n",
-          np.round(stage_adv[p], 2), "\n terminal broadcast:", np.round(terminal[p, :, 0], 2))
+    print(
+        f"question {p}: stage advantages (rows: samples; columns: stages)\n",
+        np.round(stage_adv[p], 2),
+        "\n terminal broadcast:",
+        np.round(terminal[p, :, 0], 2),
+    )
 
 # %% [markdown]
 # The same trajectories through the trainer's path: `prepare_inputs` scores them with the
@@ -85,24 +96,42 @@ for p in range(P):
 inputs, arrays = nbhelpers.prepare_inputs(rem_trainer, traj, tasks, np.ones(P, bool), group_size=G)
 mask = arrays["action_mask"] > 0
 credit = {}
-for label, trainer in (("GRPO (terminal reward)", grpo_trainer),
-                       ("RubricEM (stage credit)", rem_trainer)):
+for label, trainer in (
+    ("GRPO (terminal reward)", grpo_trainer),
+    ("RubricEM (stage credit)", rem_trainer),
+):
     batch, _ = nbhelpers.loss_batch(trainer.method, inputs, arrays)
     credit[label] = nbhelpers.token_credit(batch["advantages"], mask)
 np.testing.assert_allclose(
     credit["RubricEM (stage credit)"],
-    np.where(mask, np.take_along_axis(stage_adv.reshape(P * G, -1),
-                                      np.maximum(arrays["stage_ids"], 0), 1), 0.0), atol=1e-5)
+    np.where(
+        mask,
+        np.take_along_axis(stage_adv.reshape(P * G, -1), np.maximum(arrays["stage_ids"], 0), 1),
+        0.0,
+    ),
+    atol=1e-5,
+)
 real = mask | (arrays["env_mask"] > 0)
 columns = slice(int(np.argmax(real.any(0))), int(np.nonzero(real.any(0))[0].max()) + 1)
-fig = nbhelpers.plot_token_credit(credit, real, group_size=G, columns=columns,
-                                  dots=arrays["env_mask"],
-                                  title="token credit on the expert groups")
+fig = nbhelpers.plot_token_credit(
+    credit,
+    real,
+    group_size=G,
+    columns=columns,
+    dots=arrays["env_mask"],
+    title="token credit on the expert groups",
+)
 
 fig, ax = plt.subplots(figsize=(9.2, 2.4), layout="constrained")
 stages = ListedColormap(["tab:blue", "tab:orange", "tab:green", "tab:red"]).with_extremes(bad="0.7")
-image = ax.imshow(np.ma.masked_where(~mask[:, columns], arrays["stage_ids"][:, columns]),
-                  cmap=stages, vmin=-0.5, vmax=3.5, aspect="auto", interpolation="nearest")
+image = ax.imshow(
+    np.ma.masked_where(~mask[:, columns], arrays["stage_ids"][:, columns]),
+    cmap=stages,
+    vmin=-0.5,
+    vmax=3.5,
+    aspect="auto",
+    interpolation="nearest",
+)
 bar = fig.colorbar(image, ax=ax, ticks=range(4))
 bar.ax.set_yticklabels(["Plan", "Research", "Review", "Answer"])
 ax.set_title("stage_ids of the same tokens")

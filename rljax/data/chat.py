@@ -58,18 +58,22 @@ class ChatFormat:
     """
 
     bos: str = "<|bos|>"
-    headers: dict = dataclasses.field(default_factory=lambda: {
-        "system": "<|system|>",
-        "user": "<|user|>",
-        "assistant": "<|assistant|>",
-        "observation": "<|observation|>",
-    })
+    headers: dict = dataclasses.field(
+        default_factory=lambda: {
+            "system": "<|system|>",
+            "user": "<|user|>",
+            "assistant": "<|assistant|>",
+            "observation": "<|observation|>",
+        }
+    )
     end: str = "<|end|>"
     separator: str = ""
 
     def __post_init__(self):
         if set(self.headers) != set(TURN_ROLES):
-            raise ValueError(f"ChatFormat.headers must have keys {TURN_ROLES}, got {sorted(self.headers)}")
+            raise ValueError(
+                f"ChatFormat.headers must have keys {TURN_ROLES}, got {sorted(self.headers)}"
+            )
 
 
 DEFAULT_FORMAT = ChatFormat()
@@ -93,7 +97,9 @@ class Turn:
         if self.role not in TURN_ROLES:
             raise ValueError(f"Turn.role must be one of {TURN_ROLES}, got {self.role!r}")
         if self.warning and self.role != "observation":
-            raise ValueError(f"Turn.warning is only allowed on observation turns, got role {self.role!r}")
+            raise ValueError(
+                f"Turn.warning is only allowed on observation turns, got role {self.role!r}"
+            )
 
 
 class Rendered(NamedTuple):
@@ -146,7 +152,9 @@ def render_segments(
     return Rendered(np.asarray(ids, np.int32), np.asarray(roles, np.int8))
 
 
-def end_token_id(tokenizer: transformers.PreTrainedTokenizerFast, fmt: ChatFormat = DEFAULT_FORMAT) -> int:
+def end_token_id(
+    tokenizer: transformers.PreTrainedTokenizerFast, fmt: ChatFormat = DEFAULT_FORMAT
+) -> int:
     """Returns the id of `fmt.end`, the token that ends an assistant turn (the generation stop token).
 
     Raises:
@@ -252,7 +260,10 @@ def render_observation(
     Returns:
         `Rendered` tokens [T] and roles [T], to append after the policy's end token.
     """
-    segments = [(fmt.separator, Role.TEMPLATE), *_turn_segments(Turn("observation", text, warning), fmt)]
+    segments = [
+        (fmt.separator, Role.TEMPLATE),
+        *_turn_segments(Turn("observation", text, warning), fmt),
+    ]
     if generation_prompt:
         segments.append((fmt.headers["assistant"], Role.TEMPLATE))
     return render_segments(tokenizer, segments)

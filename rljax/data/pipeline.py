@@ -31,7 +31,9 @@ class FamilySource(Sequence[Task]):
         check_split(split)
         if num_tasks is None:
             if not hasattr(family, "num_examples"):
-                raise ValueError(f"num_tasks is required: {family.name!r} has no num_examples(split)")
+                raise ValueError(
+                    f"num_tasks is required: {family.name!r} has no num_examples(split)"
+                )
             num_tasks = family.num_examples(split)
         if num_tasks <= 0:
             raise ValueError(f"num_tasks must be > 0, got {num_tasks}")

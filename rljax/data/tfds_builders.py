@@ -66,7 +66,9 @@ def example_to_task(record: Mapping[str, Any]) -> Task:
     """
     missing = set(TEXT_FEATURES + ("task_id",)) - set(record)
     if missing:
-        raise ValueError(f"record is missing task features {sorted(missing)}; got keys {sorted(record)}")
+        raise ValueError(
+            f"record is missing task features {sorted(missing)}; got keys {sorted(record)}"
+        )
     text = {name: _text(record[name]) for name in TEXT_FEATURES}
     return Task(
         uid=text["uid"],
@@ -285,7 +287,9 @@ class ExternalQA:
         """
         source = self._source(split)
         if not 0 <= index < len(source):
-            raise ValueError(f"index must be in [0, {len(source)}) for split {split!r}, got {index}")
+            raise ValueError(
+                f"index must be in [0, {len(source)}) for split {split!r}, got {index}"
+            )
         record = source[index]
         for field in (self.prompt_field, self.answer_field):
             if field not in record:
@@ -343,12 +347,16 @@ class ExternalQA:
             other = self.extract(_text(source[int(index)][self.answer_field]))
             if self.metric(other, task.answer) < 1.0:
                 return other
-        raise ValueError(f"no record of {task.uid!r}'s split has a different answer to use as a mistake")
+        raise ValueError(
+            f"no record of {task.uid!r}'s split has a different answer to use as a mistake"
+        )
 
     def _source(self, split: str) -> Sequence[Mapping[str, Any]]:
         check_split(split)
         if split not in self.sources:
-            raise ValueError(f"{self.name} has no {split!r} split; available: {sorted(self.sources)}")
+            raise ValueError(
+                f"{self.name} has no {split!r} split; available: {sorted(self.sources)}"
+            )
         return self.sources[split]
 
 

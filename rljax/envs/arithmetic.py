@@ -46,7 +46,9 @@ class ArithmeticFamily:
         _check_range("num_operands", self.num_operands, minimum=2)
         ops = self.operators
         if not ops or set(ops) - set(OPERATORS) or len(set(ops)) < len(ops):
-            raise ValueError(f"operators must be distinct characters from {OPERATORS!r}, got {ops!r}")
+            raise ValueError(
+                f"operators must be distinct characters from {OPERATORS!r}, got {ops!r}"
+            )
         registry.check_heldout_fraction(self.heldout_fraction)
 
     def generate(self, split: str, index: int) -> Task:
@@ -61,7 +63,11 @@ class ArithmeticFamily:
         """
         check_split(split)
         expression = registry.sample_in_split(
-            self._draw, seed=self.seed, split=split, index=index, heldout_fraction=self.heldout_fraction
+            self._draw,
+            seed=self.seed,
+            split=split,
+            index=index,
+            heldout_fraction=self.heldout_fraction,
         )
         return Task(
             uid=f"{self.name}/{split}/{index}",

@@ -60,7 +60,9 @@ class CountdownFamily:
             ("number_range", self.number_range, 1),
             ("target_range", self.target_range, 1),
         ):
-            if not (isinstance(value, tuple) and len(value) == 2 and minimum <= value[0] <= value[1]):
+            if not (
+                isinstance(value, tuple) and len(value) == 2 and minimum <= value[0] <= value[1]
+            ):
                 raise ValueError(
                     f"{knob} must be an inclusive range (lo, hi) with {minimum} <= lo <= hi, got {value!r}"
                 )
@@ -78,7 +80,11 @@ class CountdownFamily:
         """
         check_split(split)
         numbers, target, solution = registry.sample_in_split(
-            self._draw, seed=self.seed, split=split, index=index, heldout_fraction=self.heldout_fraction
+            self._draw,
+            seed=self.seed,
+            split=split,
+            index=index,
+            heldout_fraction=self.heldout_fraction,
         )
         return Task(
             uid=f"{self.name}/{split}/{index}",
@@ -114,7 +120,9 @@ class CountdownFamily:
         if overused:
             return Verdict(0.0, {"reason": f"invalid: {overused}"})
         if value != task.answer:
-            return Verdict(0.0, {"reason": f"wrong: the expression equals {value}, expected {task.answer}"})
+            return Verdict(
+                0.0, {"reason": f"wrong: the expression equals {value}, expected {task.answer}"}
+            )
         return Verdict(1.0, {"reason": "correct"})
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
@@ -159,7 +167,11 @@ class CountdownFamily:
 
     @property
     def _counts(self) -> tuple[int, int]:
-        return (self.num_numbers, self.num_numbers) if isinstance(self.num_numbers, int) else self.num_numbers
+        return (
+            (self.num_numbers, self.num_numbers)
+            if isinstance(self.num_numbers, int)
+            else self.num_numbers
+        )
 
     def _draw(self, rng: np.random.Generator) -> tuple[str, tuple[list[int], int, Node]]:
         low, high = self.number_range
@@ -207,7 +219,9 @@ def parse(expression: str) -> Node:
         raise ExpressionError("empty expression")
     tree, end = _parse_sum(tokens, 0)
     if end != len(tokens):
-        raise ExpressionError(f"unexpected {tokens[end]!r} after a complete expression in {expression!r}")
+        raise ExpressionError(
+            f"unexpected {tokens[end]!r} after a complete expression in {expression!r}"
+        )
     return tree
 
 
@@ -266,7 +280,8 @@ def render(tree: Node) -> str:
     if not isinstance(left, int) and _PRECEDENCE[left[0]] < _PRECEDENCE[op]:
         left_text = f"({left_text})"
     if not isinstance(right, int) and (
-        _PRECEDENCE[right[0]] < _PRECEDENCE[op] or (_PRECEDENCE[right[0]] == _PRECEDENCE[op] and op in "-/")
+        _PRECEDENCE[right[0]] < _PRECEDENCE[op]
+        or (_PRECEDENCE[right[0]] == _PRECEDENCE[op] and op in "-/")
     ):
         right_text = f"({right_text})"
     return f"{left_text}{op}{right_text}"
@@ -324,7 +339,9 @@ def _random_tree(numbers: list[int], rng: np.random.Generator) -> Node:
         if (op == "-" and a == b) or (op == "/" and a % b):
             op = "+"
         value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
-        pool = [entry for k, entry in enumerate(pool) if k not in (i, j)] + [(value, (op, left, right))]
+        pool = [entry for k, entry in enumerate(pool) if k not in (i, j)] + [
+            (value, (op, left, right))
+        ]
     return pool[0][1]
 
 

@@ -40,13 +40,16 @@ def extract_answer(response: str) -> tuple[str | None, str]:
     if opens == 0 or closes == 0:
         return None, "malformed: no <answer>...</answer> tag"
     if opens > 1 or closes > 1:
-        return None, f"malformed: {opens} <answer> and {closes} </answer> tags, expected exactly one"
+        return (
+            None,
+            f"malformed: {opens} <answer> and {closes} </answer> tags, expected exactly one",
+        )
     start, end = response.index(ANSWER_OPEN), response.index(ANSWER_CLOSE)
     if end < start:
         return None, "malformed: </answer> comes before <answer>"
-    if response[end + len(ANSWER_CLOSE):].strip():
+    if response[end + len(ANSWER_CLOSE) :].strip():
         return None, "malformed: text after </answer>; the answer must end the response"
-    return response[start + len(ANSWER_OPEN):end], ""
+    return response[start + len(ANSWER_OPEN) : end], ""
 
 
 def format_gate(response: str) -> str | None:
@@ -164,7 +167,9 @@ def numeric_match(pred: str, gold: float, *, abs_tol: float = 1e-6, rel_tol: flo
         1.0 if `math.isclose(pred, gold, rel_tol, abs_tol)`, else 0.0 (also when unparseable).
     """
     if abs_tol < 0 or rel_tol < 0:
-        raise ValueError(f"abs_tol and rel_tol must be >= 0, got abs_tol={abs_tol}, rel_tol={rel_tol}")
+        raise ValueError(
+            f"abs_tol and rel_tol must be >= 0, got abs_tol={abs_tol}, rel_tol={rel_tol}"
+        )
     value = parse_number(pred)
     if value is None:
         return 0.0
@@ -301,7 +306,7 @@ def pairwise_accuracy(pred_items: Sequence[str], gold_items: Sequence[str]) -> f
     correct = sum(
         1
         for i, a in enumerate(gold)
-        for b in gold[i + 1:]
+        for b in gold[i + 1 :]
         if a in position and b in position and position[a] < position[b]
     )
     return correct / math.comb(len(pred), 2)
@@ -370,7 +375,9 @@ def _normalized_lines(text: str) -> str:
 
 def _items(name: str, items: Sequence[str]) -> list[str]:
     if isinstance(items, str):
-        raise ValueError(f"{name} must be a list of items (see answer_items), got the string {items!r}")
+        raise ValueError(
+            f"{name} must be a list of items (see answer_items), got the string {items!r}"
+        )
     return [normalize_text(item) for item in items]
 
 

@@ -62,7 +62,9 @@ def register(name: str, factory: Factory | str, *, overwrite: bool = False) -> N
     if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
         raise ValueError(f"factory must be callable or a 'module:attr' path, got {factory!r}")
     if name in _FACTORIES and not overwrite:
-        raise ValueError(f"task family {name!r} is already registered; pass overwrite=True to replace it")
+        raise ValueError(
+            f"task family {name!r} is already registered; pass overwrite=True to replace it"
+        )
     _FACTORIES[name] = factory
 
 
@@ -94,7 +96,9 @@ def make(name: str, /, **kwargs: Any) -> TaskFamily:
         _FACTORIES[name] = factory
     family = factory(**kwargs)
     if not isinstance(family, TaskFamily):
-        raise ValueError(f"factory of {name!r} returned {type(family).__name__}, which is not a TaskFamily")
+        raise ValueError(
+            f"factory of {name!r} returned {type(family).__name__}, which is not a TaskFamily"
+        )
     return family
 
 

@@ -66,7 +66,10 @@ def parse_response(task: Task, response: str) -> tuple[int | None, str]:
         return None, f"malformed: {len(work)} work tokens, expected {num_work}"
     expected = work_tokens(digits, strategy, num_work)
     if work != expected:
-        return None, f"malformed: work tokens {' '.join(work)}, expected {' '.join(expected)} for S_{strategy}"
+        return (
+            None,
+            f"malformed: work tokens {' '.join(work)}, expected {' '.join(expected)} for S_{strategy}",
+        )
     return strategy, ""
 
 
@@ -170,15 +173,21 @@ class HiddenKeyFamily:
         if not isinstance(self.num_digits, int) or self.num_digits < 1:
             raise ValueError(f"num_digits must be an int >= 1, got {self.num_digits!r}")
         if not isinstance(self.work_tokens, int) or not 1 <= self.work_tokens <= self.num_digits:
-            raise ValueError(f"work_tokens must be an int in [1, num_digits={self.num_digits}], "
-                             f"got {self.work_tokens!r}")
+            raise ValueError(
+                f"work_tokens must be an int in [1, num_digits={self.num_digits}], "
+                f"got {self.work_tokens!r}"
+            )
         rates = tuple(float(p) for p in self.success_rates)
         if not rates or not all(0.0 <= p <= 1.0 for p in rates):
-            raise ValueError(f"success_rates must be a non-empty sequence of values in [0, 1], "
-                             f"got {self.success_rates!r}")
+            raise ValueError(
+                f"success_rates must be a non-empty sequence of values in [0, 1], "
+                f"got {self.success_rates!r}"
+            )
         object.__setattr__(self, "success_rates", rates)
         if not callable(self.cluster_fn):
-            raise ValueError(f"cluster_fn must be a callable (task, response) -> int, got {self.cluster_fn!r}")
+            raise ValueError(
+                f"cluster_fn must be a callable (task, response) -> int, got {self.cluster_fn!r}"
+            )
         registry.check_heldout_fraction(self.heldout_fraction)
 
     @property
@@ -200,18 +209,29 @@ class HiddenKeyFamily:
         """
         check_split(split)
         digits = registry.sample_in_split(
-            self._draw, seed=self.seed, split=split, index=index, heldout_fraction=self.heldout_fraction
+            self._draw,
+            seed=self.seed,
+            split=split,
+            index=index,
+            heldout_fraction=self.heldout_fraction,
         )
-        works = [s for s in range(1, self.num_strategies + 1)
-                 if strategy_unit(self.secret, digits, s) < self.success_rates[s - 1]]
+        works = [
+            s
+            for s in range(1, self.num_strategies + 1)
+            if strategy_unit(self.secret, digits, s) < self.success_rates[s - 1]
+        ]
         return Task(
             uid=f"{self.name}/{split}/{index}",
             family=self.name,
             prompt=f"digits {' '.join(digits)}",
             answer=sum(int(d) for d in digits) % 10,
             system=self.system,
-            meta={"digits": digits, "works": works, "num_strategies": self.num_strategies,
-                  "work_tokens": self.work_tokens},
+            meta={
+                "digits": digits,
+                "works": works,
+                "num_strategies": self.num_strategies,
+                "work_tokens": self.work_tokens,
+            },
         )
 
     def verify(self, task: Task, response: str) -> Verdict:

@@ -15,8 +15,7 @@ def check_rank(name: str, x: jax.typing.ArrayLike, rank: int | Collection[int]) 
     try:
         chex.assert_rank(x, rank if isinstance(rank, int) else set(rank))
     except AssertionError as err:
-        raise ValueError(
-            f"{name} must have rank {rank}, got shape {jax.numpy.shape(x)}") from err
+        raise ValueError(f"{name} must have rank {rank}, got shape {jax.numpy.shape(x)}") from err
 
 
 def check_shape(name: str, x: jax.typing.ArrayLike, shape: Sequence[int]) -> None:
@@ -25,7 +24,8 @@ def check_shape(name: str, x: jax.typing.ArrayLike, shape: Sequence[int]) -> Non
         chex.assert_shape(x, tuple(shape))
     except AssertionError as err:
         raise ValueError(
-            f"{name} must have shape {tuple(shape)}, got {jax.numpy.shape(x)}") from err
+            f"{name} must have shape {tuple(shape)}, got {jax.numpy.shape(x)}"
+        ) from err
 
 
 def check_choice(name: str, value: str, choices: Collection[str]) -> None:

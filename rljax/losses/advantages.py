@@ -14,8 +14,9 @@ _SCALES = ("std", "none")
 _STDS = ("unbiased", "population")
 
 
-def group_advantages(rewards: jax.Array, *, scale: str = "std", std: str = "unbiased",
-                     eps: float = 1e-6) -> jax.Array:
+def group_advantages(
+    rewards: jax.Array, *, scale: str = "std", std: str = "unbiased", eps: float = 1e-6
+) -> jax.Array:
     """GRPO and Dr.GRPO advantages: each reward relative to its own group.
 
     GRPO (Shao et al., arXiv 2402.03300), grpo.md GRPO-2:

@@ -17,8 +17,9 @@ from rljax.losses._checks import check_choice, check_positive, check_rank, check
 MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
 
-def aggregate_sums(values: jax.Array, mask: jax.Array, *, mode: str = "token-mean",
-                   max_len: int | None = None) -> tuple[jax.Array, jax.Array]:
+def aggregate_sums(
+    values: jax.Array, mask: jax.Array, *, mode: str = "token-mean", max_len: int | None = None
+) -> tuple[jax.Array, jax.Array]:
     """Numerator and local denominator of a loss aggregation mode.
 
     grpo.md GRPO-7, with n_b = sum_t mask[b, t] and B_v = #{b : n_b > 0}:
@@ -59,9 +60,14 @@ def aggregate_sums(values: jax.Array, mask: jax.Array, *, mode: str = "token-mea
     return jnp.sum(row_sums) / norm, jnp.asarray(values.shape[0], jnp.float32)
 
 
-def aggregate(values: jax.Array, mask: jax.Array, *, mode: str = "token-mean",
-              max_len: int | None = None, denominator: jax.typing.ArrayLike | None = None
-              ) -> jax.Array:
+def aggregate(
+    values: jax.Array,
+    mask: jax.Array,
+    *,
+    mode: str = "token-mean",
+    max_len: int | None = None,
+    denominator: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
     """Reduces per-token values to a scalar loss with one of the GRPO-family modes.
 
     grpo.md GRPO-7; see `aggregate_sums` for the formulas. With gradient accumulation pass the

@@ -224,8 +224,9 @@ class GateState(NamedTuple):
     reenable_ratio: jax.Array
 
 
-def entropy_gate_init(*, warmup_steps: int = 5, down_ratio: float = 0.93,
-                      reenable_ratio: float = 1.0) -> GateState:
+def entropy_gate_init(
+    *, warmup_steps: int = 5, down_ratio: float = 0.93, reenable_ratio: float = 1.0
+) -> GateState:
     """Initial state of the Anti-SD entropy gate (closed, nothing observed).
 
     Anti-SD eq. ASD-5 (arXiv 2605.11609). On resuming Anti-SD from a plain GRPO checkpoint,
@@ -239,14 +240,18 @@ def entropy_gate_init(*, warmup_steps: int = 5, down_ratio: float = 0.93,
     Returns:
         A `GateState` with gate 0.
     """
-    if (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer))
-            or warmup_steps < 1):
+    if (
+        isinstance(warmup_steps, bool)
+        or not isinstance(warmup_steps, (int, np.integer))
+        or warmup_steps < 1
+    ):
         raise ValueError(f"warmup_steps must be an integer >= 1, got {warmup_steps!r}")
     if not 0.0 < down_ratio <= 1.0:
         raise ValueError(f"down_ratio must be in (0, 1], got {down_ratio}")
     if reenable_ratio < down_ratio:
-        raise ValueError(f"reenable_ratio must be >= down_ratio={down_ratio} (hysteresis), "
-                         f"got {reenable_ratio}")
+        raise ValueError(
+            f"reenable_ratio must be >= down_ratio={down_ratio} (hysteresis), got {reenable_ratio}"
+        )
     zero = jnp.zeros((), jnp.float32)
     return GateState(
         step=jnp.zeros((), jnp.int32),
@@ -260,8 +265,9 @@ def entropy_gate_init(*, warmup_steps: int = 5, down_ratio: float = 0.93,
     )
 
 
-def entropy_gate_update(state: GateState,
-                        teacher_entropy_median: chex.Array) -> tuple[GateState, jax.Array]:
+def entropy_gate_update(
+    state: GateState, teacher_entropy_median: chex.Array
+) -> tuple[GateState, jax.Array]:
     """One step of the entropy-triggered Schmitt gate; call before forming the token advantages.
 
     Anti-SD eq. ASD-5 (arXiv 2605.11609), with H_k the batch median teacher entropy:
@@ -290,8 +296,9 @@ def entropy_gate_update(state: GateState,
 
     recording = observed & (state.step < warmup_steps)
     slot = jnp.minimum(state.step, warmup_steps - 1)
-    warmup_medians = jnp.where(recording, state.warmup_medians.at[slot].set(h),
-                               state.warmup_medians)
+    warmup_medians = jnp.where(
+        recording, state.warmup_medians.at[slot].set(h), state.warmup_medians
+    )
 
     calibrating = observed & (state.step == warmup_steps)
     h_warm = jnp.where(calibrating, jnp.median(state.warmup_medians), state.h_warm)

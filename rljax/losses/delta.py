@@ -45,13 +45,20 @@ from rljax.losses.delta_stats import (
 MicroBatch = tuple[jax.Array, jax.Array, jax.Array, jax.Array]
 
 
-def delta_coefficients_from_centroids(hidden: jax.Array, token_probs: jax.Array,
-                                      advantages: jax.Array, mask: jax.Array,
-                                      centroids: DeltaCentroids,
-                                      temperatures: DeltaTemperatures, *, c_min: float = 0.8,
-                                      c_max: float = 1.2, zero_adv_coef: float | None = None,
-                                      proxy: str = "one_minus_p_h",
-                                      opposite_weight: float = 1.0) -> jax.Array:
+def delta_coefficients_from_centroids(
+    hidden: jax.Array,
+    token_probs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    centroids: DeltaCentroids,
+    temperatures: DeltaTemperatures,
+    *,
+    c_min: float = 0.8,
+    c_max: float = 1.2,
+    zero_adv_coef: float | None = None,
+    proxy: str = "one_minus_p_h",
+    opposite_weight: float = 1.0,
+) -> jax.Array:
     """Raw (unnormalised) DelTA coefficients of one micro-batch from the final statistics.
 
     arXiv 2605.21467; delta.md DELTA-7:
@@ -83,15 +90,22 @@ def delta_coefficients_from_centroids(hidden: jax.Array, token_probs: jax.Array,
     coef_pos = c_min + (c_max - c_min) * jax.nn.sigmoid(margin_pos / temperatures.gamma_pos)
     coef_neg = c_min + (c_max - c_min) * jax.nn.sigmoid(margin_neg / temperatures.gamma_neg)
     zero_coef = c_min if zero_adv_coef is None else zero_adv_coef
-    coeffs = jnp.where(tokens.pos, coef_pos,
-                       jnp.where(tokens.neg, coef_neg, jnp.where(tokens.zero, zero_coef, 0.0)))
+    coeffs = jnp.where(
+        tokens.pos,
+        coef_pos,
+        jnp.where(tokens.neg, coef_neg, jnp.where(tokens.zero, zero_coef, 0.0)),
+    )
     return jax.lax.stop_gradient(coeffs)
 
 
-def delta_normalize_coefficients(coeffs: jax.Array, mask: jax.Array, *,
-                                 coeff_sum: jax.typing.ArrayLike | None = None,
-                                 token_count: jax.typing.ArrayLike | None = None,
-                                 eps: float = 1e-8) -> jax.Array:
+def delta_normalize_coefficients(
+    coeffs: jax.Array,
+    mask: jax.Array,
+    *,
+    coeff_sum: jax.typing.ArrayLike | None = None,
+    token_count: jax.typing.ArrayLike | None = None,
+    eps: float = 1e-8,
+) -> jax.Array:
     """Self-normalises coefficients to mean 1 over the valid tokens of the whole batch.
 
     arXiv 2605.21467; delta.md DELTA-8: c~ = c * sum(mask) / max(sum(c), eps). With
@@ -115,7 +129,8 @@ def delta_normalize_coefficients(coeffs: jax.Array, mask: jax.Array, *,
     if token_count is None:
         token_count = jnp.sum(jnp.asarray(mask, bool), dtype=jnp.float32)
     scale = jnp.asarray(token_count, jnp.float32) / jnp.maximum(
-        jnp.asarray(coeff_sum, jnp.float32), eps)
+        jnp.asarray(coeff_sum, jnp.float32), eps
+    )
     return jax.lax.stop_gradient(coeffs * scale)
 
 
@@ -127,36 +142,70 @@ def _check_options(c_min: float, c_max: float, n_refine: int, metric: str) -> No
     check_choice("metric", metric, METRICS)
 
 
-def _single_pass_coefficients(hidden: jax.Array, token_probs: jax.Array, advantages: jax.Array,
-                              mask: jax.Array, *, c_min: float, c_max: float, n_refine: int,
-                              zero_adv_coef: float | None, metric: str, proxy: str,
-                              opposite_weight: float, normalize: bool, eps: float) -> jax.Array:
+def _single_pass_coefficients(
+    hidden: jax.Array,
+    token_probs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    c_min: float,
+    c_max: float,
+    n_refine: int,
+    zero_adv_coef: float | None,
+    metric: str,
+    proxy: str,
+    opposite_weight: float,
+    normalize: bool,
+    eps: float,
+) -> jax.Array:
     """DELTA-3..8 over one batch held in memory (the loop of the module docstring, one chunk)."""
     inputs = (hidden, token_probs, advantages, mask)
     side = dict(proxy=proxy, opposite_weight=opposite_weight)
-    centroids = delta_centroids_from_sums(delta_centroid_sums(*inputs, **side), metric=metric,
-                                          eps=eps)
+    centroids = delta_centroids_from_sums(
+        delta_centroid_sums(*inputs, **side), metric=metric, eps=eps
+    )
     temperatures = delta_temperatures_from_sums(
-        delta_margin_sums(*inputs, centroids, **side), eps=eps)
+        delta_margin_sums(*inputs, centroids, **side), eps=eps
+    )
     for _ in range(n_refine):
         refined = delta_centroids_from_sums(
             delta_centroid_sums(*inputs, centroids=centroids, temperatures=temperatures, **side),
-            metric_weights=centroids.metric_weights, eps=eps)
+            metric_weights=centroids.metric_weights,
+            eps=eps,
+        )
         temperatures = delta_temperatures_from_sums(
-            delta_margin_sums(*inputs, centroids, **side), eps=eps)
+            delta_margin_sums(*inputs, centroids, **side), eps=eps
+        )
         centroids = refined
     coeffs = delta_coefficients_from_centroids(
-        *inputs, centroids, temperatures, c_min=c_min, c_max=c_max,
-        zero_adv_coef=zero_adv_coef, **side)
+        *inputs,
+        centroids,
+        temperatures,
+        c_min=c_min,
+        c_max=c_max,
+        zero_adv_coef=zero_adv_coef,
+        **side,
+    )
     return delta_normalize_coefficients(coeffs, mask, eps=eps) if normalize else coeffs
 
 
-def delta_coefficients(hidden: jax.Array, token_probs: jax.Array, advantages: jax.Array,
-                       mask: jax.Array, *, c_min: float = 0.8, c_max: float = 1.2,
-                       n_refine: int = 1, zero_adv_coef: float | None = None,
-                       metric: str = "euclidean", proxy: str = "one_minus_p_h",
-                       opposite_weight: float = 1.0, normalize: bool = True,
-                       n_stat_shards: int = 1, eps: float = 1e-8) -> jax.Array:
+def delta_coefficients(
+    hidden: jax.Array,
+    token_probs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    c_min: float = 0.8,
+    c_max: float = 1.2,
+    n_refine: int = 1,
+    zero_adv_coef: float | None = None,
+    metric: str = "euclidean",
+    proxy: str = "one_minus_p_h",
+    opposite_weight: float = 1.0,
+    normalize: bool = True,
+    n_stat_shards: int = 1,
+    eps: float = 1e-8,
+) -> jax.Array:
     """DelTA token coefficients c~ for a whole rollout batch in one pass.
 
     arXiv 2605.21467; delta.md DELTA-2..8 (official-code algorithm): proxy v = (1 - p) h,
@@ -192,33 +241,53 @@ def delta_coefficients(hidden: jax.Array, token_probs: jax.Array, advantages: ja
     check_rank("hidden", hidden, 3)
     batch = hidden.shape[0]
     if not isinstance(n_stat_shards, int) or n_stat_shards < 1 or batch % n_stat_shards:
-        raise ValueError(f"n_stat_shards must be a positive int dividing B={batch}, got "
-                         f"{n_stat_shards!r}")
+        raise ValueError(
+            f"n_stat_shards must be a positive int dividing B={batch}, got {n_stat_shards!r}"
+        )
 
     def run(h: jax.Array, p: jax.Array, a: jax.Array, m: jax.Array) -> jax.Array:
         return _single_pass_coefficients(
-            h, p, a, m, c_min=c_min, c_max=c_max, n_refine=n_refine,
-            zero_adv_coef=zero_adv_coef, metric=metric, proxy=proxy,
-            opposite_weight=opposite_weight, normalize=normalize, eps=eps)
+            h,
+            p,
+            a,
+            m,
+            c_min=c_min,
+            c_max=c_max,
+            n_refine=n_refine,
+            zero_adv_coef=zero_adv_coef,
+            metric=metric,
+            proxy=proxy,
+            opposite_weight=opposite_weight,
+            normalize=normalize,
+            eps=eps,
+        )
 
     if n_stat_shards == 1:
         return run(hidden, token_probs, advantages, mask)
     check_shape("token_probs", token_probs, hidden.shape[:2])
     check_shape("advantages", advantages, hidden.shape[:1])
     check_shape("mask", mask, hidden.shape[:2])
-    shards = [jnp.reshape(jnp.asarray(x), (n_stat_shards, -1) + jnp.shape(x)[1:])
-              for x in (hidden, token_probs, advantages, mask)]
+    shards = [
+        jnp.reshape(jnp.asarray(x), (n_stat_shards, -1) + jnp.shape(x)[1:])
+        for x in (hidden, token_probs, advantages, mask)
+    ]
     return jax.vmap(run)(*shards).reshape(jnp.shape(mask))
 
 
-
-def delta_coefficients_streamed(load_micro_batch: Callable[[int], MicroBatch],
-                                num_micro_batches: int, *, c_min: float = 0.8,
-                                c_max: float = 1.2, n_refine: int = 1,
-                                zero_adv_coef: float | None = None, metric: str = "euclidean",
-                                proxy: str = "one_minus_p_h", opposite_weight: float = 1.0,
-                                normalize: bool = True, eps: float = 1e-8
-                                ) -> list[jax.Array]:
+def delta_coefficients_streamed(
+    load_micro_batch: Callable[[int], MicroBatch],
+    num_micro_batches: int,
+    *,
+    c_min: float = 0.8,
+    c_max: float = 1.2,
+    n_refine: int = 1,
+    zero_adv_coef: float | None = None,
+    metric: str = "euclidean",
+    proxy: str = "one_minus_p_h",
+    opposite_weight: float = 1.0,
+    normalize: bool = True,
+    eps: float = 1e-8,
+) -> list[jax.Array]:
     """DelTA coefficients of a batch too large for one pass, accumulated over micro-batches.
 
     arXiv 2605.21467; delta.md section 3, "Batches too large for one pass". Runs the five-step
@@ -249,31 +318,47 @@ def delta_coefficients_streamed(load_micro_batch: Callable[[int], MicroBatch],
         return total
 
     centroids = delta_centroids_from_sums(
-        accumulate(lambda mb: delta_centroid_sums(*mb, **side)), metric=metric, eps=eps)
+        accumulate(lambda mb: delta_centroid_sums(*mb, **side)), metric=metric, eps=eps
+    )
     temperatures = delta_temperatures_from_sums(
-        accumulate(lambda mb: delta_margin_sums(*mb, centroids, **side)), eps=eps)
+        accumulate(lambda mb: delta_margin_sums(*mb, centroids, **side)), eps=eps
+    )
     for _ in range(n_refine):
         current, current_temperatures = centroids, temperatures
 
         def refine_pass(mb: MicroBatch) -> tuple[DeltaCentroidSums, DeltaMarginSums]:
-            return (delta_centroid_sums(*mb, centroids=current,
-                                        temperatures=current_temperatures, **side),
-                    delta_margin_sums(*mb, current, **side))
+            return (
+                delta_centroid_sums(
+                    *mb, centroids=current, temperatures=current_temperatures, **side
+                ),
+                delta_margin_sums(*mb, current, **side),
+            )
 
         centroid_sums, margin_sums = accumulate(refine_pass)
         centroids = delta_centroids_from_sums(
-            centroid_sums, metric_weights=current.metric_weights, eps=eps)
+            centroid_sums, metric_weights=current.metric_weights, eps=eps
+        )
         temperatures = delta_temperatures_from_sums(margin_sums, eps=eps)
     raw, masks = [], []
     for i in range(num_micro_batches):
         mb = load_micro_batch(i)
-        raw.append(delta_coefficients_from_centroids(
-            *mb, centroids, temperatures, c_min=c_min, c_max=c_max, zero_adv_coef=zero_adv_coef,
-            **side))
+        raw.append(
+            delta_coefficients_from_centroids(
+                *mb,
+                centroids,
+                temperatures,
+                c_min=c_min,
+                c_max=c_max,
+                zero_adv_coef=zero_adv_coef,
+                **side,
+            )
+        )
         masks.append(mb[3])
     if not normalize:
         return raw
     coeff_sum = sum(jnp.sum(c) for c in raw)
     token_count = sum(jnp.sum(jnp.asarray(m, bool), dtype=jnp.float32) for m in masks)
-    return [delta_normalize_coefficients(c, m, coeff_sum=coeff_sum, token_count=token_count,
-                                         eps=eps) for c, m in zip(raw, masks)]
+    return [
+        delta_normalize_coefficients(c, m, coeff_sum=coeff_sum, token_count=token_count, eps=eps)
+        for c, m in zip(raw, masks)
+    ]

@@ -95,8 +95,9 @@ class DeltaTokens(NamedTuple):
     adv_neg: jax.Array
 
 
-def delta_tokens(hidden: jax.Array, token_probs: jax.Array, advantages: jax.Array,
-                 mask: jax.Array, proxy: str) -> DeltaTokens:
+def delta_tokens(
+    hidden: jax.Array, token_probs: jax.Array, advantages: jax.Array, mask: jax.Array, proxy: str
+) -> DeltaTokens:
     """Checks the inputs and builds the gradient proxy and the side masks.
 
     arXiv 2605.21467; delta.md DELTA-2: v = (1 - p) h ("one_minus_p_h", the gradient of
@@ -124,13 +125,19 @@ def delta_tokens(hidden: jax.Array, token_probs: jax.Array, advantages: jax.Arra
     v = hidden if proxy == "h" else (1.0 - token_probs)[..., None] * hidden
     v = jnp.where(valid[..., None], v, 0.0)
     adv = jnp.broadcast_to(advantages[:, None], valid.shape)
-    return DeltaTokens(v=v, pos=valid & (adv > 0), neg=valid & (adv < 0),
-                       zero=valid & (adv == 0), adv_pos=jnp.maximum(adv, 0.0),
-                       adv_neg=jnp.maximum(-adv, 0.0))
+    return DeltaTokens(
+        v=v,
+        pos=valid & (adv > 0),
+        neg=valid & (adv < 0),
+        zero=valid & (adv == 0),
+        adv_pos=jnp.maximum(adv, 0.0),
+        adv_neg=jnp.maximum(-adv, 0.0),
+    )
 
 
-def delta_margins(tokens: DeltaTokens, centroids: DeltaCentroids,
-                  opposite_weight: float) -> tuple[jax.Array, jax.Array]:
+def delta_margins(
+    tokens: DeltaTokens, centroids: DeltaCentroids, opposite_weight: float
+) -> tuple[jax.Array, jax.Array]:
     """Own-side margins of every token w.r.t. the given centroids.
 
     arXiv 2605.21467; delta.md DELTA-4 with the `opposite_weight` knob w:
@@ -150,8 +157,8 @@ def delta_margins(tokens: DeltaTokens, centroids: DeltaCentroids,
     check_shape("centroids.mu_neg", centroids.mu_neg, tokens.v.shape[2:])
     check_shape("centroids.metric_weights", centroids.metric_weights, tokens.v.shape[2:])
     weights = centroids.metric_weights[None, None, :]
-    dist_pos = jnp.sum(weights * (tokens.v - centroids.mu_pos[None, None, :])**2, axis=-1)
-    dist_neg = jnp.sum(weights * (tokens.v - centroids.mu_neg[None, None, :])**2, axis=-1)
+    dist_pos = jnp.sum(weights * (tokens.v - centroids.mu_pos[None, None, :]) ** 2, axis=-1)
+    dist_neg = jnp.sum(weights * (tokens.v - centroids.mu_neg[None, None, :]) ** 2, axis=-1)
     return opposite_weight * dist_neg - dist_pos, opposite_weight * dist_pos - dist_neg
 
 
@@ -160,11 +167,17 @@ def _weighted_sum(weights: jax.Array, v: jax.Array) -> jax.Array:
     return jnp.einsum("bt,bth->h", weights, v)
 
 
-def delta_centroid_sums(hidden: jax.Array, token_probs: jax.Array, advantages: jax.Array,
-                        mask: jax.Array, *, centroids: DeltaCentroids | None = None,
-                        temperatures: DeltaTemperatures | None = None,
-                        proxy: str = "one_minus_p_h", opposite_weight: float = 1.0
-                        ) -> DeltaCentroidSums:
+def delta_centroid_sums(
+    hidden: jax.Array,
+    token_probs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    centroids: DeltaCentroids | None = None,
+    temperatures: DeltaTemperatures | None = None,
+    proxy: str = "one_minus_p_h",
+    opposite_weight: float = 1.0,
+) -> DeltaCentroidSums:
     """Per-side weighted sums of the gradient proxies of one micro-batch, to be accumulated.
 
     arXiv 2605.21467; delta.md DELTA-3 (no `centroids`: weights A+ on Pos, A- on Neg) and
@@ -197,23 +210,32 @@ def delta_centroid_sums(hidden: jax.Array, token_probs: jax.Array, advantages: j
         weight_neg = weight_neg * jax.nn.sigmoid(margin_neg / temperatures.gamma_neg)
     pos, neg = tokens.pos.astype(jnp.float32), tokens.neg.astype(jnp.float32)
     return DeltaCentroidSums(
-        weighted_v_pos=_weighted_sum(weight_pos, tokens.v), weight_pos=jnp.sum(weight_pos),
-        weighted_v_neg=_weighted_sum(weight_neg, tokens.v), weight_neg=jnp.sum(weight_neg),
-        count_pos=jnp.sum(pos), v_sum_pos=_weighted_sum(pos, tokens.v),
+        weighted_v_pos=_weighted_sum(weight_pos, tokens.v),
+        weight_pos=jnp.sum(weight_pos),
+        weighted_v_neg=_weighted_sum(weight_neg, tokens.v),
+        weight_neg=jnp.sum(weight_neg),
+        count_pos=jnp.sum(pos),
+        v_sum_pos=_weighted_sum(pos, tokens.v),
         v_sq_sum_pos=_weighted_sum(pos, tokens.v**2),
-        count_neg=jnp.sum(neg), v_sum_neg=_weighted_sum(neg, tokens.v),
-        v_sq_sum_neg=_weighted_sum(neg, tokens.v**2))
+        count_neg=jnp.sum(neg),
+        v_sum_neg=_weighted_sum(neg, tokens.v),
+        v_sq_sum_neg=_weighted_sum(neg, tokens.v**2),
+    )
 
 
 def _variance(count: jax.Array, total: jax.Array, sq_total: jax.Array) -> jax.Array:
     """Population variance from a count, a sum and a sum of squares (0 for an empty set)."""
     n = jnp.maximum(count, 1.0)
-    return sq_total / n - (total / n)**2
+    return sq_total / n - (total / n) ** 2
 
 
-def delta_centroids_from_sums(sums: DeltaCentroidSums, *, metric: str = "euclidean",
-                              metric_weights: jax.Array | None = None, eps: float = 1e-8
-                              ) -> DeltaCentroids:
+def delta_centroids_from_sums(
+    sums: DeltaCentroidSums,
+    *,
+    metric: str = "euclidean",
+    metric_weights: jax.Array | None = None,
+    eps: float = 1e-8,
+) -> DeltaCentroids:
     """Centroids mu = sum w v / max(sum w, eps) on each side from accumulated sums.
 
     arXiv 2605.21467; delta.md DELTA-3 / DELTA-6. An empty side gets mu = 0. The metric is fixed
@@ -239,18 +261,25 @@ def delta_centroids_from_sums(sums: DeltaCentroidSums, *, metric: str = "euclide
         if metric == "euclidean":
             metric_weights = jnp.ones_like(mu_pos)
         else:
-            total = (_variance(sums.count_pos, sums.v_sum_pos, sums.v_sq_sum_pos)
-                     + _variance(sums.count_neg, sums.v_sum_neg, sums.v_sq_sum_neg))
+            total = _variance(sums.count_pos, sums.v_sum_pos, sums.v_sq_sum_pos) + _variance(
+                sums.count_neg, sums.v_sum_neg, sums.v_sq_sum_neg
+            )
             metric_weights = 1.0 / (jnp.maximum(total, 0.0) + _METRIC_EPS)
     else:
         check_shape("metric_weights", metric_weights, mu_pos.shape)
     return DeltaCentroids(mu_pos=mu_pos, mu_neg=mu_neg, metric_weights=metric_weights)
 
 
-def delta_margin_sums(hidden: jax.Array, token_probs: jax.Array, advantages: jax.Array,
-                      mask: jax.Array, centroids: DeltaCentroids, *,
-                      proxy: str = "one_minus_p_h", opposite_weight: float = 1.0
-                      ) -> DeltaMarginSums:
+def delta_margin_sums(
+    hidden: jax.Array,
+    token_probs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    centroids: DeltaCentroids,
+    *,
+    proxy: str = "one_minus_p_h",
+    opposite_weight: float = 1.0,
+) -> DeltaMarginSums:
     """Count, sum and sum of squares of the own-side margins of one micro-batch.
 
     arXiv 2605.21467; delta.md DELTA-4 (margins w.r.t. `centroids`: m+ = D- - D+ on Pos tokens,
@@ -273,14 +302,16 @@ def delta_margin_sums(hidden: jax.Array, token_probs: jax.Array, advantages: jax
     margin_pos = jnp.where(tokens.pos, margin_pos, 0.0)
     margin_neg = jnp.where(tokens.neg, margin_neg, 0.0)
     return DeltaMarginSums(
-        count_pos=jnp.sum(tokens.pos, dtype=jnp.float32), margin_sum_pos=jnp.sum(margin_pos),
+        count_pos=jnp.sum(tokens.pos, dtype=jnp.float32),
+        margin_sum_pos=jnp.sum(margin_pos),
         margin_sq_sum_pos=jnp.sum(margin_pos**2),
-        count_neg=jnp.sum(tokens.neg, dtype=jnp.float32), margin_sum_neg=jnp.sum(margin_neg),
-        margin_sq_sum_neg=jnp.sum(margin_neg**2))
+        count_neg=jnp.sum(tokens.neg, dtype=jnp.float32),
+        margin_sum_neg=jnp.sum(margin_neg),
+        margin_sq_sum_neg=jnp.sum(margin_neg**2),
+    )
 
 
-def delta_temperatures_from_sums(sums: DeltaMarginSums, *, eps: float = 1e-8
-                                 ) -> DeltaTemperatures:
+def delta_temperatures_from_sums(sums: DeltaMarginSums, *, eps: float = 1e-8) -> DeltaTemperatures:
     """Per-side temperature: the population std of the side's margins, floored at sqrt(eps).
 
     arXiv 2605.21467; delta.md DELTA-5:
@@ -295,5 +326,6 @@ def delta_temperatures_from_sums(sums: DeltaMarginSums, *, eps: float = 1e-8
     """
     var_pos = _variance(sums.count_pos, sums.margin_sum_pos, sums.margin_sq_sum_pos)
     var_neg = _variance(sums.count_neg, sums.margin_sum_neg, sums.margin_sq_sum_neg)
-    return DeltaTemperatures(gamma_pos=jnp.sqrt(jnp.maximum(var_pos, eps)),
-                             gamma_neg=jnp.sqrt(jnp.maximum(var_neg, eps)))
+    return DeltaTemperatures(
+        gamma_pos=jnp.sqrt(jnp.maximum(var_pos, eps)), gamma_neg=jnp.sqrt(jnp.maximum(var_neg, eps))
+    )

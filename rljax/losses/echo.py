@@ -23,15 +23,22 @@ _DENOMINATOR_EPS = 1e-3
 
 def _pooled_nll(nll: jax.Array, mask: jax.Array) -> jax.Array:
     """sum(mask * nll) / (sum(mask) + 1e-3), the ECHO training-log convention."""
-    return jnp.sum(jnp.where(mask, nll, 0.0)) / (jnp.sum(mask, dtype=jnp.float32)
-                                                  + _DENOMINATOR_EPS)
+    return jnp.sum(jnp.where(mask, nll, 0.0)) / (
+        jnp.sum(mask, dtype=jnp.float32) + _DENOMINATOR_EPS
+    )
 
 
-def echo_env_loss(logprobs: jax.Array, env_mask: jax.Array, warning_mask: jax.Array, *,
-                  normalization: str = "full_observation_tokens", target: str = "env_only",
-                  observation_mask: jax.Array | None = None, obs_count: jax.Array | None = None,
-                  num_sequences: jax.typing.ArrayLike | None = None
-                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def echo_env_loss(
+    logprobs: jax.Array,
+    env_mask: jax.Array,
+    warning_mask: jax.Array,
+    *,
+    normalization: str = "full_observation_tokens",
+    target: str = "env_only",
+    observation_mask: jax.Array | None = None,
+    obs_count: jax.Array | None = None,
+    num_sequences: jax.typing.ArrayLike | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ECHO environment term: per-trajectory normalised NLL of environment-output tokens.
 
     arXiv 2605.24517; echo.md ECHO-4..6:
@@ -71,8 +78,9 @@ def echo_env_loss(logprobs: jax.Array, env_mask: jax.Array, warning_mask: jax.Ar
         check_shape("observation_mask", observation_mask, logprobs.shape)
         selected = jnp.asarray(observation_mask, bool)
     else:
-        selected = {"env_only": env, "warning_only": warnings,
-                    "warning_plus_env": env | warnings}[target]
+        selected = {"env_only": env, "warning_only": warnings, "warning_plus_env": env | warnings}[
+            target
+        ]
     if normalization == "selected_tokens":
         denominators = jnp.sum(selected, axis=1, dtype=jnp.float32)
     elif obs_count is None:
@@ -98,13 +106,23 @@ def echo_env_loss(logprobs: jax.Array, env_mask: jax.Array, warning_mask: jax.Ar
     return loss, metrics
 
 
-def echo_loss(logprobs: jax.Array, old_logprobs: jax.Array, advantages: jax.Array,
-              action_mask: jax.Array, env_mask: jax.Array, warning_mask: jax.Array, *,
-              coef: jax.typing.ArrayLike = 0.05, normalization: str = "full_observation_tokens",
-              target: str = "env_only", observation_mask: jax.Array | None = None,
-              obs_count: jax.Array | None = None, env_only_rows: jax.Array | None = None,
-              num_sequences: jax.typing.ArrayLike | None = None, **policy_loss_kwargs
-              ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def echo_loss(
+    logprobs: jax.Array,
+    old_logprobs: jax.Array,
+    advantages: jax.Array,
+    action_mask: jax.Array,
+    env_mask: jax.Array,
+    warning_mask: jax.Array,
+    *,
+    coef: jax.typing.ArrayLike = 0.05,
+    normalization: str = "full_observation_tokens",
+    target: str = "env_only",
+    observation_mask: jax.Array | None = None,
+    obs_count: jax.Array | None = None,
+    env_only_rows: jax.Array | None = None,
+    num_sequences: jax.typing.ArrayLike | None = None,
+    **policy_loss_kwargs,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ECHO total loss: GRPO on action tokens plus coef times the environment NLL.
 
     arXiv 2605.24517; echo.md ECHO-3 and ECHO-8, both terms from one forward pass:
@@ -145,24 +163,42 @@ def echo_loss(logprobs: jax.Array, old_logprobs: jax.Array, advantages: jax.Arra
     policy_loss_kwargs.setdefault("mode", "seq-mean-token-mean")
     if policy_loss_kwargs["mode"] != "token-mean":
         policy_loss_kwargs.setdefault("denominator", batch_rows)
-    grpo_loss, grpo_metrics = policy_loss(logprobs, old_logprobs, advantages, action_mask,
-                                          **policy_loss_kwargs)
+    grpo_loss, grpo_metrics = policy_loss(
+        logprobs, old_logprobs, advantages, action_mask, **policy_loss_kwargs
+    )
     env_loss, env_metrics = echo_env_loss(
-        logprobs, env_mask, warning_mask, normalization=normalization, target=target,
-        observation_mask=observation_mask, obs_count=obs_count, num_sequences=num_sequences)
+        logprobs,
+        env_mask,
+        warning_mask,
+        normalization=normalization,
+        target=target,
+        observation_mask=observation_mask,
+        obs_count=obs_count,
+        num_sequences=num_sequences,
+    )
     coef = jax.lax.stop_gradient(jnp.asarray(coef, jnp.float32))
     check_rank("coef", coef, 0)
     loss = grpo_loss + coef * env_loss
-    metrics = {**grpo_metrics, **env_metrics, "echo_coef": coef,
-               "loss": jax.lax.stop_gradient(loss)}
+    metrics = {
+        **grpo_metrics,
+        **env_metrics,
+        "echo_coef": coef,
+        "loss": jax.lax.stop_gradient(loss),
+    }
     return loss, metrics
 
 
-def echo_coefficient(step: jax.typing.ArrayLike, *, coef: float = 0.05,
-                     schedule: str = "constant", coef_end: float = 0.0,
-                     total_steps: int | None = None, transition_step: int | None = None,
-                     steps: tuple[int, ...] | None = None, values: tuple[float, ...] | None = None
-                     ) -> jax.Array:
+def echo_coefficient(
+    step: jax.typing.ArrayLike,
+    *,
+    coef: float = 0.05,
+    schedule: str = "constant",
+    coef_end: float = 0.0,
+    total_steps: int | None = None,
+    transition_step: int | None = None,
+    steps: tuple[int, ...] | None = None,
+    values: tuple[float, ...] | None = None,
+) -> jax.Array:
     """The ECHO coefficient lambda_k at optimiser step k (jit-compatible in `step`).
 
     arXiv 2605.24517; echo.md ECHO-7:
@@ -197,8 +233,10 @@ def echo_coefficient(step: jax.typing.ArrayLike, *, coef: float = 0.05,
         return jnp.asarray(coef + (coef_end - coef) * progress, jnp.float32)
     if steps is not None or values is not None:
         if steps is None or values is None or len(steps) != len(values) or not steps:
-            raise ValueError(f"step_decay needs steps and values of equal non-zero length, got "
-                             f"steps={steps!r}, values={values!r}")
+            raise ValueError(
+                f"step_decay needs steps and values of equal non-zero length, got "
+                f"steps={steps!r}, values={values!r}"
+            )
         if any(b <= a for a, b in zip(steps, steps[1:])):
             raise ValueError(f"steps must be strictly increasing, got {steps!r}")
         index = jnp.maximum(jnp.sum(step >= jnp.asarray(steps, jnp.float32)) - 1, 0)
@@ -208,8 +246,9 @@ def echo_coefficient(step: jax.typing.ArrayLike, *, coef: float = 0.05,
     return jnp.where(step < transition_step, coef, coef_end).astype(jnp.float32)
 
 
-def echo_env_metrics(logprobs: jax.Array, env_mask: jax.Array,
-                     argmax_hits: jax.Array | None = None) -> dict[str, jax.Array]:
+def echo_env_metrics(
+    logprobs: jax.Array, env_mask: jax.Array, argmax_hits: jax.Array | None = None
+) -> dict[str, jax.Array]:
     """Held-out world-model metrics: pooled environment-token cross-entropy and accuracy.
 
     arXiv 2605.24517; echo.md ECHO-10, on teacher-forced trajectories the evaluated policy did
@@ -232,8 +271,11 @@ def echo_env_metrics(logprobs: jax.Array, env_mask: jax.Array,
     env = jnp.asarray(env_mask, bool)
     count = jnp.sum(env, dtype=jnp.float32)
     nll_sum = jnp.sum(jnp.where(env, -jnp.asarray(logprobs, jnp.float32), 0.0))
-    metrics = {"nll_sum": nll_sum, "token_count": count,
-               "ce_env": nll_sum / jnp.maximum(count, 1.0)}
+    metrics = {
+        "nll_sum": nll_sum,
+        "token_count": count,
+        "ce_env": nll_sum / jnp.maximum(count, 1.0),
+    }
     if argmax_hits is not None:
         check_shape("argmax_hits", argmax_hits, logprobs.shape)
         hit_sum = jnp.sum(env & jnp.asarray(argmax_hits, bool), dtype=jnp.float32)

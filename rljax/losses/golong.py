@@ -17,8 +17,9 @@ import numpy as np
 from rljax.losses._checks import check_positive, check_rank, check_shape
 
 
-def _validate(rewards: jax.Array, task_ids: jax.Array, num_tasks: int,
-              group_mask: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _validate(
+    rewards: jax.Array, task_ids: jax.Array, num_tasks: int, group_mask: jax.Array | None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Checks the inputs; returns float32 rewards, int32 task ids and a float32 [P] keep mask."""
     check_rank("rewards", rewards, 2)
     check_shape("task_ids", task_ids, rewards.shape[:1])
@@ -29,8 +30,10 @@ def _validate(rewards: jax.Array, task_ids: jax.Array, num_tasks: int,
     if not isinstance(task_ids, jax.core.Tracer):
         ids = np.asarray(task_ids)
         if ids.size and (ids.min() < 0 or ids.max() >= num_tasks):
-            raise ValueError(f"task_ids must lie in [0, num_tasks={num_tasks}), got values in "
-                             f"[{ids.min()}, {ids.max()}]")
+            raise ValueError(
+                f"task_ids must lie in [0, num_tasks={num_tasks}), got values in "
+                f"[{ids.min()}, {ids.max()}]"
+            )
     if group_mask is None:
         keep = jnp.ones(rewards.shape[:1], jnp.float32)
     else:
@@ -40,8 +43,9 @@ def _validate(rewards: jax.Array, task_ids: jax.Array, num_tasks: int,
     return rewards, jnp.asarray(task_ids, jnp.int32), keep
 
 
-def _task_mean(values: jax.Array, task_ids: jax.Array, keep: jax.Array,
-               num_tasks: int) -> jax.Array:
+def _task_mean(
+    values: jax.Array, task_ids: jax.Array, keep: jax.Array, num_tasks: int
+) -> jax.Array:
     """Mean of per-prompt `values` [P] over the kept prompts of each task -> [num_tasks]."""
     total = jax.ops.segment_sum(values * keep, task_ids, num_segments=num_tasks)
     count = jax.ops.segment_sum(keep, task_ids, num_segments=num_tasks)
@@ -54,12 +58,18 @@ def _prompt_stats(rewards: jax.Array) -> tuple[jax.Array, jax.Array]:
     if group_size == 1:
         return jnp.zeros(rewards.shape[:1]), jnp.ones(rewards.shape[:1])
     mean = jnp.mean(rewards, axis=1)
-    var = jnp.sum((rewards - mean[:, None])**2, axis=1) / (group_size - 1)
+    var = jnp.sum((rewards - mean[:, None]) ** 2, axis=1) / (group_size - 1)
     return mean, var
 
 
-def tmn_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: int,
-                   eps: float = 1e-6, group_mask: jax.Array | None = None) -> jax.Array:
+def tmn_advantages(
+    rewards: jax.Array,
+    task_ids: jax.Array,
+    *,
+    num_tasks: int,
+    eps: float = 1e-6,
+    group_mask: jax.Array | None = None,
+) -> jax.Array:
     """TMN: centre by the prompt mean, scale by the RMS of the task's within-prompt stds.
 
     arXiv 2605.19577; golongrl.md LONG-2..4:
@@ -85,8 +95,14 @@ def tmn_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: int,
     return jax.lax.stop_gradient(advantages)
 
 
-def tmn_pass_rates(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: int,
-                   alpha: float = 0.8, group_mask: jax.Array | None = None) -> jax.Array:
+def tmn_pass_rates(
+    rewards: jax.Array,
+    task_ids: jax.Array,
+    *,
+    num_tasks: int,
+    alpha: float = 0.8,
+    group_mask: jax.Array | None = None,
+) -> jax.Array:
     """Empirical pass rate of each prompt against its alpha-shrunk mean (log its batch mean).
 
     arXiv 2605.19577; golongrl.md LONG-5..6:
@@ -113,9 +129,16 @@ def tmn_pass_rates(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: int,
     return jnp.mean((rewards > shrunk[:, None]).astype(jnp.float32), axis=1)
 
 
-def tmn_reweight_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: int,
-                            alpha: float = 0.8, gamma: float = 1.0, eps: float = 1e-6,
-                            group_mask: jax.Array | None = None) -> jax.Array:
+def tmn_reweight_advantages(
+    rewards: jax.Array,
+    task_ids: jax.Array,
+    *,
+    num_tasks: int,
+    alpha: float = 0.8,
+    gamma: float = 1.0,
+    eps: float = 1e-6,
+    group_mask: jax.Array | None = None,
+) -> jax.Array:
     """TMN-Reweight: TMN advantages times a difficulty weight exp(+-gamma (0.5 - p_hat)).
 
     arXiv 2605.19577; golongrl.md LONG-2..8:
@@ -138,10 +161,12 @@ def tmn_reweight_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_task
     Returns:
         [P, G] float32 advantages (stop-gradient), 0 on dropped prompts.
     """
-    advantages = tmn_advantages(rewards, task_ids, num_tasks=num_tasks, eps=eps,
-                                group_mask=group_mask)
-    pass_rates = tmn_pass_rates(rewards, task_ids, num_tasks=num_tasks, alpha=alpha,
-                                group_mask=group_mask)
+    advantages = tmn_advantages(
+        rewards, task_ids, num_tasks=num_tasks, eps=eps, group_mask=group_mask
+    )
+    pass_rates = tmn_pass_rates(
+        rewards, task_ids, num_tasks=num_tasks, alpha=alpha, group_mask=group_mask
+    )
     rewards = jnp.asarray(rewards, jnp.float32)
     mean, _ = _prompt_stats(rewards)
     log_weight = gamma * (0.5 - pass_rates)[:, None]  # [P, 1]
@@ -149,8 +174,14 @@ def tmn_reweight_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_task
     return jax.lax.stop_gradient(advantages * weights)
 
 
-def task_mean_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: int,
-                         eps: float = 1e-6, group_mask: jax.Array | None = None) -> jax.Array:
+def task_mean_advantages(
+    rewards: jax.Array,
+    task_ids: jax.Array,
+    *,
+    num_tasks: int,
+    eps: float = 1e-6,
+    group_mask: jax.Array | None = None,
+) -> jax.Array:
     """QwenLong-style task normalisation: z-score against all samples of the task in the batch.
 
     The comparison estimator of golongrl.md section 3 (QwenLong-L1.5):
@@ -177,8 +208,13 @@ def task_mean_advantages(rewards: jax.Array, task_ids: jax.Array, *, num_tasks: 
     return jax.lax.stop_gradient(advantages)
 
 
-def task_advantage_cv(advantages: jax.Array, task_ids: jax.Array, *, num_tasks: int,
-                      group_mask: jax.Array | None = None) -> jax.Array:
+def task_advantage_cv(
+    advantages: jax.Array,
+    task_ids: jax.Array,
+    *,
+    num_tasks: int,
+    group_mask: jax.Array | None = None,
+) -> jax.Array:
     """Cross-task coefficient of variation of the mean |advantage| (gradient-share balance).
 
     arXiv 2605.19577; golongrl.md LONG-10: M_j = mean |A| over the responses of task j;
@@ -200,5 +236,5 @@ def task_advantage_cv(advantages: jax.Array, task_ids: jax.Array, *, num_tasks: 
     task_abs = _task_mean(jnp.mean(jnp.abs(advantages), axis=1), task_ids, keep, num_tasks)
     num_present = jnp.maximum(jnp.sum(present), 1.0)
     mean = jnp.sum(task_abs * present) / num_present
-    std = jnp.sqrt(jnp.sum(present * (task_abs - mean)**2) / num_present)
+    std = jnp.sqrt(jnp.sum(present * (task_abs - mean) ** 2) / num_present)
     return jnp.where(mean > 0, std / jnp.maximum(mean, 1e-30), 0.0)

@@ -8,8 +8,14 @@ from rljax.losses._checks import check_choice, check_rank, check_shape
 KINDS = ("k1", "k2", "k3")
 
 
-def kl_penalty(logprobs: jax.Array, ref_logprobs: jax.Array, *, kind: str = "k3",
-               k3_clamp: float | None = 10.0, log_ratio_clamp: float = 20.0) -> jax.Array:
+def kl_penalty(
+    logprobs: jax.Array,
+    ref_logprobs: jax.Array,
+    *,
+    kind: str = "k3",
+    k3_clamp: float | None = 10.0,
+    log_ratio_clamp: float = 20.0,
+) -> jax.Array:
     """Per-token sample estimate of the KL between the policy and a reference policy.
 
     Schulman's estimators ("Approximating KL divergence", 2020) as used by GRPO

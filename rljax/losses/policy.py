@@ -28,10 +28,17 @@ def broadcast_advantages(advantages: jax.Array, shape: tuple[int, int]) -> jax.A
     return advantages
 
 
-def clipped_surrogate(logprobs: jax.Array, old_logprobs: jax.Array, advantages: jax.Array,
-                      mask: jax.Array, *, clip_low: float = 0.2, clip_high: float = 0.2,
-                      dual_clip: float | None = None, log_ratio_clamp: float = 20.0
-                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def clipped_surrogate(
+    logprobs: jax.Array,
+    old_logprobs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    log_ratio_clamp: float = 20.0,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Per-token PPO loss with asymmetric clip and optional dual clip, before aggregation.
 
     PPO (Schulman et al., arXiv 1707.06347) with DAPO's clip-higher (Yu et al., arXiv 2503.14476)
@@ -92,12 +99,20 @@ def clipped_surrogate(logprobs: jax.Array, old_logprobs: jax.Array, advantages: 
     return losses, diagnostics
 
 
-def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, advantages: jax.Array,
-                mask: jax.Array, *, clip_low: float = 0.2, clip_high: float = 0.2,
-                dual_clip: float | None = None, mode: str = "token-mean",
-                max_len: int | None = None, log_ratio_clamp: float = 20.0,
-                denominator: jax.typing.ArrayLike | None = None
-                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def policy_loss(
+    logprobs: jax.Array,
+    old_logprobs: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    mode: str = "token-mean",
+    max_len: int | None = None,
+    log_ratio_clamp: float = 20.0,
+    denominator: jax.typing.ArrayLike | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """GRPO-family clipped policy loss, aggregated to a scalar.
 
     GRPO (Shao et al., arXiv 2402.03300) / DAPO (Yu et al., arXiv 2503.14476) / Dr.GRPO
@@ -126,8 +141,15 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, advantages: jax.Ar
         "approx_kl" (mean of 0.5 * (logp - logp_old)^2).
     """
     losses, diagnostics = clipped_surrogate(
-        logprobs, old_logprobs, advantages, mask, clip_low=clip_low, clip_high=clip_high,
-        dual_clip=dual_clip, log_ratio_clamp=log_ratio_clamp)
+        logprobs,
+        old_logprobs,
+        advantages,
+        mask,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip=dual_clip,
+        log_ratio_clamp=log_ratio_clamp,
+    )
     loss = aggregate(losses, mask, mode=mode, max_len=max_len, denominator=denominator)
 
     def token_mean(x: jax.Array) -> jax.Array:
@@ -138,6 +160,6 @@ def policy_loss(logprobs: jax.Array, old_logprobs: jax.Array, advantages: jax.Ar
         "clip_fraction": token_mean(diagnostics["clipped"]),
         "dual_clip_fraction": token_mean(diagnostics["dual_clipped"]),
         "ratio_mean": token_mean(diagnostics["ratio"]),
-        "approx_kl": token_mean(0.5 * diagnostics["log_ratio"]**2),
+        "approx_kl": token_mean(0.5 * diagnostics["log_ratio"] ** 2),
     }
     return loss, metrics

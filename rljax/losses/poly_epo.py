@@ -49,8 +49,9 @@ _FORMS = ("mean", "sum")
 class ScoreFn(Protocol):
     """Set score f: rewards [..., n] and cluster ids [..., n] -> [...] (PEPO-3 signature)."""
 
-    def __call__(self, rewards: jax.Array, cluster_ids: jax.Array, *,
-                 degenerate: int) -> jax.Array: ...
+    def __call__(
+        self, rewards: jax.Array, cluster_ids: jax.Array, *, degenerate: int
+    ) -> jax.Array: ...
 
 
 def _is_int(value: object) -> bool:
@@ -64,8 +65,9 @@ def _check_cluster_ids(cluster_ids: chex.Array, shape: tuple[int, ...]) -> None:
         raise ValueError(f"cluster_ids must be an integer array, got dtype {dtype}")
 
 
-def polychromic_score(rewards: chex.Array, cluster_ids: chex.Array, *, degenerate: int = -1,
-                      min_clusters: int = 1) -> jax.Array:
+def polychromic_score(
+    rewards: chex.Array, cluster_ids: chex.Array, *, degenerate: int = -1, min_clusters: int = 1
+) -> jax.Array:
     """Polychromic set score f(S) = mean reward x distinct valid clusters / n.
 
     Poly-EPO eqs. PEPO-2 and PEPO-3 (arXiv 2604.17654):
@@ -86,8 +88,9 @@ def polychromic_score(rewards: chex.Array, cluster_ids: chex.Array, *, degenerat
     check_rank("rewards", rewards, set(range(1, 8)))
     _check_cluster_ids(cluster_ids, jnp.shape(rewards))
     if min_clusters not in (1, 2):
-        raise ValueError(f"min_clusters must be 1 (default) or 2 (indicator variant), "
-                         f"got {min_clusters!r}")
+        raise ValueError(
+            f"min_clusters must be 1 (default) or 2 (indicator variant), got {min_clusters!r}"
+        )
     set_size = jnp.shape(rewards)[-1]
     ids = jnp.asarray(cluster_ids)
     same = ids[..., :, None] == ids[..., None, :]
@@ -103,8 +106,14 @@ def _all_subsets(num_items: int, set_size: int) -> np.ndarray:
     return np.array(list(itertools.combinations(range(num_items), set_size)), np.int32)
 
 
-def _sample_subsets(key: chex.PRNGKey, num_prompts: int, num_items: int, set_size: int,
-                    num_subsets: int, max_enumerated: int) -> jax.Array:
+def _sample_subsets(
+    key: chex.PRNGKey,
+    num_prompts: int,
+    num_items: int,
+    set_size: int,
+    num_subsets: int,
+    max_enumerated: int,
+) -> jax.Array:
     """[P, M, n] subset indices drawn per prompt (distinct if C(N, n) <= max_enumerated)."""
     keys = jax.random.split(key, num_prompts)
     if math.comb(num_items, set_size) <= max_enumerated:
@@ -114,17 +123,26 @@ def _sample_subsets(key: chex.PRNGKey, num_prompts: int, num_items: int, set_siz
             rows = jax.random.choice(k, table.shape[0], (num_subsets,), replace=False)
             return table[rows]
     else:
+
         def draw(k: jax.Array) -> jax.Array:
             noise = jax.random.uniform(k, (num_subsets, num_items))
             return jax.lax.top_k(noise, set_size)[1].astype(jnp.int32)
+
     return jax.vmap(draw)(keys)
 
 
-def poly_epo_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, set_size: int = 4,
-                        degenerate: int = -1, form: str = "mean",
-                        score_fn: ScoreFn = polychromic_score, num_subsets: int | None = None,
-                        key: chex.PRNGKey | None = None,
-                        max_enumerated: int = MAX_ENUMERATED_SUBSETS) -> jax.Array:
+def poly_epo_advantages(
+    rewards: chex.Array,
+    cluster_ids: chex.Array,
+    *,
+    set_size: int = 4,
+    degenerate: int = -1,
+    form: str = "mean",
+    score_fn: ScoreFn = polychromic_score,
+    num_subsets: int | None = None,
+    key: chex.PRNGKey | None = None,
+    max_enumerated: int = MAX_ENUMERATED_SUBSETS,
+) -> jax.Array:
     """Poly-EPO marginal set advantages: mean (or sum) of f(S) - f_hat over the sets containing g.
 
     Poly-EPO eqs. PEPO-1, PEPO-4 and PEPO-5 (arXiv 2604.17654), per prompt p:
@@ -161,37 +179,50 @@ def poly_epo_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, set_siz
     check_choice("form", form, _FORMS)
     total = math.comb(num_items, set_size)
     if (num_subsets is None) != (key is None):
-        raise ValueError("num_subsets and key go together: pass both to sample subsets or "
-                         f"neither to enumerate; got num_subsets={num_subsets!r}, key={key!r}")
+        raise ValueError(
+            "num_subsets and key go together: pass both to sample subsets or "
+            f"neither to enumerate; got num_subsets={num_subsets!r}, key={key!r}"
+        )
     r = jax.lax.stop_gradient(jnp.asarray(rewards, jnp.float32))
     ids = jnp.asarray(cluster_ids)
 
     if num_subsets is None:
         if total > max_enumerated:
-            raise ValueError(f"enumerating C(N={num_items}, n={set_size}) = {total} subsets "
-                             f"exceeds max_enumerated={max_enumerated}; pass num_subsets and key "
-                             "to sample")
-        subsets = jnp.broadcast_to(jnp.asarray(_all_subsets(num_items, set_size)),
-                                   (num_prompts, total, set_size))
+            raise ValueError(
+                f"enumerating C(N={num_items}, n={set_size}) = {total} subsets "
+                f"exceeds max_enumerated={max_enumerated}; pass num_subsets and key "
+                "to sample"
+            )
+        subsets = jnp.broadcast_to(
+            jnp.asarray(_all_subsets(num_items, set_size)), (num_prompts, total, set_size)
+        )
     else:
         if not _is_int(num_subsets) or num_subsets < 1:
             raise ValueError(f"num_subsets must be an integer >= 1, got {num_subsets!r}")
         if num_subsets > total and total <= max_enumerated:
-            raise ValueError(f"num_subsets={num_subsets} exceeds the C(N={num_items}, "
-                             f"n={set_size}) = {total} distinct subsets")
-        subsets = _sample_subsets(key, num_prompts, num_items, set_size, num_subsets,
-                                  max_enumerated)
+            raise ValueError(
+                f"num_subsets={num_subsets} exceeds the C(N={num_items}, "
+                f"n={set_size}) = {total} distinct subsets"
+            )
+        subsets = _sample_subsets(
+            key, num_prompts, num_items, set_size, num_subsets, max_enumerated
+        )
 
-    set_rewards = jnp.take_along_axis(r[:, None, :], subsets, axis=2)       # [P, M, n]
-    set_ids = jnp.take_along_axis(ids[:, None, :], subsets, axis=2)         # [P, M, n]
-    scores = score_fn(set_rewards, set_ids, degenerate=degenerate)          # [P, M]
+    set_rewards = jnp.take_along_axis(r[:, None, :], subsets, axis=2)  # [P, M, n]
+    set_ids = jnp.take_along_axis(ids[:, None, :], subsets, axis=2)  # [P, M, n]
+    scores = score_fn(set_rewards, set_ids, degenerate=degenerate)  # [P, M]
     set_adv = scores - jnp.mean(scores, axis=1, keepdims=True)
-    scatter = jax.vmap(lambda values, idx: jnp.zeros(num_items, jnp.float32).at[idx].add(
-        jnp.broadcast_to(values[:, None], idx.shape)))
-    adv_sum = scatter(set_adv, subsets)                                     # [P, N]
+    scatter = jax.vmap(
+        lambda values, idx: (
+            jnp.zeros(num_items, jnp.float32)
+            .at[idx]
+            .add(jnp.broadcast_to(values[:, None], idx.shape))
+        )
+    )
+    adv_sum = scatter(set_adv, subsets)  # [P, N]
     if form == "sum":
         return jax.lax.stop_gradient(adv_sum)
-    count = scatter(jnp.ones_like(set_adv), subsets)                        # [P, N]
+    count = scatter(jnp.ones_like(set_adv), subsets)  # [P, N]
     return jax.lax.stop_gradient(jnp.where(count > 0, adv_sum / jnp.maximum(count, 1.0), 0.0))
 
 
@@ -213,16 +244,18 @@ def diversity_bonus(cluster_ids: chex.Array, *, degenerate: int = -1) -> jax.Arr
     _check_cluster_ids(cluster_ids, jnp.shape(cluster_ids))
     group_size = jnp.shape(cluster_ids)[1]
     if group_size < 2:
-        raise ValueError(f"cluster_ids must have G >= 2 responses per prompt, got shape "
-                         f"{jnp.shape(cluster_ids)}")
+        raise ValueError(
+            f"cluster_ids must have G >= 2 responses per prompt, got shape {jnp.shape(cluster_ids)}"
+        )
     ids = jnp.asarray(cluster_ids)
     share = jnp.sum(ids[:, :, None] == ids[:, None, :], axis=-1).astype(jnp.float32)
     div = (group_size / share - 1.0) / (group_size - 1)
     return jnp.where(ids != degenerate, div, 0.0)
 
 
-def grpo_div_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, coef: float = 0.5,
-                        degenerate: int = -1) -> jax.Array:
+def grpo_div_advantages(
+    rewards: chex.Array, cluster_ids: chex.Array, *, coef: float = 0.5, degenerate: int = -1
+) -> jax.Array:
     """GRPO+DIV baseline: Dr.GRPO advantage of the shaped reward r + coef * div.
 
     Poly-EPO eq. PEPO-10 (arXiv 2604.17654):
@@ -240,8 +273,9 @@ def grpo_div_advantages(rewards: chex.Array, cluster_ids: chex.Array, *, coef: f
     """
     check_rank("rewards", rewards, 2)
     _check_cluster_ids(cluster_ids, jnp.shape(rewards))
-    shaped = (jnp.asarray(rewards, jnp.float32)
-              + coef * diversity_bonus(cluster_ids, degenerate=degenerate))
+    shaped = jnp.asarray(rewards, jnp.float32) + coef * diversity_bonus(
+        cluster_ids, degenerate=degenerate
+    )
     return jax.lax.stop_gradient(shaped - jnp.mean(shaped, axis=1, keepdims=True))
 
 
@@ -269,8 +303,13 @@ def _rule_cluster_fn(prompt: str, responses: Sequence[str], *, degenerate: int) 
     return [rule_cluster(response, degenerate=degenerate) for response in responses]
 
 
-def cluster_group(prompt: str, responses: Sequence[str], *, cluster_fn: ClusterFn | None = None,
-                  degenerate: int = -1) -> tuple[np.ndarray, bool]:
+def cluster_group(
+    prompt: str,
+    responses: Sequence[str],
+    *,
+    cluster_fn: ClusterFn | None = None,
+    degenerate: int = -1,
+) -> tuple[np.ndarray, bool]:
     """Cluster ids of one prompt's G responses with a pluggable judge (host-side, once per prompt).
 
     Poly-EPO eqs. PEPO-7 and PEPO-9 (arXiv 2604.17654). `cluster_fn(prompt, responses)` returns G

@@ -36,10 +36,9 @@ __all__ = [
 ]
 
 PAPER_STAGE_DEPENDENCE = np.array(
-    [[1.0, 0.4, 0.6, 0.8],
-     [0.0, 1.0, 0.4, 0.8],
-     [0.0, 0.0, 1.0, 0.8],
-     [0.0, 0.0, 0.0, 1.0]], np.float32)
+    [[1.0, 0.4, 0.6, 0.8], [0.0, 1.0, 0.4, 0.8], [0.0, 0.0, 1.0, 0.8], [0.0, 0.0, 0.0, 1.0]],
+    np.float32,
+)
 """The paper's Lambda (REM-3) for the stages (Plan, Research, Review, Answer)."""
 
 _STDS = ("population", "unbiased")
@@ -58,8 +57,9 @@ def _group_normalise(x: jax.Array, *, std: str, eps: float) -> jax.Array:
     return jnp.moveaxis(group_advantages(flat, std=std, eps=eps).reshape(p, k, g), 1, 2)
 
 
-def rubric_stage_score(scores: chex.Array, weights: chex.Array, negative: chex.Array,
-                       mask: chex.Array) -> jax.Array:
+def rubric_stage_score(
+    scores: chex.Array, weights: chex.Array, negative: chex.Array, mask: chex.Array
+) -> jax.Array:
     """Weighted rubric score of one stage in [0, 1], negative rubrics inverted.
 
     RubricEM eq. REM-2 (arXiv 2605.10899):
@@ -112,8 +112,10 @@ def _check_dependence(dependence: chex.Array, num_stages: int) -> None:
         return
     lam = np.asarray(dependence)
     if np.any(np.tril(lam, k=-1) != 0) or np.any(np.diag(lam) != 1):
-        raise ValueError("dependence must be upper-triangular with a unit diagonal "
-                         f"(lam[k, j] = 0 for j < k, lam[k, k] = 1), got\n{lam}")
+        raise ValueError(
+            "dependence must be upper-triangular with a unit diagonal "
+            f"(lam[k, j] = 0 for j < k, lam[k, k] = 1), got\n{lam}"
+        )
 
 
 def stage_returns(stage_rewards: chex.Array, dependence: chex.Array) -> jax.Array:
@@ -136,8 +138,9 @@ def stage_returns(stage_rewards: chex.Array, dependence: chex.Array) -> jax.Arra
     return jnp.einsum("...j,kj->...k", r, jnp.asarray(dependence, jnp.float32))
 
 
-def stagewise_advantages(stage_rewards: chex.Array, dependence: chex.Array, *,
-                         eps: float = 1e-8, std: str = "population") -> jax.Array:
+def stagewise_advantages(
+    stage_rewards: chex.Array, dependence: chex.Array, *, eps: float = 1e-8, std: str = "population"
+) -> jax.Array:
     """SS-GRPO advantages: stage returns normalised per stage across the group.
 
     RubricEM eqs. REM-3 and REM-4 (arXiv 2605.10899):
@@ -164,8 +167,9 @@ def stagewise_advantages(stage_rewards: chex.Array, dependence: chex.Array, *,
     return jax.lax.stop_gradient(_group_normalise(returns, std=std, eps=eps))
 
 
-def terminal_broadcast_advantages(stage_rewards: chex.Array, *, eps: float = 1e-8,
-                                  std: str = "population") -> jax.Array:
+def terminal_broadcast_advantages(
+    stage_rewards: chex.Array, *, eps: float = 1e-8, std: str = "population"
+) -> jax.Array:
     """Answer-only GRPO baseline: every stage gets the normalised answer score R[..., K-1].
 
     RubricEM eq. REM-7 (arXiv 2605.10899): SS-GRPO with R[i, j] := 0 for j < K-1 and
@@ -181,8 +185,11 @@ def terminal_broadcast_advantages(stage_rewards: chex.Array, *, eps: float = 1e-
     """
     check_rank("stage_rewards", stage_rewards, 3)
     num_stages = jnp.shape(stage_rewards)[-1]
-    answer_only = jnp.zeros(jnp.shape(stage_rewards), jnp.float32).at[..., -1].set(
-        jnp.asarray(stage_rewards, jnp.float32)[..., -1])
+    answer_only = (
+        jnp.zeros(jnp.shape(stage_rewards), jnp.float32)
+        .at[..., -1]
+        .set(jnp.asarray(stage_rewards, jnp.float32)[..., -1])
+    )
     dependence = np.eye(num_stages, dtype=np.float32)
     dependence[:, -1] = 1.0
     return stagewise_advantages(answer_only, dependence, eps=eps, std=std)
@@ -206,24 +213,33 @@ def stage_token_advantages(stage_adv: chex.Array, stage_ids: chex.Array) -> jax.
     check_rank("stage_ids", stage_ids, 2)
     num_rows, num_stages = jnp.shape(stage_adv)
     if jnp.shape(stage_ids)[0] != num_rows:
-        raise ValueError(f"stage_ids must have B = {num_rows} rows like stage_adv "
-                         f"{jnp.shape(stage_adv)}, got shape {jnp.shape(stage_ids)}")
+        raise ValueError(
+            f"stage_ids must have B = {num_rows} rows like stage_adv "
+            f"{jnp.shape(stage_adv)}, got shape {jnp.shape(stage_ids)}"
+        )
     ids_dtype = jnp.asarray(stage_ids).dtype
     if not jnp.issubdtype(ids_dtype, jnp.integer):
         raise ValueError(f"stage_ids must be an integer array, got dtype {ids_dtype}")
     if _is_concrete(stage_ids):
         ids = np.asarray(stage_ids)
         if ids.size and (ids.min() < -1 or ids.max() >= num_stages):
-            raise ValueError(f"stage_ids must lie in [-1, {num_stages - 1}] (K = {num_stages}), "
-                             f"got values in [{ids.min()}, {ids.max()}]")
+            raise ValueError(
+                f"stage_ids must lie in [-1, {num_stages - 1}] (K = {num_stages}), "
+                f"got values in [{ids.min()}, {ids.max()}]"
+            )
     ids = jnp.asarray(stage_ids)
     adv = jnp.take_along_axis(jnp.asarray(stage_adv, jnp.float32), jnp.maximum(ids, 0), axis=1)
     return jax.lax.stop_gradient(jnp.where(ids >= 0, adv, 0.0))
 
 
-def reflection_utility(diagnostic: chex.Array, specificity: chex.Array, scope: chex.Array,
-                       valid: chex.Array, *,
-                       weights: Sequence[float] = (0.4, 0.3, 0.3)) -> jax.Array:
+def reflection_utility(
+    diagnostic: chex.Array,
+    specificity: chex.Array,
+    scope: chex.Array,
+    valid: chex.Array,
+    *,
+    weights: Sequence[float] = (0.4, 0.3, 0.3),
+) -> jax.Array:
     """Judged utility of a reflection: u = 0.4 diag + 0.3 spec + 0.3 scope, 0 if malformed.
 
     RubricEM eq. REM-10 (arXiv 2605.10899). Differs from the paper: its algorithm averages two
@@ -244,17 +260,21 @@ def reflection_utility(diagnostic: chex.Array, specificity: chex.Array, scope: c
     for name, x in (("specificity", specificity), ("scope", scope), ("valid", valid)):
         check_shape(name, x, jnp.shape(diagnostic))
     if len(weights) != 3:
-        raise ValueError(f"weights must hold 3 numbers (diagnostic, specificity, scope), "
-                         f"got {weights!r}")
+        raise ValueError(
+            f"weights must hold 3 numbers (diagnostic, specificity, scope), got {weights!r}"
+        )
     w_diag, w_spec, w_scope = (float(w) for w in weights)
-    u = (w_diag * jnp.asarray(diagnostic, jnp.float32)
-         + w_spec * jnp.asarray(specificity, jnp.float32)
-         + w_scope * jnp.asarray(scope, jnp.float32))
+    u = (
+        w_diag * jnp.asarray(diagnostic, jnp.float32)
+        + w_spec * jnp.asarray(specificity, jnp.float32)
+        + w_scope * jnp.asarray(scope, jnp.float32)
+    )
     return jnp.where(jnp.asarray(valid, bool), u, 0.0)
 
 
-def reflection_advantages(utilities: chex.Array, *, eps: float = 1e-8,
-                          std: str = "population") -> jax.Array:
+def reflection_advantages(
+    utilities: chex.Array, *, eps: float = 1e-8, std: str = "population"
+) -> jax.Array:
     """Group-normalised reflection advantages A_ref = (u - mean u) / (std u + eps).
 
     RubricEM eq. REM-10 (arXiv 2605.10899); the group is the G_ref candidates of one query, with

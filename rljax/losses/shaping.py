@@ -6,8 +6,9 @@ import jax.numpy as jnp
 from rljax.losses._checks import check_positive, check_rank
 
 
-def overlong_penalty(lengths: jax.Array, *, max_len: int, buffer_len: int,
-                     factor: float = 1.0) -> jax.Array:
+def overlong_penalty(
+    lengths: jax.Array, *, max_len: int, buffer_len: int, factor: float = 1.0
+) -> jax.Array:
     """DAPO soft overlong punishment, added to the task reward before the advantages.
 
     Yu et al., arXiv 2503.14476, eq. 13; grpo.md GRPO-9:

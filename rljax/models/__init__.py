@@ -5,4 +5,13 @@ from rljax.models.config import PRESETS, ModelConfig, RopeScaling
 from rljax.models.decoder import Decoder
 from rljax.models.hf import load_hf, save_hf
 
-__all__ = ["Decoder", "KVCache", "ModelConfig", "PRESETS", "RopeScaling", "init_cache", "load_hf", "save_hf"]
+__all__ = [
+    "Decoder",
+    "KVCache",
+    "ModelConfig",
+    "PRESETS",
+    "RopeScaling",
+    "init_cache",
+    "load_hf",
+    "save_hf",
+]

@@ -49,11 +49,15 @@ class KVCache:
 
     def last_segment(self) -> jax.Array:
         """[B] int32 segment id of each row's last written slot (0 for an empty row)."""
-        last = jnp.take_along_axis(self.segment_ids, jnp.maximum(self.end - 1, 0)[:, None], axis=1)[:, 0]
+        last = jnp.take_along_axis(self.segment_ids, jnp.maximum(self.end - 1, 0)[:, None], axis=1)[
+            :, 0
+        ]
         return jnp.where(self.end > 0, last, 0)
 
 
-def init_cache(config: ModelConfig, batch_size: int, max_len: int, dtype: str | None = None) -> KVCache:
+def init_cache(
+    config: ModelConfig, batch_size: int, max_len: int, dtype: str | None = None
+) -> KVCache:
     """Returns an empty cache for `batch_size` rows of `max_len` slots.
 
     Args:
@@ -134,13 +138,19 @@ def check_capacity(new_end: jax.Array, max_len: int) -> None:
             )
 
     if isinstance(new_end, jax.core.Tracer) or not new_end.is_fully_addressable:
-        jax.lax.cond(jnp.any(new_end > max_len), lambda end: jax.debug.callback(_raise_if_full, end),
-                     lambda end: None, new_end)
+        jax.lax.cond(
+            jnp.any(new_end > max_len),
+            lambda end: jax.debug.callback(_raise_if_full, end),
+            lambda end: None,
+            new_end,
+        )
     else:
         _raise_if_full(np.asarray(new_end))
 
 
-def write_rows(stack: jax.Array, layer: jax.Array | int, slots: jax.Array, values: jax.Array) -> jax.Array:
+def write_rows(
+    stack: jax.Array, layer: jax.Array | int, slots: jax.Array, values: jax.Array
+) -> jax.Array:
     """Writes one layer's new keys (or values) into their slots; padding tokens are not written.
 
     Args:
@@ -160,8 +170,13 @@ def write_rows(stack: jax.Array, layer: jax.Array | int, slots: jax.Array, value
     return stack.at[layer, rows, target].set(values.astype(stack.dtype), mode="drop")
 
 
-def commit(cache: KVCache, write: CacheWrite, kv: tuple[jax.Array, jax.Array], segment_ids: jax.Array,
-           positions: jax.Array) -> KVCache:
+def commit(
+    cache: KVCache,
+    write: CacheWrite,
+    kv: tuple[jax.Array, jax.Array],
+    segment_ids: jax.Array,
+    positions: jax.Array,
+) -> KVCache:
     """Returns the cache after a call: new keys/values, slot segment ids, `end` and `next_position`.
 
     Args:
@@ -180,5 +195,6 @@ def commit(cache: KVCache, write: CacheWrite, kv: tuple[jax.Array, jax.Array], s
     last = jnp.max(jnp.where(segment_ids != 0, jnp.arange(tokens)[None, :], -1), axis=1)
     last_position = jnp.take_along_axis(positions, jnp.maximum(last, 0)[:, None], axis=1)[:, 0]
     next_position = jnp.where(last >= 0, last_position + 1, cache.next_position).astype(jnp.int32)
-    return cache.replace(k=kv[0], v=kv[1], segment_ids=write.segment_ids, end=write.end,
-                         next_position=next_position)
+    return cache.replace(
+        k=kv[0], v=kv[1], segment_ids=write.segment_ids, end=write.end, next_position=next_position
+    )

@@ -99,8 +99,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads",
-                     "num_kv_heads", "head_dim", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_layers",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "max_position_embeddings",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -117,7 +125,9 @@ class ModelConfig:
         if isinstance(self.rope_scaling, Mapping):
             object.__setattr__(self, "rope_scaling", RopeScaling.from_mapping(self.rope_scaling))
         elif self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
-            raise ValueError(f"rope_scaling must be None, a dict or RopeScaling, got {self.rope_scaling!r}")
+            raise ValueError(
+                f"rope_scaling must be None, a dict or RopeScaling, got {self.rope_scaling!r}"
+            )
         for name in ("dtype", "param_dtype"):
             object.__setattr__(self, name, _dtype_name(name, getattr(self, name)))
 
@@ -134,38 +144,81 @@ class ModelConfig:
     def tiny(cls, vocab_size: int = 512, **overrides: Any) -> ModelConfig:
         """A 4-layer, 128-wide Qwen3-style model for tests and CPU experiments."""
         return cls(
-            vocab_size=vocab_size, hidden_size=128, intermediate_size=384, num_layers=4, num_heads=4,
-            num_kv_heads=2, head_dim=32, family="qwen3", rope_theta=10_000.0, rms_norm_eps=1e-6,
-            tie_embeddings=True, qk_norm=True, max_position_embeddings=2048,
+            vocab_size=vocab_size,
+            hidden_size=128,
+            intermediate_size=384,
+            num_layers=4,
+            num_heads=4,
+            num_kv_heads=2,
+            head_dim=32,
+            family="qwen3",
+            rope_theta=10_000.0,
+            rms_norm_eps=1e-6,
+            tie_embeddings=True,
+            qk_norm=True,
+            max_position_embeddings=2048,
         ).replace(**overrides)
 
     @classmethod
     def qwen3_0_6b(cls, **overrides: Any) -> ModelConfig:
         """Qwen3-0.6B (hf.co/Qwen/Qwen3-0.6B): 0.6B parameters, 0.44B non-embedding."""
         return cls(
-            vocab_size=151_936, hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16,
-            num_kv_heads=8, head_dim=128, family="qwen3", rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-            tie_embeddings=True, qk_norm=True, max_position_embeddings=40_960,
+            vocab_size=151_936,
+            hidden_size=1024,
+            intermediate_size=3072,
+            num_layers=28,
+            num_heads=16,
+            num_kv_heads=8,
+            head_dim=128,
+            family="qwen3",
+            rope_theta=1_000_000.0,
+            rms_norm_eps=1e-6,
+            tie_embeddings=True,
+            qk_norm=True,
+            max_position_embeddings=40_960,
         ).replace(**overrides)
 
     @classmethod
     def qwen3_8b(cls, **overrides: Any) -> ModelConfig:
         """Qwen3-8B (hf.co/Qwen/Qwen3-8B): 8.2B parameters, 6.95B non-embedding."""
         return cls(
-            vocab_size=151_936, hidden_size=4096, intermediate_size=12_288, num_layers=36, num_heads=32,
-            num_kv_heads=8, head_dim=128, family="qwen3", rope_theta=1_000_000.0, rms_norm_eps=1e-6,
-            tie_embeddings=False, qk_norm=True, max_position_embeddings=40_960,
+            vocab_size=151_936,
+            hidden_size=4096,
+            intermediate_size=12_288,
+            num_layers=36,
+            num_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            family="qwen3",
+            rope_theta=1_000_000.0,
+            rms_norm_eps=1e-6,
+            tie_embeddings=False,
+            qk_norm=True,
+            max_position_embeddings=40_960,
         ).replace(**overrides)
 
     @classmethod
     def llama3_1_8b(cls, **overrides: Any) -> ModelConfig:
         """Llama-3.1-8B (hf.co/meta-llama/Llama-3.1-8B): 8.03B parameters, llama3 RoPE scaling."""
         return cls(
-            vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_layers=32, num_heads=32,
-            num_kv_heads=8, head_dim=128, family="llama", rope_theta=500_000.0,
-            rope_scaling=RopeScaling(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                                     original_max_position_embeddings=8192),
-            rms_norm_eps=1e-5, tie_embeddings=False, max_position_embeddings=131_072,
+            vocab_size=128_256,
+            hidden_size=4096,
+            intermediate_size=14_336,
+            num_layers=32,
+            num_heads=32,
+            num_kv_heads=8,
+            head_dim=128,
+            family="llama",
+            rope_theta=500_000.0,
+            rope_scaling=RopeScaling(
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=8192,
+            ),
+            rms_norm_eps=1e-5,
+            tie_embeddings=False,
+            max_position_embeddings=131_072,
         ).replace(**overrides)
 
     @classmethod
@@ -189,7 +242,9 @@ class ModelConfig:
         if hf.get("use_sliding_window"):
             raise ValueError("use_sliding_window=True is not supported (full attention only)")
         if family in ("llama", "qwen3") and hf.get("attention_bias"):
-            raise ValueError(f"attention_bias=True is not supported for {family} (it biases o_proj too)")
+            raise ValueError(
+                f"attention_bias=True is not supported for {family} (it biases o_proj too)"
+            )
         if hf.get("mlp_bias"):
             raise ValueError("mlp_bias=True is not supported")
         rope_theta, rope_scaling = _read_rope(hf)
@@ -222,13 +277,20 @@ class ModelConfig:
           (qkv_bias is Qwen2-only and mandatory there, qk_norm is Qwen3-only and mandatory there).
         """
         if self.qkv_bias != (self.family == "qwen2"):
-            raise ValueError(f"family {self.family!r} cannot be exported with qkv_bias={self.qkv_bias}")
+            raise ValueError(
+                f"family {self.family!r} cannot be exported with qkv_bias={self.qkv_bias}"
+            )
         if self.qk_norm != (self.family == "qwen3"):
-            raise ValueError(f"family {self.family!r} cannot be exported with qk_norm={self.qk_norm}")
+            raise ValueError(
+                f"family {self.family!r} cannot be exported with qk_norm={self.qk_norm}"
+            )
         rope: dict[str, Any] = {"rope_type": "default", "rope_theta": self.rope_theta}
         if self.rope_scaling is not None:
-            rope = {"rope_type": "llama3", "rope_theta": self.rope_theta,
-                    **dataclasses.asdict(self.rope_scaling)}
+            rope = {
+                "rope_type": "llama3",
+                "rope_theta": self.rope_theta,
+                **dataclasses.asdict(self.rope_scaling),
+            }
         hf: dict[str, Any] = {
             "architectures": [_ARCHITECTURES[self.family]],
             "model_type": self.family,

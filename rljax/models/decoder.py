@@ -15,7 +15,14 @@ from flax import nnx
 from rljax.models import cache as kv_cache
 from rljax.models import segments
 from rljax.models.config import ModelConfig
-from rljax.models.layers import DecoderLayer, KVStack, LayerInputs, RMSNorm, make_param, rope_inverse_frequencies
+from rljax.models.layers import (
+    DecoderLayer,
+    KVStack,
+    LayerInputs,
+    RMSNorm,
+    make_param,
+    rope_inverse_frequencies,
+)
 
 
 class Decoder(nnx.Module):
@@ -43,8 +50,12 @@ class Decoder(nnx.Module):
         if config.scan_layers:
             self.layers = _stacked_layers(config, rngs)
         else:
-            self.layers = nnx.List([DecoderLayer(config, rngs=rngs) for _ in range(config.num_layers)])
-        self.final_norm = RMSNorm(h, eps=config.rms_norm_eps, dtype=config.dtype, param_dtype=pd, rngs=rngs)
+            self.layers = nnx.List(
+                [DecoderLayer(config, rngs=rngs) for _ in range(config.num_layers)]
+            )
+        self.final_norm = RMSNorm(
+            h, eps=config.rms_norm_eps, dtype=config.dtype, param_dtype=pd, rngs=rngs
+        )
         if not config.tie_embeddings:
             self.lm_head = make_param(rngs, (h, v), ("embed", "vocab"), pd, h**-0.5)
 
@@ -55,9 +66,14 @@ class Decoder(nnx.Module):
             return self.embedding[...].T
         return self.lm_head[...]
 
-    def __call__(self, tokens: jax.Array, *, positions: jax.Array | None = None,
-                 segment_ids: jax.Array | None = None,
-                 cache: kv_cache.KVCache | None = None) -> tuple[jax.Array, kv_cache.KVCache | None]:
+    def __call__(
+        self,
+        tokens: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        cache: kv_cache.KVCache | None = None,
+    ) -> tuple[jax.Array, kv_cache.KVCache | None]:
         """Runs the decoder on new tokens, optionally appending them to a KV cache.
 
         Args:
@@ -86,13 +102,16 @@ class Decoder(nnx.Module):
         else:
             _check_cache(cache, batch, length, self.config)
             if positions is None:
-                positions = segments.default_positions(segment_ids, cache.last_segment(), cache.next_position)
+                positions = segments.default_positions(
+                    segment_ids, cache.last_segment(), cache.next_position
+                )
             write = kv_cache.plan_write(cache, segment_ids)
             mask = segments.attention_mask(segment_ids, write.slots, write.segment_ids)
             slots, kv = write.slots, (cache.k, cache.v)
         positions = positions.astype(jnp.int32)
-        inv_freq = rope_inverse_frequencies(self.config.head_dim, self.config.rope_theta,
-                                            self.config.rope_scaling)
+        inv_freq = rope_inverse_frequencies(
+            self.config.head_dim, self.config.rope_theta, self.config.rope_scaling
+        )
         angles = positions.astype(jnp.float32)[:, :, None] * jnp.asarray(inv_freq)[None, None, :]
         inputs = LayerInputs(cos=jnp.cos(angles), sin=jnp.sin(angles), mask=mask, slots=slots)
         x = self.embedding[...][tokens].astype(self.config.dtype)
@@ -105,11 +124,16 @@ class Decoder(nnx.Module):
     def logits(self, tokens: jax.Array, **kwargs: Any) -> jax.Array:
         """[B, T, V] float32 logits; takes the same keyword arguments as `__call__` (the cache is dropped)."""
         hidden, _ = self(tokens, **kwargs)
-        return jnp.einsum("BTH,HV->BTV", hidden, self.unembedding.astype(hidden.dtype),
-                          preferred_element_type=jnp.float32)
+        return jnp.einsum(
+            "BTH,HV->BTV",
+            hidden,
+            self.unembedding.astype(hidden.dtype),
+            preferred_element_type=jnp.float32,
+        )
 
-    def _run_layers(self, x: jax.Array, inputs: LayerInputs,
-                    kv: KVStack | None) -> tuple[jax.Array, KVStack | None]:
+    def _run_layers(
+        self, x: jax.Array, inputs: LayerInputs, kv: KVStack | None
+    ) -> tuple[jax.Array, KVStack | None]:
         step = nnx.remat(_layer_step) if self.config.remat else _layer_step
         if self.config.scan_layers:
             scan = nnx.scan(step, in_axes=(0, nnx.Carry, None, 0), out_axes=nnx.Carry)
@@ -120,8 +144,12 @@ class Decoder(nnx.Module):
         return carry
 
 
-def _layer_step(layer: DecoderLayer, carry: tuple[jax.Array, KVStack | None], inputs: LayerInputs,
-                index: jax.Array | int) -> tuple[jax.Array, KVStack | None]:
+def _layer_step(
+    layer: DecoderLayer,
+    carry: tuple[jax.Array, KVStack | None],
+    inputs: LayerInputs,
+    index: jax.Array | int,
+) -> tuple[jax.Array, KVStack | None]:
     x, kv = carry
     return layer(x, inputs, kv, index)
 
@@ -140,8 +168,12 @@ def _stacked_layers(config: ModelConfig, rngs: nnx.Rngs) -> DecoderLayer:
 def _check_tokens(tokens: jax.Array, vocab_size: int) -> None:
     """Shape and dtype always; the id range too when the tokens are concrete (not traced)."""
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-        raise ValueError(f"tokens must be a [B, T] integer array, got shape {tokens.shape} dtype {tokens.dtype}")
-    concrete = not isinstance(tokens, jax.core.Tracer) and getattr(tokens, "is_fully_addressable", True)
+        raise ValueError(
+            f"tokens must be a [B, T] integer array, got shape {tokens.shape} dtype {tokens.dtype}"
+        )
+    concrete = not isinstance(tokens, jax.core.Tracer) and getattr(
+        tokens, "is_fully_addressable", True
+    )
     if concrete and tokens.size:
         values = np.asarray(tokens)
         low, high = int(values.min()), int(values.max())
@@ -160,6 +192,10 @@ def _check_like(name: str, value: jax.Array, tokens: jax.Array) -> None:
 def _check_cache(cache: kv_cache.KVCache, batch: int, length: int, config: ModelConfig) -> None:
     expected = (config.num_layers, batch, cache.max_len, config.num_kv_heads, config.head_dim)
     if cache.k.shape != expected or cache.v.shape != expected:
-        raise ValueError(f"cache k/v must have shape {expected} (L, B, S, K, D), got {cache.k.shape}")
+        raise ValueError(
+            f"cache k/v must have shape {expected} (L, B, S, K, D), got {cache.k.shape}"
+        )
     if length > cache.max_len:
-        raise ValueError(f"{length} new tokens cannot fit a cache with max_len={cache.max_len} slots")
+        raise ValueError(
+            f"{length} new tokens cannot fit a cache with max_len={cache.max_len} slots"
+        )

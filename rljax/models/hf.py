@@ -49,7 +49,7 @@ class _Layout:
             return shape
         if self.kind == "flat":
             return (math.prod(shape),)
-        return (math.prod(shape[self.input_axes:]), math.prod(shape[:self.input_axes]))
+        return (math.prod(shape[self.input_axes :]), math.prod(shape[: self.input_axes]))
 
     def to_model(self, tensor: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         if self.kind == "linear":
@@ -61,10 +61,15 @@ class _Layout:
             return array
         if self.kind == "flat":
             return array.reshape(-1)
-        return array.reshape(math.prod(array.shape[:self.input_axes]), -1).T
+        return array.reshape(math.prod(array.shape[: self.input_axes]), -1).T
 
 
-_COPY, _FLAT, _LINEAR, _LINEAR_2 = _Layout("copy"), _Layout("flat"), _Layout("linear"), _Layout("linear", 2)
+_COPY, _FLAT, _LINEAR, _LINEAR_2 = (
+    _Layout("copy"),
+    _Layout("flat"),
+    _Layout("linear"),
+    _Layout("linear", 2),
+)
 _TOP = {
     ("embedding",): ("model.embed_tokens.weight", _COPY),
     ("final_norm", "scale"): ("model.norm.weight", _COPY),
@@ -131,7 +136,9 @@ class _Checkpoint:
         if filename not in self._open:
             path = self._directory / filename
             if not path.exists():
-                raise FileNotFoundError(f"checkpoint file {path} (named in {INDEX_FILE}) does not exist")
+                raise FileNotFoundError(
+                    f"checkpoint file {path} (named in {INDEX_FILE}) does not exist"
+                )
             self._open[filename] = self._stack.enter_context(safe_open(str(path), framework="np"))
         return self._open[filename]
 
@@ -142,8 +149,14 @@ class _Checkpoint:
         return self._handle(self.files[key]).get_tensor(key)
 
 
-def load_hf(path: str | os.PathLike, *, dtype: str = "float32", mesh: jax.sharding.Mesh | None = None,
-            remat: bool = False, scan_layers: bool = False) -> Decoder:
+def load_hf(
+    path: str | os.PathLike,
+    *,
+    dtype: str = "float32",
+    mesh: jax.sharding.Mesh | None = None,
+    remat: bool = False,
+    scan_layers: bool = False,
+) -> Decoder:
     """Loads an HF Llama/Qwen2/Qwen3 checkpoint directory into a Decoder.
 
     Args:
@@ -161,8 +174,9 @@ def load_hf(path: str | os.PathLike, *, dtype: str = "float32", mesh: jax.shardi
     if not (directory / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{directory / CONFIG_FILE} does not exist")
     hf_config = json.loads((directory / CONFIG_FILE).read_text())
-    config = ModelConfig.from_hf_config(hf_config, dtype=dtype, param_dtype=dtype, remat=remat,
-                                        scan_layers=scan_layers)
+    config = ModelConfig.from_hf_config(
+        hf_config, dtype=dtype, param_dtype=dtype, remat=remat, scan_layers=scan_layers
+    )
     graphdef, state = nnx.split(nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0))))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
     shardings = _shardings(state, mesh, len(leaves))
@@ -173,18 +187,24 @@ def load_hf(path: str | os.PathLike, *, dtype: str = "float32", mesh: jax.shardi
         arrays = []
         for entry, (_, abstract), sharding in zip(entries, leaves, shardings):
             host = _read_entry(checkpoint, entry, abstract.shape).astype(abstract.dtype)
-            arrays.append(jax.device_put(host, sharding) if sharding is not None else jnp.asarray(host))
+            arrays.append(
+                jax.device_put(host, sharding) if sharding is not None else jnp.asarray(host)
+            )
     return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, arrays))
 
 
 def _shardings(state: nnx.State, mesh: jax.sharding.Mesh | None, count: int) -> list:
     if mesh is None:
         return [None] * count
-    from rljax.parallel.rules import logical_to_mesh_sharding  # the parallel package is optional here
+    from rljax.parallel.rules import (
+        logical_to_mesh_sharding,
+    )  # the parallel package is optional here
 
     shardings = jax.tree.leaves(logical_to_mesh_sharding(state, mesh))
     if len(shardings) != count:
-        raise ValueError(f"logical_to_mesh_sharding returned {len(shardings)} shardings for {count} parameters")
+        raise ValueError(
+            f"logical_to_mesh_sharding returned {len(shardings)} shardings for {count} parameters"
+        )
     return shardings
 
 
@@ -192,16 +212,27 @@ def _check_keys(checkpoint: _Checkpoint, entries: list[_Entry], config: ModelCon
     expected = {key for entry in entries for key in entry.keys}
     missing = sorted(expected - checkpoint.files.keys())
     if missing:
-        raise ValueError(f"checkpoint is missing tensor {missing[0]!r} ({len(missing)} missing in all)")
-    unexpected = sorted(key for key in checkpoint.files.keys() - expected
-                        if not key.endswith(_IGNORED_SUFFIXES)
-                        and not (config.tie_embeddings and key == "lm_head.weight"))
+        raise ValueError(
+            f"checkpoint is missing tensor {missing[0]!r} ({len(missing)} missing in all)"
+        )
+    unexpected = sorted(
+        key
+        for key in checkpoint.files.keys() - expected
+        if not key.endswith(_IGNORED_SUFFIXES)
+        and not (config.tie_embeddings and key == "lm_head.weight")
+    )
     if unexpected:
-        raise ValueError(f"checkpoint has unexpected tensor {unexpected[0]!r} ({len(unexpected)} in all); "
-                         f"is config.json ({config.family}) the right architecture?")
+        raise ValueError(
+            f"checkpoint has unexpected tensor {unexpected[0]!r} ({len(unexpected)} in all); "
+            f"is config.json ({config.family}) the right architecture?"
+        )
     if config.tie_embeddings and "lm_head.weight" in checkpoint.files:
-        if not np.array_equal(checkpoint.read("lm_head.weight"), checkpoint.read("model.embed_tokens.weight")):
-            raise ValueError("tie_word_embeddings is true but lm_head.weight differs from model.embed_tokens.weight")
+        if not np.array_equal(
+            checkpoint.read("lm_head.weight"), checkpoint.read("model.embed_tokens.weight")
+        ):
+            raise ValueError(
+                "tie_word_embeddings is true but lm_head.weight differs from model.embed_tokens.weight"
+            )
 
 
 def _read_entry(checkpoint: _Checkpoint, entry: _Entry, shape: tuple[int, ...]) -> np.ndarray:
@@ -211,7 +242,9 @@ def _read_entry(checkpoint: _Checkpoint, entry: _Entry, shape: tuple[int, ...]) 
     for key in entry.keys:
         found = checkpoint.shape(key)
         if found != expected:
-            raise ValueError(f"tensor {key!r} has shape {found} in the checkpoint, the model expects {expected}")
+            raise ValueError(
+                f"tensor {key!r} has shape {found} in the checkpoint, the model expects {expected}"
+            )
         tensors.append(entry.layout.to_model(checkpoint.read(key), layer_shape))
     return np.stack(tensors) if entry.stacked else tensors[0]
 
@@ -234,12 +267,18 @@ def save_hf(model: Decoder, path: str | os.PathLike, *, max_shard_bytes: int = 5
     hf_config = config.to_hf_config()
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
-    params = [(_entry(_names(key_path), config), array)
-              for key_path, array in jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]]
+    params = [
+        (_entry(_names(key_path), config), array)
+        for key_path, array in jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
+    ]
     shards = _plan_shards(params, max_shard_bytes)
     weight_map = {}
     for number, shard in enumerate(shards, start=1):
-        filename = SINGLE_FILE if len(shards) == 1 else f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        filename = (
+            SINGLE_FILE
+            if len(shards) == 1
+            else f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        )
         tensors = dict(_hf_tensors(shard))
         save_file(tensors, str(directory / filename), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(tensors, filename))

@@ -23,8 +23,9 @@ from rljax.models.config import ModelConfig, RopeScaling
 _MASKED = float(jnp.finfo(jnp.float32).min)
 
 
-def make_param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str,
-               stddev: float | None) -> nnx.Param:
+def make_param(
+    rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str, stddev: float | None
+) -> nnx.Param:
     """A parameter with logical axis names: normal(0, stddev) weights, or ones when stddev is None."""
     if stddev is None:
         value = jnp.ones(shape, dtype)
@@ -53,7 +54,9 @@ class RMSNorm(nnx.Module):
         return scale * normed.astype(self.dtype)
 
 
-def rope_inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None) -> np.ndarray:
+def rope_inverse_frequencies(
+    head_dim: int, theta: float, scaling: RopeScaling | None
+) -> np.ndarray:
     """[D / 2] float32 inverse frequencies theta^(-2i/D), with Llama 3.1 scaling when given.
 
     Llama 3.1 (arXiv:2407.21783, `_compute_llama3_parameters` in transformers): wavelengths longer than
@@ -64,12 +67,16 @@ def rope_inverse_frequencies(head_dim: int, theta: float, scaling: RopeScaling |
     if scaling is not None:
         original = scaling.original_max_position_embeddings
         wavelength = 2 * math.pi / inv_freq
-        scaled = np.where(wavelength > original / scaling.low_freq_factor, inv_freq / scaling.factor, inv_freq)
+        scaled = np.where(
+            wavelength > original / scaling.low_freq_factor, inv_freq / scaling.factor, inv_freq
+        )
         smooth = (original / wavelength - scaling.low_freq_factor) / (
-            scaling.high_freq_factor - scaling.low_freq_factor)
+            scaling.high_freq_factor - scaling.low_freq_factor
+        )
         smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
         medium = (wavelength >= original / scaling.high_freq_factor) & (
-            wavelength <= original / scaling.low_freq_factor)
+            wavelength <= original / scaling.low_freq_factor
+        )
         inv_freq = np.where(medium, smoothed, scaled)
     return inv_freq.astype(np.float32)
 
@@ -137,13 +144,20 @@ class Attention(nnx.Module):
     """Multi-head attention with grouped key/value heads, optional qkv bias (Qwen2) and qk-norm (Qwen3)."""
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-        h, n, k, d, pd = (config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim,
-                          config.param_dtype)
+        h, n, k, d, pd = (
+            config.hidden_size,
+            config.num_heads,
+            config.num_kv_heads,
+            config.head_dim,
+            config.param_dtype,
+        )
         self.config = config
         self.q_proj = make_param(rngs, (h, n, d), ("embed", "heads", "head_dim"), pd, h**-0.5)
         self.k_proj = make_param(rngs, (h, k, d), ("embed", "kv_heads", "head_dim"), pd, h**-0.5)
         self.v_proj = make_param(rngs, (h, k, d), ("embed", "kv_heads", "head_dim"), pd, h**-0.5)
-        self.o_proj = make_param(rngs, (n, d, h), ("heads", "head_dim", "embed"), pd, (n * d)**-0.5)
+        self.o_proj = make_param(
+            rngs, (n, d, h), ("heads", "head_dim", "embed"), pd, (n * d) ** -0.5
+        )
         if config.qkv_bias:
             self.q_bias = zeros_param((n, d), ("heads", "head_dim"), pd)
             self.k_bias = zeros_param((k, d), ("kv_heads", "head_dim"), pd)
@@ -159,8 +173,9 @@ class Attention(nnx.Module):
             out = out + getattr(self, bias_name)[...].astype(x.dtype)[None, None]
         return out
 
-    def __call__(self, x: jax.Array, inputs: LayerInputs, kv: KVStack | None,
-                 layer: jax.Array | int) -> tuple[jax.Array, KVStack | None]:
+    def __call__(
+        self, x: jax.Array, inputs: LayerInputs, kv: KVStack | None, layer: jax.Array | int
+    ) -> tuple[jax.Array, KVStack | None]:
         """Attends the new tokens to themselves (no cache) or to the cache after writing them into it.
 
         Args:
@@ -200,21 +215,26 @@ class MLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         gate = jnp.einsum("BTH,HF->BTF", x, self.gate_proj[...].astype(x.dtype))
         up = jnp.einsum("BTH,HF->BTF", x, self.up_proj[...].astype(x.dtype))
-        return jnp.einsum("BTF,FH->BTH", jax.nn.silu(gate) * up, self.down_proj[...].astype(x.dtype))
+        return jnp.einsum(
+            "BTF,FH->BTH", jax.nn.silu(gate) * up, self.down_proj[...].astype(x.dtype)
+        )
 
 
 class DecoderLayer(nnx.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then + mlp(norm(x))."""
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
-        norm = dict(eps=config.rms_norm_eps, dtype=config.dtype, param_dtype=config.param_dtype, rngs=rngs)
+        norm = dict(
+            eps=config.rms_norm_eps, dtype=config.dtype, param_dtype=config.param_dtype, rngs=rngs
+        )
         self.input_norm = RMSNorm(config.hidden_size, **norm)
         self.attn = Attention(config, rngs=rngs)
         self.post_attn_norm = RMSNorm(config.hidden_size, **norm)
         self.mlp = MLP(config, rngs=rngs)
 
-    def __call__(self, x: jax.Array, inputs: LayerInputs, kv: KVStack | None,
-                 layer: jax.Array | int) -> tuple[jax.Array, KVStack | None]:
+    def __call__(
+        self, x: jax.Array, inputs: LayerInputs, kv: KVStack | None, layer: jax.Array | int
+    ) -> tuple[jax.Array, KVStack | None]:
         attn_out, kv = self.attn(self.input_norm(x), inputs, kv, layer)
         x = x + attn_out
         return x + self.mlp(self.post_attn_norm(x)), kv

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 
 
-def default_positions(segment_ids: jax.Array, prev_segment: jax.Array,
-                      prev_next_position: jax.Array) -> jax.Array:
+def default_positions(
+    segment_ids: jax.Array, prev_segment: jax.Array, prev_next_position: jax.Array
+) -> jax.Array:
     """Per-segment running index of the valid tokens, continuing a segment already in the cache.
 
     Args:
@@ -43,7 +44,9 @@ def default_positions(segment_ids: jax.Array, prev_segment: jax.Array,
     return jnp.where(valid, positions, 0).astype(jnp.int32)
 
 
-def attention_mask(query_segments: jax.Array, query_index: jax.Array, key_segments: jax.Array) -> jax.Array:
+def attention_mask(
+    query_segments: jax.Array, query_index: jax.Array, key_segments: jax.Array
+) -> jax.Array:
     """Which keys each query sees: same nonzero segment, key index at or before the query's.
 
     Args:

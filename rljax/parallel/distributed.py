@@ -21,8 +21,13 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, auto_detect: bool = False) -> bool:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    auto_detect: bool = False,
+) -> bool:
     """Joins this process to a multi-process JAX run; a no-op for a single process.
 
     Each argument left as None is read from the standard environment variables
@@ -45,8 +50,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR) or None
     num_processes = num_processes if num_processes is not None else _env_int(ENV_NUM_PROCESSES)
     process_id = process_id if process_id is not None else _env_int(ENV_PROCESS_ID)
-    given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
-             "process_id": process_id}
+    given = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
     if all(value is None for value in given.values()):
         if auto_detect:
             jax.distributed.initialize()
@@ -58,10 +66,13 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if missing:
         raise ValueError(
             f"distributed initialize: {missing} not given (arguments or env {ENV_COORDINATOR}, "
-            f"{ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); got {given}")
+            f"{ENV_NUM_PROCESSES}, {ENV_PROCESS_ID}); got {given}"
+        )
     if num_processes < 1 or not 0 <= process_id < num_processes:
         raise ValueError(
-            f"distributed initialize: process_id={process_id} must lie in [0, num_processes={num_processes})")
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
+            f"distributed initialize: process_id={process_id} must lie in [0, num_processes={num_processes})"
+        )
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
     return True

@@ -32,7 +32,8 @@ def parse_mesh_spec(spec: str | Mapping[str, int]) -> dict[str, int]:
             if not sep or not name.strip() or not size.strip().lstrip("-").isdigit():
                 raise ValueError(
                     f"mesh spec {spec!r}: item {item.strip()!r} is not of the form axis=size "
-                    f"(e.g. 'data=2,fsdp=2,tensor=2')")
+                    f"(e.g. 'data=2,fsdp=2,tensor=2')"
+                )
             name = name.strip()
             if name in pairs:
                 raise ValueError(f"mesh spec {spec!r} names axis {name!r} twice")
@@ -43,11 +44,15 @@ def parse_mesh_spec(spec: str | Mapping[str, int]) -> dict[str, int]:
         raise ValueError(f"mesh spec must be a str or a dict, got {type(spec).__name__}: {spec!r}")
     unknown = sorted(set(pairs) - set(MESH_AXES))
     if unknown:
-        raise ValueError(f"mesh spec {spec!r} has unknown axes {unknown}; expected a subset of {MESH_AXES}")
+        raise ValueError(
+            f"mesh spec {spec!r} has unknown axes {unknown}; expected a subset of {MESH_AXES}"
+        )
     sizes = {axis: pairs.get(axis, 1) for axis in MESH_AXES}
     for axis, size in sizes.items():
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"mesh spec {spec!r}: axis {axis!r} has size {size!r}; expected a positive int")
+            raise ValueError(
+                f"mesh spec {spec!r}: axis {axis!r} has size {size!r}; expected a positive int"
+            )
     return sizes
 
 
@@ -66,7 +71,8 @@ def auto_mesh_shape(num_devices: int, num_processes: int) -> dict[str, int]:
     """
     if num_processes < 1 or num_devices % num_processes:
         raise ValueError(
-            f"auto mesh: {num_devices} devices cannot be split evenly over {num_processes} processes")
+            f"auto mesh: {num_devices} devices cannot be split evenly over {num_processes} processes"
+        )
     return {"data": num_processes, "fsdp": num_devices // num_processes, "tensor": 1}
 
 
@@ -95,7 +101,11 @@ def make_mesh(spec: str | Mapping[str, int], devices: Sequence[jax.Device] | Non
         layout = ",".join(f"{axis}={size}" for axis, size in sizes.items())
         raise ValueError(
             f"mesh spec {spec!r} ({layout}) needs {needed} devices but {len(devices)} are available; "
-            f"the product of the axis sizes must equal the device count")
+            f"the product of the axis sizes must equal the device count"
+        )
     return jax.make_mesh(
-        tuple(sizes.values()), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-        devices=devices)
+        tuple(sizes.values()),
+        MESH_AXES,
+        axis_types=(AxisType.Auto,) * len(MESH_AXES),
+        devices=devices,
+    )

@@ -37,8 +37,10 @@ def _spec_axes(entry: Any) -> tuple[Any, ...]:
 
 
 def _path_name(path: tuple[Any, ...]) -> str:
-    """"layers/0/attn/q_proj" from a pytree key path (the Variable's trailing `.value` dropped)."""
-    names = [str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))) for key in path]
+    """ "layers/0/attn/q_proj" from a pytree key path (the Variable's trailing `.value` dropped)."""
+    names = [
+        str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key)))) for key in path
+    ]
     if names and names[-1] == "value":
         names = names[:-1]
     return "/".join(names)
@@ -46,7 +48,9 @@ def _path_name(path: tuple[Any, ...]) -> str:
 
 def _check_spec(path: str, shape: tuple[int, ...], spec: PartitionSpec, mesh: Mesh) -> None:
     if len(spec) > len(shape):
-        raise ValueError(f"parameter {path}: partition spec {spec} has more entries than its shape {shape}")
+        raise ValueError(
+            f"parameter {path}: partition spec {spec} has more entries than its shape {shape}"
+        )
     used: list[str] = []
     for dim, (size, entry) in enumerate(zip(shape, spec)):
         axes = _spec_axes(entry)
@@ -54,19 +58,24 @@ def _check_spec(path: str, shape: tuple[int, ...], spec: PartitionSpec, mesh: Me
             if axis not in mesh.shape:
                 raise ValueError(
                     f"parameter {path}: dimension {dim} is annotated {axis!r}, which is neither a mesh axis "
-                    f"{tuple(mesh.shape)} nor a logical name covered by the partition rules")
+                    f"{tuple(mesh.shape)} nor a logical name covered by the partition rules"
+                )
         if axis_dup := sorted(set(axes) & set(used)):
-            raise ValueError(f"parameter {path}: mesh axes {axis_dup} are used by more than one dimension ({spec})")
+            raise ValueError(
+                f"parameter {path}: mesh axes {axis_dup} are used by more than one dimension ({spec})"
+            )
         used.extend(axes)
         ways = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
         if size % ways:
             raise ValueError(
                 f"parameter {path}: dimension {dim} of size {size} is split over mesh axes {axes} "
-                f"({ways} ways), which does not divide it; change the mesh or the rules")
+                f"({ways} ways), which does not divide it; change the mesh or the rules"
+            )
 
 
-def logical_to_mesh_sharding(abstract_state: nnx.State, mesh: Mesh,
-                             rules: LogicalRules = DEFAULT_RULES) -> nnx.State:
+def logical_to_mesh_sharding(
+    abstract_state: nnx.State, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES
+) -> nnx.State:
     """Maps an nnx state's logical partitioning metadata to `NamedSharding`s on `mesh`.
 
     The logical names a parameter carries (its `out_sharding` metadata, e.g. ("embed", "mlp")) are
@@ -93,7 +102,8 @@ def logical_to_mesh_sharding(abstract_state: nnx.State, mesh: Mesh,
         return NamedSharding(mesh, spec)
 
     return jax.tree_util.tree_map_with_path(
-        to_sharding, specs, abstract_state, is_leaf=lambda x: isinstance(x, PartitionSpec))
+        to_sharding, specs, abstract_state, is_leaf=lambda x: isinstance(x, PartitionSpec)
+    )
 
 
 def shard_model(model: nnx.Module, mesh: Mesh, rules: LogicalRules = DEFAULT_RULES) -> nnx.Module:
@@ -132,7 +142,8 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     if batch_size % ways:
         raise ValueError(
             f"batch size {batch_size} is not divisible by the data-parallel size {ways} "
-            f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})")
+            f"(mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})"
+        )
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -158,7 +169,9 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     def place(leaf: Any) -> jax.Array:
         leaf = np.asarray(leaf)
         if leaf.ndim == 0:
-            raise ValueError(f"shard_batch: leaves must have a batch dimension, got a scalar {leaf!r}")
+            raise ValueError(
+                f"shard_batch: leaves must have a batch dimension, got a scalar {leaf!r}"
+            )
         check_batch_size(leaf.shape[0] * jax.process_count(), mesh)
         return jax.make_array_from_process_local_data(sharding, leaf)
 

@@ -34,7 +34,15 @@ from collections.abc import Sequence
 import numpy as np
 import transformers
 
-from rljax.data.chat import DEFAULT_FORMAT, ChatFormat, Rendered, Role, end_token_id, render_observation, render_prompt
+from rljax.data.chat import (
+    DEFAULT_FORMAT,
+    ChatFormat,
+    Rendered,
+    Role,
+    end_token_id,
+    render_observation,
+    render_prompt,
+)
 from rljax.envs.base import Episode, MultiTurnFamily, Observation, Task, TaskFamily, Verdict
 from rljax.rollout.batch import RowRecord, pack_rows
 from rljax.rollout.session import DecodeSessionProtocol
@@ -59,7 +67,11 @@ class SingleTurnEpisode:
 
 def start_episode(family: TaskFamily, task: Task) -> Episode:
     """Starts `task` as an episode: `family.start` for multi-turn families, else a `SingleTurnEpisode`."""
-    return family.start(task) if isinstance(family, MultiTurnFamily) else SingleTurnEpisode(family, task)
+    return (
+        family.start(task)
+        if isinstance(family, MultiTurnFamily)
+        else SingleTurnEpisode(family, task)
+    )
 
 
 @dataclasses.dataclass
@@ -93,7 +105,9 @@ class _Row:
 def _per_row(value: int | Sequence[int], batch: int, name: str) -> list[int]:
     values = [value] * batch if isinstance(value, (int, np.integer)) else list(value)
     if len(values) != batch:
-        raise ValueError(f"{name} must be an int or have one entry per row ({batch}), got {len(values)} entries")
+        raise ValueError(
+            f"{name} must be an int or have one entry per row ({batch}), got {len(values)} entries"
+        )
     if min(values) < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return [int(v) for v in values]
@@ -150,7 +164,10 @@ def rollout(
     row_tasks = [task for task in tasks for _ in range(group_size)]
     limits = _per_row(max_turns, len(row_tasks), "max_turns")
     stop_ids = frozenset({end_token_id(tokenizer, fmt)})
-    rows = [_Row(task, start_episode(family, task), limit, [], [], []) for task, limit in zip(row_tasks, limits)]
+    rows = [
+        _Row(task, start_episode(family, task), limit, [], [], [])
+        for task, limit in zip(row_tasks, limits)
+    ]
     for row in rows:
         row.add(render_prompt(tokenizer, row.task.prompt, row.task.system, fmt=fmt))
         if not 0 < len(row.tokens) < max_tokens:
@@ -162,37 +179,59 @@ def rollout(
     per_turn = max_tokens if max_new_tokens is None else max_new_tokens
     while any(row.active for row in rows):
         generations = session.generate(
-            max_new_tokens=[min(per_turn, max_tokens - len(row.tokens)) if row.active else 0 for row in rows],
+            max_new_tokens=[
+                min(per_turn, max_tokens - len(row.tokens)) if row.active else 0 for row in rows
+            ],
             stop_tokens=[stop_ids] * len(rows),
             active=[row.active for row in rows],
         )
-        chunks = [_advance(row, generation, tokenizer, stop_ids, max_tokens, fmt) if row.active else []
-                  for row, generation in zip(rows, generations)]
+        chunks = [
+            _advance(row, generation, tokenizer, stop_ids, max_tokens, fmt) if row.active else []
+            for row, generation in zip(rows, generations)
+        ]
         session.append(chunks)
         _check_lengths(rows, session.lengths)
     records = [_finish(row, b // group_size, truncation_reward) for b, row in enumerate(rows)]
-    return pack_rows(records, tokenizer, pad_id=tokenizer.pad_token_id, pad_multiple=pad_multiple,
-                     stage_scheme=stage_scheme)
+    return pack_rows(
+        records,
+        tokenizer,
+        pad_id=tokenizer.pad_token_id,
+        pad_multiple=pad_multiple,
+        stage_scheme=stage_scheme,
+    )
 
 
-def _advance(row: _Row, generation: Generation, tokenizer: transformers.PreTrainedTokenizerFast,
-             stop_ids: frozenset[int], max_tokens: int, fmt: ChatFormat) -> list[int]:
+def _advance(
+    row: _Row,
+    generation: Generation,
+    tokenizer: transformers.PreTrainedTokenizerFast,
+    stop_ids: frozenset[int],
+    max_tokens: int,
+    fmt: ChatFormat,
+) -> list[int]:
     """Records one generated turn, steps the episode, and returns the tokens to append to the session."""
     if len(generation.tokens) != len(generation.logprobs):
-        raise RuntimeError(f"session returned {len(generation.tokens)} tokens but {len(generation.logprobs)} logprobs")
+        raise RuntimeError(
+            f"session returned {len(generation.tokens)} tokens but {len(generation.logprobs)} logprobs"
+        )
     if generation.stopped and (not generation.tokens or generation.tokens[-1] not in stop_ids):
-        raise RuntimeError(f"session reported a stop but the turn does not end with a stop token: {generation.tokens}")
+        raise RuntimeError(
+            f"session reported a stop but the turn does not end with a stop token: {generation.tokens}"
+        )
     row.add_generation(generation)
     row.turns += 1
     if not generation.stopped:
         row.stop = "token_budget"
         return []
-    observation = row.episode.step(tokenizer.decode(generation.tokens[:-1], skip_special_tokens=False))
+    observation = row.episode.step(
+        tokenizer.decode(generation.tokens[:-1], skip_special_tokens=False)
+    )
     if observation.done or row.turns >= row.turn_limit:
         row.stop = "done" if observation.done else "turn_limit"
         if observation.text or not observation.done:
-            rendered = render_observation(tokenizer, observation.text, observation.warning, fmt=fmt,
-                                          generation_prompt=False)
+            rendered = render_observation(
+                tokenizer, observation.text, observation.warning, fmt=fmt, generation_prompt=False
+            )
             if len(row.tokens) + len(rendered) <= max_tokens:
                 row.add(rendered)
         return []
@@ -207,12 +246,16 @@ def _advance(row: _Row, generation: Generation, tokenizer: transformers.PreTrain
 def _check_lengths(rows: Sequence[_Row], lengths: Sequence[int]) -> None:
     for b, row in enumerate(rows):
         if row.active and lengths[b] != len(row.tokens):
-            raise RuntimeError(f"session row {b} holds {lengths[b]} tokens, the rollout recorded {len(row.tokens)}")
+            raise RuntimeError(
+                f"session row {b} holds {lengths[b]} tokens, the rollout recorded {len(row.tokens)}"
+            )
 
 
 def _finish(row: _Row, group_id: int, truncation_reward: float) -> RowRecord:
     verdict = row.episode.verdict()
-    if hasattr(row.episode, "close"):  # episodes that own a resource (a terminal sandbox) release it
+    if hasattr(
+        row.episode, "close"
+    ):  # episodes that own a resource (a terminal sandbox) release it
         row.episode.close()
     info = {**verdict.info, "uid": row.task.uid, "stop": row.stop}
     reward = verdict.reward
@@ -229,6 +272,8 @@ def _finish(row: _Row, group_id: int, truncation_reward: float) -> RowRecord:
         task_id=row.task.task_id,
         num_turns=row.turns,
         truncated=row.stop != "done",
-        stage_rewards=None if stage_rewards is None else np.asarray(stage_rewards, np.float32).reshape(-1),
+        stage_rewards=None
+        if stage_rewards is None
+        else np.asarray(stage_rewards, np.float32).reshape(-1),
         info=info,
     )

@@ -112,7 +112,9 @@ def pack_rows(
 def _stack_stage_rewards(rows: Sequence[RowRecord]) -> np.ndarray:
     sizes = {None if row.stage_rewards is None else row.stage_rewards.shape[0] for row in rows}
     if len(sizes) > 1:
-        raise ValueError(f"rows disagree on stage_rewards: sizes {sorted(sizes, key=str)} (None = absent)")
+        raise ValueError(
+            f"rows disagree on stage_rewards: sizes {sorted(sizes, key=str)} (None = absent)"
+        )
     if sizes == {None}:
         return np.zeros((len(rows), 0), np.float32)
     return np.stack([row.stage_rewards for row in rows]).astype(np.float32)

@@ -16,7 +16,9 @@ from rljax.rollout.stages import StageScheme
 from rljax.rollout.types import Trajectories
 
 
-def expert_actions(family: TaskFamily, task: Task, rng: np.random.Generator, noise: float = 0.0) -> list[str]:
+def expert_actions(
+    family: TaskFamily, task: Task, rng: np.random.Generator, noise: float = 0.0
+) -> list[str]:
     """The family's scripted expert as one action text per assistant turn.
 
     Args:
@@ -70,5 +72,14 @@ def expert_trajectories(
     actions = [expert_actions(family, task, rng, noise) for task in tasks]
     budget = sys.maxsize if max_tokens is None else max_tokens
     session = ScriptedSession(tokenizer, actions, max_len=budget, fmt=fmt)
-    return rollout(session, family, tasks, tokenizer, max_tokens=budget, max_turns=[len(a) for a in actions],
-                   fmt=fmt, stage_scheme=stage_scheme, pad_multiple=pad_multiple)
+    return rollout(
+        session,
+        family,
+        tasks,
+        tokenizer,
+        max_tokens=budget,
+        max_turns=[len(a) for a in actions],
+        fmt=fmt,
+        stage_scheme=stage_scheme,
+        pad_multiple=pad_multiple,
+    )

@@ -72,7 +72,9 @@ class ScriptedSession:
     ):
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
-        self._actions = [[encode_action(tokenizer, text, fmt=fmt) for text in row] for row in actions]
+        self._actions = [
+            [encode_action(tokenizer, text, fmt=fmt) for text in row] for row in actions
+        ]
         self._max_len = max_len
         self._contexts: list[list[int]] = []
         self._turns: list[int] = []
@@ -103,7 +105,11 @@ class ScriptedSession:
         active: Sequence[bool],
     ) -> list[Generation]:
         batch = len(self._contexts)
-        for name, value in (("max_new_tokens", max_new_tokens), ("stop_tokens", stop_tokens), ("active", active)):
+        for name, value in (
+            ("max_new_tokens", max_new_tokens),
+            ("stop_tokens", stop_tokens),
+            ("active", active),
+        ):
             if len(value) != batch:
                 raise ValueError(f"{name} has {len(value)} entries, expected batch size {batch}")
         out = []
@@ -112,7 +118,9 @@ class ScriptedSession:
                 out.append(Generation([], [], False))
                 continue
             if self._turns[b] >= len(self._actions[b]):
-                raise ValueError(f"row {b} has no scripted action left after {self._turns[b]} turns")
+                raise ValueError(
+                    f"row {b} has no scripted action left after {self._turns[b]} turns"
+                )
             tokens = self._actions[b][self._turns[b]]
             self._turns[b] += 1
             stop_at = next((i for i, tok in enumerate(tokens) if tok in stop_tokens[b]), None)
@@ -126,7 +134,9 @@ class ScriptedSession:
 
     def append(self, chunks: list[Sequence[int]]) -> None:
         if len(chunks) != len(self._contexts):
-            raise ValueError(f"append got {len(chunks)} chunks, expected batch size {len(self._contexts)}")
+            raise ValueError(
+                f"append got {len(chunks)} chunks, expected batch size {len(self._contexts)}"
+            )
         for b, chunk in enumerate(chunks):
             self._extend(b, chunk)
 

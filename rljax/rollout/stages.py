@@ -62,7 +62,10 @@ MINI_RESEARCH_STAGES = StageScheme(
 """rubric_em.md section 8.1 (MiniResearch): Review opens at the last `<state>` (the one ending DONE)."""
 
 PAPER_STAGES = StageScheme(
-    plan_end="</structured_plan>", review_start="<review>", answer_start="<answer>", review_lead="<think>"
+    plan_end="</structured_plan>",
+    review_start="<review>",
+    answer_start="<answer>",
+    review_lead="<think>",
 )
 """rubric_em.md REM-1 with the paper's appendix tag names."""
 
@@ -98,14 +101,22 @@ def stage_ids(
             f"tokens and action_mask must share a shape [T] or [B, T], got {tokens.shape} and {action_mask.shape}"
         )
     if tokens.ndim == 2:
-        return np.stack([stage_ids(tokenizer, row, mask, scheme) for row, mask in zip(tokens, action_mask)])
+        return np.stack(
+            [stage_ids(tokenizer, row, mask, scheme) for row, mask in zip(tokens, action_mask)]
+        )
     out = np.full(tokens.shape, -1, np.int32)
     positions = np.flatnonzero(action_mask)
     if positions.size == 0:
         return out
     pieces = [tokenizer.decode([int(tok)], skip_special_tokens=False) for tok in tokens[positions]]
     starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]])
-    anchors = np.array([start + len(piece) - len(piece.lstrip()) if piece.strip() else start
-                        for start, piece in zip(starts, pieces)])
-    out[positions] = np.searchsorted(np.asarray(scheme.boundaries("".join(pieces))), anchors, side="right")
+    anchors = np.array(
+        [
+            start + len(piece) - len(piece.lstrip()) if piece.strip() else start
+            for start, piece in zip(starts, pieces)
+        ]
+    )
+    out[positions] = np.searchsorted(
+        np.asarray(scheme.boundaries("".join(pieces))), anchors, side="right"
+    )
     return out

@@ -44,8 +44,9 @@ def bucket_size(n: int, minimum: int = 8, maximum: int | None = None) -> int:
     return size
 
 
-def pad_chunks(chunks: Sequence[Sequence[int]], batch: int, width: int,
-               vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_chunks(
+    chunks: Sequence[Sequence[int]], batch: int, width: int, vocab_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Right-pads token chunks into tokens and segment ids [batch, width] (rows past the chunks: empty).
 
     Args:
@@ -62,15 +63,18 @@ def pad_chunks(chunks: Sequence[Sequence[int]], batch: int, width: int,
     for row, chunk in enumerate(chunks):
         ids = np.asarray(chunk, np.int64).reshape(-1)
         if ids.size and not (0 <= ids.min() and ids.max() < vocab_size):
-            raise ValueError(f"chunk {row} has token ids outside the vocabulary [0, {vocab_size}): "
-                             f"min {ids.min()}, max {ids.max()}")
-        tokens[row, :ids.size] = ids
-        segment_ids[row, :ids.size] = 1
+            raise ValueError(
+                f"chunk {row} has token ids outside the vocabulary [0, {vocab_size}): "
+                f"min {ids.min()}, max {ids.max()}"
+            )
+        tokens[row, : ids.size] = ids
+        segment_ids[row, : ids.size] = 1
     return tokens, segment_ids
 
 
-def pad_stop_tokens(stop_tokens: Sequence[Collection[int]], batch: int, vocab_size: int,
-                    minimum: int = 4) -> np.ndarray:
+def pad_stop_tokens(
+    stop_tokens: Sequence[Collection[int]], batch: int, vocab_size: int, minimum: int = 4
+) -> np.ndarray:
     """Packs per-row stop-token sets into a [batch, S] int32 array padded with NO_STOP (-1).
 
     Args:
@@ -86,11 +90,13 @@ def pad_stop_tokens(stop_tokens: Sequence[Collection[int]], batch: int, vocab_si
     for row, ids in enumerate(sets):
         bad = [t for t in ids if not 0 <= t < vocab_size]
         if bad:
-            raise ValueError(f"stop_tokens[{row}] has ids {bad} outside the vocabulary [0, {vocab_size})")
+            raise ValueError(
+                f"stop_tokens[{row}] has ids {bad} outside the vocabulary [0, {vocab_size})"
+            )
     width = bucket_size(max((len(s) for s in sets), default=0), minimum)
     packed = np.full((batch, width), NO_STOP, np.int32)
     for row, ids in enumerate(sets):
-        packed[row, :len(ids)] = ids
+        packed[row, : len(ids)] = ids
     return packed
 
 
@@ -101,8 +107,14 @@ def next_token_logits(model: nnx.Module, last_hidden: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache", "last_hidden"))
-def extend(graphdef: nnx.GraphDef, state: nnx.State, cache: Any, last_hidden: jax.Array,
-           tokens: jax.Array, segment_ids: jax.Array) -> tuple[Any, jax.Array]:
+def extend(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    cache: Any,
+    last_hidden: jax.Array,
+    tokens: jax.Array,
+    segment_ids: jax.Array,
+) -> tuple[Any, jax.Array]:
     """Appends one right-padded chunk per row to the cache (prefill and observation appends).
 
     Args:
@@ -147,11 +159,23 @@ class DecodeResult(NamedTuple):
     last_hidden: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "strategy", "num_steps"),
-                   donate_argnames=("cache", "last_hidden"))
-def decode(graphdef: nnx.GraphDef, state: nnx.State, cache: Any, last_hidden: jax.Array,
-           key: jax.Array, max_new_tokens: jax.Array, stop_tokens: jax.Array, *,
-           strategy: Strategy, num_steps: int) -> DecodeResult:
+@functools.partial(
+    jax.jit,
+    static_argnames=("graphdef", "strategy", "num_steps"),
+    donate_argnames=("cache", "last_hidden"),
+)
+def decode(
+    graphdef: nnx.GraphDef,
+    state: nnx.State,
+    cache: Any,
+    last_hidden: jax.Array,
+    key: jax.Array,
+    max_new_tokens: jax.Array,
+    stop_tokens: jax.Array,
+    *,
+    strategy: Strategy,
+    num_steps: int,
+) -> DecodeResult:
     """Samples up to `max_new_tokens[b]` tokens per row in one `lax.while_loop`.
 
     Step i samples a token for every unfinished row from its pending logits with key
@@ -190,8 +214,9 @@ def decode(graphdef: nnx.GraphDef, state: nnx.State, cache: Any, last_hidden: ja
         new_tokens = jnp.where(active, sample.tokens, 0)
         tokens = tokens.at[:, step].set(new_tokens)
         logprobs = logprobs.at[:, step].set(jnp.where(active, sample.logprobs, 0.0))
-        hidden, cache = model(new_tokens[:, None], segment_ids=active[:, None].astype(jnp.int32),
-                              cache=cache)
+        hidden, cache = model(
+            new_tokens[:, None], segment_ids=active[:, None].astype(jnp.int32), cache=cache
+        )
         hidden_last = jnp.where(active[:, None], hidden[:, 0].astype(jnp.float32), hidden_last)
         lengths = lengths + active.astype(jnp.int32)
         hit = active & jnp.any(new_tokens[:, None] == stop_tokens, axis=-1)
@@ -200,8 +225,17 @@ def decode(graphdef: nnx.GraphDef, state: nnx.State, cache: Any, last_hidden: ja
         return step + 1, cache, hidden_last, tokens, logprobs, done, lengths, stopped
 
     zeros = jnp.zeros((batch,), jnp.int32)
-    carry = (jnp.int32(0), cache, last_hidden, jnp.zeros((batch, num_steps), jnp.int32),
-             jnp.zeros((batch, num_steps), jnp.float32), max_new_tokens <= 0, zeros,
-             jnp.zeros((batch,), bool))
-    _, cache, last_hidden, tokens, logprobs, _, lengths, stopped = jax.lax.while_loop(cond, body, carry)
+    carry = (
+        jnp.int32(0),
+        cache,
+        last_hidden,
+        jnp.zeros((batch, num_steps), jnp.int32),
+        jnp.zeros((batch, num_steps), jnp.float32),
+        max_new_tokens <= 0,
+        zeros,
+        jnp.zeros((batch,), bool),
+    )
+    _, cache, last_hidden, tokens, logprobs, _, lengths, stopped = jax.lax.while_loop(
+        cond, body, carry
+    )
     return DecodeResult(tokens, logprobs, lengths, stopped, cache, last_hidden)

@@ -40,7 +40,9 @@ class Generation(NamedTuple):
     stopped: bool
 
 
-def place_like_params(state: nnx.State, cache: KVCache, last_hidden: jax.Array) -> tuple[KVCache, jax.Array]:
+def place_like_params(
+    state: nnx.State, cache: KVCache, last_hidden: jax.Array
+) -> tuple[KVCache, jax.Array]:
     """Puts the decoding state on the mesh of sharded parameters (unchanged for unsharded ones).
 
     Rows are split over the data-parallel axes ("data", "fsdp") when the batch divides them, and
@@ -54,18 +56,30 @@ def place_like_params(state: nnx.State, cache: KVCache, last_hidden: jax.Array) 
     Returns:
         (cache, last_hidden), placed.
     """
-    meshes = {leaf.sharding.mesh for leaf in jax.tree.leaves(state)
-              if isinstance(getattr(leaf, "sharding", None), NamedSharding)}
+    meshes = {
+        leaf.sharding.mesh
+        for leaf in jax.tree.leaves(state)
+        if isinstance(getattr(leaf, "sharding", None), NamedSharding)
+    }
     if not meshes:
         return cache, last_hidden
     if len(meshes) > 1:
-        raise ValueError(f"the model's parameters live on {len(meshes)} different meshes; expected one")
+        raise ValueError(
+            f"the model's parameters live on {len(meshes)} different meshes; expected one"
+        )
     mesh = meshes.pop()
     rows = DATA_AXES if last_hidden.shape[0] % data_parallel_size(mesh) == 0 else None
-    by_row, kv_by_row = NamedSharding(mesh, PartitionSpec(rows)), NamedSharding(mesh, PartitionSpec(None, rows))
-    cache = KVCache(k=jax.device_put(cache.k, kv_by_row), v=jax.device_put(cache.v, kv_by_row),
-                    segment_ids=jax.device_put(cache.segment_ids, by_row), end=jax.device_put(cache.end, by_row),
-                    next_position=jax.device_put(cache.next_position, by_row))
+    by_row, kv_by_row = (
+        NamedSharding(mesh, PartitionSpec(rows)),
+        NamedSharding(mesh, PartitionSpec(None, rows)),
+    )
+    cache = KVCache(
+        k=jax.device_put(cache.k, kv_by_row),
+        v=jax.device_put(cache.v, kv_by_row),
+        segment_ids=jax.device_put(cache.segment_ids, by_row),
+        end=jax.device_put(cache.end, by_row),
+        next_position=jax.device_put(cache.next_position, by_row),
+    )
     return cache, jax.device_put(last_hidden, by_row)
 
 
@@ -86,8 +100,15 @@ class DecodeSession:
         key: PRNG key; each `generate` call consumes a fresh split of it.
     """
 
-    def __init__(self, model: nnx.Module, *, batch_size: int, max_len: int, strategy: Strategy,
-                 key: jax.Array) -> None:
+    def __init__(
+        self,
+        model: nnx.Module,
+        *,
+        batch_size: int,
+        max_len: int,
+        strategy: Strategy,
+        key: jax.Array,
+    ) -> None:
         if batch_size < 1 or max_len < 1:
             raise ValueError(f"batch_size={batch_size} and max_len={max_len} must both be positive")
         self._graphdef, self._state = nnx.split(model)
@@ -139,19 +160,27 @@ class DecodeSession:
         self._check_rows("chunks", chunks)
         for row, chunk in enumerate(chunks):
             if self._lengths[row] + len(chunk) > self._max_len:
-                raise ValueError(f"row {row}: context of {self._lengths[row]} tokens + chunk of {len(chunk)} "
-                                 f"exceeds max_len={self._max_len}")
+                raise ValueError(
+                    f"row {row}: context of {self._lengths[row]} tokens + chunk of {len(chunk)} "
+                    f"exceeds max_len={self._max_len}"
+                )
         longest = max(len(chunk) for chunk in chunks)
         if longest == 0:
             return
         width = bucket_size(longest, MIN_CHUNK_BUCKET, self._max_len)
         tokens, segment_ids = pad_chunks(chunks, self._padded_batch, width, self._vocab_size)
-        self._cache, self._last_hidden = extend(self._graphdef, self._state, self._cache,
-                                                self._last_hidden, tokens, segment_ids)
+        self._cache, self._last_hidden = extend(
+            self._graphdef, self._state, self._cache, self._last_hidden, tokens, segment_ids
+        )
         self._lengths += np.array([len(chunk) for chunk in chunks], np.int64)
 
-    def generate(self, *, max_new_tokens: Sequence[int], stop_tokens: Sequence[Collection[int]],
-                 active: Sequence[bool]) -> list[Generation]:
+    def generate(
+        self,
+        *,
+        max_new_tokens: Sequence[int],
+        stop_tokens: Sequence[Collection[int]],
+        active: Sequence[bool],
+    ) -> list[Generation]:
         """Samples a turn for each active row; the generated tokens join the rows' contexts.
 
         Args:
@@ -165,8 +194,11 @@ class DecodeSession:
         Raises:
             ValueError: an active row has no context yet, or would exceed max_len.
         """
-        for name, values in (("max_new_tokens", max_new_tokens), ("stop_tokens", stop_tokens),
-                             ("active", active)):
+        for name, values in (
+            ("max_new_tokens", max_new_tokens),
+            ("stop_tokens", stop_tokens),
+            ("active", active),
+        ):
             self._check_rows(name, values)
         budget = np.where(np.asarray(active, bool), np.asarray(max_new_tokens, np.int64), 0)
         for row in np.flatnonzero(budget):
@@ -175,24 +207,40 @@ class DecodeSession:
             if self._lengths[row] == 0:
                 raise ValueError(f"row {row} is active but has an empty context; prefill it first")
             if self._lengths[row] + budget[row] > self._max_len:
-                raise ValueError(f"row {row}: context of {self._lengths[row]} tokens + max_new_tokens "
-                                 f"{budget[row]} exceeds max_len={self._max_len}")
+                raise ValueError(
+                    f"row {row}: context of {self._lengths[row]} tokens + max_new_tokens "
+                    f"{budget[row]} exceeds max_len={self._max_len}"
+                )
         if not budget.any():
             return [Generation([], [], False) for _ in range(self._batch_size)]
         padded_budget = np.zeros((self._padded_batch,), np.int32)
-        padded_budget[:self._batch_size] = budget
+        padded_budget[: self._batch_size] = budget
         stops = pad_stop_tokens(stop_tokens, self._padded_batch, self._vocab_size)
         self._key, key = jax.random.split(self._key)
-        result = decode(self._graphdef, self._state, self._cache, self._last_hidden, key, padded_budget,
-                        stops, strategy=self._strategy,
-                        num_steps=bucket_size(int(budget.max()), MIN_STEP_BUCKET, self._max_len))
+        result = decode(
+            self._graphdef,
+            self._state,
+            self._cache,
+            self._last_hidden,
+            key,
+            padded_budget,
+            stops,
+            strategy=self._strategy,
+            num_steps=bucket_size(int(budget.max()), MIN_STEP_BUCKET, self._max_len),
+        )
         self._cache, self._last_hidden = result.cache, result.last_hidden
         tokens, logprobs, lengths, stopped = jax.device_get(
-            (result.tokens, result.logprobs, result.lengths, result.stopped))
-        self._lengths += lengths[:self._batch_size]
-        return [Generation(tokens[row, :lengths[row]].tolist(), logprobs[row, :lengths[row]].tolist(),
-                           bool(stopped[row]))
-                for row in range(self._batch_size)]
+            (result.tokens, result.logprobs, result.lengths, result.stopped)
+        )
+        self._lengths += lengths[: self._batch_size]
+        return [
+            Generation(
+                tokens[row, : lengths[row]].tolist(),
+                logprobs[row, : lengths[row]].tolist(),
+                bool(stopped[row]),
+            )
+            for row in range(self._batch_size)
+        ]
 
     def _reset(self) -> None:
         cache = init_cache(self._config, self._padded_batch, self._max_len)
@@ -202,4 +250,6 @@ class DecodeSession:
 
     def _check_rows(self, name: str, values: Sequence[object]) -> None:
         if len(values) != self._batch_size:
-            raise ValueError(f"{name} has {len(values)} rows; expected batch_size={self._batch_size}")
+            raise ValueError(
+                f"{name} has {len(values)} rows; expected batch_size={self._batch_size}"
+            )

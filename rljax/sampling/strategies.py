@@ -28,8 +28,10 @@ class Sample(NamedTuple):
 
 def _check_logits(logits: jax.Array) -> jax.Array:
     if jnp.ndim(logits) != 2 or not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise ValueError(f"logits must be a floating point [B, V] array, got shape {jnp.shape(logits)} "
-                         f"dtype {logits.dtype}")
+        raise ValueError(
+            f"logits must be a floating point [B, V] array, got shape {jnp.shape(logits)} "
+            f"dtype {logits.dtype}"
+        )
     return logits.astype(jnp.float32)
 
 

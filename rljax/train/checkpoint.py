@@ -37,8 +37,14 @@ class Checkpointer:
         async_save: write in a background thread (the next save waits for the previous one).
     """
 
-    def __init__(self, directory: str | epath.Path, *, max_to_keep: int = 2, every: int = 0,
-                 async_save: bool = True):
+    def __init__(
+        self,
+        directory: str | epath.Path,
+        *,
+        max_to_keep: int = 2,
+        every: int = 0,
+        async_save: bool = True,
+    ):
         # Orbax needs an absolute path (a relative run directory is resolved against the cwd).
         self.directory = epath.Path(os.path.abspath(directory))
         self.every = every
@@ -47,8 +53,9 @@ class Checkpointer:
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "meta"))
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "meta")
+        )
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -58,14 +65,19 @@ class Checkpointer:
         due = force or (self.every > 0 and step % self.every == 0)
         if not due or step in self._manager.all_steps():
             return False
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            meta=ocp.args.JsonSave(meta),
-        ), force=True)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=True,
+        )
         return True
 
-    def restore_latest(self, abstract_state: Any, check_meta: Callable[[dict], None] | None = None
-                       ) -> tuple[int, Any, dict] | None:
+    def restore_latest(
+        self, abstract_state: Any, check_meta: Callable[[dict], None] | None = None
+    ) -> tuple[int, Any, dict] | None:
         """Restores the newest readable checkpoint, or returns None when there is none.
 
         Args:
@@ -80,16 +92,18 @@ class Checkpointer:
         self.wait()
         for step in reversed(self.steps()):
             try:
-                meta = self._manager.restore(step, args=ocp.args.Composite(
-                    meta=ocp.args.JsonRestore()))["meta"]
+                meta = self._manager.restore(
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+                )["meta"]
             except Exception as err:  # noqa: BLE001 - any unreadable step is skipped, not fatal
                 log.warning("checkpoint step %d is unreadable (%s); trying an older one", step, err)
                 continue
             if check_meta is not None:
                 check_meta(meta)
             try:
-                restored = self._manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract_state)))
+                restored = self._manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+                )
             except IncompatibleCheckpointError:
                 raise
             except Exception as err:  # noqa: BLE001
@@ -111,7 +125,8 @@ def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (keeping shardings) describing `tree`, for `restore_latest`."""
     return jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-        tree)
+        tree,
+    )
 
 
 def check_compatible(saved: dict, current: dict, keys: tuple[str, ...]) -> None:
@@ -124,7 +139,8 @@ def check_compatible(saved: dict, current: dict, keys: tuple[str, ...]) -> None:
         if a != b:
             raise IncompatibleCheckpointError(
                 f"checkpoint config {key}={json.dumps(a)} differs from this run's "
-                f"{key}={json.dumps(b)}; use a fresh run directory or matching settings")
+                f"{key}={json.dumps(b)}; use a fresh run directory or matching settings"
+            )
 
 
 class PreemptionGuard:

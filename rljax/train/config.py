@@ -164,8 +164,10 @@ def _from_dict(cls, data: dict, path: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown config field(s) {sorted(unknown)} in {path or '<root>'}; "
-                         f"expected some of {sorted(names)}")
+        raise ValueError(
+            f"unknown config field(s) {sorted(unknown)} in {path or '<root>'}; "
+            f"expected some of {sorted(names)}"
+        )
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
@@ -219,14 +221,16 @@ def _set(node: Any, parts: list[str], text: str, key: str) -> Any:
     if dataclasses.is_dataclass(node):
         names = [f.name for f in dataclasses.fields(node)]
         if head not in names:
-            raise ValueError(f"override {key!r}: {type(node).__name__} has no field {head!r}; "
-                             f"fields are {names}")
+            raise ValueError(
+                f"override {key!r}: {type(node).__name__} has no field {head!r}; fields are {names}"
+            )
         hint = typing.get_type_hints(type(node))[head]
         current = getattr(node, head)
         if rest:
             if not (dataclasses.is_dataclass(current) or isinstance(current, dict)):
-                raise ValueError(f"override {key!r}: {head!r} is a {type(current).__name__}, "
-                                 f"not a section")
+                raise ValueError(
+                    f"override {key!r}: {head!r} is a {type(current).__name__}, not a section"
+                )
             return dataclasses.replace(node, **{head: _set(current, rest, text, key)})
         if dataclasses.is_dataclass(current):
             raise ValueError(f"override {key!r}: {head!r} is a section; set one of its fields")

@@ -29,7 +29,9 @@ def final_answers(traj: Trajectories, tokenizer) -> list[str]:
     return out
 
 
-def score_samples(rewards: np.ndarray, answers: Sequence[str], num_samples: int) -> dict[str, float]:
+def score_samples(
+    rewards: np.ndarray, answers: Sequence[str], num_samples: int
+) -> dict[str, float]:
     """pass@k (k = 1, 2, 4, ... <= n) and maj@n from per-sample rewards and final answers.
 
     Args:
@@ -39,8 +41,12 @@ def score_samples(rewards: np.ndarray, answers: Sequence[str], num_samples: int)
     """
     correct = np.asarray(rewards).reshape(-1, num_samples) >= 1.0
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= num_samples]
-    metrics = {f"pass@{k}": float(np.mean([losses.pass_at_k(num_samples, int(c.sum()), k)
-                                           for c in correct])) for k in ks}
+    metrics = {
+        f"pass@{k}": float(
+            np.mean([losses.pass_at_k(num_samples, int(c.sum()), k) for c in correct])
+        )
+        for k in ks
+    }
     ids = np.empty(correct.shape, np.int32)
     for p in range(correct.shape[0]):
         classes: dict[str, int] = {}
@@ -61,10 +67,18 @@ def evaluate(trainer: "Trainer", *, num_prompts: int, num_samples: int) -> dict[
         return {}
     tasks = [trainer.family.generate("heldout", i) for i in range(num_prompts)]
     key = jax.random.fold_in(jax.random.key(trainer.config.train.seed + 1), int(trainer.state.step))
-    traj = sample_trajectories(model_state(trainer), trainer.family, tasks, trainer.tokenizer,
-                               trainer.config.task, key, group_size=num_samples)
-    return score_samples(np.asarray(traj.rewards), final_answers(traj, trainer.tokenizer),
-                         num_samples)
+    traj = sample_trajectories(
+        model_state(trainer),
+        trainer.family,
+        tasks,
+        trainer.tokenizer,
+        trainer.config.task,
+        key,
+        group_size=num_samples,
+    )
+    return score_samples(
+        np.asarray(traj.rewards), final_answers(traj, trainer.tokenizer), num_samples
+    )
 
 
 class EvalLog:
@@ -73,8 +87,9 @@ class EvalLog:
     def __init__(self, path: str | epath.Path, *, resume_step: int = 0):
         self.path = epath.Path(path)
         lines = self.read()
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in lines
-                                     if resume_step and r["step"] <= resume_step))
+        self.path.write_text(
+            "".join(json.dumps(r) + "\n" for r in lines if resume_step and r["step"] <= resume_step)
+        )
 
     def write(self, step: int, metrics: dict) -> None:
         if not metrics:

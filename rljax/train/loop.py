@@ -36,8 +36,18 @@ from rljax.train.step import TrainState, make_forward_fn, make_update_fn, split_
 log = logging.getLogger(__name__)
 
 # Config fields that change the shape or meaning of the checkpointed state.
-STATE_KEYS = ("model.preset", "model.overrides", "model.hf_path", "model.dtype", "method.name",
-              "method.kwargs", "task.family", "task.kwargs", "train.seed", "train.reflection")
+STATE_KEYS = (
+    "model.preset",
+    "model.overrides",
+    "model.hf_path",
+    "model.dtype",
+    "method.name",
+    "method.kwargs",
+    "task.family",
+    "task.kwargs",
+    "train.seed",
+    "train.reflection",
+)
 
 
 @dataclasses.dataclass
@@ -61,8 +71,9 @@ def batch_arrays(traj: Trajectories) -> dict[str, np.ndarray]:
     }
 
 
-def init_state(params: Any, optimizer, method: methods_lib.Method, mesh: Mesh, *, seed: int
-               ) -> tuple[TrainState, Any]:
+def init_state(
+    params: Any, optimizer, method: methods_lib.Method, mesh: Mesh, *, seed: int
+) -> tuple[TrainState, Any]:
     """A fresh TrainState on `mesh` and its shardings.
 
     Parameters keep the shardings the partition rules gave them; the optimiser state is created
@@ -71,11 +82,14 @@ def init_state(params: Any, optimizer, method: methods_lib.Method, mesh: Mesh, *
     """
     replicated = NamedSharding(mesh, PartitionSpec())
     opt_state = jax.jit(optimizer.init)(params)
-    state = TrainState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32),
-                       key=jax.random.key_data(jax.random.key(seed)),
-                       method_state=method.init_state(),
-                       ref_params=(jax.tree.map(jnp.copy, params)
-                                   if "reference" in method.needs else None))
+    state = TrainState(
+        params=params,
+        opt_state=opt_state,
+        step=jnp.zeros((), jnp.int32),
+        key=jax.random.key_data(jax.random.key(seed)),
+        method_state=method.init_state(),
+        ref_params=(jax.tree.map(jnp.copy, params) if "reference" in method.needs else None),
+    )
 
     def sharding_of(x):
         sharding = getattr(x, "sharding", None)
@@ -100,35 +114,63 @@ class Trainer:
         self.mesh = parallel.make_mesh(cfg.train.mesh)
         batch = cfg.task.prompts_per_step * cfg.task.group_size
         if cfg.train.minibatches < 1 or batch % cfg.train.minibatches:
-            raise ValueError(f"train.minibatches={cfg.train.minibatches} must divide the batch of "
-                             f"{batch} sequences (task.prompts_per_step * task.group_size)")
+            raise ValueError(
+                f"train.minibatches={cfg.train.minibatches} must divide the batch of "
+                f"{batch} sequences (task.prompts_per_step * task.group_size)"
+            )
         parallel.check_batch_size(batch // cfg.train.minibatches, self.mesh)
-        self.tokenizer, self.model = policy.build_policy(cfg.model, seed=cfg.train.seed,
-                                                         mesh=self.mesh)
+        self.tokenizer, self.model = policy.build_policy(
+            cfg.model, seed=cfg.train.seed, mesh=self.mesh
+        )
         self.optimizer = make_optimizer(cfg.optim, cfg.train.steps * cfg.train.minibatches)
         self.graphdef, params, self.rest = split_model(self.model)
-        self.state, self.state_sharding = init_state(params, self.optimizer, self.method, self.mesh,
-                                                     seed=cfg.train.seed)
+        self.state, self.state_sharding = init_state(
+            params, self.optimizer, self.method, self.mesh, seed=cfg.train.seed
+        )
         needs = self.method.needs
-        self.forward = make_forward_fn(self.graphdef, temperature=cfg.task.temperature,
-                                       impl=cfg.train.kernel_impl, with_hidden="hidden" in needs,
-                                       with_teacher="teacher" in needs)
-        self.ref_forward = (make_forward_fn(self.graphdef, temperature=cfg.task.temperature,
-                                            impl=cfg.train.kernel_impl, with_hidden=False,
-                                            with_teacher=False)
-                            if "reference" in needs else None)
-        self.update = make_update_fn(self.graphdef, self.method, self.optimizer,
-                                     temperature=cfg.task.temperature, impl=cfg.train.kernel_impl,
-                                     microbatches=cfg.train.microbatches,
-                                     mesh=self.mesh, state_sharding=self.state_sharding)
-        self.data = policy.prompt_stream(self.family, cfg.task.prompts_per_step, seed=cfg.train.seed,
-                                          num_tasks=cfg.task.num_tasks)
-        self.checkpointer = ckpt_lib.Checkpointer(self.run_dir / "checkpoints",
-                                                  max_to_keep=cfg.train.keep_checkpoints,
-                                                  every=cfg.train.checkpoint_every)
+        self.forward = make_forward_fn(
+            self.graphdef,
+            temperature=cfg.task.temperature,
+            impl=cfg.train.kernel_impl,
+            with_hidden="hidden" in needs,
+            with_teacher="teacher" in needs,
+        )
+        self.ref_forward = (
+            make_forward_fn(
+                self.graphdef,
+                temperature=cfg.task.temperature,
+                impl=cfg.train.kernel_impl,
+                with_hidden=False,
+                with_teacher=False,
+            )
+            if "reference" in needs
+            else None
+        )
+        self.update = make_update_fn(
+            self.graphdef,
+            self.method,
+            self.optimizer,
+            temperature=cfg.task.temperature,
+            impl=cfg.train.kernel_impl,
+            microbatches=cfg.train.microbatches,
+            mesh=self.mesh,
+            state_sharding=self.state_sharding,
+        )
+        self.data = policy.prompt_stream(
+            self.family,
+            cfg.task.prompts_per_step,
+            seed=cfg.train.seed,
+            num_tasks=cfg.task.num_tasks,
+        )
+        self.checkpointer = ckpt_lib.Checkpointer(
+            self.run_dir / "checkpoints",
+            max_to_keep=cfg.train.keep_checkpoints,
+            every=cfg.train.checkpoint_every,
+        )
         # RubricEM REM-10/11: reflection meta-policy (deferred Phase A) and windowed curriculum.
-        self.reflection = (None if cfg.train.reflection is None
-                           else ReflectionPhase(self, **cfg.train.reflection))
+        self.reflection = (
+            None if cfg.train.reflection is None else ReflectionPhase(self, **cfg.train.reflection)
+        )
 
     # -- checkpoint plumbing ------------------------------------------------------------------
 
@@ -145,8 +187,9 @@ class Trainer:
         ckpt_lib.check_compatible(meta["config"], json.loads(self.config.to_json()), STATE_KEYS)
 
     def _restore(self) -> int:
-        restored = self.checkpointer.restore_latest(ckpt_lib.abstract_like(self.state),
-                                                    check_meta=self._check_meta)
+        restored = self.checkpointer.restore_latest(
+            ckpt_lib.abstract_like(self.state), check_meta=self._check_meta
+        )
         if restored is None:
             return 0
         step, state, meta = restored
@@ -170,26 +213,37 @@ class Trainer:
         if self.reflection is not None:  # next batch + bank context, Phase A, then reflections
             tasks, metrics = self.reflection.next_tasks(self.data, int(self.state.step) + 1)
             metrics.update(self.reflection.phase_a())
-            traj = policy.rollout(self, tasks, jax.random.fold_in(key, 0), group_size=cfg.group_size)
+            traj = policy.rollout(
+                self, tasks, jax.random.fold_in(key, 0), group_size=cfg.group_size
+            )
             metrics.update(self.reflection.after_rollout(tasks, traj))
             return traj, tasks, np.ones(len(tasks), bool), metrics
 
         def sample(round_: int) -> tuple[Trajectories, list]:
             tasks = next(self.data)
-            return policy.rollout(self, tasks, jax.random.fold_in(key, round_),
-                                  group_size=cfg.group_size), tasks
+            return policy.rollout(
+                self, tasks, jax.random.fold_in(key, round_), group_size=cfg.group_size
+            ), tasks
 
         if not self.method.filter_groups:
             traj, tasks = sample(0)
             return traj, tasks, np.ones(len(tasks), bool), {}
-        return policy.filter_groups(sample, num_prompts=cfg.prompts_per_step,
-                                    group_size=cfg.group_size,
-                                    max_rounds=self.config.train.max_gen_rounds,
-                                    pad_id=self.tokenizer.pad_token_id)
+        return policy.filter_groups(
+            sample,
+            num_prompts=cfg.prompts_per_step,
+            group_size=cfg.group_size,
+            max_rounds=self.config.train.max_gen_rounds,
+            pad_id=self.tokenizer.pad_token_id,
+        )
 
-    def prepare_inputs(self, traj: Trajectories, tasks: list, group_mask: np.ndarray, *,
-                       group_size: int | None = None
-                       ) -> tuple[methods_lib.PrepareInputs, dict[str, np.ndarray], dict]:
+    def prepare_inputs(
+        self,
+        traj: Trajectories,
+        tasks: list,
+        group_mask: np.ndarray,
+        *,
+        group_size: int | None = None,
+    ) -> tuple[methods_lib.PrepareInputs, dict[str, np.ndarray], dict]:
         """What `method.prepare` reads for a rollout batch, under the current policy.
 
         Runs the no-grad forward pass (log-probs and entropies through `kernels.token_stats`,
@@ -219,9 +273,11 @@ class Trainer:
             warning_mask=jnp.asarray(arrays["warning_mask"]),
             stage_ids=jnp.asarray(arrays["stage_ids"]),
             stage_rewards=jnp.asarray(traj.stage_rewards, jnp.float32).reshape(
-                num_prompts, group, -1),
+                num_prompts, group, -1
+            ),
             cluster_ids=jnp.asarray(policy.cluster_ids(self.family, traj), jnp.int32).reshape(
-                num_prompts, group),
+                num_prompts, group
+            ),
             old_logprobs=fwd["logprobs"],
             old_entropy=fwd["entropy"],
             lengths=jnp.asarray(np.asarray(traj.action_mask).sum(-1), jnp.int32),
@@ -231,8 +287,9 @@ class Trainer:
         )
         return inputs, arrays, fwd
 
-    def _prepare(self, traj: Trajectories, tasks: list, group_mask: np.ndarray
-                 ) -> tuple[dict, dict]:
+    def _prepare(
+        self, traj: Trajectories, tasks: list, group_mask: np.ndarray
+    ) -> tuple[dict, dict]:
         inputs, arrays, fwd = self.prepare_inputs(traj, tasks, group_mask)
         prepared, method_state, metrics = self.method.prepare(inputs, self.state.method_state)
         # To host now: metrics may alias method-state buffers that the update donates.
@@ -242,14 +299,22 @@ class Trainer:
         batch.update(prepared)
         batch["old_logprobs"] = fwd["logprobs"]
         if self.ref_forward is not None:
-            batch["ref_logprobs"] = self.ref_forward(self.state.ref_params, self.rest, arrays)["logprobs"]
+            batch["ref_logprobs"] = self.ref_forward(self.state.ref_params, self.rest, arrays)[
+                "logprobs"
+            ]
         mask = arrays["action_mask"] > 0
-        metrics = {**metrics,
-                   "rollout_entropy": float((np.asarray(fwd["entropy"]) * mask).sum()
-                                            / max(mask.sum(), 1)),
-                   "sampler_logprob_gap": float(np.abs(
-                       (np.asarray(fwd["logprobs"]) - np.asarray(traj.sampler_logprobs)) * mask
-                   ).sum() / max(mask.sum(), 1))}
+        metrics = {
+            **metrics,
+            "rollout_entropy": float(
+                (np.asarray(fwd["entropy"]) * mask).sum() / max(mask.sum(), 1)
+            ),
+            "sampler_logprob_gap": float(
+                np.abs(
+                    (np.asarray(fwd["logprobs"]) - np.asarray(traj.sampler_logprobs)) * mask
+                ).sum()
+                / max(mask.sum(), 1)
+            ),
+        }
         return batch, metrics
 
     def _update(self, batch: dict) -> dict:
@@ -258,7 +323,8 @@ class Trainer:
         metrics = []
         for i in range(mb):
             part = parallel.shard_batch(
-                jax.tree.map(lambda x: np.asarray(x[i * rows:(i + 1) * rows]), batch), self.mesh)
+                jax.tree.map(lambda x: np.asarray(x[i * rows : (i + 1) * rows]), batch), self.mesh
+            )
             self.state, m = self.update(self.state, self.rest, part)
             metrics.append(m)
         return jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)
@@ -270,17 +336,24 @@ class Trainer:
         rollout_time = time.perf_counter() - start
         metrics["reward"] = float(np.mean(traj.rewards))
         if not group_mask.any():
-            log.warning("dynamic sampling kept no group after %d rounds: update skipped",
-                        self.config.train.max_gen_rounds)
+            log.warning(
+                "dynamic sampling kept no group after %d rounds: update skipped",
+                self.config.train.max_gen_rounds,
+            )
         batch, prep_metrics = self._prepare(traj, tasks, group_mask)
         metrics.update(prep_metrics)
         metrics.update(self._update(batch))
         self.state = self.state.replace(step=self.state.step + 1, key=jax.random.key_data(key))
         elapsed = time.perf_counter() - start
         generated = int(np.asarray(traj.action_mask).sum())
-        metrics.update({"steps_per_s": 1.0 / elapsed, "tokens_per_s": generated / elapsed,
-                        "rollout_s": rollout_time, "response_tokens": generated
-                        / max(traj.batch_size, 1)})
+        metrics.update(
+            {
+                "steps_per_s": 1.0 / elapsed,
+                "tokens_per_s": generated / elapsed,
+                "rollout_s": rollout_time,
+                "response_tokens": generated / max(traj.batch_size, 1),
+            }
+        )
         return metrics
 
     # -- the loop ------------------------------------------------------------------------------
@@ -301,10 +374,16 @@ class Trainer:
                     metrics = self.step()
                     writer.write(step, metrics)
                     if step % cfg.train.log_every == 0:
-                        log.info("step %d %s", step, {k: round(float(v), 4) for k, v in
-                                                     metrics.items() if np.ndim(v) == 0})
-                    if cfg.train.eval_every and step % cfg.train.eval_every == 0 \
-                            and step != cfg.train.steps:
+                        log.info(
+                            "step %d %s",
+                            step,
+                            {k: round(float(v), 4) for k, v in metrics.items() if np.ndim(v) == 0},
+                        )
+                    if (
+                        cfg.train.eval_every
+                        and step % cfg.train.eval_every == 0
+                        and step != cfg.train.steps
+                    ):
                         eval_log.write(step, self.evaluate())
                     self._save(step)
                     if guard.requested:
@@ -327,13 +406,18 @@ class Trainer:
             return
         params = jax.device_put(sft.warm_start(self, cfg), self.state_sharding.params)
         self.state = self.state.replace(
-            params=params, opt_state=jax.jit(self.optimizer.init)(params),
-            ref_params=None if self.state.ref_params is None else jax.tree.map(jnp.copy, params))
+            params=params,
+            opt_state=jax.jit(self.optimizer.init)(params),
+            ref_params=None if self.state.ref_params is None else jax.tree.map(jnp.copy, params),
+        )
         self.state = jax.device_put(self.state, self.state_sharding)
 
     def evaluate(self) -> dict:
-        return evaluation.evaluate(self, num_prompts=self.config.train.eval_prompts,
-                                   num_samples=self.config.train.eval_samples)
+        return evaluation.evaluate(
+            self,
+            num_prompts=self.config.train.eval_prompts,
+            num_samples=self.config.train.eval_samples,
+        )
 
 
 def train(config: ExperimentConfig, run_dir: str | epath.Path) -> RunResult:

@@ -27,13 +27,21 @@ class MetricWriter:
     the run that crashed) are dropped, so the file always matches the restored state.
     """
 
-    def __init__(self, run_dir: str | epath.Path, *, resume_step: int | None = None,
-                 progress_total: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | epath.Path,
+        *,
+        resume_step: int | None = None,
+        progress_total: int | None = None,
+    ):
         self.path = epath.Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line and resume_step is not None and json.loads(line)["step"] <= resume_step]
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if line and resume_step is not None and json.loads(line)["step"] <= resume_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
         self._tb = _tensorboard(epath.Path(run_dir) / "tensorboard")
         self._bar = _progress(progress_total, initial=resume_step or 0)
@@ -47,7 +55,9 @@ class MetricWriter:
                 if key != "step" and math.isfinite(value):
                     self._tb.add_scalar(key, value, step)
         if self._bar is not None:
-            shown = {k: f"{record[k]:.3g}" for k in ("reward", "tokens_per_s", "loss") if k in record}
+            shown = {
+                k: f"{record[k]:.3g}" for k in ("reward", "tokens_per_s", "loss") if k in record
+            }
             self._bar.set_postfix(shown)
             self._bar.update(1)
         return record
@@ -78,4 +88,5 @@ def _progress(total: int | None, initial: int):
     if total is None:
         return None
     from tqdm.auto import tqdm
+
     return tqdm(total=total, initial=initial, desc="rl", dynamic_ncols=True)

@@ -40,7 +40,11 @@ def make_optimizer(cfg: OptimSection, total_steps: int) -> optax.GradientTransfo
         raise ValueError(f"optim.grad_clip must be > 0, got {cfg.grad_clip}")
     inner = optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip),
-        optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2,
-                    weight_decay=cfg.weight_decay),
+        optax.adamw(
+            learning_rate_schedule(cfg, total_steps),
+            b1=cfg.b1,
+            b2=cfg.b2,
+            weight_decay=cfg.weight_decay,
+        ),
     )
     return optax.apply_if_finite(inner, max_consecutive_errors=1_000_000)

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from rljax.train.loop import Trainer
 
 
-def build_policy(cfg: ModelSection, *, seed: int, mesh: Mesh | None = None
-                 ) -> tuple[transformers.PreTrainedTokenizerFast, Decoder]:
+def build_policy(
+    cfg: ModelSection, *, seed: int, mesh: Mesh | None = None
+) -> tuple[transformers.PreTrainedTokenizerFast, Decoder]:
     """The tokenizer and the policy network a run starts from.
 
     With `cfg.hf_path`, both come from that local Hugging Face checkpoint directory; otherwise the
@@ -51,8 +52,14 @@ def build_policy(cfg: ModelSection, *, seed: int, mesh: Mesh | None = None
     return tokenizer, model
 
 
-def prompt_stream(family: TaskFamily, prompts_per_step: int, *, seed: int,
-                  num_tasks: int | None = None, split: str = "train"):
+def prompt_stream(
+    family: TaskFamily,
+    prompts_per_step: int,
+    *,
+    seed: int,
+    num_tasks: int | None = None,
+    split: str = "train",
+):
     """An endless iterator of `prompts_per_step`-task batches (this process's shard), shuffled by
     `seed`, whose `get_state()`/`set_state()` checkpoint its position exactly.
 
@@ -61,28 +68,53 @@ def prompt_stream(family: TaskFamily, prompts_per_step: int, *, seed: int,
     """
     if num_tasks is None:
         num_tasks = family.num_examples(split) if hasattr(family, "num_examples") else 100_000
-    return task_batches(FamilySource(family, split, num_tasks), batch_size=prompts_per_step,
-                        seed=seed,
-                        shard_index=jax.process_index(), shard_count=jax.process_count())
+    return task_batches(
+        FamilySource(family, split, num_tasks),
+        batch_size=prompts_per_step,
+        seed=seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
 
 
 def strategy(cfg: TaskSection, *, greedy: bool = False):
     if greedy:
         return Greedy()
-    return Temperature(cfg.temperature, top_k=cfg.top_k or None,
-                       top_p=cfg.top_p if cfg.top_p < 1.0 else None)
+    return Temperature(
+        cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p if cfg.top_p < 1.0 else None
+    )
 
 
-def sample_trajectories(model: nnx.Module, family: TaskFamily, tasks: Sequence[Task],
-                        tokenizer: transformers.PreTrainedTokenizerFast, cfg: TaskSection,
-                        key: jax.Array, *, group_size: int, greedy: bool = False
-                        ) -> Trajectories:
+def sample_trajectories(
+    model: nnx.Module,
+    family: TaskFamily,
+    tasks: Sequence[Task],
+    tokenizer: transformers.PreTrainedTokenizerFast,
+    cfg: TaskSection,
+    key: jax.Array,
+    *,
+    group_size: int,
+    greedy: bool = False,
+) -> Trajectories:
     """Rolls out `group_size` samples of each task with the KV-cache sampler."""
-    session = DecodeSession(model, batch_size=len(tasks) * group_size, max_len=cfg.max_len,
-                            strategy=strategy(cfg, greedy=greedy), key=key)
-    return run_rollout(session, family, tasks, tokenizer, max_tokens=cfg.max_len,
-                       group_size=group_size, max_turns=cfg.max_turns,
-                       max_new_tokens=cfg.max_new_tokens, stage_scheme=stage_scheme(family))
+    session = DecodeSession(
+        model,
+        batch_size=len(tasks) * group_size,
+        max_len=cfg.max_len,
+        strategy=strategy(cfg, greedy=greedy),
+        key=key,
+    )
+    return run_rollout(
+        session,
+        family,
+        tasks,
+        tokenizer,
+        max_tokens=cfg.max_len,
+        group_size=group_size,
+        max_turns=cfg.max_turns,
+        max_new_tokens=cfg.max_new_tokens,
+        stage_scheme=stage_scheme(family),
+    )
 
 
 def stage_scheme(family: TaskFamily):
@@ -90,12 +122,21 @@ def stage_scheme(family: TaskFamily):
     return getattr(family, "stage_scheme", None)
 
 
-def rollout(trainer: "Trainer", tasks: Sequence[Task], key: jax.Array, *, group_size: int
-            ) -> Trajectories:
+def rollout(
+    trainer: "Trainer", tasks: Sequence[Task], key: jax.Array, *, group_size: int
+) -> Trajectories:
     """One RL batch from the trainer's current policy."""
     from rljax.train.loop import model_state
-    return sample_trajectories(model_state(trainer), trainer.family, tasks, trainer.tokenizer,
-                               trainer.config.task, key, group_size=group_size)
+
+    return sample_trajectories(
+        model_state(trainer),
+        trainer.family,
+        tasks,
+        trainer.tokenizer,
+        trainer.config.task,
+        key,
+        group_size=group_size,
+    )
 
 
 def concat_trajectories(parts: Sequence[Trajectories], pad_id: int) -> Trajectories:
@@ -119,16 +160,24 @@ def concat_trajectories(parts: Sequence[Trajectories], pad_id: int) -> Trajector
 
 def take_groups(traj: Trajectories, groups: Sequence[int], group_size: int) -> Trajectories:
     """The rows of prompts `groups` (in that order), renumbered 0..len(groups)-1."""
-    rows = np.concatenate([np.arange(g * group_size, (g + 1) * group_size) for g in groups]
-                          ) if len(groups) else np.zeros((0,), np.int64)
+    rows = (
+        np.concatenate([np.arange(g * group_size, (g + 1) * group_size) for g in groups])
+        if len(groups)
+        else np.zeros((0,), np.int64)
+    )
     arrays = jax.tree.map(lambda x: np.asarray(x)[rows], traj)
     group_ids = np.repeat(np.arange(len(groups), dtype=np.int32), group_size)
     return arrays.replace(group_ids=group_ids, info=tuple(traj.info[i] for i in rows))
 
 
-def filter_groups(sample: Callable[[int], tuple[Trajectories, list[Task]]], *, num_prompts: int,
-                  group_size: int, max_rounds: int, pad_id: int
-                  ) -> tuple[Trajectories, list[Task], np.ndarray, dict]:
+def filter_groups(
+    sample: Callable[[int], tuple[Trajectories, list[Task]]],
+    *,
+    num_prompts: int,
+    group_size: int,
+    max_rounds: int,
+    pad_id: int,
+) -> tuple[Trajectories, list[Task], np.ndarray, dict]:
     """DAPO dynamic sampling (grpo.md GRPO-10) with a static batch shape.
 
     Draws batches with `sample(round)` and keeps the groups whose rewards are not all equal until
@@ -150,22 +199,29 @@ def filter_groups(sample: Callable[[int], tuple[Trajectories, list[Task]]], *, n
         if len(kept) >= num_prompts:
             break
     chosen = kept[:num_prompts]
-    filler = dropped[:num_prompts - len(chosen)]
+    filler = dropped[: num_prompts - len(chosen)]
     parts = [take_groups(t, [p], group_size) for t, p, _ in chosen + filler]
     batch = concat_trajectories(parts, pad_id).replace(
-        group_ids=np.repeat(np.arange(num_prompts, dtype=np.int32), group_size))
+        group_ids=np.repeat(np.arange(num_prompts, dtype=np.int32), group_size)
+    )
     group_mask = np.arange(num_prompts) < len(chosen)
     row_mask = np.repeat(group_mask, group_size)[:, None]
     batch = batch.replace(action_mask=np.asarray(batch.action_mask) * row_mask)
-    metrics = {"groups_kept": float(len(chosen)), "sampling_rounds": float(round_ + 1),
-               "reward_generated": float(np.mean(np.concatenate(generated_rewards)))}
+    metrics = {
+        "groups_kept": float(len(chosen)),
+        "sampling_rounds": float(round_ + 1),
+        "reward_generated": float(np.mean(np.concatenate(generated_rewards))),
+    }
     return batch, [task for _, _, task in chosen + filler], group_mask, metrics
 
 
 def cluster_ids(family: TaskFamily, traj: Trajectories) -> np.ndarray:
     """Strategy cluster of each row [B] (Poly-EPO), from the verifier's info; zeros when absent."""
-    return np.asarray([int(info.get("cluster", 0)) if isinstance(info, dict) else 0
-                       for info in traj.info] or np.zeros(traj.batch_size), np.int32)
+    return np.asarray(
+        [int(info.get("cluster", 0)) if isinstance(info, dict) else 0 for info in traj.info]
+        or np.zeros(traj.batch_size),
+        np.int32,
+    )
 
 
 def teacher_batch(trainer: "Trainer", traj: Trajectories, tasks: Sequence[Task]) -> dict[str, Any]:
@@ -177,6 +233,8 @@ def teacher_batch(trainer: "Trainer", traj: Trajectories, tasks: Sequence[Task])
     """
     builder = getattr(trainer.family, "teacher_batch", None)
     if builder is None:
-        raise ValueError(f"method {trainer.method.name!r} needs a teacher context, but task family "
-                         f"{trainer.config.task.family!r} does not provide `teacher_batch`")
+        raise ValueError(
+            f"method {trainer.method.name!r} needs a teacher context, but task family "
+            f"{trainer.config.task.family!r} does not provide `teacher_batch`"
+        )
     return builder(traj, tasks, trainer.tokenizer, group_size=trainer.config.task.group_size)

@@ -39,8 +39,8 @@ from rljax.train.metrics import to_python
 if TYPE_CHECKING:
     from rljax.train.loop import Trainer
 
-WINDOW = 3                    # K_w (REM-11)
-REFLECTION_GROUP = 8          # G_ref (REM-10)
+WINDOW = 3  # K_w (REM-11)
+REFLECTION_GROUP = 8  # G_ref (REM-10)
 REFLECTION_TEMPERATURE = 0.7  # REM-10
 RETRIEVAL_FRESH, RETRIEVAL_REPLAY = "cross", "within"
 # Folded into the trainer's key: the reflection stream is independent of the rollout's.
@@ -75,14 +75,18 @@ class WindowedCurriculum:
             self._replay = []
         if position < self.window:
             if len(self._replay) != position:
-                raise ValueError(f"step {step} is fresh step {position + 1} of its window, but the replay "
-                                 f"queue holds {len(self._replay)} batches; steps must run in order")
+                raise ValueError(
+                    f"step {step} is fresh step {position + 1} of its window, but the replay "
+                    f"queue holds {len(self._replay)} batches; steps must run in order"
+                )
             tasks = list(next(data_iter))
             self._replay.append(tasks)
             return tasks, RETRIEVAL_FRESH
         if len(self._replay) != self.window:
-            raise ValueError(f"step {step} replays batch {position - self.window + 1} of its window, but the "
-                             f"replay queue holds {len(self._replay)} of {self.window} batches")
+            raise ValueError(
+                f"step {step} replays batch {position - self.window + 1} of its window, but the "
+                f"replay queue holds {len(self._replay)} of {self.window} batches"
+            )
         return list(self._replay[position - self.window]), RETRIEVAL_REPLAY
 
     def get_state(self) -> dict:
@@ -100,7 +104,9 @@ class WindowedCurriculum:
             state: `get_state`'s data.
         """
         if len(state["replay"]) > self.window:
-            raise ValueError(f"replay queue holds {len(state['replay'])} batches, more than K_w={self.window}")
+            raise ValueError(
+                f"replay queue holds {len(state['replay'])} batches, more than K_w={self.window}"
+            )
         self._replay = [[Task(**fields) for fields in tasks] for tasks in state["replay"]]
 
 
@@ -131,12 +137,21 @@ class ReflectionBatch:
         rows = len(self.tokens)
         sizes = {len(self.action_mask), len(self.utilities), len(self.valid), len(self.advantages)}
         if not 0 < rows <= self.num_rows or sizes != {rows}:
-            raise ValueError(f"a reflection batch needs 0 < rows <= num_rows={self.num_rows} and one entry "
-                             f"per row in every field; got {rows} token rows and field sizes {sorted(sizes)}")
+            raise ValueError(
+                f"a reflection batch needs 0 < rows <= num_rows={self.num_rows} and one entry "
+                f"per row in every field; got {rows} token rows and field sizes {sorted(sizes)}"
+            )
 
     @classmethod
-    def from_rollout(cls, traj: Trajectories, utilities: np.ndarray, valid: np.ndarray,
-                     advantages: np.ndarray, *, num_rows: int) -> ReflectionBatch:
+    def from_rollout(
+        cls,
+        traj: Trajectories,
+        utilities: np.ndarray,
+        valid: np.ndarray,
+        advantages: np.ndarray,
+        *,
+        num_rows: int,
+    ) -> ReflectionBatch:
         """Packs a reflection rollout and its judged values.
 
         Args:
@@ -149,16 +164,21 @@ class ReflectionBatch:
         """
         for name, x in (("utilities", utilities), ("valid", valid), ("advantages", advantages)):
             if np.size(x) != traj.batch_size:
-                raise ValueError(f"{name} has shape {np.shape(x)}; expected P_r x G_ref = {traj.batch_size} "
-                                 f"entries, one per reflection row")
+                raise ValueError(
+                    f"{name} has shape {np.shape(x)}; expected P_r x G_ref = {traj.batch_size} "
+                    f"entries, one per reflection row"
+                )
         lengths = np.asarray(traj.lengths)
         tokens, mask = np.asarray(traj.tokens), np.asarray(traj.action_mask)
-        return cls(tokens=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(tokens, lengths)),
-                   action_mask=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(mask, lengths)),
-                   utilities=tuple(float(u) for u in np.ravel(utilities)),
-                   valid=tuple(bool(v) for v in np.ravel(valid)),
-                   advantages=tuple(float(a) for a in np.ravel(advantages)),
-                   seq_len=int(traj.seq_len), num_rows=num_rows)
+        return cls(
+            tokens=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(tokens, lengths)),
+            action_mask=tuple(tuple(int(x) for x in row[:n]) for row, n in zip(mask, lengths)),
+            utilities=tuple(float(u) for u in np.ravel(utilities)),
+            valid=tuple(bool(v) for v in np.ravel(valid)),
+            advantages=tuple(float(a) for a in np.ravel(advantages)),
+            seq_len=int(traj.seq_len),
+            num_rows=num_rows,
+        )
 
     def arrays(self, *, pad_id: int) -> dict[str, np.ndarray]:
         """The trainer's batch arrays (`loop.batch_arrays` keys) plus token advantages [B, T].
@@ -172,11 +192,13 @@ class ReflectionBatch:
             reflection tokens) [B, T] float32. Filler rows repeat real ones with zero action mask.
         """
         rows, num_rows = len(self.tokens), self.num_rows
-        out = {"tokens": np.full((num_rows, self.seq_len), pad_id, np.int32),
-               "positions": np.zeros((num_rows, self.seq_len), np.int32),
-               "segment_ids": np.zeros((num_rows, self.seq_len), np.int32),
-               "action_mask": np.zeros((num_rows, self.seq_len), np.float32),
-               "advantages": np.zeros((num_rows, self.seq_len), np.float32)}
+        out = {
+            "tokens": np.full((num_rows, self.seq_len), pad_id, np.int32),
+            "positions": np.zeros((num_rows, self.seq_len), np.int32),
+            "segment_ids": np.zeros((num_rows, self.seq_len), np.int32),
+            "action_mask": np.zeros((num_rows, self.seq_len), np.float32),
+            "advantages": np.zeros((num_rows, self.seq_len), np.float32),
+        }
         for b in range(num_rows):
             source, n = b % rows, len(self.tokens[b % rows])
             out["tokens"][b, :n] = self.tokens[source]
@@ -196,10 +218,15 @@ class ReflectionBatch:
         Returns:
             The fields, tuples as lists (token ids, floats, bools, ints).
         """
-        return {"tokens": [list(row) for row in self.tokens],
-                "action_mask": [list(row) for row in self.action_mask],
-                "utilities": list(self.utilities), "valid": list(self.valid),
-                "advantages": list(self.advantages), "seq_len": self.seq_len, "num_rows": self.num_rows}
+        return {
+            "tokens": [list(row) for row in self.tokens],
+            "action_mask": [list(row) for row in self.action_mask],
+            "utilities": list(self.utilities),
+            "valid": list(self.valid),
+            "advantages": list(self.advantages),
+            "seq_len": self.seq_len,
+            "num_rows": self.num_rows,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> ReflectionBatch:
@@ -211,12 +238,15 @@ class ReflectionBatch:
         Returns:
             The batch.
         """
-        return cls(tokens=tuple(tuple(row) for row in data["tokens"]),
-                   action_mask=tuple(tuple(row) for row in data["action_mask"]),
-                   utilities=tuple(float(u) for u in data["utilities"]),
-                   valid=tuple(bool(v) for v in data["valid"]),
-                   advantages=tuple(float(a) for a in data["advantages"]),
-                   seq_len=int(data["seq_len"]), num_rows=int(data["num_rows"]))
+        return cls(
+            tokens=tuple(tuple(row) for row in data["tokens"]),
+            action_mask=tuple(tuple(row) for row in data["action_mask"]),
+            utilities=tuple(float(u) for u in data["utilities"]),
+            valid=tuple(bool(v) for v in data["valid"]),
+            advantages=tuple(float(a) for a in data["advantages"]),
+            seq_len=int(data["seq_len"]),
+            num_rows=int(data["num_rows"]),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +256,9 @@ class _ReflectionResponses:
     name: str
 
     def verify(self, task: Task, response: str) -> Verdict:
-        return Verdict(0.0, {"reason": "reflection recorded; judged with its group", "response": response})
+        return Verdict(
+            0.0, {"reason": "reflection recorded; judged with its group", "response": response}
+        )
 
 
 class ReflectionPhase:
@@ -244,16 +276,27 @@ class ReflectionPhase:
             instead of the first only (its appendix; default).
     """
 
-    def __init__(self, trainer: Trainer, *, group_size: int = REFLECTION_GROUP,
-                 temperature: float = REFLECTION_TEMPERATURE, max_new_tokens: int | None = None,
-                 window: int = WINDOW, reflect_every_step: bool = False):
+    def __init__(
+        self,
+        trainer: Trainer,
+        *,
+        group_size: int = REFLECTION_GROUP,
+        temperature: float = REFLECTION_TEMPERATURE,
+        max_new_tokens: int | None = None,
+        window: int = WINDOW,
+        reflect_every_step: bool = False,
+    ):
         missing = [name for name in _FAMILY_METHODS if not hasattr(trainer.family, name)]
         if missing:
-            raise ValueError(f"task family {trainer.config.task.family!r} has no {missing}; the reflection "
-                             f"phase needs a family with {list(_FAMILY_METHODS)} (e.g. miniresearch)")
+            raise ValueError(
+                f"task family {trainer.config.task.family!r} has no {missing}; the reflection "
+                f"phase needs a family with {list(_FAMILY_METHODS)} (e.g. miniresearch)"
+            )
         if trainer.method.filter_groups or "teacher" in trainer.method.needs:
-            raise ValueError(f"method {trainer.method.name!r} uses dynamic sampling or a teacher context; the "
-                             f"reflection phase fixes each step's batch and has no teacher context")
+            raise ValueError(
+                f"method {trainer.method.name!r} uses dynamic sampling or a teacher context; the "
+                f"reflection phase fixes each step's batch and has no teacher context"
+            )
         if not isinstance(group_size, int) or group_size < 2:
             raise ValueError(f"group_size (G_ref) must be an int >= 2, got {group_size!r}")
         if not temperature > 0:
@@ -264,14 +307,20 @@ class ReflectionPhase:
             raise ValueError(f"max_new_tokens must be an int >= 1 or None, got {max_new_tokens!r}")
         rows = task_cfg.prompts_per_step * group_size
         if rows % train_cfg.minibatches:
-            raise ValueError(f"train.minibatches={train_cfg.minibatches} must divide the reflection batch of "
-                             f"{rows} rows (task.prompts_per_step * G_ref={group_size})")
+            raise ValueError(
+                f"train.minibatches={train_cfg.minibatches} must divide the reflection batch of "
+                f"{rows} rows (task.prompts_per_step * G_ref={group_size})"
+            )
         self.trainer = trainer
         self.group_size = group_size
         self.reflect_every_step = reflect_every_step
-        self.sampling = dataclasses.replace(task_cfg, temperature=temperature, max_turns=1,
-                                            max_new_tokens=max_new_tokens,
-                                            max_len=task_cfg.max_len + max_new_tokens)
+        self.sampling = dataclasses.replace(
+            task_cfg,
+            temperature=temperature,
+            max_turns=1,
+            max_new_tokens=max_new_tokens,
+            max_len=task_cfg.max_len + max_new_tokens,
+        )
         self.curriculum = WindowedCurriculum(window)
         self._seen: set[str] = set()
         self._deferred: ReflectionBatch | None = None
@@ -301,8 +350,10 @@ class ReflectionPhase:
         family = self.trainer.family
         with_ref = [family.with_reference(task, mode) for task in tasks]
         retrieved = sum(new is not old for new, old in zip(with_ref, tasks))
-        return with_ref, {"curriculum_replay": float(mode == RETRIEVAL_REPLAY),
-                          "bank_retrieved": retrieved / len(tasks)}
+        return with_ref, {
+            "curriculum_replay": float(mode == RETRIEVAL_REPLAY),
+            "bank_retrieved": retrieved / len(tasks),
+        }
 
     def phase_a(self) -> dict:
         """REM-10 Phase A: one update of the trainer's method on the deferred reflection batch.
@@ -323,16 +374,23 @@ class ReflectionPhase:
         trainer = self.trainer
         arrays = deferred.arrays(pad_id=trainer.tokenizer.pad_token_id)
         advantages = arrays.pop("advantages")
-        batch = {**arrays, "advantages": advantages,
-                 "old_logprobs": trainer.forward(trainer.state.params, trainer.rest, arrays)["logprobs"]}
+        batch = {
+            **arrays,
+            "advantages": advantages,
+            "old_logprobs": trainer.forward(trainer.state.params, trainer.rest, arrays)["logprobs"],
+        }
         if trainer.ref_forward is not None:
-            batch["ref_logprobs"] = trainer.ref_forward(trainer.state.ref_params, trainer.rest, arrays)["logprobs"]
+            batch["ref_logprobs"] = trainer.ref_forward(
+                trainer.state.ref_params, trainer.rest, arrays
+            )["logprobs"]
         update_metrics = to_python(trainer._update(batch))
         self._deferred = None
-        return {"reflection_utility_mean": float(np.mean(deferred.utilities)),
-                "reflection_valid_frac": float(np.mean(deferred.valid)),
-                "reflection_groups": len(deferred.utilities) / self.group_size,
-                **{f"reflection_{k}": v for k, v in update_metrics.items()}}
+        return {
+            "reflection_utility_mean": float(np.mean(deferred.utilities)),
+            "reflection_valid_frac": float(np.mean(deferred.valid)),
+            "reflection_groups": len(deferred.utilities) / self.group_size,
+            **{f"reflection_{k}": v for k, v in update_metrics.items()},
+        }
 
     def after_rollout(self, tasks: Sequence[Task], traj: Trajectories) -> dict:
         """REM-10: reflect on one random rollout of each first-encountered query; fill the bank.
@@ -352,8 +410,10 @@ class ReflectionPhase:
         """
         group = self.trainer.config.task.group_size
         if traj.batch_size != len(tasks) * group:
-            raise ValueError(f"traj has {traj.batch_size} rows; expected len(tasks)={len(tasks)} x "
-                             f"group_size={group}")
+            raise ValueError(
+                f"traj has {traj.batch_size} rows; expected len(tasks)={len(tasks)} x "
+                f"group_size={group}"
+            )
         chosen = []
         for p, task in enumerate(tasks):
             if self.reflect_every_step or task.uid not in self._seen:
@@ -366,29 +426,39 @@ class ReflectionPhase:
         pick_key, sample_key = jax.random.split(key)
         picks = np.asarray(jax.random.randint(pick_key, (len(tasks),), 0, group))
         family = self.trainer.family
-        prompts = [family.reflection_task(tasks[p], traj.info[p * group + int(picks[p])]) for p in chosen]
+        prompts = [
+            family.reflection_task(tasks[p], traj.info[p * group + int(picks[p])]) for p in chosen
+        ]
         reflections = self._sample(prompts, sample_key)
         texts = [info["response"] for info in reflections.info]
         utilities = np.zeros((len(prompts), self.group_size), np.float32)
         valid = np.zeros((len(prompts), self.group_size), bool)
         writes = 0
         for i, prompt in enumerate(prompts):
-            candidates = texts[i * self.group_size:(i + 1) * self.group_size]
+            candidates = texts[i * self.group_size : (i + 1) * self.group_size]
             scores = family.judge_reflections(prompt, candidates)
             utilities[i] = [score.utility for score in scores]
             valid[i] = [score.valid for score in scores]
             writes += bool(family.write_reflection(prompt, candidates, scores))
         advantages = np.asarray(losses.reflection_advantages(utilities))
-        self._deferred = ReflectionBatch.from_rollout(reflections, utilities, valid, advantages,
-                                                      num_rows=len(tasks) * self.group_size)
+        self._deferred = ReflectionBatch.from_rollout(
+            reflections, utilities, valid, advantages, num_rows=len(tasks) * self.group_size
+        )
         return {"reflection_queries": float(len(prompts)), "reflection_bank_writes": float(writes)}
 
     def _sample(self, prompts: Sequence[Task], key: jax.Array) -> Trajectories:
         """G_ref single-turn reflections of each prompt from the current policy."""
         from rljax.train.loop import model_state
-        return policy.sample_trajectories(model_state(self.trainer), _ReflectionResponses(self.trainer.family.name),
-                                          prompts, self.trainer.tokenizer, self.sampling, key,
-                                          group_size=self.group_size)
+
+        return policy.sample_trajectories(
+            model_state(self.trainer),
+            _ReflectionResponses(self.trainer.family.name),
+            prompts,
+            self.trainer.tokenizer,
+            self.sampling,
+            key,
+            group_size=self.group_size,
+        )
 
     def get_state(self) -> dict:
         """What a checkpoint must keep (JSON): the replay queue, the seen queries, the deferred batch.
@@ -396,8 +466,11 @@ class ReflectionPhase:
         Returns:
             {"curriculum": ..., "seen": [uid, ...], "deferred": ReflectionBatch.to_json() or None}.
         """
-        return {"curriculum": self.curriculum.get_state(), "seen": sorted(self._seen),
-                "deferred": None if self._deferred is None else self._deferred.to_json()}
+        return {
+            "curriculum": self.curriculum.get_state(),
+            "seen": sorted(self._seen),
+            "deferred": None if self._deferred is None else self._deferred.to_json(),
+        }
 
     def set_state(self, state: dict) -> None:
         """Restores `get_state`'s data.
@@ -406,11 +479,21 @@ class ReflectionPhase:
             state: `get_state`'s data (after a JSON round trip).
         """
         if set(state) != {"curriculum", "seen", "deferred"}:
-            raise ValueError(f"state must have keys 'curriculum', 'seen' and 'deferred', got {sorted(state)}")
+            raise ValueError(
+                f"state must have keys 'curriculum', 'seen' and 'deferred', got {sorted(state)}"
+            )
         self.curriculum.set_state(state["curriculum"])
         self._seen = set(state["seen"])
-        self._deferred = None if state["deferred"] is None else ReflectionBatch.from_json(state["deferred"])
+        self._deferred = (
+            None if state["deferred"] is None else ReflectionBatch.from_json(state["deferred"])
+        )
 
 
-__all__ = ["REFLECTION_GROUP", "REFLECTION_TEMPERATURE", "WINDOW", "ReflectionBatch", "ReflectionPhase",
-           "WindowedCurriculum"]
+__all__ = [
+    "REFLECTION_GROUP",
+    "REFLECTION_TEMPERATURE",
+    "WINDOW",
+    "ReflectionBatch",
+    "ReflectionPhase",
+    "WindowedCurriculum",
+]

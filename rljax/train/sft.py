@@ -49,8 +49,12 @@ SFT = Method(
 
 def fingerprint(config: ExperimentConfig) -> str:
     """Hash of the config fields that determine the warm-start parameters."""
-    data = {"model": config.to_dict()["model"], "task": config.to_dict()["task"],
-            "sft": config.to_dict()["sft"], "seed": config.train.seed}
+    data = {
+        "model": config.to_dict()["model"],
+        "task": config.to_dict()["task"],
+        "sft": config.to_dict()["sft"],
+        "seed": config.train.seed,
+    }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -64,17 +68,27 @@ def demonstrations(trainer: "Trainer", config: ExperimentConfig) -> list[dict]:
         tasks = trainer.family.warm_start_tasks(cfg.num_demos)
     else:
         tasks = [trainer.family.generate("train", i) for i in range(cfg.num_demos)]
-    traj = expert_trajectories(trainer.family, tasks, trainer.tokenizer, rng, cfg.noise,
-                               max_tokens=config.task.max_len,
-                               stage_scheme=getattr(trainer.family, "stage_scheme", None))
+    traj = expert_trajectories(
+        trainer.family,
+        tasks,
+        trainer.tokenizer,
+        rng,
+        cfg.noise,
+        max_tokens=config.task.max_len,
+        stage_scheme=getattr(trainer.family, "stage_scheme", None),
+    )
     arrays = batch_arrays(traj)
     order = rng.permutation(traj.batch_size)
     usable = (traj.batch_size // cfg.batch_size) * cfg.batch_size
     if usable == 0:
-        raise ValueError(f"sft.num_demos={cfg.num_demos} gives fewer demonstrations than "
-                         f"sft.batch_size={cfg.batch_size}")
-    return [{k: v[idx] for k, v in arrays.items()}
-            for idx in np.split(order[:usable], usable // cfg.batch_size)]
+        raise ValueError(
+            f"sft.num_demos={cfg.num_demos} gives fewer demonstrations than "
+            f"sft.batch_size={cfg.batch_size}"
+        )
+    return [
+        {k: v[idx] for k, v in arrays.items()}
+        for idx in np.split(order[:usable], usable // cfg.batch_size)
+    ]
 
 
 def warm_start(trainer: "Trainer", config: ExperimentConfig) -> Any:
@@ -87,16 +101,26 @@ def warm_start(trainer: "Trainer", config: ExperimentConfig) -> Any:
         log.info("SFT warm start loaded from %s", directory)
         return restored[1]
     cfg = config.sft
-    optimizer = make_optimizer(OptimSection(learning_rate=cfg.learning_rate,
-                                            schedule="cosine",
-                                            warmup_steps=min(10, cfg.steps // 10)), cfg.steps)
+    optimizer = make_optimizer(
+        OptimSection(
+            learning_rate=cfg.learning_rate,
+            schedule="cosine",
+            warmup_steps=min(10, cfg.steps // 10),
+        ),
+        cfg.steps,
+    )
     # The update donates its state: start from copies so the trainer's own buffers survive.
     params = jax.tree.map(jnp.copy, trainer.state.params)
-    state = TrainState(params=params, opt_state=jax.jit(optimizer.init)(params),
-                       step=jnp.zeros((), jnp.int32), key=jnp.copy(trainer.state.key),
-                       method_state=())
-    update = make_update_fn(trainer.graphdef, SFT, optimizer, temperature=1.0,
-                            impl=config.train.kernel_impl)
+    state = TrainState(
+        params=params,
+        opt_state=jax.jit(optimizer.init)(params),
+        step=jnp.zeros((), jnp.int32),
+        key=jnp.copy(trainer.state.key),
+        method_state=(),
+    )
+    update = make_update_fn(
+        trainer.graphdef, SFT, optimizer, temperature=1.0, impl=config.train.kernel_impl
+    )
     batches = demonstrations(trainer, config)
     history = []
     for step in range(cfg.steps):
@@ -105,9 +129,14 @@ def warm_start(trainer: "Trainer", config: ExperimentConfig) -> Any:
         history.append({"step": step + 1, "nll": float(metrics["nll"])})
     epath.Path(directory).mkdir(parents=True, exist_ok=True)
     (epath.Path(directory) / "sft_metrics.jsonl").write_text(
-        "".join(json.dumps(h) + "\n" for h in history))
+        "".join(json.dumps(h) + "\n" for h in history)
+    )
     checkpointer.save(cfg.steps, state.params, {"config": config.to_dict()}, force=True)
     checkpointer.close()
-    log.info("SFT warm start trained for %d steps (final nll %.4f), saved to %s",
-             cfg.steps, history[-1]["nll"] if history else float("nan"), directory)
+    log.info(
+        "SFT warm start trained for %d steps (final nll %.4f), saved to %s",
+        cfg.steps,
+        history[-1]["nll"] if history else float("nan"),
+        directory,
+    )
     return state.params

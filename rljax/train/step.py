@@ -18,8 +18,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import kernels
-from rljax import parallel
+from rljax import kernels, parallel
 from rljax.methods import Method
 
 Array = jax.Array
@@ -29,11 +28,11 @@ Array = jax.Array
 class TrainState:
     """Everything a run needs to continue exactly: one pytree (checkpointed whole)."""
 
-    params: Any          # nnx.State of the policy's nnx.Param variables
+    params: Any  # nnx.State of the policy's nnx.Param variables
     opt_state: Any
-    step: Array          # int32 scalar: RL steps completed
-    key: Array           # PRNG key data (uint32), the run's only randomness
-    method_state: Any    # e.g. the Anti-SD gate
+    step: Array  # int32 scalar: RL steps completed
+    key: Array  # PRNG key data (uint32), the run's only randomness
+    method_state: Any  # e.g. the Anti-SD gate
     ref_params: Any = None  # the frozen reference policy, for methods with a KL term
 
 
@@ -48,8 +47,9 @@ def shift_right(x: Array) -> Array:
     return jnp.pad(x, pad)
 
 
-def sequence_stats(model: nnx.Module, batch: dict, *, temperature: float, impl: str,
-                   tokens_key: str = "tokens") -> tuple[Array, Array, Array]:
+def sequence_stats(
+    model: nnx.Module, batch: dict, *, temperature: float, impl: str, tokens_key: str = "tokens"
+) -> tuple[Array, Array, Array]:
     """Per-token log-probs, entropies [B, T] and the predicting hidden states [B, T, H].
 
     Args:
@@ -65,36 +65,48 @@ def sequence_stats(model: nnx.Module, batch: dict, *, temperature: float, impl: 
     """
     prefix = tokens_key[: -len("tokens")]
     tokens = batch[tokens_key]
-    hidden, _ = model(tokens, positions=batch[prefix + "positions"],
-                      segment_ids=batch[prefix + "segment_ids"])
+    hidden, _ = model(
+        tokens, positions=batch[prefix + "positions"], segment_ids=batch[prefix + "segment_ids"]
+    )
     b, t, h = hidden.shape
     # Mixed precision: the unembedding is used in the compute dtype of the hidden states; the
     # kernel accumulates in float32.
     w_unembed = model.unembedding.astype(hidden.dtype)
-    stats = kernels.token_stats(hidden[:, :-1].reshape(b * (t - 1), h), w_unembed,
-                                tokens[:, 1:].reshape(-1), temperature=temperature, impl=impl)
+    stats = kernels.token_stats(
+        hidden[:, :-1].reshape(b * (t - 1), h),
+        w_unembed,
+        tokens[:, 1:].reshape(-1),
+        temperature=temperature,
+        impl=impl,
+    )
     logprobs = shift_right(stats.logprob.reshape(b, t - 1))
     entropy = shift_right(stats.entropy.reshape(b, t - 1))
     return logprobs, entropy, shift_right(hidden[:, :-1])
 
 
-def teacher_stats(model: nnx.Module, batch: dict, *, temperature: float, impl: str
-                  ) -> tuple[Array, Array]:
+def teacher_stats(
+    model: nnx.Module, batch: dict, *, temperature: float, impl: str
+) -> tuple[Array, Array]:
     """The student's tokens scored under the teacher context, gathered back to student positions.
 
     `batch["teacher_tokens"]` [B, T'] holds teacher context + the same response tokens, and
     `batch["teacher_index"]` [B, T] gives, for each student position, the teacher position of the
     same token (-1 where there is none: prompt and padding). Returns (logprobs, entropy) [B, T].
     """
-    lp, ent, _ = sequence_stats(model, batch, temperature=temperature, impl=impl,
-                                tokens_key="teacher_tokens")
+    lp, ent, _ = sequence_stats(
+        model, batch, temperature=temperature, impl=impl, tokens_key="teacher_tokens"
+    )
     index = batch["teacher_index"]
-    take = lambda x: jnp.where(index >= 0, jnp.take_along_axis(x, jnp.maximum(index, 0), 1), 0.0)
+
+    def take(x):
+        return jnp.where(index >= 0, jnp.take_along_axis(x, jnp.maximum(index, 0), 1), 0.0)
+
     return take(lp), take(ent)
 
 
-def make_forward_fn(graphdef: nnx.GraphDef, *, temperature: float, impl: str, with_hidden: bool,
-                    with_teacher: bool) -> Callable[..., dict]:
+def make_forward_fn(
+    graphdef: nnx.GraphDef, *, temperature: float, impl: str, with_hidden: bool, with_teacher: bool
+) -> Callable[..., dict]:
     """A jitted no-grad pass returning old log-probs/entropy (+ hidden, + teacher stats)."""
 
     @jax.jit
@@ -106,7 +118,8 @@ def make_forward_fn(graphdef: nnx.GraphDef, *, temperature: float, impl: str, wi
             out["hidden"] = hidden.astype(jnp.float32)
         if with_teacher:
             out["teacher_logprobs"], out["teacher_entropy"] = teacher_stats(
-                model, batch, temperature=temperature, impl=impl)
+                model, batch, temperature=temperature, impl=impl
+            )
         return jax.lax.stop_gradient(out)
 
     return forward
@@ -115,16 +128,25 @@ def make_forward_fn(graphdef: nnx.GraphDef, *, temperature: float, impl: str, wi
 def _split_micro(batch: dict, microbatches: int) -> dict:
     def split(x):
         if x.shape[0] % microbatches:
-            raise ValueError(f"batch of {x.shape[0]} rows does not split into "
-                             f"train.microbatches={microbatches}")
+            raise ValueError(
+                f"batch of {x.shape[0]} rows does not split into train.microbatches={microbatches}"
+            )
         return x.reshape(microbatches, x.shape[0] // microbatches, *x.shape[1:])
+
     return jax.tree.map(split, batch)
 
 
-def make_update_fn(graphdef: nnx.GraphDef, method: Method, optimizer: optax.GradientTransformation,
-                   *, temperature: float, impl: str, microbatches: int = 1,
-                   mesh: Mesh | None = None, state_sharding: Any = None
-                   ) -> Callable[[TrainState, Any, dict], tuple[TrainState, dict]]:
+def make_update_fn(
+    graphdef: nnx.GraphDef,
+    method: Method,
+    optimizer: optax.GradientTransformation,
+    *,
+    temperature: float,
+    impl: str,
+    microbatches: int = 1,
+    mesh: Mesh | None = None,
+    state_sharding: Any = None,
+) -> Callable[[TrainState, Any, dict], tuple[TrainState, dict]]:
     """Builds `update(state, rest, batch) -> (state, metrics)`: one optimiser step on a mini-batch.
 
     Args:
@@ -166,13 +188,19 @@ def make_update_fn(graphdef: nnx.GraphDef, method: Method, optimizer: optax.Grad
 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         first = jax.tree.map(lambda x: x[0], micro)
-        metric_zeros = jax.tree.map(lambda m: jnp.zeros_like(m, jnp.float32),
-                                    jax.eval_shape(loss_fn, state.params, rest, first)[1])
+        metric_zeros = jax.tree.map(
+            lambda m: jnp.zeros_like(m, jnp.float32),
+            jax.eval_shape(loss_fn, state.params, rest, first)[1],
+        )
         (grads, loss, metrics), _ = jax.lax.scan(accumulate, (zeros, 0.0, metric_zeros), micro)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads),
-                   "skipped_updates": opt_state.total_notfinite}
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            "skipped_updates": opt_state.total_notfinite,
+        }
         new_state = state.replace(params=params, opt_state=opt_state)
         return new_state, metrics
 
@@ -180,6 +208,9 @@ def make_update_fn(graphdef: nnx.GraphDef, method: Method, optimizer: optax.Grad
         return jax.jit(update, donate_argnums=(0,))
     replicated = NamedSharding(mesh, PartitionSpec())
     rows = NamedSharding(mesh, PartitionSpec(parallel.DATA_AXES))
-    return jax.jit(update, donate_argnums=(0,),
-                   in_shardings=(state_sharding, replicated, rows),
-                   out_shardings=(state_sharding, replicated))
+    return jax.jit(
+        update,
+        donate_argnums=(0,),
+        in_shardings=(state_sharding, replicated, rows),
+        out_shardings=(state_sharding, replicated),
+    )

@@ -25,7 +25,9 @@ class TinyQa(tfds.core.GeneratorBasedBuilder):
     code_path = None  # no checksums file; see RljaxTasks
 
     def _info(self):
-        features = tfds.features.FeaturesDict({name: tfds.features.Text() for name in ("question", "answer")})
+        features = tfds.features.FeaturesDict(
+            {name: tfds.features.Text() for name in ("question", "answer")}
+        )
         return tfds.core.DatasetInfo(builder=self, features=features, disable_shuffling=True)
 
     def _split_generators(self, dl_manager):
@@ -33,7 +35,10 @@ class TinyQa(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self):
         for i in range(6):
-            yield i, {"question": f"What is {i} plus {i}?", "answer": f"{i}+{i}={2 * i}\n#### {2 * i}"}
+            yield (
+                i,
+                {"question": f"What is {i} plus {i}?", "answer": f"{i}+{i}={2 * i}\n#### {2 * i}"},
+            )
 
 
 def test_family_source():
@@ -54,7 +59,9 @@ def test_epochs_are_seeded_permutations():
     assert all(len(b) == 4 for b in batches)
     everything = sorted(f"arithmetic/train/{i}" for i in range(12))
     first, second = sum(batches[:3], []), sum(batches[3:], [])
-    assert sorted(first) == everything and sorted(second) == everything  # each epoch sees every task once
+    assert (
+        sorted(first) == everything and sorted(second) == everything
+    )  # each epoch sees every task once
     assert first != second  # and in a new order
     assert first != [f"arithmetic/train/{i}" for i in range(12)]  # shuffled
     assert _uids(_take(pipeline.task_batches(source, batch_size=4, seed=0), 6)) == batches
@@ -66,10 +73,12 @@ def test_epochs_are_seeded_permutations():
 
 def test_unshuffled_finite_epochs_drop_the_last_partial_batch():
     source = pipeline.FamilySource(ArithmeticFamily(), "train", 10)
-    batches = _uids(pipeline.task_batches(source, batch_size=3, seed=0, shuffle=False, num_epochs=2))
+    batches = _uids(
+        pipeline.task_batches(source, batch_size=3, seed=0, shuffle=False, num_epochs=2)
+    )
     # 2 epochs x 10 tasks = 20 tasks -> 6 batches of 3; the 2 left over are dropped.
     order = [f"arithmetic/train/{i}" for i in range(10)] * 2
-    assert batches == [order[i:i + 3] for i in range(0, 18, 3)]
+    assert batches == [order[i : i + 3] for i in range(0, 18, 3)]
 
 
 def test_resume_mid_epoch_gives_the_identical_continuation():
@@ -86,7 +95,9 @@ def test_resume_mid_epoch_gives_the_identical_continuation():
 def test_shards_partition_the_source():
     source = pipeline.FamilySource(ArithmeticFamily(), "train", 12)
     kwargs = {"batch_size": 2, "seed": 3, "num_epochs": 1, "shard_count": 3}
-    shards = [sum(_uids(pipeline.task_batches(source, shard_index=i, **kwargs)), []) for i in range(3)]
+    shards = [
+        sum(_uids(pipeline.task_batches(source, shard_index=i, **kwargs)), []) for i in range(3)
+    ]
     assert [len(s) for s in shards] == [4, 4, 4]
     assert sorted(sum(shards, [])) == sorted(f"arithmetic/train/{i}" for i in range(12))
     assert set(shards[1]) == {f"arithmetic/train/{i}" for i in (1, 4, 7, 10)}
@@ -104,12 +115,18 @@ def test_tfds_source_matches_the_family_source(tmp_path):
 
 def test_external_dataset_plugs_in(tmp_path):
     TinyQa(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
-    family = tfds_builders.ExternalQA.from_tfds("tiny_qa", data_dir=str(tmp_path), splits={"train": "train"})
+    family = tfds_builders.ExternalQA.from_tfds(
+        "tiny_qa", data_dir=str(tmp_path), splits={"train": "train"}
+    )
     source = pipeline.FamilySource(family, "train")  # size from the dataset
     batches = _take(pipeline.task_batches(source, batch_size=3, seed=0), 2)
     tasks = sorted(sum(batches, []), key=lambda t: t.uid)
-    assert [(t.prompt, t.answer) for t in tasks] == [(f"What is {i} plus {i}?", str(2 * i)) for i in range(6)]
-    assert all(family.verify(t, f"<answer>{2 * int(t.uid[-1])}</answer>").reward == 1.0 for t in tasks)
+    assert [(t.prompt, t.answer) for t in tasks] == [
+        (f"What is {i} plus {i}?", str(2 * i)) for i in range(6)
+    ]
+    assert all(
+        family.verify(t, f"<answer>{2 * int(t.uid[-1])}</answer>").reward == 1.0 for t in tasks
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,7 +135,10 @@ def test_external_dataset_plugs_in(tmp_path):
         ({"batch_size": 0, "seed": 0}, "batch_size must be > 0"),
         ({"batch_size": 2, "seed": 0, "shard_index": 2, "shard_count": 2}, "need 0 <= shard_index"),
         ({"batch_size": 2, "seed": 0, "num_epochs": 0}, "num_epochs must be > 0"),
-        ({"batch_size": 4, "seed": 0, "shard_count": 2}, "shard 0 holds 3 tasks, fewer than batch_size=4"),
+        (
+            {"batch_size": 4, "seed": 0, "shard_count": 2},
+            "shard 0 holds 3 tasks, fewer than batch_size=4",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, message):

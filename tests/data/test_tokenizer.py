@@ -26,8 +26,16 @@ def test_builtin_is_a_fast_tokenizer_with_1024_ids(tok):
 
 
 def test_special_token_ids(tok):
-    expected = {"<|pad|>": 0, "<|bos|>": 1, "<|eos|>": 2, "<|system|>": 3, "<|user|>": 4,
-                "<|assistant|>": 5, "<|observation|>": 6, "<|end|>": 7}
+    expected = {
+        "<|pad|>": 0,
+        "<|bos|>": 1,
+        "<|eos|>": 2,
+        "<|system|>": 3,
+        "<|user|>": 4,
+        "<|assistant|>": 5,
+        "<|observation|>": 6,
+        "<|end|>": 7,
+    }
     assert SPECIAL_TOKENS == tuple(expected)
     for token, token_id in expected.items():
         assert tok.convert_tokens_to_ids(token) == token_id
@@ -61,7 +69,9 @@ def test_round_trip_is_lossless_on_random_unicode(text):
     assert tok.decode(ids, skip_special_tokens=False) == text
 
 
-@pytest.mark.parametrize("text", ["  leading spaces", "trailing  \n\n", "tab\there", "\r\n", "é🙂中文 . , !", ""])
+@pytest.mark.parametrize(
+    "text", ["  leading spaces", "trailing  \n\n", "tab\there", "\r\n", "é🙂中文 . , !", ""]
+)
 def test_round_trip_whitespace_and_multibyte(tok, text):
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
 
@@ -73,7 +83,9 @@ def test_template_text_compresses(tok):
 
 
 def test_shipped_asset_is_what_the_training_script_builds():
-    spec = importlib.util.spec_from_file_location("train_tokenizer", REPO / "tools" / "train_tokenizer.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_tokenizer", REPO / "tools" / "train_tokenizer.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     rebuilt = json.loads(script.train(vocab_size=1024, num_docs=20_000, seed=0).to_str())
@@ -81,9 +93,13 @@ def test_shipped_asset_is_what_the_training_script_builds():
 
 
 def test_load_tokenizer_from_a_directory(tmp_path, tok):
-    other = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]"))
+    other = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({"[UNK]": 0, "hello": 1, "world": 2}, unk_token="[UNK]")
+    )
     other.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=other, unk_token="[UNK]").save_pretrained(tmp_path)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=other, unk_token="[UNK]").save_pretrained(
+        tmp_path
+    )
     loaded = load_tokenizer(tmp_path)
     assert loaded.is_fast
     assert loaded.encode("hello world", add_special_tokens=False) == [1, 2]

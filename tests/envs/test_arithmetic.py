@@ -83,7 +83,10 @@ def test_knobs():
         assert all(len(x) == 3 and x[0] != "0" for x in operands)
     assert counts == {2, 3, 4}
     one_digit = ArithmeticFamily(digits=1, operators="+")
-    assert all(re.fullmatch(r"\d\+\d", one_digit.generate("train", i).meta["expression"]) for i in range(30))
+    assert all(
+        re.fullmatch(r"\d\+\d", one_digit.generate("train", i).meta["expression"])
+        for i in range(30)
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,12 +129,21 @@ class TestVerify:
     def test_wrong(self):
         verdict = self._verdict(f"<answer>{self.task.answer + 1}</answer>")
         assert verdict.reward == 0.0
-        assert verdict.info["reason"] == f"wrong: expected {self.task.answer}, got {self.task.answer + 1}"
+        assert (
+            verdict.info["reason"]
+            == f"wrong: expected {self.task.answer}, got {self.task.answer + 1}"
+        )
 
     @pytest.mark.parametrize(
         "content, why",
-        [("0082", "not a plain integer"), ("8 2", "not a plain integer"), ("1,000", "not a plain integer"),
-         ("-0", "not a plain integer"), ("82.0", "not a plain integer"), ("", "not a plain integer")],
+        [
+            ("0082", "not a plain integer"),
+            ("8 2", "not a plain integer"),
+            ("1,000", "not a plain integer"),
+            ("-0", "not a plain integer"),
+            ("82.0", "not a plain integer"),
+            ("", "not a plain integer"),
+        ],
     )
     def test_malformed_content(self, content, why):
         verdict = self._verdict(f"<answer>{content}</answer>")
@@ -145,8 +157,10 @@ class TestVerify:
 
 class TestExpert:
     family = ArithmeticFamily(digits=(1, 3), num_operands=(2, 3), operators="+-*")
-    tasks = [ArithmeticFamily(digits=(1, 3), num_operands=(2, 3), operators="+-*").generate("train", i)
-             for i in range(300)]
+    tasks = [
+        ArithmeticFamily(digits=(1, 3), num_operands=(2, 3), operators="+-*").generate("train", i)
+        for i in range(300)
+    ]
 
     def test_clean_expert_is_always_right(self):
         rng = np.random.default_rng(0)

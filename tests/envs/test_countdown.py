@@ -107,7 +107,9 @@ class TestVerify:
     family = CountdownFamily()
 
     def _verdict(self, numbers, target, expression):
-        return self.family.verify(_task(numbers, target), f"<think>try</think><answer>{expression}</answer>")
+        return self.family.verify(
+            _task(numbers, target), f"<think>try</think><answer>{expression}</answer>"
+        )
 
     def test_correct(self):
         # (25*3 - 50) * 7 = (75 - 50) * 7 = 175.
@@ -152,10 +154,14 @@ class TestVerify:
 
 
 class TestGenerate:
-    family = CountdownFamily(num_numbers=(3, 4), number_range=(1, 50), target_range=(10, 200), seed=5)
+    family = CountdownFamily(
+        num_numbers=(3, 4), number_range=(1, 50), target_range=(10, 200), seed=5
+    )
 
     def test_instances_are_deterministic_and_solvable(self):
-        same = CountdownFamily(num_numbers=(3, 4), number_range=(1, 50), target_range=(10, 200), seed=5)
+        same = CountdownFamily(
+            num_numbers=(3, 4), number_range=(1, 50), target_range=(10, 200), seed=5
+        )
         sizes = set()
         for index in range(60):
             task = self.family.generate("train", index)
@@ -206,7 +212,9 @@ class TestExpert:
 
     def test_clean_expert_solves_every_task(self):
         rng = np.random.default_rng(0)
-        assert all(self.family.verify(t, self.family.expert(t, rng)).reward == 1.0 for t in self.tasks)
+        assert all(
+            self.family.verify(t, self.family.expert(t, rng)).reward == 1.0 for t in self.tasks
+        )
 
     def test_mistakes_always_score_zero_and_are_realistic(self):
         rng = np.random.default_rng(1)
@@ -220,7 +228,9 @@ class TestExpert:
 
     def test_noise_rate(self):
         rng = np.random.default_rng(2)
-        rewards = [self.family.verify(t, self.family.expert(t, rng, noise=0.3)).reward for t in self.tasks]
+        rewards = [
+            self.family.verify(t, self.family.expert(t, rng, noise=0.3)).reward for t in self.tasks
+        ]
         wrong = rewards.count(0.0)
         # Binomial(150, 0.3): mean 45, std 5.6.
         assert 25 <= wrong <= 65

@@ -46,20 +46,26 @@ def test_registered_and_generated_deterministically():
 
 def test_splits_are_disjoint_and_keys_spread():
     family = KeySearchFamily()
-    locks = {split: {family.generate(split, i).meta["lock"] for i in range(300)} for split in ("train", "heldout")}
+    locks = {
+        split: {family.generate(split, i).meta["lock"] for i in range(300)}
+        for split in ("train", "heldout")
+    }
     assert not locks["train"] & locks["heldout"]
     keys = collections.Counter(family.generate("train", i).answer for i in range(800))
     assert sorted(keys) == list(range(8)) and max(keys.values()) < 150  # 100 expected each
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(num_keys=1), "num_keys must be an int in"),
-    (dict(num_keys=8, max_tries=3), r"max_tries must be an int in \[4, 8\]"),
-    (dict(num_keys=8, max_tries=9), r"max_tries must be an int in \[4, 8\]"),
-    (dict(max_turns=1), "max_turns must be an int >= 2"),
-    (dict(lock_digits=1), "lock_digits must be an int in"),
-    (dict(heldout_fraction=1.0), "heldout_fraction must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_keys=1), "num_keys must be an int in"),
+        (dict(num_keys=8, max_tries=3), r"max_tries must be an int in \[4, 8\]"),
+        (dict(num_keys=8, max_tries=9), r"max_tries must be an int in \[4, 8\]"),
+        (dict(max_turns=1), "max_turns must be an int >= 2"),
+        (dict(lock_digits=1), "lock_digits must be an int in"),
+        (dict(heldout_fraction=1.0), "heldout_fraction must be in"),
+    ],
+)
 def test_bad_knobs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         KeySearchFamily(**kwargs)
@@ -69,28 +75,46 @@ def test_try_feedback_and_answer():
     family = KeySearchFamily()
     task = family.generate("train", 0)
     key, wrong = task.answer, (task.answer + 1) % 8
-    episode, obs = play(family, task, [f"WAIT TRY {wrong}", f"WAIT WAIT TRY {key}", f"ANSWER {key}"])
-    assert [(o.text, o.warning, o.done) for o in obs] == [("NO", "", False), ("YES", "", False), ("", "", True)]
+    episode, obs = play(
+        family, task, [f"WAIT TRY {wrong}", f"WAIT WAIT TRY {key}", f"ANSWER {key}"]
+    )
+    assert [(o.text, o.warning, o.done) for o in obs] == [
+        ("NO", "", False),
+        ("YES", "", False),
+        ("", "", True),
+    ]
     verdict = episode.verdict()
-    assert verdict.reward == 1.0 and verdict.info == {"reason": "correct", "tries": 2, "waits": 3, "turns": 3,
-                                                      "premature": False}
+    assert verdict.reward == 1.0 and verdict.info == {
+        "reason": "correct",
+        "tries": 2,
+        "waits": 3,
+        "turns": 3,
+        "premature": False,
+    }
     episode, _ = play(family, task, [f"ANSWER {wrong}"])
     verdict = episode.verdict()
-    assert verdict.reward == 0.0 and verdict.info["premature"] and verdict.info["reason"].startswith("wrong")
+    assert (
+        verdict.reward == 0.0
+        and verdict.info["premature"]
+        and verdict.info["reason"].startswith("wrong")
+    )
     episode, _ = play(family, task, [f"ANSWER {key}"])
     assert episode.verdict().reward == 1.0 and episode.verdict().info["premature"]  # a lucky guess
 
 
-@pytest.mark.parametrize("action, message", [
-    ("", "malformed action ''"),
-    ("TRY", "malformed action 'TRY'"),
-    ("WAIT", "malformed action 'WAIT'"),
-    ("GUESS 3", "malformed action 'GUESS 3'"),
-    ("TRY 3 WAIT", "malformed action 'TRY 3 WAIT'"),
-    ("WAIT TRY 3 TRY 4", "malformed action 'WAIT TRY 3 TRY 4'"),
-    ("TRY 8", "key '8' is not in 0..7"),
-    ("ANSWER x", "key 'x' is not in 0..7"),
-])
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        ("", "malformed action ''"),
+        ("TRY", "malformed action 'TRY'"),
+        ("WAIT", "malformed action 'WAIT'"),
+        ("GUESS 3", "malformed action 'GUESS 3'"),
+        ("TRY 3 WAIT", "malformed action 'TRY 3 WAIT'"),
+        ("WAIT TRY 3 TRY 4", "malformed action 'WAIT TRY 3 TRY 4'"),
+        ("TRY 8", "key '8' is not in 0..7"),
+        ("ANSWER x", "key 'x' is not in 0..7"),
+    ],
+)
 def test_malformed_actions_get_a_clear_warning_and_change_nothing(action, message):
     family = KeySearchFamily()
     episode, [obs] = play(family, family.generate("train", 0), [action])
@@ -104,7 +128,11 @@ def test_try_budget_and_turn_limit():
     wrong = [k for k in range(8) if k != task.answer]
     episode, obs = play(family, task, [f"TRY {k}" for k in wrong[:6]])
     assert [o.text for o in obs] == ["NO"] * 4 + ["", ""]
-    assert obs[4].warning == "try budget spent (4 tries): ANSWER now" and obs[-1].done and not obs[-2].done
+    assert (
+        obs[4].warning == "try budget spent (4 tries): ANSWER now"
+        and obs[-1].done
+        and not obs[-2].done
+    )
     verdict = episode.verdict()
     assert verdict.reward == 0.0 and verdict.info["reason"].startswith("no answer")
     with pytest.raises(RuntimeError, match="the episode is over"):
@@ -119,9 +147,14 @@ def test_noiseless_student_expert_searches_systematically_and_solves():
     for i in range(100):
         task = family.generate("heldout", i)
         actions = family.expert_actions(task, np.random.default_rng(i), 0.0)
-        assert all(a.startswith("WAIT TRY ") for a in actions[:-1]) and actions[-1] == f"ANSWER {task.answer}"
+        assert (
+            all(a.startswith("WAIT TRY ") for a in actions[:-1])
+            and actions[-1] == f"ANSWER {task.answer}"
+        )
         tried = [int(a.split()[-1]) for a in actions[:-1]]
-        assert tried[-1] == task.answer and np.all(np.diff(tried) % 12 == 1)  # consecutive keys, cyclic
+        assert tried[-1] == task.answer and np.all(
+            np.diff(tried) % 12 == 1
+        )  # consecutive keys, cyclic
         assert family.verify(task, family.expert(task, np.random.default_rng(i), 0.0)).reward == 1.0
 
 
@@ -133,10 +166,14 @@ def test_noisy_student_expert_answers_early_at_the_noise_rate():
     early_success = np.mean([np.mean([1 / (n - m) for m in range(pos + 1)]) for pos in range(n)])
     family = KeySearchFamily(num_keys=n)
     rng = np.random.default_rng(0)
-    verdicts = [play(family, task, family.expert_actions(task, rng, q))[0].verdict()
-                for task in (family.generate("train", i) for i in range(2000))]
+    verdicts = [
+        play(family, task, family.expert_actions(task, rng, q))[0].verdict()
+        for task in (family.generate("train", i) for i in range(2000))
+    ]
     assert np.mean([v.info["premature"] for v in verdicts]) == pytest.approx(q, abs=0.035)
-    assert np.mean([v.reward for v in verdicts]) == pytest.approx(1 - q + q * early_success, abs=0.035)
+    assert np.mean([v.reward for v in verdicts]) == pytest.approx(
+        1 - q + q * early_success, abs=0.035
+    )
 
 
 def test_teacher_mode_expert_goes_straight_to_the_key():
@@ -146,9 +183,16 @@ def test_teacher_mode_expert_goes_straight_to_the_key():
     key = task.answer
     assert teacher.prompt == f"{task.prompt}\nSOL TRY {key} YES ANSWER {key}\nCORRECT"
     assert teacher.uid == "keysearch/train/2/teacher" and teacher.answer == key
-    assert family.expert_actions(teacher, np.random.default_rng(0), 0.0) == [f"TRY {key}", f"ANSWER {key}"]
+    assert family.expert_actions(teacher, np.random.default_rng(0), 0.0) == [
+        f"TRY {key}",
+        f"ANSWER {key}",
+    ]
     noisy = family.expert_actions(teacher, np.random.default_rng(0), 1.0)
-    assert len(noisy) == 3 and noisy[0] != f"TRY {key}" and noisy[1:] == [f"TRY {key}", f"ANSWER {key}"]
+    assert (
+        len(noisy) == 3
+        and noisy[0] != f"TRY {key}"
+        and noisy[1:] == [f"TRY {key}", f"ANSWER {key}"]
+    )
     assert family.verify(teacher, "\n".join(noisy)).reward == 1.0
 
 
@@ -156,7 +200,9 @@ def test_warm_start_mixture_plays_through_the_rollout(tokenizer):
     family = KeySearchFamily()
     tasks = family.warm_start_tasks(40, teacher_fraction=0.5)
     modes = [t.meta["mode"] for t in tasks]
-    assert 10 <= modes.count("teacher") <= 30 and tasks == family.warm_start_tasks(40, teacher_fraction=0.5)
+    assert 10 <= modes.count("teacher") <= 30 and tasks == family.warm_start_tasks(
+        40, teacher_fraction=0.5
+    )
     traj = expert_trajectories(family, tasks, tokenizer, np.random.default_rng(0), 0.0)
     assert traj.rewards.tolist() == [1.0] * 40
     for b, mode in enumerate(modes):
@@ -175,7 +221,9 @@ def test_solution_rows_by_hand():
     assert rows[1] in (0, 2)
     assert rows[3:6].tolist() == [REFERENCE] * 3  # no correct rollout: the reference
     assert rows[6:].tolist() == [7, 7, 7]  # a lone correct rollout sees itself
-    draws = collections.Counter(int(solution_rows(rewards, 3, np.random.default_rng(s))[1]) for s in range(200))
+    draws = collections.Counter(
+        int(solution_rows(rewards, 3, np.random.default_rng(s))[1]) for s in range(200)
+    )
     assert set(draws) == {0, 2} and min(draws.values()) > 60  # uniform over the two peers
     with pytest.raises(ValueError, match="multiple of group_size=4"):
         solution_rows(rewards, 4, np.random.default_rng(0))
@@ -189,24 +237,46 @@ def teacher_setup(tokenizer):
     w = [(k + 1) % 8 for k in (k0, k1, k2)]
     v = [(k + 2) % 8 for k in (k0, k1, k2)]
     actions = [
-        ["TRY", f"WAIT TRY {w[0]}", f"WAIT TRY {k0}", f"ANSWER {k0}"],  # correct (one malformed turn)
-        [f"ANSWER {w[0]}"],                                             # wrong
-        [f"WAIT WAIT TRY {v[0]}", f"TRY {k0}", f"ANSWER {k0}"],         # correct
-        [f"ANSWER {w[1]}"], [f"WAIT TRY {w[1]}", f"ANSWER {w[1]}"], [f"ANSWER {v[1]}"],  # all wrong
-        [f"ANSWER {w[2]}"], [f"WAIT TRY {w[2]}", f"TRY {k2}", f"ANSWER {k2}"], [f"ANSWER {v[2]}"],  # one right
+        [
+            "TRY",
+            f"WAIT TRY {w[0]}",
+            f"WAIT TRY {k0}",
+            f"ANSWER {k0}",
+        ],  # correct (one malformed turn)
+        [f"ANSWER {w[0]}"],  # wrong
+        [f"WAIT WAIT TRY {v[0]}", f"TRY {k0}", f"ANSWER {k0}"],  # correct
+        [f"ANSWER {w[1]}"],
+        [f"WAIT TRY {w[1]}", f"ANSWER {w[1]}"],
+        [f"ANSWER {v[1]}"],  # all wrong
+        [f"ANSWER {w[2]}"],
+        [f"WAIT TRY {w[2]}", f"TRY {k2}", f"ANSWER {k2}"],
+        [f"ANSWER {v[2]}"],  # one right
     ]
     session = ScriptedSession(tokenizer, actions, max_len=512)
-    traj = rollout(session, family, tasks, tokenizer, max_tokens=512, group_size=3,
-                   max_turns=[len(a) for a in actions])
+    traj = rollout(
+        session,
+        family,
+        tasks,
+        tokenizer,
+        max_tokens=512,
+        group_size=3,
+        max_turns=[len(a) for a in actions],
+    )
     assert traj.rewards.tolist() == [1, 0, 1, 0, 0, 0, 0, 1, 0]
-    traces = {0: f"TRY {w[0]} NO TRY {k0} YES ANSWER {k0}", 2: f"TRY {v[0]} NO TRY {k0} YES ANSWER {k0}",
-              7: f"TRY {w[2]} NO TRY {k2} YES ANSWER {k2}", "ref1": f"TRY {k1} YES ANSWER {k1}"}
+    traces = {
+        0: f"TRY {w[0]} NO TRY {k0} YES ANSWER {k0}",
+        2: f"TRY {v[0]} NO TRY {k0} YES ANSWER {k0}",
+        7: f"TRY {w[2]} NO TRY {k2} YES ANSWER {k2}",
+        "ref1": f"TRY {k1} YES ANSWER {k1}",
+    }
     return family, tasks, traj, traces, family.teacher_batch(traj, tasks, tokenizer, group_size=3)
 
 
 def test_response_text_strips_glue_and_warnings(tokenizer, teacher_setup):
     family, _, traj, traces, _ = teacher_setup
-    text = response_text(tokenizer, traj.tokens[0], traj.action_mask[0], traj.env_mask[0], traj.warning_mask[0])
+    text = response_text(
+        tokenizer, traj.tokens[0], traj.action_mask[0], traj.env_mask[0], traj.warning_mask[0]
+    )
     assert "WARNING" not in text and "malformed" not in text and text.startswith("TRY WAIT TRY")
     assert family.solution_text(text) == traces[0]  # WAITs and the malformed "TRY" stripped
 
@@ -223,7 +293,10 @@ def test_teacher_prompts_use_a_correct_peer_else_the_reference(tokenizer, teache
 
     assert teacher_prompt(0) == expected(0, traces[2], "CORRECT")
     assert teacher_prompt(2) == expected(0, traces[0], "CORRECT")
-    assert teacher_prompt(1) in (expected(0, traces[0], "INCORRECT"), expected(0, traces[2], "INCORRECT"))
+    assert teacher_prompt(1) in (
+        expected(0, traces[0], "INCORRECT"),
+        expected(0, traces[2], "INCORRECT"),
+    )
     for b in (3, 4, 5):
         assert teacher_prompt(b) == expected(1, traces["ref1"], "INCORRECT")
     assert teacher_prompt(7) == expected(2, traces[7], "CORRECT")
@@ -240,13 +313,18 @@ def test_teacher_sequences_align_with_the_student(tokenizer, teacher_setup):
         length = int(traj.lengths[b])
         mapped = index[b] >= 0
         assert mapped.tolist() == [prompt_len <= t < length for t in range(traj.seq_len)]
-        np.testing.assert_array_equal(tokens[b, index[b][mapped]], traj.tokens[b][mapped])  # the invariant
+        np.testing.assert_array_equal(
+            tokens[b, index[b][mapped]], traj.tokens[b][mapped]
+        )  # the invariant
         start = index[b, prompt_len]
         np.testing.assert_array_equal(index[b][mapped], start + np.arange(length - prompt_len))
         real = int(batch["teacher_segment_ids"][b].sum())
         assert real == start + length - prompt_len and index[b].max() == real - 1
         np.testing.assert_array_equal(batch["teacher_positions"][b, :real], np.arange(real))
-        assert not batch["teacher_positions"][b, real:].any() and not batch["teacher_segment_ids"][b, real:].any()
+        assert (
+            not batch["teacher_positions"][b, real:].any()
+            and not batch["teacher_segment_ids"][b, real:].any()
+        )
         assert (tokens[b, real:] == tokenizer.pad_token_id).all()
 
 

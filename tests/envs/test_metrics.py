@@ -139,9 +139,9 @@ class TestScores:
         ref = "E3 moved to 12 ; E9 scored 57 ;"
         # E2: 9 tokens each, LCS 8 (all but 75/57): P = R = 8/9, both variants give 8/9.
         for variant in ("package", "f1"):
-            assert metrics.rouge_l("E3 moved to 12 ; E9 scored 75 ;", ref, rouge_f=variant) == pytest.approx(
-                0.888889, abs=1e-6
-            )
+            assert metrics.rouge_l(
+                "E3 moved to 12 ; E9 scored 75 ;", ref, rouge_f=variant
+            ) == pytest.approx(0.888889, abs=1e-6)
         # E2: pred of 5 tokens, LCS 5: P = 1, R = 5/9. package: beta = 1.8,
         # F = 4.24 * 5/9 / (5/9 + 3.24) = 0.620609; F1 = 2 * (5/9) / (14/9) = 10/14.
         short = "E3 moved to 12 ;"

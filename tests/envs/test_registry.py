@@ -23,7 +23,9 @@ class EchoFamily:
     name: str = "echo"
 
     def generate(self, split, index):
-        return Task(uid=f"{self.name}/{split}/{index}", family=self.name, prompt=str(index), answer=index)
+        return Task(
+            uid=f"{self.name}/{split}/{index}", family=self.name, prompt=str(index), answer=index
+        )
 
     def verify(self, task, response):
         return Verdict(float(response == str(task.answer)), {"reason": "compared"})
@@ -35,7 +37,9 @@ class EchoFamily:
 def test_builtins():
     assert {"arithmetic", "countdown"} <= set(registry.names())
     assert registry.make("arithmetic", digits=3) == ArithmeticFamily(digits=3)
-    assert registry.make("countdown", num_numbers=4, seed=2) == CountdownFamily(num_numbers=4, seed=2)
+    assert registry.make("countdown", num_numbers=4, seed=2) == CountdownFamily(
+        num_numbers=4, seed=2
+    )
 
 
 def test_register_callable_and_path():
@@ -56,8 +60,11 @@ def test_register_conflicts_and_overwrite():
 
 @pytest.mark.parametrize(
     "name, factory, message",
-    [("", EchoFamily, "name must be a non-empty str"), ("x", 3, "factory must be callable"),
-     ("x", "no_colon_path", "factory must be callable")],
+    [
+        ("", EchoFamily, "name must be a non-empty str"),
+        ("x", 3, "factory must be callable"),
+        ("x", "no_colon_path", "factory must be callable"),
+    ],
 )
 def test_register_bad_arguments(name, factory, message):
     with pytest.raises(ValueError, match=message):
@@ -108,8 +115,15 @@ def test_sample_in_split_rejects_until_the_split_matches():
 
 def test_sample_in_split_gives_up_on_an_empty_split():
     contents = [str(i) for i in range(100)]
-    train_only = next(c for c in contents if registry.content_split(c, heldout_fraction=0.5) == "train")
+    train_only = next(
+        c for c in contents if registry.content_split(c, heldout_fraction=0.5) == "train"
+    )
     with pytest.raises(ValueError, match="no instance of split 'heldout' found in 50 draws"):
         registry.sample_in_split(
-            lambda rng: (train_only, None), seed=0, split="heldout", index=0, heldout_fraction=0.5, max_tries=50
+            lambda rng: (train_only, None),
+            seed=0,
+            split="heldout",
+            index=0,
+            heldout_fraction=0.5,
+            max_tries=50,
         )

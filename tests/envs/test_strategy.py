@@ -27,7 +27,9 @@ def _hand_task(works=(2,)):
     # x = 4 0 7 1 9 3: g = 24 mod 10 = 4. S_2 work: (4+2, 0+4, 7+6) mod 10 = 6 4 3;
     # S_6 work: (4+6, 0+12, 7+18) mod 10 = 0 2 5.
     meta = {"digits": "407193", "works": list(works), "num_strategies": 6, "work_tokens": 3}
-    return Task(uid="strategy/train/0", family="strategy", prompt="digits 4 0 7 1 9 3", answer=4, meta=meta)
+    return Task(
+        uid="strategy/train/0", family="strategy", prompt="digits 4 0 7 1 9 3", answer=4, meta=meta
+    )
 
 
 FAMILY = HiddenKeyFamily()
@@ -44,7 +46,11 @@ FAMILY = HiddenKeyFamily()
 def test_verify_well_formed(response, reward, cluster, strategy, answer):
     verdict = FAMILY.verify(_hand_task(), response)
     assert verdict.reward == reward
-    assert (verdict.info["cluster"], verdict.info["strategy"], verdict.info["answer"]) == (cluster, strategy, answer)
+    assert (verdict.info["cluster"], verdict.info["strategy"], verdict.info["answer"]) == (
+        cluster,
+        strategy,
+        answer,
+    )
     assert verdict.info["reason"].startswith("correct" if reward else "wrong")
 
 
@@ -94,7 +100,9 @@ def test_generate_hidden_works_follow_the_documented_hash():
         digits = task.meta["digits"]
         assert task.prompt == "digits " + " ".join(digits) and len(digits) == 6
         assert task.answer == sum(int(d) for d in digits) % 10
-        assert task.meta["works"] == [s for s in range(1, 7) if _unit(f"7/{digits}/{s}") < SUCCESS_RATES[s - 1]]
+        assert task.meta["works"] == [
+            s for s in range(1, 7) if _unit(f"7/{digits}/{s}") < SUCCESS_RATES[s - 1]
+        ]
     shares = [np.mean([s in t.meta["works"] for t in tasks]) for s in range(1, 7)]
     assert shares == pytest.approx(SUCCESS_RATES, abs=0.03)
     union = np.mean([bool(t.meta["works"]) for t in tasks])
@@ -103,15 +111,19 @@ def test_generate_hidden_works_follow_the_documented_hash():
 
 def test_secret_changes_works_not_instances():
     a, b = HiddenKeyFamily(secret=0), HiddenKeyFamily(secret=1)
-    ta, tb = [a.generate("train", i) for i in range(50)], [b.generate("train", i) for i in range(50)]
+    ta, tb = (
+        [a.generate("train", i) for i in range(50)],
+        [b.generate("train", i) for i in range(50)],
+    )
     assert [t.meta["digits"] for t in ta] == [t.meta["digits"] for t in tb]
     assert [t.meta["works"] for t in ta] != [t.meta["works"] for t in tb]
 
 
 def test_deterministic_and_heldout_disjoint():
     family = HiddenKeyFamily(num_digits=3)  # 1000 instances: overlaps would show
-    assert [family.generate("train", i) for i in range(20)] == [HiddenKeyFamily(num_digits=3).generate("train", i)
-                                                                for i in range(20)]
+    assert [family.generate("train", i) for i in range(20)] == [
+        HiddenKeyFamily(num_digits=3).generate("train", i) for i in range(20)
+    ]
     train = {family.generate("train", i).meta["digits"] for i in range(600)}
     heldout = {family.generate("heldout", i).meta["digits"] for i in range(200)}
     assert len(train) > 400 and len(heldout) > 100 and not train & heldout
@@ -123,7 +135,9 @@ def test_expert():
     tasks = [FAMILY.generate("heldout", i) for i in range(300)]
     for task in tasks:
         clean = FAMILY.verify(task, FAMILY.expert(task, rng))
-        assert clean.reward == float(bool(task.meta["works"]))  # noise 0 solves every solvable instance
+        assert clean.reward == float(
+            bool(task.meta["works"])
+        )  # noise 0 solves every solvable instance
         assert clean.info["cluster"] in (task.meta["works"] or [1])
         noisy = FAMILY.verify(task, FAMILY.expert(task, rng, noise=1.0))
         assert noisy.reward == 0.0
@@ -167,9 +181,13 @@ def test_clusters_feed_poly_epo_advantages():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"num_digits": 0}, "num_digits must be"), ({"work_tokens": 7}, "work_tokens must be an int in"),
-     ({"success_rates": ()}, "success_rates must be"), ({"success_rates": (0.5, 1.5)}, "success_rates must be"),
-     ({"heldout_fraction": 1.0}, "heldout_fraction must be")],
+    [
+        ({"num_digits": 0}, "num_digits must be"),
+        ({"work_tokens": 7}, "work_tokens must be an int in"),
+        ({"success_rates": ()}, "success_rates must be"),
+        ({"success_rates": (0.5, 1.5)}, "success_rates must be"),
+        ({"heldout_fraction": 1.0}, "heldout_fraction must be"),
+    ],
 )
 def test_bad_knobs(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -6,8 +6,7 @@ import json
 import math
 
 import pytest
-
-from experiments import cli
+from rljax.experiments import cli
 
 # The diagnostics each method must log (on top of loss, reward and entropy).
 DIAGNOSTICS = {
@@ -23,7 +22,7 @@ DIAGNOSTICS = {
 
 @pytest.mark.parametrize("name", sorted(DIAGNOSTICS))
 def test_smoke_preset_runs_end_to_end(tmp_path, name):
-    module = importlib.import_module(f"experiments.{name}")
+    module = importlib.import_module(f"rljax.experiments.{name}")
     run_dir = tmp_path / "runs" / name
     page = cli.main(name, module.PRESETS, ["--preset", "smoke", "--run-dir", str(run_dir)])
     assert page == run_dir / "report" / "README.md" and page.exists()

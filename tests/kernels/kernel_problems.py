@@ -13,8 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from kernels import BlockSizes
+from rljax.kernels import BlockSizes
 
 ON_GPU = jax.default_backend() == "gpu"
 SMALL_BLOCKS = BlockSizes(block_n=16 if ON_GPU else 8, block_v=16, block_h=16, chunk_v=32)
@@ -37,8 +36,9 @@ class Problem(NamedTuple):
     weights: jax.Array  # [5, N] cotangent weights for the five statistics
 
 
-def make_problem(num_rows: int = 13, hidden_size: int = 32, vocab: int = 70,
-                 dtype=jnp.float32, seed: int = 0) -> Problem:
+def make_problem(
+    num_rows: int = 13, hidden_size: int = 32, vocab: int = 70, dtype=jnp.float32, seed: int = 0
+) -> Problem:
     """Random inputs with logits of order 1 (std ~ 1.7) and random per-row output weights."""
     keys = jax.random.split(jax.random.key(seed), 5)
     hidden = jax.random.normal(keys[0], (num_rows, hidden_size))
@@ -55,12 +55,18 @@ def weighted_sum(stats, weights: jax.Array) -> jax.Array:
 
 
 def assert_close(actual, expected, atol: float, name: str = "") -> None:
-    np.testing.assert_allclose(np.asarray(actual, np.float32), np.asarray(expected, np.float32),
-                               atol=atol, rtol=atol, err_msg=name)
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float32),
+        np.asarray(expected, np.float32),
+        atol=atol,
+        rtol=atol,
+        err_msg=name,
+    )
 
 
 def assert_grad_close(actual, expected, rel_atol: float, name: str = "") -> None:
     expected = np.asarray(expected, np.float32)
     atol = rel_atol * max(float(np.abs(expected).max()), 1e-6)
-    np.testing.assert_allclose(np.asarray(actual, np.float32), expected, atol=atol, rtol=0,
-                               err_msg=name)
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float32), expected, atol=atol, rtol=0, err_msg=name
+    )

@@ -11,9 +11,8 @@ import re
 import jax
 import jax.numpy as jnp
 import pytest
-
-from kernels import BlockSizes
-from kernels.token_stats import SweepConfig, _token_stats_vjp
+from rljax.kernels import BlockSizes
+from rljax.kernels.token_stats import SweepConfig, _token_stats_vjp
 
 CASES = {
     "gpu-default": ("gpu", "cuda", BlockSizes.get_default("gpu"), 1024),
@@ -37,11 +36,18 @@ def test_forward_and_backward_lower(case):
         return jnp.sum(stats_fn(hidden, w, targets, None).logprob)
 
     rows = jax.ShapeDtypeStruct((num_rows, hidden_size), jnp.bfloat16)
-    args = (rows, jax.ShapeDtypeStruct((hidden_size, vocab), jnp.bfloat16), rows,
-            jax.ShapeDtypeStruct((num_rows,), jnp.int32))
+    args = (
+        rows,
+        jax.ShapeDtypeStruct((hidden_size, vocab), jnp.bfloat16),
+        rows,
+        jax.ShapeDtypeStruct((num_rows,), jnp.int32),
+    )
     for objective, argnums in ((teacher_objective, (0, 1, 2)), (student_objective, (0, 1))):
-        lowered = jax.jit(jax.grad(objective, argnums=argnums)).trace(*args).lower(
-            lowering_platforms=(lowering_platform,))
+        lowered = (
+            jax.jit(jax.grad(objective, argnums=argnums))
+            .trace(*args)
+            .lower(lowering_platforms=(lowering_platform,))
+        )
         calls = re.findall(r"custom_call @([\w$.]+)", lowered.as_text())
         kernels_called = [c for c in calls if c == CUSTOM_CALL[lowering_platform]]
         # forward softmax (+ JSD with a teacher) and the backward tile kernel(s)

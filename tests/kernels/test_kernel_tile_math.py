@@ -5,8 +5,7 @@ import math
 
 import numpy as np
 import pytest
-
-from kernels import tile_math
+from rljax.kernels import tile_math
 
 RNG = np.random.default_rng(0)
 
@@ -37,8 +36,9 @@ def test_merged_tile_stats_equal_whole_row_stats():
     m, s, u = (np.stack([p[i] for p in parts]) for i in range(3))
     lse, entropy = tile_math.lse_and_entropy(*tile_math.merge_softmax_stats(m, s, u))
     lp = _np_log_softmax(z[:, :valid_width].astype(np.float64))
-    np.testing.assert_allclose(lse[:, 0], np.log(np.exp(z[:, :valid_width].astype(np.float64))
-                                                 .sum(-1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        lse[:, 0], np.log(np.exp(z[:, :valid_width].astype(np.float64)).sum(-1)), rtol=1e-6
+    )
     np.testing.assert_allclose(entropy[:, 0], -(np.exp(lp) * lp).sum(-1), rtol=1e-5, atol=1e-6)
 
 
@@ -53,8 +53,13 @@ def test_kl_to_mixture_halves_sum_to_jsd():
     z_s, z_t = RNG.normal(size=(2, 3, 11)) * 2.0
     lse_s = np.log(np.exp(z_s).sum(-1, keepdims=True))
     lse_t = np.log(np.exp(z_t).sum(-1, keepdims=True))
-    kl_s, kl_t = tile_math.kl_to_mixture(z_s.astype(np.float32), z_t.astype(np.float32),
-                                         lse_s.astype(np.float32), lse_t.astype(np.float32), None)
+    kl_s, kl_t = tile_math.kl_to_mixture(
+        z_s.astype(np.float32),
+        z_t.astype(np.float32),
+        lse_s.astype(np.float32),
+        lse_t.astype(np.float32),
+        None,
+    )
     jsd = _np_stats(z_s, z_t, np.zeros(3, int))[4]
     np.testing.assert_allclose(0.5 * (kl_s + kl_t)[:, 0], jsd, rtol=1e-5, atol=1e-7)
     assert np.all(jsd <= math.log(2.0))
@@ -68,9 +73,13 @@ def _row(z_s, z_t, g, side):
     entropy = -(np.exp(own) * own).sum(-1, keepdims=True)
     kl = (np.exp(own) * (own - lm)).sum(-1, keepdims=True)
     g_lp, g_ent = (g[0], g[1]) if side == 0 else (g[2], g[3])
-    row = tile_math.RowCotangent(entropy.astype(np.float32), g_lp[:, None].astype(np.float32),
-                                 g_ent[:, None].astype(np.float32),
-                                 (0.5 * g[4])[:, None].astype(np.float32), kl.astype(np.float32))
+    row = tile_math.RowCotangent(
+        entropy.astype(np.float32),
+        g_lp[:, None].astype(np.float32),
+        g_ent[:, None].astype(np.float32),
+        (0.5 * g[4])[:, None].astype(np.float32),
+        kl.astype(np.float32),
+    )
     return lse.astype(np.float32), row, lm.astype(np.float32)
 
 
@@ -95,9 +104,9 @@ def test_logit_cotangent_matches_finite_differences():
                 bump = np.zeros((rows, vocab))
                 bump[r, v] = eps
                 if side == 0:
-                    numeric[r, v] = (objective(z_s + bump, z_t) - objective(z_s - bump, z_t))
+                    numeric[r, v] = objective(z_s + bump, z_t) - objective(z_s - bump, z_t)
                 else:
-                    numeric[r, v] = (objective(z_s, z_t + bump) - objective(z_s, z_t - bump))
+                    numeric[r, v] = objective(z_s, z_t + bump) - objective(z_s, z_t - bump)
         np.testing.assert_allclose(analytic, numeric / (2 * eps), atol=2e-5)
 
 
@@ -112,6 +121,7 @@ def test_jsd_cotangent_is_the_anti_sd_e6_identity():
     zeros = np.zeros(1)
     lse, row, lm = _row(z_s, z_t, (zeros, zeros, zeros, zeros, np.ones(1)), 0)
     row = row._replace(g_logprob=None, g_entropy=None)
-    analytic = tile_math.logit_cotangent(z_s.astype(np.float32), lse, row,
-                                         np.zeros((1, 7), bool), None, lm)
+    analytic = tile_math.logit_cotangent(
+        z_s.astype(np.float32), lse, row, np.zeros((1, 7), bool), None, lm
+    )
     np.testing.assert_allclose(analytic[0], expected, atol=1e-6)

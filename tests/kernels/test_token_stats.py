@@ -10,31 +10,48 @@ import functools
 import jax
 import jax.numpy as jnp
 import pytest
+from kernel_problems import (
+    BLOCKWISE_IMPLS,
+    DTYPES,
+    FP32_ATOL,
+    FP32_GRAD,
+    SMALL_BLOCKS,
+    TOLERANCES,
+    assert_close,
+    assert_grad_close,
+    make_problem,
+    weighted_sum,
+)
+from rljax.kernels.token_stats import SweepConfig, _token_stats_vjp
 
-import kernels
-from kernels.token_stats import SweepConfig, _token_stats_vjp
-from kernel_problems import (BLOCKWISE_IMPLS, DTYPES, FP32_ATOL, FP32_GRAD, SMALL_BLOCKS,
-                             TOLERANCES, assert_close, assert_grad_close, make_problem,
-                             weighted_sum)
+from rljax import kernels
 
 TEMPERATURE = 0.7
 
 
 def _stats(problem, impl, *, teacher=True, **kwargs):
     return kernels.token_stats(
-        problem.hidden, problem.w, problem.targets, temperature=TEMPERATURE,
-        teacher_hidden=problem.teacher_hidden if teacher else None, impl=impl,
-        block_sizes=SMALL_BLOCKS, **kwargs)
+        problem.hidden,
+        problem.w,
+        problem.targets,
+        temperature=TEMPERATURE,
+        teacher_hidden=problem.teacher_hidden if teacher else None,
+        impl=impl,
+        block_sizes=SMALL_BLOCKS,
+        **kwargs,
+    )
 
 
 def _stats_and_grads(problem, impl):
     """(TokenStats, grads w.r.t. hidden, w, teacher_hidden of the weighted sum), one jit."""
+
     def objective(hidden, w, teacher_hidden):
         stats = _stats(problem._replace(hidden=hidden, w=w, teacher_hidden=teacher_hidden), impl)
         return weighted_sum(stats, problem.weights), stats
 
     (_, stats), grads = jax.jit(jax.value_and_grad(objective, argnums=(0, 1, 2), has_aux=True))(
-        problem.hidden, problem.w, problem.teacher_hidden)
+        problem.hidden, problem.w, problem.teacher_hidden
+    )
     return stats, grads
 
 
@@ -72,8 +89,11 @@ def test_gradient_without_jit_student_only():
 
     def objective(impl):
         return lambda h, w: weighted_sum(
-            kernels.token_stats(h, w, problem.targets, temperature=TEMPERATURE, impl=impl,
-                                block_sizes=SMALL_BLOCKS), problem.weights)
+            kernels.token_stats(
+                h, w, problem.targets, temperature=TEMPERATURE, impl=impl, block_sizes=SMALL_BLOCKS
+            ),
+            problem.weights,
+        )
 
     expected = jax.grad(objective("reference"), argnums=(0, 1))(problem.hidden, problem.w)
     actual = jax.grad(objective("xla_chunked"), argnums=(0, 1))(problem.hidden, problem.w)
@@ -89,11 +109,18 @@ def test_teacher_statistics_as_targets_give_student_only_gradients(impl):
 
     def objective(impl_name):
         def f(hidden, w, teacher_hidden):
-            s = kernels.token_stats(hidden, w, problem.targets, temperature=TEMPERATURE,
-                                    teacher_hidden=teacher_hidden, impl=impl_name,
-                                    block_sizes=SMALL_BLOCKS)
+            s = kernels.token_stats(
+                hidden,
+                w,
+                problem.targets,
+                temperature=TEMPERATURE,
+                teacher_hidden=teacher_hidden,
+                impl=impl_name,
+                block_sizes=SMALL_BLOCKS,
+            )
             target = jax.lax.stop_gradient(s.teacher_logprob + s.jsd + s.teacher_entropy)
             return jnp.sum((s.logprob - target) ** 2) + jnp.sum(problem.weights[1] * s.entropy)
+
         return f
 
     args = (problem.hidden, problem.w, problem.teacher_hidden)
@@ -110,25 +137,40 @@ def test_stop_teacher_gradient_differentiates_jsd_through_student_only(impl):
 
     def objective(impl_name):
         def f(hidden, w, teacher_hidden):
-            s = kernels.token_stats(hidden, w, problem.targets, temperature=TEMPERATURE,
-                                    teacher_hidden=teacher_hidden, impl=impl_name,
-                                    block_sizes=SMALL_BLOCKS, stop_teacher_gradient=True)
+            s = kernels.token_stats(
+                hidden,
+                w,
+                problem.targets,
+                temperature=TEMPERATURE,
+                teacher_hidden=teacher_hidden,
+                impl=impl_name,
+                block_sizes=SMALL_BLOCKS,
+                stop_teacher_gradient=True,
+            )
             return weighted_sum(s, problem.weights)
+
         return f
 
     def independent(hidden, w, teacher_hidden):
         # The same objective from the reference with the teacher made constant by hand: teacher
         # statistics from stop-gradient inputs, JSD from student log-probs vs constant ones.
-        t = kernels.token_stats(jax.lax.stop_gradient(teacher_hidden), jax.lax.stop_gradient(w),
-                                problem.targets, temperature=TEMPERATURE, impl="reference")
+        t = kernels.token_stats(
+            jax.lax.stop_gradient(teacher_hidden),
+            jax.lax.stop_gradient(w),
+            problem.targets,
+            temperature=TEMPERATURE,
+            impl="reference",
+        )
         logits = hidden @ w / TEMPERATURE
         log_p = jax.nn.log_softmax(logits)
         log_q = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_hidden @ w) / TEMPERATURE)
         log_m = jnp.logaddexp(log_p, log_q) - jnp.log(2.0)
-        jsd = 0.5 * jnp.sum(jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m),
-                            axis=1)
-        s = kernels.token_stats(hidden, w, problem.targets, temperature=TEMPERATURE,
-                                impl="reference")
+        jsd = 0.5 * jnp.sum(
+            jnp.exp(log_p) * (log_p - log_m) + jnp.exp(log_q) * (log_q - log_m), axis=1
+        )
+        s = kernels.token_stats(
+            hidden, w, problem.targets, temperature=TEMPERATURE, impl="reference"
+        )
         return weighted_sum((s.logprob, s.entropy, t.logprob, t.entropy, jsd), problem.weights)
 
     args = (problem.hidden, problem.w, problem.teacher_hidden)
@@ -148,7 +190,8 @@ def test_auto_default_blocks_many_chunks():
     def objective(impl, block_sizes):
         return lambda h, w: weighted_sum(
             kernels.token_stats(h, w, problem.targets, impl=impl, block_sizes=block_sizes),
-            problem.weights)
+            problem.weights,
+        )
 
     args = (problem.hidden, problem.w)
     expected = jax.value_and_grad(objective("reference", None), argnums=(0, 1))(*args)
@@ -161,9 +204,16 @@ def test_auto_default_blocks_many_chunks():
 def test_unused_statistics_give_no_gradient_work():
     """No statistic reaches the objective: the backward returns zero gradients."""
     problem = make_problem(seed=6)
-    grads = jax.grad(lambda h: jnp.sum(jax.lax.stop_gradient(
-        kernels.token_stats(h, problem.w, problem.targets, impl="xla_chunked").entropy)) + 0.0
-        * jnp.sum(h))(problem.hidden)
+    grads = jax.grad(
+        lambda h: (
+            jnp.sum(
+                jax.lax.stop_gradient(
+                    kernels.token_stats(h, problem.w, problem.targets, impl="xla_chunked").entropy
+                )
+            )
+            + 0.0 * jnp.sum(h)
+        )
+    )(problem.hidden)
     assert float(jnp.abs(grads).max()) == 0.0
 
 
@@ -178,14 +228,16 @@ def test_triton_flavour_with_masked_edges_in_interpret_mode():
         def f(hidden, w, teacher_hidden):
             stats = stats_of(hidden, w, teacher_hidden)
             return weighted_sum(stats, problem.weights), stats
+
         return jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)
 
     args = (problem.hidden, problem.w, problem.teacher_hidden)
-    (_, actual), grads = jax.jit(objective(
-        lambda h, w, t: stats_fn(h, w, problem.targets, t)))(*args)
+    (_, actual), grads = jax.jit(objective(lambda h, w, t: stats_fn(h, w, problem.targets, t)))(
+        *args
+    )
     (_, expected), expected_grads = objective(
-        lambda h, w, t: _stats(problem._replace(hidden=h, w=w, teacher_hidden=t), "reference"))(
-        *args)
+        lambda h, w, t: _stats(problem._replace(hidden=h, w=w, teacher_hidden=t), "reference")
+    )(*args)
     for name, a, e in zip(kernels.TokenStats._fields, actual, expected):
         assert_close(a, e, FP32_ATOL, name)
     for a, e in zip(grads, expected_grads):

@@ -10,15 +10,18 @@ import pytest
 from rljax.losses.advantages import group_advantages, rloo_advantages
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 # grpo.md E1, G = 4: rewards -> (GRPO unbiased eps 1e-6, Dr.GRPO, RLOO).
 E1_REWARDS = np.array([[1, 0, 0, 0], [0.9, 0.8, 0.7, 0.85], [1, 1, 1, 1]], np.float32)
-E1_GRPO = [[1.499997, -0.499999, -0.499999, -0.499999],
-           [1.02468, -0.146383, -1.31745, 0.439150], [0, 0, 0, 0]]
+E1_GRPO = [
+    [1.499997, -0.499999, -0.499999, -0.499999],
+    [1.02468, -0.146383, -1.31745, 0.439150],
+    [0, 0, 0, 0],
+]
 E1_DRGRPO = [[0.75, -0.25, -0.25, -0.25], [0.0875, -0.0125, -0.1125, 0.0375], [0, 0, 0, 0]]
-E1_RLOO = [[1, -0.333333, -0.333333, -0.333333], [0.116667, -0.0166667, -0.15, 0.05],
-           [0, 0, 0, 0]]
+E1_RLOO = [[1, -0.333333, -0.333333, -0.333333], [0.116667, -0.0166667, -0.15, 0.05], [0, 0, 0, 0]]
 
 
 @VARIANTS
@@ -62,8 +65,11 @@ def test_all_equal_non_dyadic_group_is_exactly_zero(variant, std):
     # the all-equal rule that residue divided by a ~1e-8 std gave A = -0.104 (grpo.md: exactly 0).
     rewards = np.full((2, 3), 1.1, np.float32)
     rewards[1] = [0.3, 0.3, 0.3]
-    for fn in (functools.partial(group_advantages, std=std, eps=1e-8),
-               functools.partial(group_advantages, scale="none"), rloo_advantages):
+    for fn in (
+        functools.partial(group_advantages, std=std, eps=1e-8),
+        functools.partial(group_advantages, scale="none"),
+        rloo_advantages,
+    ):
         np.testing.assert_array_equal(variant(fn)(rewards), np.zeros((2, 3), np.float32))
 
 
@@ -76,8 +82,11 @@ def test_rloo_is_scaled_drgrpo():
 
 def test_no_gradient_into_rewards():
     rewards = jnp.asarray(E1_REWARDS[:2])
-    for fn in (group_advantages, functools.partial(group_advantages, scale="none"),
-               rloo_advantages):
+    for fn in (
+        group_advantages,
+        functools.partial(group_advantages, scale="none"),
+        rloo_advantages,
+    ):
         grad = jax.grad(lambda r, f=fn: jnp.sum(f(r) * jnp.arange(4.0)[None]))(rewards)
         np.testing.assert_array_equal(grad, 0.0)
 

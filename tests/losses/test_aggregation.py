@@ -10,13 +10,18 @@ import pytest
 from rljax.losses.aggregation import MODES, aggregate, aggregate_sums
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 # grpo.md E3: per-token losses [1, 2] (n = 2) and [3, 4, 5, 6] (n = 4), T = 4, L_norm = 8.
 E3_VALUES = np.array([[1, 2, 0, 0], [3, 4, 5, 6]], np.float32)
 E3_MASK = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], np.float32)
-E3_EXPECTED = {"token-mean": 3.5, "seq-mean-token-mean": 3.0, "seq-mean-token-sum": 10.5,
-               "seq-mean-token-sum-norm": 1.3125}
+E3_EXPECTED = {
+    "token-mean": 3.5,
+    "seq-mean-token-mean": 3.0,
+    "seq-mean-token-sum": 10.5,
+    "seq-mean-token-sum-norm": 1.3125,
+}
 
 
 @VARIANTS
@@ -62,14 +67,20 @@ def test_token_mean_gradient():
 @pytest.mark.parametrize("mode", MODES)
 def test_micro_batch_sums_are_exact(mode):
     whole = aggregate(E3_VALUES, E3_MASK, mode=mode, max_len=8)
-    parts = [aggregate_sums(E3_VALUES[i:i + 1], E3_MASK[i:i + 1], mode=mode, max_len=8)
-             for i in range(2)]
+    parts = [
+        aggregate_sums(E3_VALUES[i : i + 1], E3_MASK[i : i + 1], mode=mode, max_len=8)
+        for i in range(2)
+    ]
     numerator = sum(p[0] for p in parts)
     denominator = sum(p[1] for p in parts)
     np.testing.assert_allclose(numerator / denominator, E3_EXPECTED[mode], rtol=1e-7)
     # Or: divide each micro-batch by the global denominator and add.
-    split = sum(aggregate(E3_VALUES[i:i + 1], E3_MASK[i:i + 1], mode=mode, max_len=8,
-                          denominator=denominator) for i in range(2))
+    split = sum(
+        aggregate(
+            E3_VALUES[i : i + 1], E3_MASK[i : i + 1], mode=mode, max_len=8, denominator=denominator
+        )
+        for i in range(2)
+    )
     np.testing.assert_allclose(split, whole, rtol=1e-7)
 
 

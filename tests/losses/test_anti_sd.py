@@ -23,7 +23,8 @@ from rljax.losses.anti_sd import (
 )
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 SETTINGS = hypothesis.settings(max_examples=30, deadline=None)
 
 # E2: student / teacher log-probs giving u = [-2, 0, 2].
@@ -72,12 +73,15 @@ def test_e2_antisd_delta_equals_half_log_ratio_of_mixture(variant):
 
 
 @VARIANTS
-@pytest.mark.parametrize("kernel, direction, expected", [
-    (jsd_token_penalty, "ascent", [0.641555, 0.5, 0.141555]),
-    (rkl_token_penalty, "descent", [-0.5, 0.5, 1.5]),
-    (rkl_token_penalty, "ascent", [1.5, 0.5, -0.5]),
-    (jsd_token_penalty, "descent", [0.358445, 0.5, 0.858445]),
-])
+@pytest.mark.parametrize(
+    "kernel, direction, expected",
+    [
+        (jsd_token_penalty, "ascent", [0.641555, 0.5, 0.141555]),
+        (rkl_token_penalty, "descent", [-0.5, 0.5, 1.5]),
+        (rkl_token_penalty, "ascent", [1.5, 0.5, -0.5]),
+        (jsd_token_penalty, "descent", [0.358445, 0.5, 0.858445]),
+    ],
+)
 def test_e3_direction_table(variant, kernel, direction, expected):
     fn = functools.partial(anti_sd_advantages, coef=0.5, kernel=kernel, direction=direction)
     a_tok = variant(fn)(np.array([0.5], np.float32), STUDENT, TEACHER, MASK)
@@ -130,9 +134,9 @@ def test_kernel_gradients_match_hand_formula_and_finite_differences(variant):
     student = np.array([-1.2, -0.7, -2.5, -0.1], np.float64)
     teacher = np.array([-3.2, -0.7, -0.5, -4.0], np.float64)
     u = teacher - student
-    grad_s, grad_t = variant(jax.grad(lambda s, t: jnp.sum(jsd_token_penalty(s, t)),
-                                      argnums=(0, 1)))(student.astype(np.float32),
-                                                       teacher.astype(np.float32))
+    grad_s, grad_t = variant(
+        jax.grad(lambda s, t: jnp.sum(jsd_token_penalty(s, t)), argnums=(0, 1))
+    )(student.astype(np.float32), teacher.astype(np.float32))
     np.testing.assert_allclose(grad_s, -0.5 / (1 + np.exp(-u)), atol=1e-6)  # -sigmoid(u)/2
     np.testing.assert_array_equal(grad_t, np.zeros(4))
     h = 1e-6
@@ -140,7 +144,8 @@ def test_kernel_gradients_match_hand_formula_and_finite_differences(variant):
     fd = (phi(student + h) - phi(student - h)) / (2 * h)
     np.testing.assert_allclose(grad_s, fd, atol=1e-6)
     grad_rkl = jax.grad(lambda s: jnp.sum(rkl_token_penalty(s, teacher.astype(np.float32))))(
-        student.astype(np.float32))
+        student.astype(np.float32)
+    )
     np.testing.assert_allclose(grad_rkl, -np.ones(4), atol=1e-7)
 
 
@@ -171,8 +176,9 @@ def test_e6_divergence_gradient_identity(seed):
         k = np.asarray(kernel(log_s, log_t), np.float64)
         identity = np.sum(pi_s[:, None] * (-k)[:, None] * basis, axis=0)
         h = 1e-6
-        fd = np.array([(divergence(z_s + h * e) - divergence(z_s - h * e)) / (2 * h)
-                       for e in np.eye(7)])
+        fd = np.array(
+            [(divergence(z_s + h * e) - divergence(z_s - h * e)) / (2 * h) for e in np.eye(7)]
+        )
         np.testing.assert_allclose(identity, fd, atol=1e-6)
 
 
@@ -183,8 +189,9 @@ def test_e4_teacher_entropy(variant):
 
 
 @SETTINGS
-@hypothesis.given(hnp.arrays(np.float32, (3, 5), elements=st.floats(0, 5, width=32)),
-                  hnp.arrays(np.bool_, (3, 5)))
+@hypothesis.given(
+    hnp.arrays(np.float32, (3, 5), elements=st.floats(0, 5, width=32)), hnp.arrays(np.bool_, (3, 5))
+)
 def test_teacher_entropy_median_matches_numpy(entropy, mask):
     hypothesis.assume(mask.any())
     got = jax.jit(teacher_entropy_median)(entropy, mask)
@@ -260,25 +267,36 @@ def test_gate_state_survives_an_orbax_checkpoint(tmp_path):
     assert gates == E5_LAMBDAS[7:]
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT[0], TEACHER[0], MASK[0]), "student_logprobs"),
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER[:, :2], MASK), "teacher_logprobs"),
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK[:, :2]), "mask"),
-    (lambda: anti_sd_advantages(np.zeros(2), STUDENT, TEACHER, MASK), "seq_advantages"),
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, coef=-0.5), "coef"),
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, coef=np.ones(2)), "coef"),
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, direction="up"),
-     "direction"),
-    (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, compose="max"), "compose"),
-    (lambda: jsd_token_penalty(STUDENT, TEACHER[:, :2]), "teacher_logprobs"),
-    (lambda: teacher_entropy_median(np.ones(3), np.ones(3)), "teacher_entropy"),
-    (lambda: teacher_entropy_median(np.ones((2, 3)), np.ones((3, 2))), "mask"),
-    (lambda: token_entropy(np.float32(1.0)), "logits"),
-    (lambda: entropy_gate_init(warmup_steps=0), "warmup_steps"),
-    (lambda: entropy_gate_init(down_ratio=1.2), "down_ratio"),
-    (lambda: entropy_gate_init(down_ratio=0.9, reenable_ratio=0.8), "reenable_ratio"),
-    (lambda: entropy_gate_update(entropy_gate_init(), np.ones(2)), "teacher_entropy_median"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (
+            lambda: anti_sd_advantages(np.zeros(1), STUDENT[0], TEACHER[0], MASK[0]),
+            "student_logprobs",
+        ),
+        (
+            lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER[:, :2], MASK),
+            "teacher_logprobs",
+        ),
+        (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK[:, :2]), "mask"),
+        (lambda: anti_sd_advantages(np.zeros(2), STUDENT, TEACHER, MASK), "seq_advantages"),
+        (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, coef=-0.5), "coef"),
+        (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, coef=np.ones(2)), "coef"),
+        (
+            lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, direction="up"),
+            "direction",
+        ),
+        (lambda: anti_sd_advantages(np.zeros(1), STUDENT, TEACHER, MASK, compose="max"), "compose"),
+        (lambda: jsd_token_penalty(STUDENT, TEACHER[:, :2]), "teacher_logprobs"),
+        (lambda: teacher_entropy_median(np.ones(3), np.ones(3)), "teacher_entropy"),
+        (lambda: teacher_entropy_median(np.ones((2, 3)), np.ones((3, 2))), "mask"),
+        (lambda: token_entropy(np.float32(1.0)), "logits"),
+        (lambda: entropy_gate_init(warmup_steps=0), "warmup_steps"),
+        (lambda: entropy_gate_init(down_ratio=1.2), "down_ratio"),
+        (lambda: entropy_gate_init(down_ratio=0.9, reenable_ratio=0.8), "reenable_ratio"),
+        (lambda: entropy_gate_update(entropy_gate_init(), np.ones(2)), "teacher_entropy_median"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_argument(call, name):
     with pytest.raises(ValueError, match=name):
         call()
@@ -287,10 +305,12 @@ def test_bad_input_raises_value_error_naming_argument(call, name):
 def test_vmaps_over_micro_batches():
     seq_adv = np.array([[0.5], [0.0]], np.float32)
     stack = lambda x: np.stack([x, x])  # noqa: E731
-    got = jax.jit(jax.vmap(anti_sd_advantages))(seq_adv, stack(STUDENT), stack(TEACHER),
-                                                 stack(MASK))
-    np.testing.assert_allclose(got, [[[0.641555, 0.5, 0.141555]], [[0.141555, 0.0, -0.358445]]],
-                               atol=2e-6)
+    got = jax.jit(jax.vmap(anti_sd_advantages))(
+        seq_adv, stack(STUDENT), stack(TEACHER), stack(MASK)
+    )
+    np.testing.assert_allclose(
+        got, [[[0.641555, 0.5, 0.141555]], [[0.141555, 0.0, -0.358445]]], atol=2e-6
+    )
 
 
 def test_on_policy_gradient_flows_only_through_policy_logprobs():

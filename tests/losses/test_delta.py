@@ -19,18 +19,32 @@ from rljax.losses.delta_stats import (
 )
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 # delta.md section 6: H = 2, P = 2, G = 2, T = 2; proxies v given directly (p = 0, so v = h).
-V = np.array([[[2, 0], [0, 1]], [[-2, 0], [1, 1]], [[0.5, 0.5], [7, 7]], [[0.3, 0.3], [-7, 7]]],
-             np.float32)  # the [7, 7] / [-7, 7] rows are padding garbage
+V = np.array(
+    [[[2, 0], [0, 1]], [[-2, 0], [1, 1]], [[0.5, 0.5], [7, 7]], [[0.3, 0.3], [-7, 7]]], np.float32
+)  # the [7, 7] / [-7, 7] rows are padding garbage
 ADV = np.array([0.707106, -0.707106, 0.0, 0.0], np.float32)
 MASK = np.array([[1, 1], [1, 1], [1, 0], [1, 0]], np.float32)
 PROBS = np.zeros((4, 2), np.float32)
 
 
-def reference_coefficients(v, adv, mask, *, n_refine=1, lmin=0.8, lmax=1.2, metric="euclidean",
-                           opposite_weight=1.0, zero_coef=None, normalize=True, eps=1e-8):
+def reference_coefficients(
+    v,
+    adv,
+    mask,
+    *,
+    n_refine=1,
+    lmin=0.8,
+    lmax=1.2,
+    metric="euclidean",
+    opposite_weight=1.0,
+    zero_coef=None,
+    normalize=True,
+    eps=1e-8,
+):
     """delta.md section 5 pseudo-code in float64 NumPy, with the section 9 options."""
     v, adv, m = (np.asarray(x, np.float64) for x in (v, adv, mask))
     pos = (adv > 0)[:, None] * m
@@ -40,18 +54,20 @@ def reference_coefficients(v, adv, mask, *, n_refine=1, lmin=0.8, lmax=1.2, metr
     if metric == "euclidean":
         d = np.ones(v.shape[-1])
     else:
+
         def var(sel):
             n = max(sel.sum(), 1.0)
             mean = np.einsum("bt,bth->h", sel, v) / n
             return np.einsum("bt,bth->h", sel, v**2) / n - mean**2
+
         d = var(pos) + var(neg) + 1e-6
 
     def cent(w):
         return np.einsum("bt,bth->h", w, v) / max(w.sum(), eps)
 
     def margins(mu_p, mu_n):
-        dp = ((v - mu_p)**2 / d).sum(-1)
-        dn = ((v - mu_n)**2 / d).sum(-1)
+        dp = ((v - mu_p) ** 2 / d).sum(-1)
+        dn = ((v - mu_n) ** 2 / d).sum(-1)
         return opposite_weight * dn - dp, opposite_weight * dp - dn
 
     def side_std(mg, sel):
@@ -70,24 +86,30 @@ def reference_coefficients(v, adv, mask, *, n_refine=1, lmin=0.8, lmax=1.2, metr
         gp, gn = side_std(mp, pos), side_std(mn, neg)
         mp, mn = margins(mu_p, mu_n)
     zero_coef = lmin if zero_coef is None else zero_coef
-    c = ((lmin + (lmax - lmin) * sigmoid(mp / gp)) * pos
-         + (lmin + (lmax - lmin) * sigmoid(mn / gn)) * neg + zero_coef * zer)
+    c = (
+        (lmin + (lmax - lmin) * sigmoid(mp / gp)) * pos
+        + (lmin + (lmax - lmin) * sigmoid(mn / gn)) * neg
+        + zero_coef * zer
+    )
     return c * m.sum() / max(c.sum(), eps) if normalize else c
 
 
 @VARIANTS
 def test_worked_example(variant):
     raw = variant(functools.partial(delta_coefficients, normalize=False))(V, PROBS, ADV, MASK)
-    np.testing.assert_allclose(raw, [[1.18004, 0.979859], [1.16203, 0.913975], [0.8, 0], [0.8, 0]],
-                               rtol=5e-6)
+    np.testing.assert_allclose(
+        raw, [[1.18004, 0.979859], [1.16203, 0.913975], [0.8, 0], [0.8, 0]], rtol=5e-6
+    )
     np.testing.assert_allclose(np.sum(raw), 5.83590, rtol=5e-6)
     coeffs = variant(delta_coefficients)(V, PROBS, ADV, MASK)
     np.testing.assert_allclose(
-        coeffs, [[1.21322, 1.00741], [1.19470, 0.939674], [0.822495, 0], [0.822495, 0]],
-        rtol=5e-6)
+        coeffs, [[1.21322, 1.00741], [1.19470, 0.939674], [0.822495, 0], [0.822495, 0]], rtol=5e-6
+    )
     np.testing.assert_allclose(
         ADV[:, None] * coeffs * MASK,
-        [[0.857878, 0.712346], [-0.844781, -0.664449], [0, 0], [0, 0]], rtol=5e-6)
+        [[0.857878, 0.712346], [-0.844781, -0.664449], [0, 0], [0, 0]],
+        rtol=5e-6,
+    )
 
 
 def test_worked_example_intermediates():
@@ -98,7 +120,8 @@ def test_worked_example_intermediates():
     temps = delta_temperatures_from_sums(delta_margin_sums(V, PROBS, ADV, MASK, centroids))
     np.testing.assert_allclose([temps.gamma_pos, temps.gamma_neg], [3.0, 4.5], rtol=1e-6)
     refined = delta_centroids_from_sums(
-        delta_centroid_sums(V, PROBS, ADV, MASK, centroids=centroids, temperatures=temps))
+        delta_centroid_sums(V, PROBS, ADV, MASK, centroids=centroids, temperatures=temps)
+    )
     np.testing.assert_allclose(refined.mu_pos, [1.32109, 0.339457], rtol=5e-6)
     np.testing.assert_allclose(refined.mu_neg, [-1.05229, 0.315903], rtol=5e-6)
     soft = delta_centroid_sums(V, PROBS, ADV, MASK, centroids=centroids, temperatures=temps)
@@ -113,11 +136,14 @@ def test_worked_example_intermediates():
 
 
 @VARIANTS
-@pytest.mark.parametrize("kwargs,expected", [
-    (dict(n_refine=0), [[1.14078, 0.975129], [1.12703, 0.951016]]),
-    (dict(n_refine=2), [[1.15949, 0.998254], [1.12776, 0.930311]]),
-    (dict(c_min=0.5, c_max=1.5), [[1.45011, 0.949648], [1.40507, 0.784937]]),
-])
+@pytest.mark.parametrize(
+    "kwargs,expected",
+    [
+        (dict(n_refine=0), [[1.14078, 0.975129], [1.12703, 0.951016]]),
+        (dict(n_refine=2), [[1.15949, 0.998254], [1.12776, 0.930311]]),
+        (dict(c_min=0.5, c_max=1.5), [[1.45011, 0.949648], [1.40507, 0.784937]]),
+    ],
+)
 def test_worked_example_variants(variant, kwargs, expected):
     fn = variant(functools.partial(delta_coefficients, normalize=False, **kwargs))
     np.testing.assert_allclose(fn(V, PROBS, ADV, MASK)[:2], expected, rtol=5e-6)
@@ -146,10 +172,16 @@ def test_proxy_uses_one_minus_p(variant):
 
 
 @VARIANTS
-@pytest.mark.parametrize("options", [
-    dict(metric="diag_var"), dict(opposite_weight=0.7), dict(n_refine=3),
-    dict(metric="diag_var", n_refine=2, zero_adv_coef=1.0, c_min=0.5, c_max=2.0),
-    dict(normalize=False)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(metric="diag_var"),
+        dict(opposite_weight=0.7),
+        dict(n_refine=3),
+        dict(metric="diag_var", n_refine=2, zero_adv_coef=1.0, c_min=0.5, c_max=2.0),
+        dict(normalize=False),
+    ],
+)
 def test_matches_numpy_reference(variant, options):
     rng = np.random.default_rng(3)
     hidden = rng.normal(size=(6, 5, 3)).astype(np.float32)
@@ -194,9 +226,12 @@ def test_two_micro_batches_equal_one_shot(options):
 def test_stat_shards_are_independent():
     hidden, probs, adv, mask = _random_batch(5)
     sharded = jax.jit(functools.partial(delta_coefficients, n_stat_shards=2))(
-        hidden, probs, adv, mask)
-    halves = [reference_coefficients((1 - probs[s])[..., None] * hidden[s], adv[s], mask[s])
-              for s in (slice(0, 4), slice(4, 8))]
+        hidden, probs, adv, mask
+    )
+    halves = [
+        reference_coefficients((1 - probs[s])[..., None] * hidden[s], adv[s], mask[s])
+        for s in (slice(0, 4), slice(4, 8))
+    ]
     np.testing.assert_allclose(sharded, np.concatenate(halves), rtol=2e-5, atol=1e-6)
 
 
@@ -237,9 +272,13 @@ def test_no_gradient_into_inputs():
 
 
 _RANGES = [(0.8, 1.2), (0.5, 1.5), (1.0, 1.0)]
-_JITTED = {(r, norm): jax.jit(functools.partial(delta_coefficients, c_min=r[0], c_max=r[1],
-                                                normalize=norm))
-           for r in _RANGES for norm in (True, False)}
+_JITTED = {
+    (r, norm): jax.jit(
+        functools.partial(delta_coefficients, c_min=r[0], c_max=r[1], normalize=norm)
+    )
+    for r in _RANGES
+    for norm in (True, False)
+}
 
 
 @hypothesis.settings(max_examples=20, deadline=None)
@@ -248,7 +287,8 @@ _JITTED = {(r, norm): jax.jit(functools.partial(delta_coefficients, c_min=r[0], 
     probs=hnp.arrays(np.float32, (4, 5), elements=st.floats(0, 0.75, width=32)),
     adv=hnp.arrays(np.float32, (4,), elements=st.sampled_from([-1.5, -0.5, 0.0, 0.7, 1.0])),
     mask=hnp.arrays(bool, (4, 5)),
-    c_range=st.sampled_from(_RANGES))
+    c_range=st.sampled_from(_RANGES),
+)
 def test_coefficients_mean_one_and_in_range(hidden, probs, adv, mask, c_range):
     c_min, c_max = c_range
     coeffs = np.asarray(_JITTED[c_range, True](hidden, probs, adv, mask))
@@ -280,6 +320,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="n_stat_shards"):
         delta_coefficients(V, PROBS, ADV, MASK, n_stat_shards=3)
     with pytest.raises(ValueError, match="temperatures"):
-        delta_centroid_sums(V, PROBS, ADV, MASK,
-                            centroids=delta_centroids_from_sums(
-                                delta_centroid_sums(V, PROBS, ADV, MASK)))
+        delta_centroid_sums(
+            V,
+            PROBS,
+            ADV,
+            MASK,
+            centroids=delta_centroids_from_sums(delta_centroid_sums(V, PROBS, ADV, MASK)),
+        )

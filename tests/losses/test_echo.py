@@ -15,7 +15,8 @@ from rljax.losses.echo import echo_coefficient, echo_env_loss, echo_env_metrics,
 from rljax.losses.policy import policy_loss
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 
 def _mask(positions, length=10):
@@ -31,18 +32,25 @@ E2_OBS = _mask(range(3, 10))  # the whole observation message incl. glue
 # E3 trajectory 2: 2 action tokens, no warning, 4 env tokens, obs_count = 4.
 T2_LOGP = np.array([-0.3, -0.7, -1.5, -0.5, -0.25, -0.75, 0, 0, 0, 0], np.float32)
 T2_ACTION, T2_WARN, T2_ENV = _mask([0, 1]), _mask([]), _mask([2, 3, 4, 5])
-E3 = dict(logprobs=np.stack([E2_LOGP, T2_LOGP]), action_mask=np.stack([E2_ACTION, T2_ACTION]),
-          env_mask=np.stack([E2_ENV, T2_ENV]), warning_mask=np.stack([E2_WARN, T2_WARN]))
+E3 = dict(
+    logprobs=np.stack([E2_LOGP, T2_LOGP]),
+    action_mask=np.stack([E2_ACTION, T2_ACTION]),
+    env_mask=np.stack([E2_ENV, T2_ENV]),
+    warning_mask=np.stack([E2_WARN, T2_WARN]),
+)
 
 
 @VARIANTS
-@pytest.mark.parametrize("target,normalization,expected", [
-    ("env_only", "full_observation_tokens", 0.699860),
-    ("env_only", "selected_tokens", 1.16628),
-    ("warning_plus_env", "full_observation_tokens", 2.09958),
-    ("warning_only", "full_observation_tokens", 1.39972),
-    ("warning_only", "selected_tokens", 3.49825),
-])
+@pytest.mark.parametrize(
+    "target,normalization,expected",
+    [
+        ("env_only", "full_observation_tokens", 0.699860),
+        ("env_only", "selected_tokens", 1.16628),
+        ("warning_plus_env", "full_observation_tokens", 2.09958),
+        ("warning_only", "full_observation_tokens", 1.39972),
+        ("warning_only", "selected_tokens", 3.49825),
+    ],
+)
 def test_e2_env_loss(variant, target, normalization, expected):
     fn = variant(functools.partial(echo_env_loss, target=target, normalization=normalization))
     loss, _ = fn(E2_LOGP[None], E2_ENV[None], E2_WARN[None])
@@ -83,8 +91,15 @@ def test_e3_total_loss_and_gradients(variant, rewards):
     masks = {k: v for k, v in E3.items() if k != "logprobs"}
 
     def total(lp):
-        return echo_loss(lp, E3["logprobs"], adv, masks["action_mask"], masks["env_mask"],
-                         masks["warning_mask"], coef=0.05)
+        return echo_loss(
+            lp,
+            E3["logprobs"],
+            adv,
+            masks["action_mask"],
+            masks["env_mask"],
+            masks["warning_mask"],
+            coef=0.05,
+        )
 
     (loss, metrics), grad = variant(jax.value_and_grad(total, has_aux=True))(logp)
     np.testing.assert_allclose(loss, 0.0362418, rtol=2e-6)
@@ -125,17 +140,27 @@ def test_training_log_metrics(variant):
 
 @VARIANTS
 def test_e5_schedules(variant):
-    linear = variant(functools.partial(echo_coefficient, schedule="linear_decay", coef=0.05,
-                                       coef_end=0.0, total_steps=1000))
+    linear = variant(
+        functools.partial(
+            echo_coefficient, schedule="linear_decay", coef=0.05, coef_end=0.0, total_steps=1000
+        )
+    )
     np.testing.assert_allclose(linear(250), 0.0375, rtol=1e-6)
     np.testing.assert_allclose(linear(5000), 0.0, atol=1e-9)
-    step = variant(functools.partial(echo_coefficient, schedule="step_decay", coef=0.05,
-                                     coef_end=0.01, transition_step=100))
+    step = variant(
+        functools.partial(
+            echo_coefficient, schedule="step_decay", coef=0.05, coef_end=0.01, transition_step=100
+        )
+    )
     np.testing.assert_allclose([step(99), step(100)], [0.05, 0.01], rtol=1e-6)
-    piecewise = variant(functools.partial(echo_coefficient, schedule="step_decay",
-                                          steps=(10, 20), values=(0.2, 0.1)))
-    np.testing.assert_allclose([piecewise(k) for k in (0, 10, 19, 20, 99)],
-                               [0.2, 0.2, 0.2, 0.1, 0.1], rtol=1e-6)
+    piecewise = variant(
+        functools.partial(
+            echo_coefficient, schedule="step_decay", steps=(10, 20), values=(0.2, 0.1)
+        )
+    )
+    np.testing.assert_allclose(
+        [piecewise(k) for k in (0, 10, 19, 20, 99)], [0.2, 0.2, 0.2, 0.1, 0.1], rtol=1e-6
+    )
     np.testing.assert_allclose(variant(echo_coefficient)(7), 0.05, rtol=1e-6)
 
 
@@ -143,9 +168,19 @@ def test_e5_schedules(variant):
 def test_env_only_rows(variant):
     # A verifier-free row trains only through the env term.
     adv = np.array([1.0, -1.0], np.float32)
-    fn = variant(jax.grad(lambda lp: echo_loss(
-        lp, E3["logprobs"], adv, E3["action_mask"], E3["env_mask"], E3["warning_mask"],
-        env_only_rows=np.array([False, True]))[0]))
+    fn = variant(
+        jax.grad(
+            lambda lp: echo_loss(
+                lp,
+                E3["logprobs"],
+                adv,
+                E3["action_mask"],
+                E3["env_mask"],
+                E3["warning_mask"],
+                env_only_rows=np.array([False, True]),
+            )[0]
+        )
+    )
     grad = fn(jnp.asarray(E3["logprobs"]))
     np.testing.assert_allclose(grad[1, :2], 0.0, atol=1e-9)
     np.testing.assert_allclose(grad[1, 2:6], -0.05 / (2 * 4.001), rtol=1e-5)
@@ -157,15 +192,23 @@ def test_empty_env_mask_gives_zero(variant):
     logp = jnp.asarray(E3["logprobs"]).at[:, 9].set(-jnp.inf)  # garbage where nothing is selected
     zeros = np.zeros((2, 10), np.float32)
     (loss, metrics), grad = variant(jax.value_and_grad(echo_env_loss, has_aux=True))(
-        logp, zeros, zeros)
+        logp, zeros, zeros
+    )
     assert float(loss) == 0.0 and float(metrics["ce_env_per_token"]) == 0.0
     np.testing.assert_array_equal(grad, 0.0)
 
 
 def test_micro_batches_sum_to_whole():
     whole, _ = echo_env_loss(E3["logprobs"], E3["env_mask"], E3["warning_mask"])
-    parts = [echo_env_loss(E3["logprobs"][i:i + 1], E3["env_mask"][i:i + 1],
-                           E3["warning_mask"][i:i + 1], num_sequences=2)[0] for i in range(2)]
+    parts = [
+        echo_env_loss(
+            E3["logprobs"][i : i + 1],
+            E3["env_mask"][i : i + 1],
+            E3["warning_mask"][i : i + 1],
+            num_sequences=2,
+        )[0]
+        for i in range(2)
+    ]
     np.testing.assert_allclose(sum(parts), whole, rtol=1e-6)
 
 
@@ -174,13 +217,14 @@ def test_micro_batches_sum_to_whole():
     logp=hnp.arrays(np.float32, (4, 6), elements=st.floats(-5.0, 0.0, width=32)),
     shift=hnp.arrays(np.float32, (4, 6), elements=st.floats(-0.5, 0.5, width=32)),
     adv=hnp.arrays(np.float32, (4,), elements=st.floats(-2.0, 2.0, width=32)),
-    action=hnp.arrays(bool, (4, 6)), env=hnp.arrays(bool, (4, 6)))
+    action=hnp.arrays(bool, (4, 6)),
+    env=hnp.arrays(bool, (4, 6)),
+)
 def test_zero_coef_is_grpo(logp, shift, adv, action, env):
     old = logp - shift
     warn = np.zeros_like(env)
     echo_value = echo_loss(logp, old, adv, action, env & ~action, warn, coef=0.0)[0]
-    grpo_value = policy_loss(logp, old, adv, action, mode="seq-mean-token-mean",
-                             denominator=4)[0]
+    grpo_value = policy_loss(logp, old, adv, action, mode="seq-mean-token-mean", denominator=4)[0]
     np.testing.assert_allclose(echo_value, grpo_value, rtol=1e-6, atol=1e-7)
 
 

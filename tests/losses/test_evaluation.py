@@ -9,12 +9,21 @@ import pytest
 from rljax.losses.evaluation import maj_at_k, pass_at_k
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 
-@pytest.mark.parametrize("n,c,k,expected", [
-    (10, 3, 1, 0.3), (10, 3, 5, 0.916667), (10, 3, 8, 1.0), (10, 0, 5, 0.0), (16, 1, 4, 0.25),
-    (64, 2, 16, 0.440476)])
+@pytest.mark.parametrize(
+    "n,c,k,expected",
+    [
+        (10, 3, 1, 0.3),
+        (10, 3, 5, 0.916667),
+        (10, 3, 8, 1.0),
+        (10, 0, 5, 0.0),
+        (16, 1, 4, 0.25),
+        (64, 2, 16, 0.440476),
+    ],
+)
 def test_pass_at_k_e8(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-6)
 
@@ -36,12 +45,14 @@ def test_pass_at_k_bad_input():
 
 @VARIANTS
 def test_maj_at_k(variant):
-    answers = np.array([
-        [1, 2, 2, -1],    # 2 wins 2 votes to 1 -> correct
-        [3, 4, 4, 3],     # tie 3 vs 4 -> 3 (first seen) -> wrong
-        [-1, -1, -1, -1],  # nothing parseable -> 0
-        [-1, 5, -1, -1],  # invalid samples do not vote; 5 wins
-    ])
+    answers = np.array(
+        [
+            [1, 2, 2, -1],  # 2 wins 2 votes to 1 -> correct
+            [3, 4, 4, 3],  # tie 3 vs 4 -> 3 (first seen) -> wrong
+            [-1, -1, -1, -1],  # nothing parseable -> 0
+            [-1, 5, -1, -1],  # invalid samples do not vote; 5 wins
+        ]
+    )
     correct = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [1, 1, 1, 1], [0, 1, 0, 0]], bool)
     np.testing.assert_array_equal(variant(maj_at_k)(answers, correct), [1, 0, 0, 1])
 

@@ -21,18 +21,32 @@ from rljax.losses.golong import (
 from rljax.losses.shaping import dynamic_sampling_mask
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 # golongrl.md E1: task 0 (binary) p0, p1; task 1 (continuous) p2, p3; G = 4.
-REWARDS = np.array([[1, 0, 0, 0], [1, 1, 1, 0], [0.9, 0.8, 0.7, 0.85], [0.2, 0.6, 0.1, 0.3]],
-                   np.float32)
+REWARDS = np.array(
+    [[1, 0, 0, 0], [1, 1, 1, 0], [0.9, 0.8, 0.7, 0.85], [0.2, 0.6, 0.1, 0.3]], np.float32
+)
 TASKS = np.array([0, 0, 1, 1], np.int32)
-E1_GRPO = [[1.499997] + [-0.499999] * 3, [0.499999] * 3 + [-1.499997],
-           [1.02468, -0.146383, -1.31745, 0.439150], [-0.462908, 1.38872, -0.925816, 0]]
-E1_TMN = [[1.499997] + [-0.499999] * 3, [0.499999] * 3 + [-1.499997],
-          [0.532710, -0.0761015, -0.684913, 0.228304], [-0.608812, 1.82644, -1.21762, 0]]
-E1_REWEIGHT = [[1.92603] + [-0.389400] * 3, [0.389400] * 3 + [-1.92603],
-               [0.414875, -0.0977162, -0.879446, 0.177804], [-0.474143, 2.34519, -0.948286, 0]]
+E1_GRPO = [
+    [1.499997] + [-0.499999] * 3,
+    [0.499999] * 3 + [-1.499997],
+    [1.02468, -0.146383, -1.31745, 0.439150],
+    [-0.462908, 1.38872, -0.925816, 0],
+]
+E1_TMN = [
+    [1.499997] + [-0.499999] * 3,
+    [0.499999] * 3 + [-1.499997],
+    [0.532710, -0.0761015, -0.684913, 0.228304],
+    [-0.608812, 1.82644, -1.21762, 0],
+]
+E1_REWEIGHT = [
+    [1.92603] + [-0.389400] * 3,
+    [0.389400] * 3 + [-1.92603],
+    [0.414875, -0.0977162, -0.879446, 0.177804],
+    [-0.474143, 2.34519, -0.948286, 0],
+]
 P2_LOW_ALPHA = [0.323105, -0.125470, -1.12923, 0.138474]
 CLOSE = dict(rtol=5e-6, atol=2e-6)  # six digits, p3's zero "up to float rounding"
 
@@ -61,8 +75,9 @@ def test_e1_pass_rates(variant):
 
 
 @VARIANTS
-@pytest.mark.parametrize("alpha,expected_p2", [
-    (0.0, P2_LOW_ALPHA), (0.5, P2_LOW_ALPHA), (1.0, E1_TMN[2])])
+@pytest.mark.parametrize(
+    "alpha,expected_p2", [(0.0, P2_LOW_ALPHA), (0.5, P2_LOW_ALPHA), (1.0, E1_TMN[2])]
+)
 def test_e1_alpha_variants(variant, alpha, expected_p2):
     fn = variant(functools.partial(tmn_reweight_advantages, num_tasks=2, alpha=alpha))
     out = np.asarray(fn(REWARDS, TASKS))
@@ -76,8 +91,9 @@ def test_e1_cv_diagnostic(variant):
     dr_grpo = group_advantages(REWARDS, scale="none")
     np.testing.assert_allclose(cv(dr_grpo, TASKS), 0.558442, rtol=5e-6)
     np.testing.assert_allclose(cv(group_advantages(REWARDS), TASKS), 0.0251920, rtol=5e-5)
-    np.testing.assert_allclose(cv(tmn_advantages(REWARDS, TASKS, num_tasks=2), TASKS), 0.0738341,
-                               rtol=5e-6)
+    np.testing.assert_allclose(
+        cv(tmn_advantages(REWARDS, TASKS, num_tasks=2), TASKS), 0.0738341, rtol=5e-6
+    )
 
 
 @VARIANTS
@@ -151,7 +167,8 @@ _TMN = jax.jit(functools.partial(tmn_advantages, num_tasks=3))
 @hypothesis.settings(max_examples=30, deadline=None)
 @hypothesis.given(
     rewards=hnp.arrays(np.float32, (5, 4), elements=st.sampled_from([0.0, 0.25, 0.5, 0.8, 1.0])),
-    tasks=hnp.arrays(np.int32, (5,), elements=st.integers(0, 2)))
+    tasks=hnp.arrays(np.int32, (5,), elements=st.integers(0, 2)),
+)
 def test_reweight_factor_in_range(rewards, tasks):
     tmn = np.asarray(_TMN(rewards, tasks))
     reweighted = np.asarray(_REWEIGHT(rewards, tasks))

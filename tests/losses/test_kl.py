@@ -10,7 +10,8 @@ import pytest
 from rljax.losses.kl import kl_penalty
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 # grpo.md E4: (logp, logp_ref) -> k1, k2, k3.
 LOGP = np.array([[-1.0, -2.0]], np.float32)
@@ -30,8 +31,9 @@ def test_gradients(variant):
     # d k1 / d logp = 1; d k2 / d logp = logp - ref; d k3 / d logp = 1 - exp(ref - logp).
     expected = {"k1": np.ones_like(LOGP), "k2": LOGP - REF, "k3": 1 - np.exp(REF - LOGP)}
     for kind, grad_expected in expected.items():
-        fn = variant(jax.grad(lambda lp, ref, k=kind: jnp.sum(kl_penalty(lp, ref, kind=k)),
-                              argnums=(0, 1)))
+        fn = variant(
+            jax.grad(lambda lp, ref, k=kind: jnp.sum(kl_penalty(lp, ref, kind=k)), argnums=(0, 1))
+        )
         grad_logp, grad_ref = fn(jnp.asarray(LOGP), jnp.asarray(REF))
         np.testing.assert_allclose(grad_logp, grad_expected, rtol=1e-5)
         np.testing.assert_array_equal(grad_ref, 0.0)

@@ -13,7 +13,8 @@ import pytest
 from rljax.losses.policy import clipped_surrogate, policy_loss
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 # grpo.md E2, eps_low 0.2, eps_high 0.28, c_dual 3: one token per row.
 E2_ADV = np.array([1.5, 1.5, 1.5, -0.5, -0.5, -0.5], np.float32)
@@ -47,8 +48,7 @@ def test_e2_values_and_branches(variant):
 
 @VARIANTS
 def test_e2_gradients(variant):
-    grad_fn = variant(jax.grad(lambda lp: jnp.sum(_per_token(lp, OLD, E2_ADV, ONES,
-                                                             **E2_KWARGS))))
+    grad_fn = variant(jax.grad(lambda lp: jnp.sum(_per_token(lp, OLD, E2_ADV, ONES, **E2_KWARGS))))
     np.testing.assert_allclose(grad_fn(jnp.asarray(E2_LOGP))[:, 0], E2_GRAD, rtol=1e-5, atol=1e-7)
 
 
@@ -58,7 +58,8 @@ def test_e2_without_dual_clip(variant):
     fn = variant(functools.partial(_per_token, **kwargs))
     np.testing.assert_allclose(fn(E2_LOGP, OLD, E2_ADV, ONES)[5, 0], 2.5, rtol=1e-5)
     grad = jax.grad(lambda lp: jnp.sum(_per_token(lp, OLD, E2_ADV, ONES, **kwargs)))(
-        jnp.asarray(E2_LOGP))
+        jnp.asarray(E2_LOGP)
+    )
     np.testing.assert_allclose(grad[5, 0], 2.5, rtol=1e-5)
 
 
@@ -109,7 +110,7 @@ def test_metrics(variant):
     np.testing.assert_allclose(metrics["clip_fraction"], 2 / 6, rtol=1e-6)
     np.testing.assert_allclose(metrics["dual_clip_fraction"], 1 / 6, rtol=1e-6)
     np.testing.assert_allclose(metrics["ratio_mean"], np.mean(E2_RHO), rtol=1e-5)
-    np.testing.assert_allclose(metrics["approx_kl"], np.mean(0.5 * np.log(E2_RHO)**2), rtol=1e-5)
+    np.testing.assert_allclose(metrics["approx_kl"], np.mean(0.5 * np.log(E2_RHO) ** 2), rtol=1e-5)
 
 
 def test_token_advantages_equal_broadcast():
@@ -131,7 +132,8 @@ def test_no_gradient_into_targets():
 @hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(
     log_ratio=hnp.arrays(np.float32, (3, 4), elements=st.floats(-1.0, 1.0, width=32)),
-    adv=hnp.arrays(np.float32, (3,), elements=st.floats(-2.0, 2.0, width=32)))
+    adv=hnp.arrays(np.float32, (3,), elements=st.floats(-2.0, 2.0, width=32)),
+)
 def test_gradient_matches_finite_differences(log_ratio, adv):
     old = np.zeros((3, 4), np.float32)
     mask = np.array([[1, 1, 1, 0], [1, 0, 1, 1], [1, 1, 1, 1]], np.float32)

@@ -9,7 +9,8 @@ import pytest
 from rljax.losses.shaping import dynamic_sampling_mask, overlong_penalty
 
 VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")])
+    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
+)
 
 
 @VARIANTS

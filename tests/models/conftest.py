@@ -18,8 +18,15 @@ def make_config() -> Callable[..., ModelConfig]:
 
 def small_config(**overrides) -> ModelConfig:
     """2 layers, hidden 64, 4 query heads over 2 kv heads (GQA), vocab 61."""
-    fields = dict(vocab_size=61, hidden_size=64, intermediate_size=96, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=16)
+    fields = dict(
+        vocab_size=61,
+        hidden_size=64,
+        intermediate_size=96,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=16,
+    )
     fields.update(overrides)
     return ModelConfig.tiny(**fields)
 
@@ -40,7 +47,11 @@ def random_model(config: ModelConfig, seed: int = 0) -> Decoder:
     flat = []
     for path, var in nnx.to_flat_state(state):
         shape = var.get_value().shape
-        value = 1 + 0.2 * rng.standard_normal(shape) if path[-1] == "scale" else 0.1 * rng.standard_normal(shape)
+        value = (
+            1 + 0.2 * rng.standard_normal(shape)
+            if path[-1] == "scale"
+            else 0.1 * rng.standard_normal(shape)
+        )
         flat.append((path, var.replace(jnp.asarray(value, config.param_dtype))))
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
@@ -68,4 +79,6 @@ def call(request) -> Callable:
     if request.param:
         return jit_call
     return lambda model, tokens, **kwargs: model(
-        jnp.asarray(tokens), **{k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()})
+        jnp.asarray(tokens),
+        **{k: jnp.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()},
+    )

@@ -37,11 +37,15 @@ def test_attention_mask_hand_worked(jit):
 def test_llama3_rope_frequencies_hand_worked():
     # theta=1e4, D=8: base frequencies 1, 0.1, 0.01, 0.001 with wavelengths 2*pi*(1, 10, 100, 1000).
     # original=64, low=1, high=4: keep wavelengths < 16, divide those > 64 by 8, interpolate between.
-    scaling = RopeScaling(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64)
+    scaling = RopeScaling(
+        factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=64
+    )
     smooth = (64 / (2 * math.pi * 10) - 1) / 3
     expected = [1.0, (1 - smooth) * 0.1 / 8 + smooth * 0.1, 0.01 / 8, 0.001 / 8]
     np.testing.assert_allclose(rope_inverse_frequencies(8, 1e4, scaling), expected, rtol=1e-6)
-    np.testing.assert_allclose(rope_inverse_frequencies(8, 1e4, None), [1.0, 0.1, 0.01, 0.001], rtol=1e-6)
+    np.testing.assert_allclose(
+        rope_inverse_frequencies(8, 1e4, None), [1.0, 0.1, 0.01, 0.001], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -63,7 +67,10 @@ def test_attend_matches_numpy_grouped_query_attention(jit):
     v = rng.normal(size=(2, 5, 2, 8)).astype(np.float32)
     mask = rng.random((2, 3, 5)) < 0.6
     mask[:, :, 0] = True
-    k_rep, v_rep = np.repeat(k, 2, axis=2), np.repeat(v, 2, axis=2)  # query head n uses kv head n // 2
+    k_rep, v_rep = (
+        np.repeat(k, 2, axis=2),
+        np.repeat(v, 2, axis=2),
+    )  # query head n uses kv head n // 2
     logits = np.einsum("btnd,bsnd->bnts", q, k_rep) / np.sqrt(8)
     logits = np.where(mask[:, None], logits, -np.inf)
     probs = np.exp(logits - logits.max(-1, keepdims=True))
@@ -111,12 +118,17 @@ def test_explicit_positions_are_used(make_config, make_model, run):
     model = make_model(make_config())
     default, _ = run(model, TOKENS)
     same, _ = run(model, TOKENS, positions=np.broadcast_to(np.arange(8, dtype=np.int32), (2, 8)))
-    shifted, _ = run(model, TOKENS, positions=np.broadcast_to(np.arange(8, dtype=np.int32) + 3, (2, 8)))
+    shifted, _ = run(
+        model, TOKENS, positions=np.broadcast_to(np.arange(8, dtype=np.int32) + 3, (2, 8))
+    )
     np.testing.assert_allclose(same, default, atol=1e-6)
     # RoPE attention depends only on relative positions, so a uniform shift changes nothing.
     np.testing.assert_allclose(shifted, default, atol=1e-4)
-    assert not np.allclose(run(model, TOKENS, positions=np.array([[0, 2, 4, 6, 8, 10, 12, 14]] * 2,
-                                                                   np.int32))[0], default, atol=1e-3)
+    assert not np.allclose(
+        run(model, TOKENS, positions=np.array([[0, 2, 4, 6, 8, 10, 12, 14]] * 2, np.int32))[0],
+        default,
+        atol=1e-3,
+    )
 
 
 def test_unembedding_tied_and_untied(make_config, make_model):
@@ -125,9 +137,12 @@ def test_unembedding_tied_and_untied(make_config, make_model):
     untied = make_model(make_config(tie_embeddings=False))
     np.testing.assert_array_equal(untied.unembedding, untied.lm_head[...])
     hidden, logits = nnx.jit(lambda model, tokens: (model(tokens)[0], model.logits(tokens)))(
-        untied, jnp.asarray(TOKENS))
+        untied, jnp.asarray(TOKENS)
+    )
     assert logits.dtype == jnp.float32 and logits.shape == (2, 8, 61)
-    np.testing.assert_allclose(logits, np.einsum("bth,hv->btv", hidden, untied.lm_head[...]), atol=1e-5)
+    np.testing.assert_allclose(
+        logits, np.einsum("bth,hv->btv", hidden, untied.lm_head[...]), atol=1e-5
+    )
 
 
 def _restacked(plain: Decoder, config) -> Decoder:
@@ -151,7 +166,9 @@ def test_remat_and_scan_layers_match_plain_model(make_config, make_model, run):
     expected, _ = run(plain, TOKENS, segment_ids=segment_ids)
     for remat, scan_layers in [(True, False), (False, True), (True, True)]:
         other = _restacked(plain, config.replace(remat=remat, scan_layers=scan_layers))
-        np.testing.assert_allclose(run(other, TOKENS, segment_ids=segment_ids)[0], expected, atol=1e-5)
+        np.testing.assert_allclose(
+            run(other, TOKENS, segment_ids=segment_ids)[0], expected, atol=1e-5
+        )
 
 
 def test_remat_scanned_gradients_match_plain_model(make_config, make_model):
@@ -162,19 +179,30 @@ def test_remat_scanned_gradients_match_plain_model(make_config, make_model):
 
     @nnx.jit
     def grads(model):
-        return nnx.grad(lambda model: jnp.mean(jax.nn.log_softmax(model.logits(tokens))[..., 0]))(model)
+        return nnx.grad(lambda model: jnp.mean(jax.nn.log_softmax(model.logits(tokens))[..., 0]))(
+            model
+        )
 
     plain_grads, other_grads = grads(plain), grads(other)
-    np.testing.assert_allclose(other_grads["embedding"][...], plain_grads["embedding"][...], atol=1e-5)
+    np.testing.assert_allclose(
+        other_grads["embedding"][...], plain_grads["embedding"][...], atol=1e-5
+    )
     for index in range(config.num_layers):
-        np.testing.assert_allclose(other_grads["layers"]["attn"]["q_proj"][...][index],
-                                   plain_grads["layers"][index]["attn"]["q_proj"][...], atol=1e-5)
+        np.testing.assert_allclose(
+            other_grads["layers"]["attn"]["q_proj"][...][index],
+            plain_grads["layers"][index]["attn"]["q_proj"][...],
+            atol=1e-5,
+        )
 
 
 def test_parameters_carry_only_the_agreed_logical_axes(make_config):
     allowed = {"vocab", "embed", "mlp", "heads", "kv_heads", "head_dim", "layers", "norm"}
-    for config in (make_config(), make_config(family="qwen2", qkv_bias=True, qk_norm=False, tie_embeddings=False,
-                                              scan_layers=True)):
+    for config in (
+        make_config(),
+        make_config(
+            family="qwen2", qkv_bias=True, qk_norm=False, tie_embeddings=False, scan_layers=True
+        ),
+    ):
         model = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0)))
         for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
             axes = var.get_metadata()["out_sharding"]
@@ -182,13 +210,16 @@ def test_parameters_carry_only_the_agreed_logical_axes(make_config):
             assert set(axes) <= allowed, path
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(tokens=np.zeros((8,), np.int32)), "tokens"),
-    (dict(tokens=np.zeros((2, 8), np.float32)), "tokens"),
-    (dict(tokens=np.full((2, 8), 61, np.int32)), r"\[0, 61\)"),
-    (dict(tokens=TOKENS, segment_ids=np.ones((2, 7), np.int32)), "segment_ids"),
-    (dict(tokens=TOKENS, positions=np.ones((2, 8), np.float32)), "positions"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(tokens=np.zeros((8,), np.int32)), "tokens"),
+        (dict(tokens=np.zeros((2, 8), np.float32)), "tokens"),
+        (dict(tokens=np.full((2, 8), 61, np.int32)), r"\[0, 61\)"),
+        (dict(tokens=TOKENS, segment_ids=np.ones((2, 7), np.int32)), "segment_ids"),
+        (dict(tokens=TOKENS, positions=np.ones((2, 8), np.float32)), "positions"),
+    ],
+)
 def test_bad_inputs_raise(make_config, make_model, kwargs, message):
     model = make_model(make_config())
     tokens = jnp.asarray(kwargs.pop("tokens"))

@@ -13,7 +13,10 @@ from rljax.models import load_hf, save_hf
 
 
 def _params(model) -> dict:
-    return {path: np.asarray(var.get_value()) for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    return {
+        path: np.asarray(var.get_value())
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    }
 
 
 def _assert_same_params(a, b):
@@ -24,13 +27,26 @@ def _assert_same_params(a, b):
         np.testing.assert_array_equal(pa[path], pb[path], err_msg=str(path))
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(),
-    dict(family="qwen2", qkv_bias=True, qk_norm=False, tie_embeddings=False),
-    dict(family="llama", qk_norm=False, tie_embeddings=False, rms_norm_eps=1e-5,
-         rope_scaling=dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                           original_max_position_embeddings=32)),
-], ids=["qwen3-tied", "qwen2", "llama3"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(),
+        dict(family="qwen2", qkv_bias=True, qk_norm=False, tie_embeddings=False),
+        dict(
+            family="llama",
+            qk_norm=False,
+            tie_embeddings=False,
+            rms_norm_eps=1e-5,
+            rope_scaling=dict(
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=32,
+            ),
+        ),
+    ],
+    ids=["qwen3-tied", "qwen2", "llama3"],
+)
 def test_export_then_import_is_bit_exact(make_config, make_model, tmp_path, overrides):
     config = make_config(**overrides)
     model = make_model(config)
@@ -41,8 +57,15 @@ def test_export_then_import_is_bit_exact(make_config, make_model, tmp_path, over
 
 
 def test_sharded_bfloat16_scanned_round_trip(make_config, make_model, tmp_path):
-    config = make_config(family="qwen2", qkv_bias=True, qk_norm=False, tie_embeddings=False,
-                         dtype="bfloat16", param_dtype="bfloat16", scan_layers=True)
+    config = make_config(
+        family="qwen2",
+        qkv_bias=True,
+        qk_norm=False,
+        tie_embeddings=False,
+        dtype="bfloat16",
+        param_dtype="bfloat16",
+        scan_layers=True,
+    )
     model = make_model(config)
     save_hf(model, tmp_path, max_shard_bytes=20_000)
     index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
@@ -51,7 +74,9 @@ def test_sharded_bfloat16_scanned_round_trip(make_config, make_model, tmp_path):
     _assert_same_params(load_hf(tmp_path, dtype="bfloat16", scan_layers=True), model)
     # The same checkpoint loads unscanned with layer i of every stacked parameter as its own module.
     plain = load_hf(tmp_path, dtype="bfloat16")
-    np.testing.assert_array_equal(plain.layers[1].attn.q_bias[...], model.layers.attn.q_bias[...][1])
+    np.testing.assert_array_equal(
+        plain.layers[1].attn.q_bias[...], model.layers.attn.q_bias[...][1]
+    )
 
 
 def test_tied_checkpoint_with_an_lm_head_copy_loads(make_config, make_model, tmp_path):
@@ -67,13 +92,28 @@ def test_tied_checkpoint_with_an_lm_head_copy_loads(make_config, make_model, tmp
         load_hf(tmp_path)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda t: t.pop("model.layers.1.mlp.up_proj.weight"), "missing tensor 'model.layers.1.mlp.up_proj.weight'"),
-    (lambda t: t.update({"model.layers.0.self_attn.k_proj.weight": np.zeros((16, 64), np.float32)}),
-     r"'model.layers.0.self_attn.k_proj.weight' has shape \(16, 64\) .* expects \(32, 64\)"),
-    (lambda t: t.update({"model.layers.0.self_attn.o_proj.bias": np.zeros((64,), np.float32)}),
-     "unexpected tensor 'model.layers.0.self_attn.o_proj.bias'"),
-], ids=["missing", "wrong-shape", "unexpected"])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.pop("model.layers.1.mlp.up_proj.weight"),
+            "missing tensor 'model.layers.1.mlp.up_proj.weight'",
+        ),
+        (
+            lambda t: t.update(
+                {"model.layers.0.self_attn.k_proj.weight": np.zeros((16, 64), np.float32)}
+            ),
+            r"'model.layers.0.self_attn.k_proj.weight' has shape \(16, 64\) .* expects \(32, 64\)",
+        ),
+        (
+            lambda t: t.update(
+                {"model.layers.0.self_attn.o_proj.bias": np.zeros((64,), np.float32)}
+            ),
+            "unexpected tensor 'model.layers.0.self_attn.o_proj.bias'",
+        ),
+    ],
+    ids=["missing", "wrong-shape", "unexpected"],
+)
 def test_bad_checkpoint_names_the_tensor(make_config, make_model, tmp_path, edit, message):
     save_hf(make_model(make_config()), tmp_path)
     tensors = load_file(tmp_path / "model.safetensors")

@@ -10,10 +10,21 @@ VOCAB = 97
 FAMILIES = {
     # Llama 3.1 style: llama3 RoPE scaling whose band edges (64 / 4 = 16, 64 / 1 = 64) fall between
     # the head's wavelengths, untied embeddings, GQA 4 -> 2, sharded checkpoint with an index.
-    "llama": ("LlamaConfig", dict(
-        rope_scaling=dict(rope_type="llama3", factor=4.0, low_freq_factor=1.0, high_freq_factor=4.0,
-                          original_max_position_embeddings=64),
-        rms_norm_eps=1e-5, tie_word_embeddings=False), dict(max_shard_size="40KB")),
+    "llama": (
+        "LlamaConfig",
+        dict(
+            rope_scaling=dict(
+                rope_type="llama3",
+                factor=4.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=64,
+            ),
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+        ),
+        dict(max_shard_size="40KB"),
+    ),
     "qwen2": ("Qwen2Config", dict(tie_word_embeddings=True, rope_theta=1e6), {}),
     "qwen3": ("Qwen3Config", dict(head_dim=32, tie_word_embeddings=False), {}),
     "qwen3_tied": ("Qwen3Config", dict(head_dim=32, tie_word_embeddings=True), {}),
@@ -26,9 +37,17 @@ def _torch_model(name: str):
 
     config_class, extra, _ = FAMILIES[name]
     config = getattr(transformers, config_class)(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.1, attn_implementation="eager",
-        **extra)
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        initializer_range=0.1,
+        attn_implementation="eager",
+        **extra,
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():  # norm weights start at one and biases at zero; randomise them too
@@ -56,15 +75,19 @@ def _torch_logits(model, tokens, attention_mask, positions) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return model(input_ids=torch.tensor(tokens, dtype=torch.long),
-                     attention_mask=torch.tensor(attention_mask, dtype=torch.long),
-                     position_ids=torch.tensor(positions, dtype=torch.long)).logits.numpy()
+        return model(
+            input_ids=torch.tensor(tokens, dtype=torch.long),
+            attention_mask=torch.tensor(attention_mask, dtype=torch.long),
+            position_ids=torch.tensor(positions, dtype=torch.long),
+        ).logits.numpy()
 
 
 def _logits(run, model, tokens, **kwargs) -> np.ndarray:
     """rljax logits: the jitted forward's hidden states times the unembedding, in float64."""
     hidden, _ = run(model, tokens, **kwargs)
-    return np.einsum("bth,hv->btv", np.asarray(hidden, np.float64), np.asarray(model.unembedding, np.float64))
+    return np.einsum(
+        "bth,hv->btv", np.asarray(hidden, np.float64), np.asarray(model.unembedding, np.float64)
+    )
 
 
 TOKENS = np.random.default_rng(0).integers(0, VOCAB, (2, 9)).astype(np.int32)
@@ -106,7 +129,9 @@ def test_export_is_read_by_transformers(checkpoints, run, tmp_path, name):
     torch_model, directory = checkpoints[name]
     model = load_hf(directory)
     save_hf(model, tmp_path, max_shard_bytes=60_000 if name == "qwen3" else 2**30)
-    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path, attn_implementation="eager"
+    ).eval()
     assert type(reloaded) is type(torch_model)
     original = torch_model.state_dict()
     for key, tensor in reloaded.state_dict().items():

@@ -15,8 +15,8 @@ def _right_padded(rows: list[np.ndarray], width: int) -> tuple[np.ndarray, np.nd
     tokens = np.zeros((len(rows), width), np.int32)
     segment_ids = np.zeros((len(rows), width), np.int32)
     for b, row in enumerate(rows):
-        tokens[b, :len(row)] = row
-        segment_ids[b, :len(row)] = 1
+        tokens[b, : len(row)] = row
+        segment_ids[b, : len(row)] = 1
     return tokens, segment_ids
 
 
@@ -29,7 +29,7 @@ def _run_in_chunks(call, model, config, chunks: list[list[np.ndarray]]) -> list[
         tokens, segment_ids = _right_padded(step, width)
         hidden, cache = call(model, tokens, segment_ids=segment_ids, cache=cache)
         for b, row in enumerate(step):
-            outputs[b].extend(np.asarray(hidden[b, :len(row)]))
+            outputs[b].extend(np.asarray(hidden[b, : len(row)]))
     return outputs, cache
 
 
@@ -40,7 +40,7 @@ def test_prefill_then_decode_equals_full_forward(make_config, make_model, call):
     # Row 0: prompt of 5, then 3 decode steps; row 1: prompt of 3, then 5 decode steps.
     chunks = [[SEQUENCES[0, :5], SEQUENCES[1, :3]]]
     for step in range(5):
-        chunks.append([SEQUENCES[0, 5 + step:6 + step], SEQUENCES[1, 3 + step:4 + step]])
+        chunks.append([SEQUENCES[0, 5 + step : 6 + step], SEQUENCES[1, 3 + step : 4 + step]])
     outputs, cache = _run_in_chunks(call, model, config, chunks)
     for b in range(2):
         np.testing.assert_allclose(np.stack(outputs[b]), full[b], atol=1e-5)
@@ -55,7 +55,13 @@ def test_row_specific_appends_equal_fresh_forward(make_config, make_model, run):
     # A multi-turn step: prompts, two decoded tokens each, an observation appended to row 0 only
     # (row 1 appends nothing in that call), then one more decoded token each.
     s0, s1 = SEQUENCES
-    chunks = [[s0[:2], s1[:3]], [s0[2:3], s1[3:4]], [s0[3:4], s1[4:5]], [s0[4:7], s1[5:5]], [s0[7:8], s1[5:6]]]
+    chunks = [
+        [s0[:2], s1[:3]],
+        [s0[2:3], s1[3:4]],
+        [s0[3:4], s1[4:5]],
+        [s0[4:7], s1[5:5]],
+        [s0[7:8], s1[5:6]],
+    ]
     cache = init_cache(config, 2, MAX_LEN)
     outputs = [[], []]
     ends = []
@@ -64,7 +70,7 @@ def test_row_specific_appends_equal_fresh_forward(make_config, make_model, run):
         hidden, cache = run(model, tokens, segment_ids=segment_ids, cache=cache)
         ends.append(np.asarray(cache.end).tolist())
         for b, row in enumerate(step):
-            outputs[b].extend(np.asarray(hidden[b, :len(row)]))
+            outputs[b].extend(np.asarray(hidden[b, : len(row)]))
     assert ends == [[2, 3], [3, 4], [4, 5], [7, 5], [8, 6]]
     np.testing.assert_array_equal(cache.next_position, [8, 6])
     full0, _ = run(model, s0[None])
@@ -99,7 +105,7 @@ def test_explicit_positions_carry_into_default_decode_positions(make_config, mak
     prefill, cache = run(model, SEQUENCES[:1, :6], positions=offset[:, :6], cache=cache)
     decoded = [prefill[0]]
     for t in (6, 7):
-        hidden, cache = run(model, SEQUENCES[:1, t:t + 1], cache=cache)
+        hidden, cache = run(model, SEQUENCES[:1, t : t + 1], cache=cache)
         decoded.append(hidden[0])
     np.testing.assert_allclose(np.concatenate(decoded), full[0], atol=1e-5)
     assert int(cache.next_position[0]) == 18
@@ -113,7 +119,7 @@ def test_scanned_remat_model_decodes_like_full_forward(make_config, make_model, 
     prefill, cache = run(model, SEQUENCES[:, :6], cache=cache)
     decoded = [prefill]
     for t in (6, 7):
-        hidden, cache = run(model, SEQUENCES[:, t:t + 1], cache=cache)
+        hidden, cache = run(model, SEQUENCES[:, t : t + 1], cache=cache)
         decoded.append(hidden)
     np.testing.assert_allclose(np.concatenate(decoded, axis=1), full, atol=1e-5)
 
@@ -125,7 +131,11 @@ def test_write_past_max_len_raises(make_config, make_model, run):
         model(jnp.asarray(SEQUENCES[:, :7]), cache=init_cache(config, 2, 6))
     _, cache = run(model, SEQUENCES[:, :5], cache=init_cache(config, 2, 6))
     with pytest.raises(ValueError, match=r"rows \[0\] would hold \[7\]"):
-        model(jnp.asarray(SEQUENCES[:, :2]), segment_ids=jnp.asarray([[1, 1], [1, 0]], jnp.int32), cache=cache)
+        model(
+            jnp.asarray(SEQUENCES[:, :2]),
+            segment_ids=jnp.asarray([[1, 1], [1, 0]], jnp.int32),
+            cache=cache,
+        )
     with pytest.raises(Exception, match="KV cache overflow"):
         run(model, SEQUENCES[:, :2], cache=cache)[0].block_until_ready()
 

@@ -14,6 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "notebooks"
 
 import build_notebooks  # noqa: E402
 import nbhelpers  # noqa: E402
+
 from rljax import methods  # noqa: E402
 from rljax.train.config import ExperimentConfig, apply_overrides  # noqa: E402
 
@@ -38,11 +39,14 @@ def test_parse_cells_splits_markdown_and_code():
     assert cells[2].source == "print(x)"
 
 
-@pytest.mark.parametrize("source, message", [
-    ("x = 1\n# %%\ny = 2\n", "before the first"),
-    ("# %% [raw]\nx\n", "unknown cell marker"),
-    ("# %% [markdown]\nnot a comment\n", "must start with '# '"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("x = 1\n# %%\ny = 2\n", "before the first"),
+        ("# %% [raw]\nx\n", "unknown cell marker"),
+        ("# %% [markdown]\nnot a comment\n", "must start with '# '"),
+    ],
+)
 def test_parse_cells_rejects_malformed_sources(source, message):
     with pytest.raises(ValueError, match=message):
         build_notebooks.parse_cells(source, origin="bad.py")
@@ -89,11 +93,14 @@ def test_loss_credit_is_the_advantage_on_policy(mode):
     method = methods.grpo(mode=mode)
     mask = jnp.array([[0, 1, 1, 0], [0, 1, 1, 1]], jnp.float32)
     old = jnp.array([[0.0, -0.5, -1.0, 0.0], [0.0, -2.0, -0.1, -0.3]])
-    batch = {"old_logprobs": old, "action_mask": mask,
-             "advantages": jnp.array([0.707107, -0.707107])}
+    batch = {
+        "old_logprobs": old,
+        "action_mask": mask,
+        "advantages": jnp.array([0.707107, -0.707107]),
+    }
     credit = nbhelpers.loss_credit(method, batch)
-    if mode == "token-mean":       # dL/dlogp = -A / N, N = 5 tokens
+    if mode == "token-mean":  # dL/dlogp = -A / N, N = 5 tokens
         expected = np.array([[0, 1, 1, 0], [0, -1, -1, -1]]) * 0.707107
-    else:                          # dL/dlogp = -A / (B * T) = -A / 8, scaled by N = 5
+    else:  # dL/dlogp = -A / (B * T) = -A / 8, scaled by N = 5
         expected = np.array([[0, 1, 1, 0], [0, -1, -1, -1]]) * 0.707107 * 5 / 8
     chex.assert_trees_all_close(credit, expected, atol=1e-6)

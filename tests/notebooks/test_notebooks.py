@@ -47,7 +47,8 @@ def test_every_source_has_a_notebook_and_a_test_entry():
 def test_committed_notebook_matches_its_source(source):
     committed = (NOTEBOOKS / f"{source.stem}.ipynb").read_text()
     assert committed == build_notebooks.notebook_text(source), (
-        f"{source.stem}.ipynb is out of date; run python notebooks/build_notebooks.py")
+        f"{source.stem}.ipynb is out of date; run python notebooks/build_notebooks.py"
+    )
     notebook = nbformat.reads(committed, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
 
@@ -63,15 +64,27 @@ def _kernel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("XLA_FLAGS", raising=False)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[pytest.mark.slow] if slow else [])
-    for name, slow in NOTEBOOK_SPEED.items()])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.slow] if slow else [])
+        for name, slow in NOTEBOOK_SPEED.items()
+    ],
+)
 def test_notebook_runs_top_to_bottom(name, monkeypatch):
     _kernel_environment(monkeypatch)
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     client.execute()
-    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
+    errors = [
+        output
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
     assert not errors

@@ -7,7 +7,11 @@ from rljax.parallel import distributed
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in (distributed.ENV_COORDINATOR, distributed.ENV_NUM_PROCESSES, distributed.ENV_PROCESS_ID):
+    for name in (
+        distributed.ENV_COORDINATOR,
+        distributed.ENV_NUM_PROCESSES,
+        distributed.ENV_PROCESS_ID,
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

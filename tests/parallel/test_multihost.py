@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from sharded_loss import TOKENS, mean_logprob_loss, tiny_config
 
 from rljax.models import Decoder
-from sharded_loss import TOKENS, mean_logprob_loss, tiny_config
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -32,8 +32,9 @@ def _last_json_line(text: str) -> dict:
 @pytest.mark.slow  # two fresh JAX processes compile the sharded step: ~45 s on 2 cores
 def test_two_processes_compute_the_single_process_loss(tmp_path):
     graphdef, state = nnx.split(Decoder(tiny_config(), rngs=nnx.Rngs(0)))
-    want_loss, want_grads = jax.jit(jax.value_and_grad(
-        lambda s, t: mean_logprob_loss(nnx.merge(graphdef, s), t)))(state, TOKENS)
+    want_loss, want_grads = jax.jit(
+        jax.value_and_grad(lambda s, t: mean_logprob_loss(nnx.merge(graphdef, s), t))
+    )(state, TOKENS)
     want_embedding_grad = np.asarray(want_grads["embedding"].get_value())
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
@@ -43,9 +44,21 @@ def test_two_processes_compute_the_single_process_loss(tmp_path):
     for rank, (out_path, err_path) in enumerate(logs):
         # files, not pipes: a worker blocked on a full pipe would stall its peer inside a collective
         with open(out_path, "w") as out, open(err_path, "w") as err:
-            workers.append(subprocess.Popen(
-                [sys.executable, str(HERE / "multihost_worker.py"), coordinator, "2", str(rank), "auto"],
-                env=env, stdout=out, stderr=err))
+            workers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(HERE / "multihost_worker.py"),
+                        coordinator,
+                        "2",
+                        str(rank),
+                        "auto",
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=err,
+                )
+            )
     try:
         codes = [worker.wait(timeout=300) for worker in workers]
     finally:
@@ -62,7 +75,9 @@ def test_two_processes_compute_the_single_process_loss(tmp_path):
         np.testing.assert_allclose(out["loss"], float(want_loss), rtol=1e-5)
         for shard in out["embedding_grad_shards"]:
             data = np.asarray(shard["data"])
-            window = tuple(slice(start, start + size) for start, size in zip(shard["start"], data.shape))
+            window = tuple(
+                slice(start, start + size) for start, size in zip(shard["start"], data.shape)
+            )
             np.testing.assert_allclose(data, want_embedding_grad[window], atol=1e-5)
             covered[window] = True
     assert covered.all()

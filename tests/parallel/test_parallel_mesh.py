@@ -6,12 +6,15 @@ import pytest
 from rljax.parallel import MESH_AXES, auto_mesh_shape, make_mesh, parse_mesh_spec
 
 
-@pytest.mark.parametrize("spec,want", [
-    ("data=2,fsdp=2,tensor=2", {"data": 2, "fsdp": 2, "tensor": 2}),
-    ("fsdp=4, tensor=2", {"data": 1, "fsdp": 4, "tensor": 2}),
-    ("data=8", {"data": 8, "fsdp": 1, "tensor": 1}),
-    ({"tensor": 8}, {"data": 1, "fsdp": 1, "tensor": 8}),
-])
+@pytest.mark.parametrize(
+    "spec,want",
+    [
+        ("data=2,fsdp=2,tensor=2", {"data": 2, "fsdp": 2, "tensor": 2}),
+        ("fsdp=4, tensor=2", {"data": 1, "fsdp": 4, "tensor": 2}),
+        ("data=8", {"data": 8, "fsdp": 1, "tensor": 1}),
+        ({"tensor": 8}, {"data": 1, "fsdp": 1, "tensor": 8}),
+    ],
+)
 def test_make_mesh_from_spec(spec, want):
     mesh = make_mesh(spec)
     assert mesh.axis_names == MESH_AXES
@@ -34,17 +37,20 @@ def test_make_mesh_on_a_device_subset():
     assert {d.id for d in mesh.devices.flat} == {2, 3, 4, 5}
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("data=3", r"needs 3 devices but 8 are available"),
-    ("data=2,fsdp=2,tensor=4", r"needs 16 devices but 8 are available"),
-    ("data=2,expert=4", r"unknown axes \['expert'\]"),
-    ("data:2", r"item 'data:2' is not of the form axis=size"),
-    ("data=two", r"is not of the form axis=size"),
-    ("data=0,fsdp=8", r"axis 'data' has size 0; expected a positive int"),
-    ("data=2,data=4", r"names axis 'data' twice"),
-    ({"fsdp": 2.5}, r"axis 'fsdp' has size 2.5"),
-    (8, r"must be a str or a dict"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("data=3", r"needs 3 devices but 8 are available"),
+        ("data=2,fsdp=2,tensor=4", r"needs 16 devices but 8 are available"),
+        ("data=2,expert=4", r"unknown axes \['expert'\]"),
+        ("data:2", r"item 'data:2' is not of the form axis=size"),
+        ("data=two", r"is not of the form axis=size"),
+        ("data=0,fsdp=8", r"axis 'data' has size 0; expected a positive int"),
+        ("data=2,data=4", r"names axis 'data' twice"),
+        ({"fsdp": 2.5}, r"axis 'fsdp' has size 2.5"),
+        (8, r"must be a str or a dict"),
+    ],
+)
 def test_bad_specs_raise_clear_errors(spec, match):
     with pytest.raises(ValueError, match=match):
         make_mesh(spec)

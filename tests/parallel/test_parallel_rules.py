@@ -25,7 +25,9 @@ def annotated(value, axes):
 
 class Toy(nnx.Module):
     def __init__(self, dims=(8, 12)):
-        self.kernel = annotated(jnp.arange(dims[0] * dims[1], dtype=jnp.float32).reshape(dims), ("embed", "mlp"))
+        self.kernel = annotated(
+            jnp.arange(dims[0] * dims[1], dtype=jnp.float32).reshape(dims), ("embed", "mlp")
+        )
         self.scale = annotated(jnp.ones((dims[0],)), ("norm",))
         self.plain = nnx.Param(jnp.zeros((3,)))
 
@@ -50,7 +52,9 @@ def test_specs_follow_the_rules():
 def test_abstract_state_is_enough():
     mesh = make_mesh("fsdp=4,tensor=2")
     abstract = nnx.state(nnx.eval_shape(Toy))
-    assert logical_to_mesh_sharding(abstract, mesh)["kernel"].get_value().spec == P("fsdp", "tensor")
+    assert logical_to_mesh_sharding(abstract, mesh)["kernel"].get_value().spec == P(
+        "fsdp", "tensor"
+    )
 
 
 def test_shard_model_distributes_and_keeps_values():
@@ -62,12 +66,26 @@ def test_shard_model_distributes_and_keeps_values():
     np.testing.assert_array_equal(np.asarray(kernel), np.arange(96).reshape(8, 12))
 
 
-@pytest.mark.parametrize("rules,dims,match", [
-    ((("embed", "fsdp"), ("norm", None)), (8, 12),
-     r"parameter kernel: dimension 1 is annotated 'mlp'.*nor a logical name covered by the partition rules"),
-    (DEFAULT_RULES, (6, 12), r"parameter kernel: dimension 0 of size 6 is split over mesh axes \('fsdp',\) \(4 ways\)"),
-    ((("embed", "fsdp"), ("mlp", "fsdp"), ("norm", None)), (8, 12), r"mesh axes \['fsdp'\] are used by more than one"),
-])
+@pytest.mark.parametrize(
+    "rules,dims,match",
+    [
+        (
+            (("embed", "fsdp"), ("norm", None)),
+            (8, 12),
+            r"parameter kernel: dimension 1 is annotated 'mlp'.*nor a logical name covered by the partition rules",
+        ),
+        (
+            DEFAULT_RULES,
+            (6, 12),
+            r"parameter kernel: dimension 0 of size 6 is split over mesh axes \('fsdp',\) \(4 ways\)",
+        ),
+        (
+            (("embed", "fsdp"), ("mlp", "fsdp"), ("norm", None)),
+            (8, 12),
+            r"mesh axes \['fsdp'\] are used by more than one",
+        ),
+    ],
+)
 def test_rule_errors_name_the_parameter(rules, dims, match):
     mesh = make_mesh("fsdp=4,tensor=2")
     with pytest.raises(ValueError, match=match):
@@ -101,5 +119,9 @@ def test_jax_arrays_in_a_sharded_jit_keep_the_rule_shardings():
     model = shard_model(Toy(), mesh)
     graphdef, state = nnx.split(model)
     shardings = logical_to_mesh_sharding(state, mesh)
-    double = jax.jit(lambda s: jax.tree.map(lambda x: 2 * x, s), in_shardings=(shardings,), out_shardings=shardings)
+    double = jax.jit(
+        lambda s: jax.tree.map(lambda x: 2 * x, s),
+        in_shardings=(shardings,),
+        out_shardings=shardings,
+    )
     assert double(state)["kernel"][...].sharding.spec == P("fsdp", "tensor")

@@ -4,11 +4,18 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+from sharded_loss import TOKENS, mean_logprob_loss, tiny_config
 
 from rljax.models import Decoder
-from rljax.parallel import batch_sharding, logical_to_mesh_sharding, make_mesh, shard_batch, shard_model
-from sharded_loss import TOKENS, mean_logprob_loss, tiny_config
+from rljax.parallel import (
+    batch_sharding,
+    logical_to_mesh_sharding,
+    make_mesh,
+    shard_batch,
+    shard_model,
+)
 
 # expected per-device shard shapes of two parameters: embedding [V=64, H=128] ("vocab", "embed") and
 # layer-0 q_proj [H=128, N=4, D=32] ("embed", "heads", "head_dim"), under DEFAULT_RULES
@@ -20,7 +27,9 @@ MESHES = {
 
 
 def _loss_and_grads(graphdef):
-    return jax.value_and_grad(lambda state, tokens: mean_logprob_loss(nnx.merge(graphdef, state), tokens))
+    return jax.value_and_grad(
+        lambda state, tokens: mean_logprob_loss(nnx.merge(graphdef, state), tokens)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +57,26 @@ def test_sharded_forward_and_gradient_equal_single_device(spec, single_device):
     shardings = logical_to_mesh_sharding(state, mesh)
     rows = batch_sharding(mesh)
     tokens = shard_batch(TOKENS, mesh)
-    assert {s.data.shape for s in tokens.addressable_shards} == {(8 // (mesh.shape["data"] * mesh.shape["fsdp"]), 16)}
-    logits = jax.jit(lambda s, t: nnx.merge(graphdef, s).logits(t), in_shardings=(shardings, rows),
-                     out_shardings=rows)(state, tokens)
+    assert {s.data.shape for s in tokens.addressable_shards} == {
+        (8 // (mesh.shape["data"] * mesh.shape["fsdp"]), 16)
+    }
+    logits = jax.jit(
+        lambda s, t: nnx.merge(graphdef, s).logits(t),
+        in_shardings=(shardings, rows),
+        out_shardings=rows,
+    )(state, tokens)
     np.testing.assert_allclose(np.asarray(logits), want_logits, atol=2e-5)
 
-    step = jax.jit(_loss_and_grads(graphdef), in_shardings=(shardings, rows),
-                   out_shardings=(NamedSharding(mesh, P()), shardings))
+    step = jax.jit(
+        _loss_and_grads(graphdef),
+        in_shardings=(shardings, rows),
+        out_shardings=(NamedSharding(mesh, P()), shardings),
+    )
     loss, grads = step(state, tokens)
     np.testing.assert_allclose(float(loss), want_loss, rtol=1e-5)
     assert grads["embedding"].get_value().sharding.spec == embedding.sharding.spec
-    jax.tree.map(lambda got, want: np.testing.assert_allclose(np.asarray(got), want, atol=1e-5),
-                 grads, want_grads)
+    jax.tree.map(
+        lambda got, want: np.testing.assert_allclose(np.asarray(got), want, atol=1e-5),
+        grads,
+        want_grads,
+    )

@@ -37,11 +37,16 @@ class KeyHuntEpisode:
             status = FILES[name] if name in FILES else f"cat: {name}: No such file or directory"
             text = f"$ {command}\n{status}\n(exit={0 if name in FILES else 1})"
             return Observation(text=text, warning=warning, done=done)
-        return Observation(text="No valid tool calls or done signal found.", warning=warning, done=done)
+        return Observation(
+            text="No valid tool calls or done signal found.", warning=warning, done=done
+        )
 
     def verdict(self) -> Verdict:
         correct = self.answer == self.task.answer
-        info = {"reason": "correct" if correct else f"answer {self.answer!r}", "actions": len(self.actions)}
+        info = {
+            "reason": "correct" if correct else f"answer {self.answer!r}",
+            "actions": len(self.actions),
+        }
         if self.with_stages:
             info["stage_rewards"] = [len(self.actions) / 10, 0.5, 0.25, float(correct)]
         return Verdict(reward=float(correct), info=info)
@@ -58,11 +63,18 @@ class KeyHuntFamily:
 
     def generate(self, split: str, index: int) -> Task:
         key = f"k{index % 3:02d}"
-        return Task(uid=f"keyhunt/{split}/{index}", family=self.name, prompt=f"Q: value of {key} ?",
-                    answer=FILES[f"f{index % 3:02d}"].split("=")[1], task_id=index % 2)
+        return Task(
+            uid=f"keyhunt/{split}/{index}",
+            family=self.name,
+            prompt=f"Q: value of {key} ?",
+            answer=FILES[f"f{index % 3:02d}"].split("=")[1],
+            task_id=index % 2,
+        )
 
     def verify(self, task: Task, response: str) -> Verdict:
-        return Verdict(reward=float(f"answer {task.answer}" in response), info={"reason": "final answer"})
+        return Verdict(
+            reward=float(f"answer {task.answer}" in response), info={"reason": "final answer"}
+        )
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         return self.expert_actions(task, rng, noise)[-1]
@@ -76,8 +88,10 @@ class KeyHuntFamily:
         index = int(task.uid.rsplit("/", 1)[1]) % 3
         wrong = rng.random() < noise
         value = "xxxx" if wrong else task.answer
-        return [f"<think> read </think> <cmd> cat f{index:02d} </cmd>",
-                f"<think> got it </think> <cmd> answer {value} </cmd>"]
+        return [
+            f"<think> read </think> <cmd> cat f{index:02d} </cmd>",
+            f"<think> got it </think> <cmd> answer {value} </cmd>",
+        ]
 
 
 def masked_spans(tokenizer, tokens, mask) -> list[str]:

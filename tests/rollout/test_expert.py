@@ -44,7 +44,10 @@ def test_noisy_expert_gets_the_verifier_reward(tok):
     family = KeyHuntFamily()
     tasks = [family.generate("train", i) for i in range(12)]
     traj = expert_trajectories(family, tasks, tok, np.random.default_rng(1), noise=0.5)
-    wrong = [masked_spans(tok, traj.tokens[p], traj.action_mask[p])[-1].find("answer xxxx") >= 0 for p in range(12)]
+    wrong = [
+        masked_spans(tok, traj.tokens[p], traj.action_mask[p])[-1].find("answer xxxx") >= 0
+        for p in range(12)
+    ]
     assert 0 < sum(wrong) < 12
     np.testing.assert_array_equal(traj.rewards, [0.0 if w else 1.0 for w in wrong])
 
@@ -55,12 +58,16 @@ def test_single_turn_expert(tok):
     traj = expert_trajectories(family, tasks, tok, np.random.default_rng(0))
     for p, task in enumerate(tasks):
         a, b = (int(x) for x in task.prompt.removeprefix("Compute ").removesuffix(".").split("+"))
-        assert masked_spans(tok, traj.tokens[p], traj.action_mask[p]) == [f"<answer>{a + b}</answer><|end|>"]
+        assert masked_spans(tok, traj.tokens[p], traj.action_mask[p]) == [
+            f"<answer>{a + b}</answer><|end|>"
+        ]
     np.testing.assert_array_equal(traj.rewards, [1.0] * 4)
     np.testing.assert_array_equal(traj.num_turns, [1] * 4)
 
 
 def test_expert_budget_truncates(tok):
     family = KeyHuntFamily()
-    traj = expert_trajectories(family, [family.generate("train", 0)], tok, np.random.default_rng(0), max_tokens=20)
+    traj = expert_trajectories(
+        family, [family.generate("train", 0)], tok, np.random.default_rng(0), max_tokens=20
+    )
     assert traj.truncated[0] and traj.info[0]["stop"] == "token_budget" and traj.lengths[0] <= 20

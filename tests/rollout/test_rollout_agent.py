@@ -54,7 +54,9 @@ def test_masks_token_by_token(tok):
     for b in range(4):
         n = traj.lengths[b]
         assert tok.decode(traj.tokens[b, :n], skip_special_tokens=False) == EXPECTED_TEXT[b]
-        assert masked_spans(tok, traj.tokens[b], traj.action_mask[b]) == [a + "<|end|>" for a in ACTIONS[b]]
+        assert masked_spans(tok, traj.tokens[b], traj.action_mask[b]) == [
+            a + "<|end|>" for a in ACTIONS[b]
+        ]
         assert masked_spans(tok, traj.tokens[b], traj.env_mask[b]) == EXPECTED_ENV[b]
         assert masked_spans(tok, traj.tokens[b], traj.warning_mask[b]) == EXPECTED_WARN[b]
     np.testing.assert_array_equal(traj.rewards, [1.0, 0.0, 1.0, 1.0])
@@ -71,7 +73,9 @@ def test_masks_token_by_token(tok):
 def test_chat_glue_is_in_no_mask_and_column_zero_is_never_masked(tok):
     traj, _, _ = run(tok)
     any_mask = traj.action_mask | traj.env_mask | traj.warning_mask
-    glue = np.isin(traj.tokens, [1, 3, 4, 5, 6])  # bos, system, user, assistant, observation headers
+    glue = np.isin(
+        traj.tokens, [1, 3, 4, 5, 6]
+    )  # bos, system, user, assistant, observation headers
     assert not (any_mask & glue).any()
     end = (traj.tokens == 7) & (traj.segment_ids == 1)
     # <|end|> is an action token exactly once per assistant turn; the user's and observations' are glue.
@@ -102,26 +106,45 @@ def test_masks_survive_batching(tok):
     family = KeyHuntFamily()
     for b in range(4):
         task = family.generate("train", b // 2)
-        alone, _, _ = run(tok, [ACTIONS[b]], family=family, tasks=[task], group_size=1, pad_multiple=16)
+        alone, _, _ = run(
+            tok, [ACTIONS[b]], family=family, tasks=[task], group_size=1, pad_multiple=16
+        )
         n = alone.lengths[0]
         assert batch.lengths[b] == n
-        for name in ("tokens", "positions", "action_mask", "env_mask", "warning_mask", "sampler_logprobs"):
-            np.testing.assert_array_equal(getattr(batch, name)[b, :n], getattr(alone, name)[0, :n], err_msg=name)
+        for name in (
+            "tokens",
+            "positions",
+            "action_mask",
+            "env_mask",
+            "warning_mask",
+            "sampler_logprobs",
+        ):
+            np.testing.assert_array_equal(
+                getattr(batch, name)[b, :n], getattr(alone, name)[0, :n], err_msg=name
+            )
 
 
 def test_per_row_turn_limits_keep_the_last_observation(tok):
     actions = [["<think> x </think> <cmd> cat f00 </cmd>"] * 3] * 3
     family = KeyHuntFamily()
-    traj, _, _ = run(tok, actions, family=family, tasks=[family.generate("train", 0)], group_size=3,
-                     max_turns=[1, 2, 3])
+    traj, _, _ = run(
+        tok,
+        actions,
+        family=family,
+        tasks=[family.generate("train", 0)],
+        group_size=3,
+        max_turns=[1, 2, 3],
+    )
     np.testing.assert_array_equal(traj.num_turns, [1, 2, 3])
     np.testing.assert_array_equal(traj.truncated, [True] * 3)
     assert [info["stop"] for info in traj.info] == ["turn_limit"] * 3
     assert [len(episode.actions) for episode in family.episodes] == [1, 2, 3]
     for b in range(3):
         assert masked_spans(tok, traj.tokens[b], traj.env_mask[b]) == [OBS_F00] * (b + 1)
-        text = tok.decode(traj.tokens[b, :traj.lengths[b]], skip_special_tokens=False)
-        assert text.endswith(f"<|observation|>{OBS_F00}<|end|>")  # no generation prompt after the last turn
+        text = tok.decode(traj.tokens[b, : traj.lengths[b]], skip_special_tokens=False)
+        assert text.endswith(
+            f"<|observation|>{OBS_F00}<|end|>"
+        )  # no generation prompt after the last turn
     np.testing.assert_array_equal(traj.rewards, [0.0, 0.0, 0.0])  # verdict: no answer given
 
 
@@ -132,14 +155,18 @@ def test_episode_closing_itself_keeps_its_last_observation(tok):
     assert traj.info[0]["stop"] == "done" and not traj.truncated[0] and traj.num_turns[0] == 2
     assert masked_spans(tok, traj.tokens[0], traj.env_mask[0]) == [WARN + OBS_F00, OBS_F01]
     assert masked_spans(tok, traj.tokens[0], traj.warning_mask[0]) == [WARN]
-    assert tok.decode(traj.tokens[0, :traj.lengths[0]]).endswith(f"<|observation|>{OBS_F01}<|end|>")
+    assert tok.decode(traj.tokens[0, : traj.lengths[0]]).endswith(
+        f"<|observation|>{OBS_F01}<|end|>"
+    )
 
 
 def test_token_budget_truncation(tok):
     family = KeyHuntFamily()
     task = family.generate("train", 0)
     first = "<think> a </think> <cmd> cat f00 </cmd>"
-    prompt_and_first = len(tok.encode("<|bos|><|user|>Q: value of k00 ?<|end|><|assistant|>" + first + "<|end|>"))
+    prompt_and_first = len(
+        tok.encode("<|bos|><|user|>Q: value of k00 ?<|end|><|assistant|>" + first + "<|end|>")
+    )
     obs = len(tok.encode(f"<|observation|>{OBS_F00}<|end|><|assistant|>"))
     answer = "<think> b </think> <cmd> answer ab12 </cmd>"
     budgets = [
@@ -150,7 +177,9 @@ def test_token_budget_truncation(tok):
     for budget, (expected_steps, expected_env) in zip(budgets, [(0, []), (1, []), (1, [OBS_F00])]):
         family.episodes.clear()
         session = ScriptedSession(tok, [[first, answer]], max_len=budget)
-        traj = rollout(session, family, [task], tok, max_tokens=budget, max_turns=4, truncation_reward=-1.0)
+        traj = rollout(
+            session, family, [task], tok, max_tokens=budget, max_turns=4, truncation_reward=-1.0
+        )
         assert traj.lengths[0] <= budget
         assert bool(traj.truncated[0]) and traj.info[0]["stop"] == "token_budget"
         assert traj.rewards[0] == -1.0 and traj.info[0]["verifier_reward"] == 0.0
@@ -163,8 +192,13 @@ def test_token_budget_truncation(tok):
 
 
 def test_max_new_tokens_cuts_a_turn(tok):
-    traj, _, family = run(tok, [["<think> a long thought here </think> <cmd> cat f00 </cmd>"]], group_size=1,
-                          tasks=[KeyHuntFamily().generate("train", 0)], max_new_tokens=4)
+    traj, _, family = run(
+        tok,
+        [["<think> a long thought here </think> <cmd> cat f00 </cmd>"]],
+        group_size=1,
+        tasks=[KeyHuntFamily().generate("train", 0)],
+        max_new_tokens=4,
+    )
     assert traj.action_mask[0].sum() == 4
     assert traj.info[0]["stop"] == "token_budget" and traj.rewards[0] == 0.0
 
@@ -188,7 +222,15 @@ class LogprobSession(ScriptedSession):
 def test_sampler_logprobs_align_with_generated_tokens(tok):
     family = KeyHuntFamily()
     session = LogprobSession(tok, ACTIONS[:2], max_len=512)
-    traj = rollout(session, family, [family.generate("train", 0)], tok, max_tokens=512, group_size=2, max_turns=4)
+    traj = rollout(
+        session,
+        family,
+        [family.generate("train", 0)],
+        tok,
+        max_tokens=512,
+        group_size=2,
+        max_turns=4,
+    )
     # Generation order: turn 1 of rows 0 and 1, then turn 2 of rows 0 and 1.
     sizes = [[len(tok.encode(a)) + 1 for a in row] for row in ACTIONS[:2]]
     counter, expected = 0, [[], []]
@@ -197,7 +239,9 @@ def test_sampler_logprobs_align_with_generated_tokens(tok):
             expected[b] += [-0.01 * (counter + i + 1) for i in range(sizes[b][turn])]
             counter += sizes[b][turn]
     for b in range(2):
-        np.testing.assert_allclose(traj.sampler_logprobs[b][traj.action_mask[b]], expected[b], rtol=1e-6)
+        np.testing.assert_allclose(
+            traj.sampler_logprobs[b][traj.action_mask[b]], expected[b], rtol=1e-6
+        )
         assert (traj.sampler_logprobs[b][~traj.action_mask[b]] == 0).all()
 
 
@@ -213,7 +257,9 @@ def test_single_turn_family_uses_verify(tok):
     task = family.generate("train", 3)
     a, b = (int(x) for x in task.prompt.removeprefix("Compute ").removesuffix(".").split("+"))
     responses = [f"<answer>{a + b}</answer>", f"<answer>{a + b + 1}</answer>", "no tags"]
-    traj, _, _ = run(tok, [[r] for r in responses], family=family, tasks=[task], group_size=3, max_turns=1)
+    traj, _, _ = run(
+        tok, [[r] for r in responses], family=family, tasks=[task], group_size=3, max_turns=1
+    )
     np.testing.assert_array_equal(traj.rewards, [1.0, 0.0, 0.0])
     np.testing.assert_array_equal(traj.num_turns, [1, 1, 1])
     for row, response in enumerate(responses):
@@ -226,23 +272,42 @@ def test_foreign_tokenizer_and_format(tok):
     base.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     base.decoder = tokenizers.decoders.ByteLevel()
     trainer = tokenizers.trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    base.train_from_iterator(["cat the file and answer", "<think> x </think>"] * 20, trainer=trainer)
-    other = transformers.PreTrainedTokenizerFast(tokenizer_object=base, pad_token="<|endoftext|>",
-                                                 clean_up_tokenization_spaces=False)
-    fmt = ChatFormat(bos="", end="<|im_end|>", separator="\n", headers={
-        "system": "<|im_start|>system\n", "user": "<|im_start|>user\n",
-        "assistant": "<|im_start|>assistant\n", "observation": "<|im_start|>tool\n"})
+        vocab_size=320,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    base.train_from_iterator(
+        ["cat the file and answer", "<think> x </think>"] * 20, trainer=trainer
+    )
+    other = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=base, pad_token="<|endoftext|>", clean_up_tokenization_spaces=False
+    )
+    fmt = ChatFormat(
+        bos="",
+        end="<|im_end|>",
+        separator="\n",
+        headers={
+            "system": "<|im_start|>system\n",
+            "user": "<|im_start|>user\n",
+            "assistant": "<|im_start|>assistant\n",
+            "observation": "<|im_start|>tool\n",
+        },
+    )
     family = KeyHuntFamily()
     session = ScriptedSession(other, [ACTIONS[1]], max_len=512, fmt=fmt)
-    traj = rollout(session, family, [family.generate("train", 0)], other, max_tokens=512, max_turns=4, fmt=fmt)
+    traj = rollout(
+        session, family, [family.generate("train", 0)], other, max_tokens=512, max_turns=4, fmt=fmt
+    )
     n = traj.lengths[0]
     assert other.decode(traj.tokens[0, :n], skip_special_tokens=False) == (
         "<|im_start|>user\nQ: value of k00 ?<|im_end|>\n<|im_start|>assistant\n<cmd> cat f09 </cmd><|im_end|>"
         f"\n<|im_start|>tool\n{WARN}{OBS_F09}<|im_end|>\n<|im_start|>assistant\n"
-        "<think> c </think> <cmd> answer nope </cmd><|im_end|>")
-    assert masked_spans(other, traj.tokens[0], traj.action_mask[0]) == [a + "<|im_end|>" for a in ACTIONS[1]]
+        "<think> c </think> <cmd> answer nope </cmd><|im_end|>"
+    )
+    assert masked_spans(other, traj.tokens[0], traj.action_mask[0]) == [
+        a + "<|im_end|>" for a in ACTIONS[1]
+    ]
     assert masked_spans(other, traj.tokens[0], traj.env_mask[0]) == [WARN + OBS_F09]
     assert masked_spans(other, traj.tokens[0], traj.warning_mask[0]) == [WARN]
     assert not traj.action_mask[0, 0]
@@ -260,8 +325,14 @@ class DroppingSession(ScriptedSession):
 def test_session_disagreeing_with_the_record_raises(tok):
     family = KeyHuntFamily()
     with pytest.raises(RuntimeError, match="session row 0 holds"):
-        rollout(DroppingSession(tok, [ACTIONS[0]], max_len=512), family, [family.generate("train", 0)], tok,
-                max_tokens=512, max_turns=4)
+        rollout(
+            DroppingSession(tok, [ACTIONS[0]], max_len=512),
+            family,
+            [family.generate("train", 0)],
+            tok,
+            max_tokens=512,
+            max_turns=4,
+        )
 
 
 def test_bad_arguments_raise(tok):

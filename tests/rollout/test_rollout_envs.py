@@ -41,11 +41,15 @@ def test_terminal_expert_demonstrations(tok, family_cls):
         actions = family.expert_actions(task, rng, 0.7)
         observations, reward = replay(family, task, actions)
         assert traj.rewards[p] == reward == 1.0  # the noisy expert recovers
-        assert masked_spans(tok, traj.tokens[p], traj.action_mask[p]) == [a + "<|end|>" for a in actions]
+        assert masked_spans(tok, traj.tokens[p], traj.action_mask[p]) == [
+            a + "<|end|>" for a in actions
+        ]
         expected_env = [warning + text for text, warning in observations if text]
         assert masked_spans(tok, traj.tokens[p], traj.env_mask[p]) == expected_env
         n = traj.lengths[p]
-        assert tok.decode(traj.tokens[p, :n]).startswith(f"<|bos|><|system|>{SYSTEM_PROMPT}<|end|><|user|>")
+        assert tok.decode(traj.tokens[p, :n]).startswith(
+            f"<|bos|><|system|>{SYSTEM_PROMPT}<|end|><|user|>"
+        )
     assert traj.num_turns.max() > traj.num_turns.min()  # mistakes made some demonstrations longer
 
 
@@ -58,11 +62,23 @@ def test_terminal_warnings_and_episode_turn_limit(tok):
         "<think> t </think> <cmd> cat nothing </cmd>",  # the family's 3rd and last turn: episode closes itself
     ]
     observations, reward = replay(family, task, actions)
-    traj = rollout(ScriptedSession(tok, [actions], max_len=2048), family, [task], tok, max_tokens=2048,
-                   max_turns=5)
-    assert traj.info[0]["stop"] == "done" and traj.num_turns[0] == 3 and traj.rewards[0] == reward == 0.0
+    traj = rollout(
+        ScriptedSession(tok, [actions], max_len=2048),
+        family,
+        [task],
+        tok,
+        max_tokens=2048,
+        max_turns=5,
+    )
+    assert (
+        traj.info[0]["stop"] == "done"
+        and traj.num_turns[0] == 3
+        and traj.rewards[0] == reward == 0.0
+    )
     assert all(warning for _, warning in observations[:2])
-    assert masked_spans(tok, traj.tokens[0], traj.warning_mask[0]) == [w for _, w in observations if w]
+    assert masked_spans(tok, traj.tokens[0], traj.warning_mask[0]) == [
+        w for _, w in observations if w
+    ]
     assert masked_spans(tok, traj.tokens[0], traj.env_mask[0]) == [w + t for t, w in observations]
     assert not (traj.warning_mask & ~traj.env_mask).any()
 
@@ -85,13 +101,21 @@ def test_rollout_with_the_kv_cache_session(tok):
     model = Decoder(ModelConfig.tiny(vocab_size=len(tok)), rngs=nnx.Rngs(0))
     family = FindValueFamily(seed=3)
     tasks = [family.generate("train", i) for i in range(2)]
-    session = DecodeSession(model, batch_size=4, max_len=64, strategy=Temperature(1.0), key=jax.random.key(0))
-    traj = rollout(session, family, tasks, tok, group_size=2, max_tokens=64, max_turns=3, max_new_tokens=8)
+    session = DecodeSession(
+        model, batch_size=4, max_len=64, strategy=Temperature(1.0), key=jax.random.key(0)
+    )
+    traj = rollout(
+        session, family, tasks, tok, group_size=2, max_tokens=64, max_turns=3, max_new_tokens=8
+    )
     logprobs = jax.nn.log_softmax(np.asarray(model.logits(traj.tokens), np.float32), axis=-1)
-    full = np.take_along_axis(np.asarray(logprobs)[:, :-1], traj.tokens[:, 1:, None], axis=-1)[..., 0]
+    full = np.take_along_axis(np.asarray(logprobs)[:, :-1], traj.tokens[:, 1:, None], axis=-1)[
+        ..., 0
+    ]
     mask = traj.action_mask[:, 1:]
     assert mask.sum() > 0 and not traj.action_mask[:, 0].any()
     np.testing.assert_allclose(traj.sampler_logprobs[:, 1:][mask], full[mask], atol=1e-4)
-    for b in range(4):  # every row: its prompt, then generated tokens (and observations if it stopped)
-        prompt = tok.decode(traj.tokens[b, :traj.lengths[b]]).split("<|assistant|>")[0]
+    for b in range(
+        4
+    ):  # every row: its prompt, then generated tokens (and observations if it stopped)
+        prompt = tok.decode(traj.tokens[b, : traj.lengths[b]]).split("<|assistant|>")[0]
         assert prompt == f"<|bos|><|user|>{tasks[b // 2].prompt}<|end|>"

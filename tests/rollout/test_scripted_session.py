@@ -27,13 +27,17 @@ def test_replays_actions_with_the_end_token(tok):
     session.prefill([[1, 4], [1]])
     assert session.lengths == [2, 1]
     out = session.generate(max_new_tokens=[50, 50], stop_tokens=[{END}, {END}], active=[True, True])
-    assert out[0] == Generation(ids(tok, "hello") + [END], [0.0] * (len(ids(tok, "hello")) + 1), True)
+    assert out[0] == Generation(
+        ids(tok, "hello") + [END], [0.0] * (len(ids(tok, "hello")) + 1), True
+    )
     assert out[1].tokens == ids(tok, "x") + [END] and out[1].stopped
     session.append([[6, 7, 5], []])
     out = session.generate(max_new_tokens=[50, 0], stop_tokens=[{END}, {END}], active=[True, False])
     assert out[0].tokens == ids(tok, "bye") + [END]
     assert out[1] == Generation([], [], False)
-    assert session.contexts[0] == [1, 4] + ids(tok, "hello") + [END, 6, 7, 5] + ids(tok, "bye") + [END]
+    assert session.contexts[0] == [1, 4] + ids(tok, "hello") + [END, 6, 7, 5] + ids(tok, "bye") + [
+        END
+    ]
     assert session.contexts[1] == [1] + ids(tok, "x") + [END]
 
 
@@ -43,8 +47,11 @@ def test_cuts_at_max_new_tokens_and_at_other_stop_tokens(tok):
     session = ScriptedSession(tok, [[text], [text], [text]], max_len=64)
     session.prefill([[1], [1], [1]])
     stop_early = {full[1]}
-    out = session.generate(max_new_tokens=[2, len(full), len(full) - 1], stop_tokens=[{END}, stop_early, {END}],
-                           active=[True, True, True])
+    out = session.generate(
+        max_new_tokens=[2, len(full), len(full) - 1],
+        stop_tokens=[{END}, stop_early, {END}],
+        active=[True, True, True],
+    )
     assert out[0] == Generation(full[:2], [0.0, 0.0], False)
     assert out[1] == Generation(full[:2], [0.0, 0.0], True)
     assert out[2] == Generation(full[:-1], [0.0] * (len(full) - 1), False)

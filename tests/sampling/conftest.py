@@ -30,9 +30,9 @@ def full_logits(tiny_model):
         tokens = np.zeros((len(sequences), ORACLE_WIDTH), np.int32)
         segment_ids = np.zeros_like(tokens)
         for row, seq in enumerate(sequences):
-            tokens[row, :len(seq)] = seq
-            segment_ids[row, :len(seq)] = 1
+            tokens[row, : len(seq)] = seq
+            segment_ids[row, : len(seq)] = 1
         logits = np.asarray(forward(jnp.asarray(tokens), jnp.asarray(segment_ids)))
-        return [logits[row, :len(seq)] for row, seq in enumerate(sequences)]
+        return [logits[row, : len(seq)] for row, seq in enumerate(sequences)]
 
     return run

@@ -3,17 +3,18 @@
 import jax
 import numpy as np
 import pytest
+from sampling_oracles import log_softmax, numpy_sampling_log_probs
 
 from rljax.sampling import DecodeSession, Greedy, Temperature, decode, extend
-from sampling_oracles import log_softmax, numpy_sampling_log_probs
 
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8], [9, 10, 11, 12, 13, 14, 15, 16, 17]]
 NO_STOPS = [(), (), ()]
 
 
 def make_session(model, strategy, batch_size=3, max_len=48, seed=0):
-    return DecodeSession(model, batch_size=batch_size, max_len=max_len, strategy=strategy,
-                         key=jax.random.key(seed))
+    return DecodeSession(
+        model, batch_size=batch_size, max_len=max_len, strategy=strategy, key=jax.random.key(seed)
+    )
 
 
 def generated_positions(context_len, num_tokens):
@@ -65,15 +66,23 @@ def test_continuation_equals_fresh_prefill_of_the_concatenation(tiny_model, full
     session.prefill(PROMPTS)
     first = session.generate(max_new_tokens=[5, 3, 4], stop_tokens=NO_STOPS, active=[True] * 3)
     session.append(chunks)
-    second = session.generate(max_new_tokens=[6, 6, 6], stop_tokens=NO_STOPS, active=[True, False, True])
+    second = session.generate(
+        max_new_tokens=[6, 6, 6], stop_tokens=NO_STOPS, active=[True, False, True]
+    )
 
     contexts = [p + g.tokens + c for p, g, c in zip(PROMPTS, first, chunks)]
     fresh = make_session(tiny_model, Greedy())
     fresh.prefill(contexts)
-    again = fresh.generate(max_new_tokens=[6, 6, 6], stop_tokens=NO_STOPS, active=[True, False, True])
+    again = fresh.generate(
+        max_new_tokens=[6, 6, 6], stop_tokens=NO_STOPS, active=[True, False, True]
+    )
     assert [g.tokens for g in second] == [g.tokens for g in again]
     assert second[1].tokens == [] and not second[1].stopped
-    assert session.lengths == fresh.lengths == [len(c) + len(g.tokens) for c, g in zip(contexts, second)]
+    assert (
+        session.lengths
+        == fresh.lengths
+        == [len(c) + len(g.tokens) for c, g in zip(contexts, second)]
+    )
 
 
 def test_multi_turn_logprobs_equal_full_forward(tiny_model, full_logits):
@@ -102,32 +111,52 @@ def test_per_row_stop_sets_and_budgets(tiny_model):
     prompts = PROMPTS + [[40, 41, 42, 43]]
     reference = make_session(tiny_model, Greedy(), batch_size=4)
     reference.prefill(prompts)
-    ref = [g.tokens for g in reference.generate(max_new_tokens=[12] * 4, stop_tokens=[()] * 4,
-                                                active=[True] * 4)]
+    ref = [
+        g.tokens
+        for g in reference.generate(
+            max_new_tokens=[12] * 4, stop_tokens=[()] * 4, active=[True] * 4
+        )
+    ]
     k0 = _first_occurrence_at_or_before(ref[0], 8)
     k3 = _first_occurrence_at_or_before(ref[3], 6)
     absent = min(set(range(64)) - set(ref[1][:5]))
-    stop_tokens = [{ref[0][k0]}, {absent}, {ref[2][0]}, {ref[3][k3], 63 if ref[3][k3] != 63 else 62}]
+    stop_tokens = [
+        {ref[0][k0]},
+        {absent},
+        {ref[2][0]},
+        {ref[3][k3], 63 if ref[3][k3] != 63 else 62},
+    ]
     session = make_session(tiny_model, Greedy(), batch_size=4)
     session.prefill(prompts)
-    gens = session.generate(max_new_tokens=[12, 5, 12, k3 + 1], stop_tokens=stop_tokens,
-                            active=[True, True, False, True])
-    assert gens[0].tokens == ref[0][:k0 + 1] and gens[0].stopped
+    gens = session.generate(
+        max_new_tokens=[12, 5, 12, k3 + 1],
+        stop_tokens=stop_tokens,
+        active=[True, True, False, True],
+    )
+    assert gens[0].tokens == ref[0][: k0 + 1] and gens[0].stopped
     assert gens[1].tokens == ref[1][:5] and not gens[1].stopped
     assert gens[2].tokens == [] and gens[2].logprobs == [] and not gens[2].stopped
     # the stop token is the last one the budget allows: the row still counts as stopped
-    assert gens[3].tokens == ref[3][:k3 + 1] and gens[3].stopped
-    assert session.lengths == [len(prompts[0]) + k0 + 1, len(prompts[1]) + 5, len(prompts[2]),
-                               len(prompts[3]) + k3 + 1]
+    assert gens[3].tokens == ref[3][: k3 + 1] and gens[3].stopped
+    assert session.lengths == [
+        len(prompts[0]) + k0 + 1,
+        len(prompts[1]) + 5,
+        len(prompts[2]),
+        len(prompts[3]) + k3 + 1,
+    ]
 
 
 def test_same_bucket_does_not_recompile(tiny_model):
     def run(prompts, budget, chunk):
         session = make_session(tiny_model, Temperature(1.0))
         session.prefill(prompts)
-        session.generate(max_new_tokens=[budget] * 3, stop_tokens=[{5}, (), {6, 7}], active=[True] * 3)
+        session.generate(
+            max_new_tokens=[budget] * 3, stop_tokens=[{5}, (), {6, 7}], active=[True] * 3
+        )
         session.append([chunk, [], chunk])
-        session.generate(max_new_tokens=[budget] * 3, stop_tokens=NO_STOPS, active=[True, True, False])
+        session.generate(
+            max_new_tokens=[budget] * 3, stop_tokens=NO_STOPS, active=[True, True, False]
+        )
 
     run(PROMPTS, 6, [1, 2])
     sizes = extend._cache_size(), decode._cache_size()
@@ -142,9 +171,13 @@ def test_errors_are_clear_and_leave_the_session_usable(tiny_model):
     with pytest.raises(ValueError, match="prefill it first"):
         session.generate(max_new_tokens=[1, 1, 1], stop_tokens=NO_STOPS, active=[True] * 3)
     session.prefill(PROMPTS)
-    with pytest.raises(ValueError, match=r"row 2: context of 9 tokens \+ max_new_tokens 8 exceeds max_len=16"):
+    with pytest.raises(
+        ValueError, match=r"row 2: context of 9 tokens \+ max_new_tokens 8 exceeds max_len=16"
+    ):
         session.generate(max_new_tokens=[1, 1, 8], stop_tokens=NO_STOPS, active=[True] * 3)
-    with pytest.raises(ValueError, match=r"row 0: context of 5 tokens \+ chunk of 12 exceeds max_len=16"):
+    with pytest.raises(
+        ValueError, match=r"row 0: context of 5 tokens \+ chunk of 12 exceeds max_len=16"
+    ):
         session.append([[1] * 12, [], []])
     with pytest.raises(ValueError, match="expected batch_size=3"):
         session.append([[1], [2]])

@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from sampling_oracles import numpy_sampling_log_probs
 
 from rljax.sampling import Greedy, Temperature
-from sampling_oracles import numpy_sampling_log_probs
 
 MODES = [pytest.param(jax.jit, id="jit"), pytest.param(lambda f: f, id="nojit")]
 
@@ -31,9 +31,17 @@ def test_hand_worked_top_k_and_top_p():
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("temperature,top_k,top_p", [
-    (1.0, None, None), (0.7, None, None), (1.3, 7, None), (1.0, None, 0.9), (0.8, 10, 0.75), (1.0, 1, None),
-])
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p",
+    [
+        (1.0, None, None),
+        (0.7, None, None),
+        (1.3, 7, None),
+        (1.0, None, 0.9),
+        (0.8, 10, 0.75),
+        (1.0, 1, None),
+    ],
+)
 def test_log_probs_match_numpy(mode, temperature, top_k, top_p):
     logits = jax.random.normal(jax.random.key(1), (5, 40)) * 2.0
     strategy = Temperature(temperature, top_k=top_k, top_p=top_p)
@@ -81,17 +89,22 @@ def test_greedy_takes_argmax_with_lowest_id_on_ties(mode):
     np.testing.assert_array_equal(np.asarray(tokens), [1, 0])
     np.testing.assert_array_equal(np.asarray(logprobs), [0.0, 0.0])
     log_probs = np.asarray(Greedy().log_probs(logits))
-    np.testing.assert_array_equal(log_probs == 0.0, [[False, True, False, False], [True, False, False, False]])
+    np.testing.assert_array_equal(
+        log_probs == 0.0, [[False, True, False, False], [True, False, False, False]]
+    )
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(temperature=0.0), "temperature"),
-    (dict(temperature=-1.0), "temperature"),
-    (dict(top_k=0), "top_k"),
-    (dict(top_k=2.5), "top_k"),
-    (dict(top_p=0.0), "top_p"),
-    (dict(top_p=1.5), "top_p"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(temperature=0.0), "temperature"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(top_k=0), "top_k"),
+        (dict(top_k=2.5), "top_k"),
+        (dict(top_p=0.0), "top_p"),
+        (dict(top_p=1.5), "top_p"),
+    ],
+)
 def test_invalid_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Temperature(**kwargs)

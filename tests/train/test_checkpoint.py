@@ -11,8 +11,11 @@ from rljax.train import checkpoint
 
 
 def _state(x):
-    return {"params": {"w": jnp.full((3, 2), x, jnp.float32)}, "step": jnp.asarray(int(x), jnp.int32),
-            "key": jax.random.key_data(jax.random.key(int(x)))}
+    return {
+        "params": {"w": jnp.full((3, 2), x, jnp.float32)},
+        "step": jnp.asarray(int(x), jnp.int32),
+        "key": jax.random.key_data(jax.random.key(int(x))),
+    }
 
 
 def test_round_trip_and_keep_last(tmp_path):
@@ -56,7 +59,9 @@ def test_incompatible_config_raises(tmp_path):
         ckpt.restore_latest(
             checkpoint.abstract_like(_state(0)),
             check_meta=lambda m: checkpoint.check_compatible(
-                m["config"], {"model": {"preset": "qwen3_0_6b"}}, ("model.preset",)))
+                m["config"], {"model": {"preset": "qwen3_0_6b"}}, ("model.preset",)
+            ),
+        )
     ckpt.close()
 
 
@@ -67,7 +72,7 @@ def test_empty_directory_restores_nothing(tmp_path):
 
 
 def test_relative_directory_is_resolved(tmp_path, monkeypatch):
-    # `python -m experiments.grpo` defaults to the relative run directory runs/<name>.
+    # `python -m rljax.experiments.grpo` defaults to the relative run directory runs/<name>.
     monkeypatch.chdir(tmp_path)
     ckpt = checkpoint.Checkpointer("runs/x/checkpoints", every=1, async_save=False)
     assert ckpt.save(1, _state(1), {"c": 1})

@@ -17,18 +17,33 @@ TIMING_KEYS = {"steps_per_s", "tokens_per_s", "rollout_s"}
 
 
 def _command(run_dir):
-    return [sys.executable, "-m", "experiments.grpo", "--preset", "smoke", "--run-dir", str(run_dir),
-            "--set", f"train.steps={STEPS}", "--set", "train.checkpoint_every=1",
-            "--set", "train.eval_every=2"]
+    return [
+        sys.executable,
+        "-m",
+        "rljax.experiments.grpo",
+        "--preset",
+        "smoke",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"train.steps={STEPS}",
+        "--set",
+        "train.checkpoint_every=1",
+        "--set",
+        "train.eval_every=2",
+    ]
 
 
 def _env(cache_dir):
     env = dict(os.environ)
     # Share compiled executables between the three processes (the runs stay independent).
-    env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-               XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
+    env.update(
+        JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        XLA_FLAGS="--xla_force_host_platform_device_count=1",
+        JAX_PLATFORMS="cpu",
+    )
     return env
 
 
@@ -49,8 +64,9 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path):
     whole, killed = tmp_path / "a" / "run", tmp_path / "b" / "run"
     subprocess.run(_command(whole), env=_env(cache), check=True, capture_output=True, timeout=900)
 
-    proc = subprocess.Popen(_command(killed), env=_env(cache), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _command(killed), env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 900
     metrics = killed / "metrics.jsonl"
     # Kill as soon as step 2 is logged: its checkpoint may or may not be complete by then, so the
@@ -71,4 +87,6 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path):
     flat_a, flat_b = ocp.tree.to_flat_dict(a), ocp.tree.to_flat_dict(b)
     assert flat_a.keys() == flat_b.keys()
     for key in flat_a:
-        np.testing.assert_array_equal(np.asarray(flat_a[key]), np.asarray(flat_b[key]), err_msg=str(key))
+        np.testing.assert_array_equal(
+            np.asarray(flat_a[key]), np.asarray(flat_b[key]), err_msg=str(key)
+        )

@@ -20,8 +20,15 @@ B, T = 8, 12
 
 
 def _model():
-    config = ModelConfig.tiny(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
-                              num_heads=2, num_kv_heads=2, head_dim=16)
+    config = ModelConfig.tiny(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=2,
+        head_dim=16,
+    )
     return Decoder(config, rngs=nnx.Rngs(0))
 
 
@@ -52,8 +59,16 @@ def _run(mesh_spec, devices, *, microbatches=1, batch=None, method=None, steps=1
     method = method or methods.grpo()
     optimizer = make_optimizer(OptimSection(learning_rate=1e-2), 10)
     state, shardings = init_state(params, optimizer, method, mesh, seed=0)
-    update = make_update_fn(graphdef, method, optimizer, temperature=1.0, impl="xla_chunked",
-                            microbatches=microbatches, mesh=mesh, state_sharding=shardings)
+    update = make_update_fn(
+        graphdef,
+        method,
+        optimizer,
+        temperature=1.0,
+        impl="xla_chunked",
+        microbatches=microbatches,
+        mesh=mesh,
+        state_sharding=shardings,
+    )
     batch = parallel.shard_batch(batch if batch is not None else _batch(), mesh)
     for _ in range(steps):
         state, metrics = update(state, rest, batch)
@@ -97,13 +112,17 @@ def test_loss_matches_full_logits_reference():
     batch = _batch()
     _, metrics, _ = _run("data=1", jax.devices()[:1], batch=batch)
     model = _model()
-    logits = model.logits(jnp.asarray(batch["tokens"]), positions=jnp.asarray(batch["positions"]),
-                          segment_ids=jnp.asarray(batch["segment_ids"]))
+    logits = model.logits(
+        jnp.asarray(batch["tokens"]),
+        positions=jnp.asarray(batch["positions"]),
+        segment_ids=jnp.asarray(batch["segment_ids"]),
+    )
     logp_all = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     logp = jnp.take_along_axis(logp_all, jnp.asarray(batch["tokens"])[:, 1:, None], -1)[..., 0]
     logp = jnp.pad(logp, ((0, 0), (1, 0)))
-    expected, _ = losses.policy_loss(logp, batch["old_logprobs"], batch["advantages"],
-                                     batch["action_mask"])
+    expected, _ = losses.policy_loss(
+        logp, batch["old_logprobs"], batch["advantages"], batch["action_mask"]
+    )
     np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
 
 

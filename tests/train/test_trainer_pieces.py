@@ -29,24 +29,35 @@ def _traj(rewards, seq_len, group_size):
     zeros = np.zeros((b, seq_len), np.int32)
     return Trajectories(
         tokens=np.arange(b * seq_len, dtype=np.int32).reshape(b, seq_len) + 1,
-        positions=zeros, segment_ids=np.ones((b, seq_len), np.int32),
-        action_mask=np.ones((b, seq_len), np.int32), env_mask=zeros, warning_mask=zeros,
-        stage_ids=zeros - 1, sampler_logprobs=np.zeros((b, seq_len), np.float32),
+        positions=zeros,
+        segment_ids=np.ones((b, seq_len), np.int32),
+        action_mask=np.ones((b, seq_len), np.int32),
+        env_mask=zeros,
+        warning_mask=zeros,
+        stage_ids=zeros - 1,
+        sampler_logprobs=np.zeros((b, seq_len), np.float32),
         rewards=np.asarray(rewards, np.float32),
         group_ids=np.repeat(np.arange(b // group_size), group_size).astype(np.int32),
-        task_ids=np.zeros(b, np.int32), lengths=np.full(b, seq_len, np.int32),
-        num_turns=np.ones(b, np.int32), truncated=np.zeros(b, bool),
-        stage_rewards=np.zeros((b, 0), np.float32), info=tuple({"row": i} for i in range(b)))
+        task_ids=np.zeros(b, np.int32),
+        lengths=np.full(b, seq_len, np.int32),
+        num_turns=np.ones(b, np.int32),
+        truncated=np.zeros(b, bool),
+        stage_rewards=np.zeros((b, 0), np.float32),
+        info=tuple({"row": i} for i in range(b)),
+    )
 
 
 def test_dynamic_sampling_keeps_varied_groups_and_masks_filler():
     # grpo.md E7: [[1,1,1,1],[1,0,0,0],[0,0,0,0]] keeps only the middle group. Two rounds of
     # 3 prompts keep 2 groups < P = 3, so one dropped group fills the batch, masked out.
-    rounds = [_traj([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 64, 4),
-              _traj([0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0], 128, 4)]
+    rounds = [
+        _traj([1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0], 64, 4),
+        _traj([0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0], 128, 4),
+    ]
     tasks = [["a", "b", "c"], ["d", "e", "f"]]
     batch, kept_tasks, group_mask, metrics = filter_groups(
-        lambda r: (rounds[r], tasks[r]), num_prompts=3, group_size=4, max_rounds=2, pad_id=0)
+        lambda r: (rounds[r], tasks[r]), num_prompts=3, group_size=4, max_rounds=2, pad_id=0
+    )
     assert kept_tasks == ["b", "d", "a"]
     np.testing.assert_array_equal(group_mask, [True, True, False])
     assert batch.tokens.shape == (12, 128)
@@ -55,8 +66,11 @@ def test_dynamic_sampling_keeps_varied_groups_and_masks_filler():
     assert batch.action_mask[:8, :64].all() and not batch.action_mask[8:].any()
     assert not batch.action_mask[:4, 64:].any()  # padding of the shorter round
     assert [i["row"] for i in batch.info] == [4, 5, 6, 7, 0, 1, 2, 3, 0, 1, 2, 3]
-    assert metrics == {"groups_kept": 2.0, "sampling_rounds": 2.0,
-                       "reward_generated": pytest.approx(10 / 24)}  # (4+1) + (1+4) of 24
+    assert metrics == {
+        "groups_kept": 2.0,
+        "sampling_rounds": 2.0,
+        "reward_generated": pytest.approx(10 / 24),
+    }  # (4+1) + (1+4) of 24
 
 
 def test_concat_pads_tokens_and_stage_ids():
@@ -66,9 +80,15 @@ def test_concat_pads_tokens_and_stage_ids():
 
 
 def test_overrides_parse_types_and_reject_unknown_fields():
-    cfg = config_lib.apply_overrides(config_lib.ExperimentConfig(), [
-        "optim.learning_rate=1", "model.hf_path=None", "task.kwargs={'digits': 1}",
-        "model.overrides.num_layers=2"])
+    cfg = config_lib.apply_overrides(
+        config_lib.ExperimentConfig(),
+        [
+            "optim.learning_rate=1",
+            "model.hf_path=None",
+            "task.kwargs={'digits': 1}",
+            "model.overrides.num_layers=2",
+        ],
+    )
     assert cfg.optim.learning_rate == 1.0 and isinstance(cfg.optim.learning_rate, float)
     assert cfg.model.hf_path is None
     assert cfg.task.kwargs == {"digits": 1} and cfg.model.overrides == {"num_layers": 2}

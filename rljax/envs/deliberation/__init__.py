@@ -5,7 +5,12 @@
 """
 
 from rljax.envs.deliberation.keysearch import TEACHER_MODE, KeySearchEpisode, KeySearchFamily
-from rljax.envs.deliberation.teacher import REFERENCE, build_teacher_batch, response_text, solution_rows
+from rljax.envs.deliberation.teacher import (
+    REFERENCE,
+    build_teacher_batch,
+    response_text,
+    solution_rows,
+)
 
 __all__ = [
     "REFERENCE",

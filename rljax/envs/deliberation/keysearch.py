@@ -52,7 +52,12 @@ class KeySearchEpisode:
     """
 
     def __init__(self, key: int, *, num_keys: int, max_tries: int, max_turns: int):
-        self._key, self.num_keys, self.max_tries, self.max_turns = key, num_keys, max_tries, max_turns
+        self._key, self.num_keys, self.max_tries, self.max_turns = (
+            key,
+            num_keys,
+            max_tries,
+            max_turns,
+        )
         self.turns = self.tries = self.waits = 0
         self.found = False
         self.answer: int | None = None
@@ -89,8 +94,14 @@ class KeySearchEpisode:
         return Observation(text, warning, self.done)
 
     def _parse(self, words: list[str]) -> tuple[str | None, int | None, str]:
-        expected = f"expected `WAIT ... TRY a` or `WAIT ... ANSWER a` with a in 0..{self.num_keys - 1}"
-        if len(words) < 2 or words[-2] not in ("TRY", "ANSWER") or any(w != "WAIT" for w in words[:-2]):
+        expected = (
+            f"expected `WAIT ... TRY a` or `WAIT ... ANSWER a` with a in 0..{self.num_keys - 1}"
+        )
+        if (
+            len(words) < 2
+            or words[-2] not in ("TRY", "ANSWER")
+            or any(w != "WAIT" for w in words[:-2])
+        ):
             return None, None, f"malformed action {' '.join(words)[:60]!r}: {expected}"
         if not words[-1].isdigit() or int(words[-1]) >= self.num_keys:
             return None, None, f"key {words[-1]!r} is not in 0..{self.num_keys - 1}: {expected}"
@@ -103,12 +114,18 @@ class KeySearchEpisode:
             The verdict; `info` holds "reason", "tries", "waits", "turns" and "premature" (an answer
             before any YES).
         """
-        info = {"tries": self.tries, "waits": self.waits, "turns": self.turns,
-                "premature": self.answer is not None and self.answered_before_yes}
+        info = {
+            "tries": self.tries,
+            "waits": self.waits,
+            "turns": self.turns,
+            "premature": self.answer is not None and self.answered_before_yes,
+        }
         if self.answer is None:
             return Verdict(0.0, {"reason": "no answer: the episode ended without ANSWER", **info})
         if self.answer != self._key:
-            return Verdict(0.0, {"reason": f"wrong: answered {self.answer}, the key is {self._key}", **info})
+            return Verdict(
+                0.0, {"reason": f"wrong: answered {self.answer}, the key is {self._key}", **info}
+            )
         return Verdict(1.0, {"reason": "correct", **info})
 
 
@@ -141,8 +158,10 @@ class KeySearchFamily:
             raise ValueError(f"num_keys must be an int in [2, 100], got {self.num_keys!r}")
         tries = self.num_keys if self.max_tries is None else self.max_tries
         if not isinstance(tries, int) or not math.ceil(self.num_keys / 2) <= tries <= self.num_keys:
-            raise ValueError(f"max_tries must be an int in [{math.ceil(self.num_keys / 2)}, {self.num_keys}] "
-                             f"(at least N/2, anti_sd.md section 8), got {self.max_tries!r}")
+            raise ValueError(
+                f"max_tries must be an int in [{math.ceil(self.num_keys / 2)}, {self.num_keys}] "
+                f"(at least N/2, anti_sd.md section 8), got {self.max_tries!r}"
+            )
         turns = tries + 1 if self.max_turns is None else self.max_turns
         if not isinstance(turns, int) or turns < 2:
             raise ValueError(f"max_turns must be an int >= 2, got {self.max_turns!r}")
@@ -180,11 +199,20 @@ class KeySearchFamily:
             lock = int(rng.integers(10**self.lock_digits))
             return f"keysearch{self.seed}/{lock}", lock
 
-        lock = registry.sample_in_split(draw, seed=self.seed, split=split, index=index,
-                                        heldout_fraction=self.heldout_fraction)
-        prompt = f"LOCK {lock:0{self.lock_digits}d} KEYS 0-{self.num_keys - 1} TRIES {self.max_tries}"
-        return Task(uid=f"{self.name}/{split}/{index}", family=self.name, prompt=prompt, answer=self.key_of(lock),
-                    system=self.system, meta={"lock": lock, "mode": "student"})
+        lock = registry.sample_in_split(
+            draw, seed=self.seed, split=split, index=index, heldout_fraction=self.heldout_fraction
+        )
+        prompt = (
+            f"LOCK {lock:0{self.lock_digits}d} KEYS 0-{self.num_keys - 1} TRIES {self.max_tries}"
+        )
+        return Task(
+            uid=f"{self.name}/{split}/{index}",
+            family=self.name,
+            prompt=prompt,
+            answer=self.key_of(lock),
+            system=self.system,
+            meta={"lock": lock, "mode": "student"},
+        )
 
     def start(self, task: Task) -> KeySearchEpisode:
         """Starts an episode.
@@ -196,8 +224,9 @@ class KeySearchFamily:
             The episode.
         """
         self._check_task(task)
-        return KeySearchEpisode(task.answer, num_keys=self.num_keys, max_tries=self.max_tries,
-                                max_turns=self.max_turns)
+        return KeySearchEpisode(
+            task.answer, num_keys=self.num_keys, max_tries=self.max_tries, max_turns=self.max_turns
+        )
 
     def verify(self, task: Task, response: str) -> Verdict:
         """Replays a response one action per line (e.g. `expert()`'s).
@@ -252,7 +281,9 @@ class KeySearchFamily:
         position = order.index(key)
         tries = min(position + 1, self.max_tries)
         if rng.random() < noise:
-            tries = int(rng.integers(min(position, self.max_tries) + 1))  # stop before reaching the key
+            tries = int(
+                rng.integers(min(position, self.max_tries) + 1)
+            )  # stop before reaching the key
         actions = [f"WAIT TRY {k}" for k in order[:tries]]
         if tries and order[tries - 1] == key:
             return actions + [f"ANSWER {key}"]
@@ -309,9 +340,12 @@ class KeySearchFamily:
         """
         self._check_task(task)
         solution = self.reference_solution(task) if solution is None else solution
-        return dataclasses.replace(task, uid=f"{task.uid}/teacher",
-                                   prompt=self.privileged_prompt(task, solution, correct),
-                                   meta={**task.meta, "mode": TEACHER_MODE})
+        return dataclasses.replace(
+            task,
+            uid=f"{task.uid}/teacher",
+            prompt=self.privileged_prompt(task, solution, correct),
+            meta={**task.meta, "mode": TEACHER_MODE},
+        )
 
     def warm_start_tasks(self, num_tasks: int, *, teacher_fraction: float = 0.5) -> list[Task]:
         """Section 8's warm-start mixture of student-mode and teacher-mode tasks.
@@ -334,8 +368,14 @@ class KeySearchFamily:
             tasks.append(self.teacher_task(task, correct=bool(correct)) if teacher else task)
         return tasks
 
-    def teacher_batch(self, traj: Trajectories, tasks: Sequence[Task], tokenizer: transformers.PreTrainedTokenizerFast,
-                      *, group_size: int) -> dict[str, np.ndarray]:
+    def teacher_batch(
+        self,
+        traj: Trajectories,
+        tasks: Sequence[Task],
+        tokenizer: transformers.PreTrainedTokenizerFast,
+        *,
+        group_size: int,
+    ) -> dict[str, np.ndarray]:
         """The self-teacher's token arrays for a rollout batch (ASD-7; see `teacher.build_teacher_batch`).
 
         Args:
@@ -348,10 +388,19 @@ class KeySearchFamily:
             teacher_tokens, teacher_positions, teacher_segment_ids [B, T'] and teacher_index [B, T],
             int32; `teacher_tokens[b, teacher_index[b, t]] == traj.tokens[b, t]` where the index is >= 0.
         """
-        return build_teacher_batch(traj, tasks, tokenizer, group_size=group_size,
-                                   privileged_prompt=self.privileged_prompt, solution_text=self.solution_text,
-                                   reference_solution=self.reference_solution, seed=self.seed)
+        return build_teacher_batch(
+            traj,
+            tasks,
+            tokenizer,
+            group_size=group_size,
+            privileged_prompt=self.privileged_prompt,
+            solution_text=self.solution_text,
+            reference_solution=self.reference_solution,
+            seed=self.seed,
+        )
 
     def _check_task(self, task: Task) -> None:
         if task.family != self.name or task.meta.get("mode") not in ("student", TEACHER_MODE):
-            raise ValueError(f"task {task.uid!r} (family {task.family!r}) does not belong to family {self.name!r}")
+            raise ValueError(
+                f"task {task.uid!r} (family {task.family!r}) does not belong to family {self.name!r}"
+            )

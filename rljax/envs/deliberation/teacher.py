@@ -40,7 +40,9 @@ def solution_rows(rewards: np.ndarray, group_size: int, rng: np.random.Generator
     """
     rewards = np.asarray(rewards)
     if rewards.ndim != 1 or group_size < 1 or rewards.shape[0] % group_size:
-        raise ValueError(f"rewards must be [B] with B a multiple of group_size={group_size}, got shape {rewards.shape}")
+        raise ValueError(
+            f"rewards must be [B] with B a multiple of group_size={group_size}, got shape {rewards.shape}"
+        )
     out = np.full(rewards.shape[0], REFERENCE, np.int64)
     for b in range(rewards.shape[0]):
         start = b - b % group_size
@@ -51,8 +53,13 @@ def solution_rows(rewards: np.ndarray, group_size: int, rng: np.random.Generator
     return out
 
 
-def response_text(tokenizer: transformers.PreTrainedTokenizerFast, tokens: np.ndarray, action_mask: np.ndarray,
-                  env_mask: np.ndarray, warning_mask: np.ndarray) -> str:
+def response_text(
+    tokenizer: transformers.PreTrainedTokenizerFast,
+    tokens: np.ndarray,
+    action_mask: np.ndarray,
+    env_mask: np.ndarray,
+    warning_mask: np.ndarray,
+) -> str:
     """A row's response as text: its action and observation runs decoded and joined by spaces.
 
     Harness warnings and chat glue are left out; special tokens are skipped.
@@ -70,7 +77,9 @@ def response_text(tokenizer: transformers.PreTrainedTokenizerFast, tokens: np.nd
     for t in range(1, kind.shape[0] + 1):
         if t == kind.shape[0] or kind[t] != kind[start]:
             if kind[start]:
-                runs.append(tokenizer.decode(tokens[start:t].tolist(), skip_special_tokens=True).strip())
+                runs.append(
+                    tokenizer.decode(tokens[start:t].tolist(), skip_special_tokens=True).strip()
+                )
             start = t
     return " ".join(run for run in runs if run)
 
@@ -117,7 +126,9 @@ def build_teacher_batch(
     if tokenizer.pad_token_id is None:
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token")
     digest = hashlib.sha256(tokens.tobytes()).digest()
-    peers = solution_rows(np.asarray(traj.rewards), group_size, np.random.default_rng([seed, *digest[:8]]))
+    peers = solution_rows(
+        np.asarray(traj.rewards), group_size, np.random.default_rng([seed, *digest[:8]])
+    )
     masks = [np.asarray(m, bool) for m in (traj.action_mask, traj.env_mask, traj.warning_mask)]
     rows, index = [], np.full(tokens.shape, -1, np.int32)
     for b in range(batch):
@@ -125,23 +136,31 @@ def build_teacher_batch(
         prompt = render_prompt(tokenizer, task.prompt, task.system, fmt=fmt).tokens
         n = prompt.shape[0]
         if n > lengths[b] or not np.array_equal(tokens[b, :n], prompt):
-            raise ValueError(f"row {b} does not start with the rendered prompt of task {task.uid!r}; "
-                             "pass the tasks the rollout played, in order")
+            raise ValueError(
+                f"row {b} does not start with the rendered prompt of task {task.uid!r}; "
+                "pass the tasks the rollout played, in order"
+            )
         if peers[b] == REFERENCE:
             solution = reference_solution(task)
         else:
             p = peers[b]
             span = slice(0, lengths[p])
-            solution = solution_text(response_text(tokenizer, tokens[p, span], *(m[p, span] for m in masks)))
+            solution = solution_text(
+                response_text(tokenizer, tokens[p, span], *(m[p, span] for m in masks))
+            )
         text = privileged_prompt(task, solution, bool(traj.rewards[b] == 1.0))
         teacher_prompt = render_prompt(tokenizer, text, task.system, fmt=fmt).tokens
-        rows.append(np.concatenate([teacher_prompt, tokens[b, n:lengths[b]]]))
-        index[b, n:lengths[b]] = teacher_prompt.shape[0] + np.arange(lengths[b] - n)
+        rows.append(np.concatenate([teacher_prompt, tokens[b, n : lengths[b]]]))
+        index[b, n : lengths[b]] = teacher_prompt.shape[0] + np.arange(lengths[b] - n)
     width = bucket_length(max(row.shape[0] for row in rows), pad_multiple)
     teacher = np.full((batch, width), tokenizer.pad_token_id, np.int32)
     positions, segments = np.zeros((batch, width), np.int32), np.zeros((batch, width), np.int32)
     for b, row in enumerate(rows):
         n = row.shape[0]
         teacher[b, :n], positions[b, :n], segments[b, :n] = row, np.arange(n), 1
-    return {"teacher_tokens": teacher, "teacher_positions": positions, "teacher_segment_ids": segments,
-            "teacher_index": index}
+    return {
+        "teacher_tokens": teacher,
+        "teacher_positions": positions,
+        "teacher_segment_ids": segments,
+        "teacher_index": index,
+    }

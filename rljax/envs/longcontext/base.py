@@ -97,12 +97,18 @@ class CapabilityFamily(abc.ABC):
     def __post_init__(self):
         knob = self.context_tokens
         ok = isinstance(knob, int) and knob >= 1
-        if isinstance(knob, (tuple, list)) and len(knob) == 2 and all(isinstance(k, int) for k in knob):
+        if (
+            isinstance(knob, (tuple, list))
+            and len(knob) == 2
+            and all(isinstance(k, int) for k in knob)
+        ):
             ok = 1 <= knob[0] <= knob[1]
             object.__setattr__(self, "context_tokens", tuple(knob))
         if not ok:
-            raise ValueError(f"context_tokens must be an int >= 1 or a range (lo, hi) with "
-                             f"1 <= lo <= hi, got {knob!r}")
+            raise ValueError(
+                f"context_tokens must be an int >= 1 or a range (lo, hi) with "
+                f"1 <= lo <= hi, got {knob!r}"
+            )
         if not isinstance(self.near_duplicates, int) or self.near_duplicates < 0:
             raise ValueError(f"near_duplicates must be an int >= 0, got {self.near_duplicates!r}")
         registry.check_heldout_fraction(self.heldout_fraction)
@@ -122,7 +128,10 @@ class CapabilityFamily(abc.ABC):
         """
         check_split(split)
         draft, target, pool, rng = registry.sample_in_split(
-            self._candidate, seed=self.seed, split=split, index=index,
+            self._candidate,
+            seed=self.seed,
+            split=split,
+            index=index,
             heldout_fraction=self.heldout_fraction,
         )
         distractors = []
@@ -175,8 +184,14 @@ class CapabilityFamily(abc.ABC):
             return Verdict(0.0, {"reason": f"{reason} after </think>", "metric": self.metric})
         score = float(self.score(content, task.answer))
         verdict = "correct" if score >= _FULL_MARKS else "wrong" if score == 0.0 else "partial"
-        return Verdict(score, {"reason": f"{verdict}: {self.metric} = {score:.6g}",
-                               "metric": self.metric, "score": score})
+        return Verdict(
+            score,
+            {
+                "reason": f"{verdict}: {self.metric} = {score:.6g}",
+                "metric": self.metric,
+                "score": score,
+            },
+        )
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         """A scripted response; with probability `noise` its answer carries one realistic mistake.

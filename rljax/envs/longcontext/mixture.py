@@ -75,24 +75,39 @@ class LongContextFamily:
     heldout_fraction: float = 0.2
     system: str | None = None
     name: str = "longcontext"
-    families: tuple[CapabilityFamily, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    families: tuple[CapabilityFamily, ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self):
-        weights = (1.0,) * NUM_TASKS if self.weights is None else tuple(float(w) for w in self.weights)
-        if len(weights) != NUM_TASKS or not all(math.isfinite(w) and w >= 0 for w in weights) or not sum(weights):
-            raise ValueError(f"weights must be {NUM_TASKS} finite non-negative numbers, not all zero, in "
-                             f"the order {CAPABILITY_NAMES}; got {self.weights!r}")
+        weights = (
+            (1.0,) * NUM_TASKS if self.weights is None else tuple(float(w) for w in self.weights)
+        )
+        if (
+            len(weights) != NUM_TASKS
+            or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or not sum(weights)
+        ):
+            raise ValueError(
+                f"weights must be {NUM_TASKS} finite non-negative numbers, not all zero, in "
+                f"the order {CAPABILITY_NAMES}; got {self.weights!r}"
+            )
         object.__setattr__(self, "weights", tuple(w / sum(weights) for w in weights))
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         families = []
         for family in CAPABILITY_FAMILIES:
             extra = {"rouge_f": self.rouge_f} if family is SummarizationFamily else {}
-            families.append(family(
-                context_tokens=self.context_tokens, near_duplicates=self.near_duplicates,
-                seed=_derived_seed(self.seed, family.task_id), heldout_fraction=self.heldout_fraction,
-                system=self.system, **extra,
-            ))
+            families.append(
+                family(
+                    context_tokens=self.context_tokens,
+                    near_duplicates=self.near_duplicates,
+                    seed=_derived_seed(self.seed, family.task_id),
+                    heldout_fraction=self.heldout_fraction,
+                    system=self.system,
+                    **extra,
+                )
+            )
         object.__setattr__(self, "families", tuple(families))
 
     def generate(self, split: str, index: int) -> Task:
@@ -138,7 +153,9 @@ class LongContextFamily:
 
     def _family(self, task: Task) -> CapabilityFamily:
         if not isinstance(task.task_id, int) or not 0 <= task.task_id < NUM_TASKS:
-            raise ValueError(f"task.task_id must be a capability index in [0, {NUM_TASKS}), got {task.task_id!r}")
+            raise ValueError(
+                f"task.task_id must be a capability index in [0, {NUM_TASKS}), got {task.task_id!r}"
+            )
         return self.families[task.task_id]
 
 

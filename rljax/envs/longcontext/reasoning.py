@@ -14,7 +14,13 @@ import numpy as np
 from rljax.envs import metrics
 from rljax.envs.base import Task
 from rljax.envs.longcontext import records
-from rljax.envs.longcontext.base import CapabilityFamily, Draft, answer_text, draw_count, other_value
+from rljax.envs.longcontext.base import (
+    CapabilityFamily,
+    Draft,
+    answer_text,
+    draw_count,
+    other_value,
+)
 from rljax.envs.longcontext.context import Unit
 
 LETTERS = ("A", "B", "C", "D")
@@ -26,7 +32,7 @@ def _pick(rng: np.random.Generator, items: list) -> Any:
 
 def _swap_adjacent(rng: np.random.Generator, items: list[str]) -> list[str]:
     i = int(rng.integers(len(items) - 1))
-    return items[:i] + [items[i + 1], items[i]] + items[i + 2:]
+    return items[:i] + [items[i + 1], items[i]] + items[i + 2 :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +56,9 @@ class ComprehensionFamily(CapabilityFamily):
         cast = [pool.take() for _ in range(self.cast_size)]
         items = records.IdPool("I", 2, rng)
         asked = items.take()
-        stories = {asked: self._holders(rng, cast, draw_count(rng, *self.transfers), visit_all=True)}
+        stories = {
+            asked: self._holders(rng, cast, draw_count(rng, *self.transfers), visit_all=True)
+        }
         for _ in range(draw_count(rng, 1, 2)):
             stories[items.take()] = self._holders(rng, cast, draw_count(rng, *self.other_transfers))
         lines = [f"{holders[0]} has {item} ;" for item, holders in stories.items()]
@@ -63,7 +71,9 @@ class ComprehensionFamily(CapabilityFamily):
         holders = stories[asked]
         final, previous = holders[-1], holders[-2]
         others = [e for e in cast if e not in (final, previous)]
-        chosen = [final, previous] + [others[int(i)] for i in rng.choice(len(others), 2, replace=False)]
+        chosen = [final, previous] + [
+            others[int(i)] for i in rng.choice(len(others), 2, replace=False)
+        ]
         options = [chosen[int(i)] for i in rng.permutation(4)]
         listing = " ".join(f"{letter} {entity}" for letter, entity in zip(LETTERS, options))
         return Draft(
@@ -71,13 +81,17 @@ class ComprehensionFamily(CapabilityFamily):
             question=f"who holds {asked} at the end ? {listing}",
             answer=LETTERS[options.index(final)],
             entities=tuple(cast),
-            meta={"item": asked, "options": dict(zip(LETTERS, options)),
-                  "previous": LETTERS[options.index(previous)]},
+            meta={
+                "item": asked,
+                "options": dict(zip(LETTERS, options)),
+                "previous": LETTERS[options.index(previous)],
+            },
         )
 
     @staticmethod
-    def _holders(rng: np.random.Generator, cast: list[str], transfers: int, *,
-                 visit_all: bool = False) -> list[str]:
+    def _holders(
+        rng: np.random.Generator, cast: list[str], transfers: int, *, visit_all: bool = False
+    ) -> list[str]:
         while True:
             holders = [_pick(rng, cast)]
             for _ in range(transfers):
@@ -112,10 +126,16 @@ class NumericalReasoningFamily(CapabilityFamily):
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         if rng.random() < 0.5:
             city = _pick(rng, list(records.CITIES))
-            found = [records.random_record(rng, pool.take(), fixed={"city": city})
-                     for _ in range(draw_count(rng, *self.terms))]
+            found = [
+                records.random_record(rng, pool.take(), fixed={"city": city})
+                for _ in range(draw_count(rng, *self.terms))
+            ]
             terms = [int(r.score) for r in found]
-            question, answer, avoid = f"total score of entities with city = {city}", sum(terms), {"city": {city}}
+            question, answer, avoid = (
+                f"total score of entities with city = {city}",
+                sum(terms),
+                {"city": {city}},
+            )
             kind = "total_score"
         else:
             found = [records.random_record(rng, pool.take()) for _ in range(2)]
@@ -158,7 +178,9 @@ class GradedRankingFamily(CapabilityFamily):
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         k = draw_count(rng, *self.top)
         threshold = draw_count(rng, 30, 100 - k)
-        scores = sorted(rng.choice(np.arange(threshold, 100), size=k, replace=False).tolist(), reverse=True)
+        scores = sorted(
+            rng.choice(np.arange(threshold, 100), size=k, replace=False).tolist(), reverse=True
+        )
         found = [records.random_record(rng, pool.take(), fixed={"score": str(s)}) for s in scores]
         return Draft(
             units=tuple(Unit(r.render()) for r in found),
@@ -228,11 +250,15 @@ class SummarizationFamily(CapabilityFamily):
     def __post_init__(self):
         super().__post_init__()
         if self.rouge_f not in metrics.ROUGE_F_VARIANTS:
-            raise ValueError(f"rouge_f must be one of {metrics.ROUGE_F_VARIANTS}, got {self.rouge_f!r}")
+            raise ValueError(
+                f"rouge_f must be one of {metrics.ROUGE_F_VARIANTS}, got {self.rouge_f!r}"
+            )
 
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
-        found = [records.random_record(rng, pool.take(), flag=_pick(rng, list(records.ATTRIBUTES)))
-                 for _ in range(draw_count(rng, *self.flagged))]
+        found = [
+            records.random_record(rng, pool.take(), flag=_pick(rng, list(records.ATTRIBUTES)))
+            for _ in range(draw_count(rng, *self.flagged))
+        ]
         return Draft(
             units=tuple(Unit(r.render(), ordered=True) for r in found),
             question="summarize the flagged records",
@@ -249,7 +275,7 @@ class SummarizationFamily(CapabilityFamily):
         lines = task.answer.split("\n")
         i = int(rng.integers(len(lines)))
         if rng.random() < 0.5:
-            return "\n".join(lines[:i] + lines[i + 1:])
+            return "\n".join(lines[:i] + lines[i + 1 :])
         entity, attribute, value, end = lines[i].split(" ")
         lines[i] = f"{entity} {attribute} {other_value(rng, attribute, value)} {end}"
         return "\n".join(lines)

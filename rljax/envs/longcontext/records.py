@@ -118,8 +118,14 @@ def parse_record(line: str) -> Record | None:
     if match is None:
         return None
     flags = [a for a in ATTRIBUTES if match.group(f"f_{a}")]
-    return Record(match["entity"], match["color"], match["city"], match["year"], match["score"],
-                  flags[0] if flags else None)
+    return Record(
+        match["entity"],
+        match["color"],
+        match["city"],
+        match["year"],
+        match["score"],
+        flags[0] if flags else None,
+    )
 
 
 def id_width(target_tokens: int) -> int:
@@ -165,8 +171,10 @@ class IdPool:
             The id, e.g. "E17".
         """
         if len(self._used) >= self.capacity:
-            raise ValueError(f"all {self.capacity} ids {self.prefix}{'d' * self.width} are used; "
-                             "lower the context length or raise the id width")
+            raise ValueError(
+                f"all {self.capacity} ids {self.prefix}{'d' * self.width} are used; "
+                "lower the context length or raise the id width"
+            )
         while True:
             number = int(self._rng.integers(self.capacity))
             if number not in self._used:
@@ -181,15 +189,15 @@ class IdPool:
         Returns:
             The near-duplicate id, or None if every near-duplicate is used.
         """
-        digits = ident[len(self.prefix):]
+        digits = ident[len(self.prefix) :]
         if not ident.startswith(self.prefix) or len(digits) != self.width or not digits.isdigit():
             raise ValueError(f"ident must look like {self.prefix}{'d' * self.width}, got {ident!r}")
         candidates = set()
         for i in range(self.width - 1):
-            candidates.add(digits[:i] + digits[i + 1] + digits[i] + digits[i + 2:])
+            candidates.add(digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :])
         for i, digit in enumerate(digits):
             for step in (-1, 1):
-                candidates.add(digits[:i] + str((int(digit) + step) % 10) + digits[i + 1:])
+                candidates.add(digits[:i] + str((int(digit) + step) % 10) + digits[i + 1 :])
         numbers = sorted(int(c) for c in candidates if int(c) not in self._used)
         if not numbers:
             return None

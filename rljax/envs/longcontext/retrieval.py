@@ -15,7 +15,13 @@ import numpy as np
 from rljax.envs import metrics
 from rljax.envs.base import Task
 from rljax.envs.longcontext import records
-from rljax.envs.longcontext.base import CapabilityFamily, Draft, answer_text, draw_count, other_value
+from rljax.envs.longcontext.base import (
+    CapabilityFamily,
+    Draft,
+    answer_text,
+    draw_count,
+    other_value,
+)
 from rljax.envs.longcontext.context import Unit
 
 
@@ -57,8 +63,11 @@ class PreciseRetrievalFamily(CapabilityFamily):
     def mistake(self, task: Task, rng: np.random.Generator) -> str:
         """The value of a near-duplicate entity's record when one differs, else another value."""
         attribute = task.meta["attribute"]
-        confusions = [r.value(attribute) for r in _distractor_records(task)
-                      if r.value(attribute) != task.answer]
+        confusions = [
+            r.value(attribute)
+            for r in _distractor_records(task)
+            if r.value(attribute) != task.answer
+        ]
         if confusions and rng.random() < 0.5:
             return _pick(rng, confusions)
         return other_value(rng, attribute, task.answer)
@@ -75,8 +84,10 @@ class ExhaustiveRetrievalFamily(CapabilityFamily):
 
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         color = _pick(rng, list(records.COLORS))
-        found = [records.random_record(rng, pool.take(), fixed={"color": color})
-                 for _ in range(draw_count(rng, *self.matches))]
+        found = [
+            records.random_record(rng, pool.take(), fixed={"color": color})
+            for _ in range(draw_count(rng, *self.matches))
+        ]
         return Draft(
             units=tuple(Unit(r.render()) for r in found),
             question=f"all entities with color = {color}",
@@ -109,8 +120,10 @@ class StructuredExtractionFamily(CapabilityFamily):
 
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         city = _pick(rng, list(records.CITIES))
-        found = [records.random_record(rng, pool.take(), fixed={"city": city})
-                 for _ in range(draw_count(rng, *self.rows))]
+        found = [
+            records.random_record(rng, pool.take(), fixed={"city": city})
+            for _ in range(draw_count(rng, *self.rows))
+        ]
         return Draft(
             units=tuple(Unit(r.render()) for r in found),
             question=f"rows ( entity , year ) for entities with city = {city}",
@@ -151,12 +164,17 @@ class StructuredMatchingFamily(CapabilityFamily):
 
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         entities = [pool.take() for _ in range(draw_count(rng, *self.listed))]
-        differ = set(rng.choice(len(entities), size=draw_count(rng, *self.differing), replace=False).tolist())
+        differ = set(
+            rng.choice(len(entities), size=draw_count(rng, *self.differing), replace=False).tolist()
+        )
         units, answer = [], []
         for i, entity in enumerate(entities):
             year_a = _pick(rng, list(records.YEARS))
             year_b = other_value(rng, "year", year_a) if i in differ else year_a
-            units += [Unit(f"SRC_A {entity} year = {year_a} ;"), Unit(f"SRC_B {entity} year = {year_b} ;")]
+            units += [
+                Unit(f"SRC_A {entity} year = {year_a} ;"),
+                Unit(f"SRC_B {entity} year = {year_b} ;"),
+            ]
             if i in differ:
                 answer.append(entity)
         return Draft(
@@ -184,4 +202,4 @@ class StructuredMatchingFamily(CapabilityFamily):
 
 def _drop_one(rng: np.random.Generator, items: list[str]) -> list[str]:
     i = int(rng.integers(len(items)))
-    return items[:i] + items[i + 1:]
+    return items[:i] + items[i + 1 :]

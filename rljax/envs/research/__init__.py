@@ -14,8 +14,14 @@ from rljax.envs.research.family import SYSTEM_PROMPT, MiniResearchFamily
 from rljax.envs.research.grammar import ParsedTurn, Transcript, parse_turn
 from rljax.envs.research.judge import ProgrammaticJudge, Rubric, StageJudge
 from rljax.envs.research.queries import KINDS, Query
-from rljax.envs.research.reflection import (BankEntry, Reflection, ReflectionBank, ReflectionScore,
-                                            parse_reflection, score_reflections)
+from rljax.envs.research.reflection import (
+    BankEntry,
+    Reflection,
+    ReflectionBank,
+    ReflectionScore,
+    parse_reflection,
+    score_reflections,
+)
 
 __all__ = [
     "ATTRIBUTES",

@@ -56,7 +56,9 @@ class RubricBuffer:
         additions: per-stage number of rubrics a generate step may add (section 8.1: (2, 2, 2, 3)).
     """
 
-    def __init__(self, caps: Sequence[int] = DEFAULT_CAPS, additions: Sequence[int] = DEFAULT_ADDITIONS):
+    def __init__(
+        self, caps: Sequence[int] = DEFAULT_CAPS, additions: Sequence[int] = DEFAULT_ADDITIONS
+    ):
         for name, values in (("caps", caps), ("additions", additions)):
             if len(values) != NUM_STAGES or any(not isinstance(v, int) or v < 0 for v in values):
                 raise ValueError(f"{name} must be {NUM_STAGES} non-negative ints, got {values!r}")
@@ -72,10 +74,19 @@ class RubricBuffer:
         Returns:
             Per stage, the rubrics oldest first (a copy).
         """
-        return [list(stage) for stage in self._active.get(question, [[] for _ in range(NUM_STAGES)])]
+        return [
+            list(stage) for stage in self._active.get(question, [[] for _ in range(NUM_STAGES)])
+        ]
 
-    def judge_group(self, judge: StageJudge, task: Task, transcripts: Sequence[Transcript], *, question: str,
-                    update: bool) -> list[StageScores]:
+    def judge_group(
+        self,
+        judge: StageJudge,
+        task: Task,
+        transcripts: Sequence[Transcript],
+        *,
+        question: str,
+        update: bool,
+    ) -> list[StageScores]:
         """Scores the rollouts of one question (see the module docstring), updating the buffer if asked.
 
         Args:
@@ -102,10 +113,14 @@ class RubricBuffer:
         adaptive = [r for stage in active for r in stage]
         persistent_scores = [judge.score(task, t, persistent) for t in transcripts]
         if any(scores is None for scores in persistent_scores):
-            raise RuntimeError(f"the judge failed to score the persistent rubrics of {question!r}; "
-                               "the answer reward cannot be computed")
+            raise RuntimeError(
+                f"the judge failed to score the persistent rubrics of {question!r}; "
+                "the answer reward cannot be computed"
+            )
         adaptive_scores = [judge.score(task, t, adaptive) if adaptive else [] for t in transcripts]
-        stage_rewards, rewards = _stage_scores(persistent, adaptive, persistent_scores, adaptive_scores, transcripts)
+        stage_rewards, rewards = _stage_scores(
+            persistent, adaptive, persistent_scores, adaptive_scores, transcripts
+        )
         if update:
             self._prune(active, adaptive, adaptive_scores)
             if any(active):
@@ -113,26 +128,45 @@ class RubricBuffer:
             else:  # keep the state small: questions without active rubrics are not stored
                 self._active.pop(question, None)
         failed = [scores is None for scores in adaptive_scores]
-        return [StageScores(tuple(float(x) for x in row), float(reward), fail)
-                for row, reward, fail in zip(stage_rewards, rewards, failed)]
+        return [
+            StageScores(tuple(float(x) for x in row), float(reward), fail)
+            for row, reward, fail in zip(stage_rewards, rewards, failed)
+        ]
 
-    def _check_proposals(self, stage: int, new: Sequence[Rubric], active: list[list[Rubric]]) -> None:
+    def _check_proposals(
+        self, stage: int, new: Sequence[Rubric], active: list[list[Rubric]]
+    ) -> None:
         keys = {r.key for rubrics in active for r in rubrics}
         for rubric in new:
             if rubric.stage != stage or rubric.persistent or rubric.key in keys:
-                raise ValueError(f"proposed rubric {rubric.key!r} for stage {stage} must be a new adaptive "
-                                 f"rubric of that stage (got stage {rubric.stage}, persistent {rubric.persistent})")
+                raise ValueError(
+                    f"proposed rubric {rubric.key!r} for stage {stage} must be a new adaptive "
+                    f"rubric of that stage (got stage {rubric.stage}, persistent {rubric.persistent})"
+                )
             keys.add(rubric.key)
 
-    def _prune(self, active: list[list[Rubric]], adaptive: list[Rubric],
-               adaptive_scores: list[list[int] | None]) -> None:
+    def _prune(
+        self,
+        active: list[list[Rubric]],
+        adaptive: list[Rubric],
+        adaptive_scores: list[list[int] | None],
+    ) -> None:
         if not adaptive:
             return
-        scored = np.array([s for s in adaptive_scores if s is not None], float).reshape(-1, len(adaptive))
-        variance = dict(zip((r.key for r in adaptive), scored.var(axis=0) if len(scored) else np.zeros(len(adaptive))))
+        scored = np.array([s for s in adaptive_scores if s is not None], float).reshape(
+            -1, len(adaptive)
+        )
+        variance = dict(
+            zip(
+                (r.key for r in adaptive),
+                scored.var(axis=0) if len(scored) else np.zeros(len(adaptive)),
+            )
+        )
         for stage, rubrics in enumerate(active):
             while len(rubrics) > self.caps[stage]:
-                rubrics.pop(int(np.argmin([variance[r.key] for r in rubrics])))  # argmin: first = oldest
+                rubrics.pop(
+                    int(np.argmin([variance[r.key] for r in rubrics]))
+                )  # argmin: first = oldest
 
     def get_state(self) -> dict:
         """The buffer as JSON-serialisable data.
@@ -140,7 +174,10 @@ class RubricBuffer:
         Returns:
             {question: [[rubric dict, ...] per stage]}, oldest first.
         """
-        return {q: [[r.to_json() for r in stage] for stage in stages] for q, stages in self._active.items()}
+        return {
+            q: [[r.to_json() for r in stage] for stage in stages]
+            for q, stages in self._active.items()
+        }
 
     def set_state(self, state: dict) -> None:
         """Replaces the contents with saved data.
@@ -151,14 +188,20 @@ class RubricBuffer:
         restored = {}
         for question, stages in state.items():
             if len(stages) != NUM_STAGES:
-                raise ValueError(f"buffer state of {question!r} must hold {NUM_STAGES} stages, got {len(stages)}")
+                raise ValueError(
+                    f"buffer state of {question!r} must hold {NUM_STAGES} stages, got {len(stages)}"
+                )
             restored[question] = [[Rubric.from_json(r) for r in stage] for stage in stages]
         self._active = restored
 
 
-def _stage_scores(persistent: list[Rubric], adaptive: list[Rubric], persistent_scores: list[list[int]],
-                  adaptive_scores: list[list[int] | None], transcripts: Sequence[Transcript]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _stage_scores(
+    persistent: list[Rubric],
+    adaptive: list[Rubric],
+    persistent_scores: list[list[int]],
+    adaptive_scores: list[list[int] | None],
+    transcripts: Sequence[Transcript],
+) -> tuple[np.ndarray, np.ndarray]:
     """[G, K] stage scores and [G] answer rewards via `rubric_stage_score`, one batched call.
 
     Row k < K of each rollout's [K + 1, N] rubric table holds stage k's rubrics (the Answer row adds
@@ -179,7 +222,9 @@ def _stage_scores(persistent: list[Rubric], adaptive: list[Rubric], persistent_s
                 scores[i, k, n], weights[i, k, n] = value[rubric.key], rubric.weight
                 negative[i, k, n], mask[i, k, n] = rubric.negative, True
     table = np.asarray(rubric_stage_score(scores, weights, negative, mask))
-    present = np.array([[t.has_stage(k) for k in range(NUM_STAGES)] for t in transcripts], np.float32)
+    present = np.array(
+        [[t.has_stage(k) for k in range(NUM_STAGES)] for t in transcripts], np.float32
+    )
     rewards = table[:, NUM_STAGES] * present[:, -1]
     stage = table[:, :NUM_STAGES] * present
     failed = np.array([s is None for s in adaptive_scores])

@@ -125,8 +125,13 @@ class Corpus:
         Returns:
             Up to 3 documents, best score first, ties in ascending id order.
         """
-        scored = [((doc.entity == entity) + (doc.attribute == attribute), doc) for doc in self.documents.values()]
-        ranked = sorted((item for item in scored if item[0] > 0), key=lambda item: (-item[0], item[1].doc_id))
+        scored = [
+            ((doc.entity == entity) + (doc.attribute == attribute), doc)
+            for doc in self.documents.values()
+        ]
+        ranked = sorted(
+            (item for item in scored if item[0] > 0), key=lambda item: (-item[0], item[1].doc_id)
+        )
         return [doc for _, doc in ranked[:SEARCH_TOP_K]]
 
     def open(self, doc_id: str) -> Document | None:
@@ -170,7 +175,9 @@ def make_corpus(
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not 2 <= num_entities <= 100:
-        raise ValueError(f"num_entities must be in [2, 100] (two-digit names), got {num_entities!r}")
+        raise ValueError(
+            f"num_entities must be in [2, 100] (two-digit names), got {num_entities!r}"
+        )
     if not 0.0 <= rumor_fraction <= 1.0:
         raise ValueError(f"rumor_fraction must be in [0, 1], got {rumor_fraction!r}")
     num_facts = num_entities * len(ATTRIBUTES)
@@ -193,9 +200,13 @@ def make_corpus(
         fact = facts[i]
         wrong = [value_name(v) for v in range(NUM_VALUES) if value_name(v) != values[fact]]
         rumors[fact] = ids[len(documents)]
-        documents.append(Document(ids[len(documents)], "blog", *fact, wrong[int(rng.integers(len(wrong)))]))
+        documents.append(
+            Document(ids[len(documents)], "blog", *fact, wrong[int(rng.integers(len(wrong)))])
+        )
     while len(documents) < num_documents:
         source = SOURCES[int(rng.integers(len(SOURCES)))]
-        documents.append(Document(ids[len(documents)], source, entities[int(rng.integers(num_entities))]))
+        documents.append(
+            Document(ids[len(documents)], source, entities[int(rng.integers(num_entities))])
+        )
     by_id = {doc.doc_id: doc for doc in sorted(documents, key=lambda doc: doc.doc_id)}
     return Corpus(entities, values, by_id, reliable, rumors)

@@ -32,10 +32,18 @@ class ResearchEpisode:
         max_turns: turn limit, the final answer turn included.
     """
 
-    def __init__(self, corpus: Corpus, judge: Callable[[ResearchEpisode], Verdict], *, max_calls: int,
-                 max_turns: int):
+    def __init__(
+        self,
+        corpus: Corpus,
+        judge: Callable[[ResearchEpisode], Verdict],
+        *,
+        max_calls: int,
+        max_turns: int,
+    ):
         if max_calls < 1 or max_turns < 1:
-            raise ValueError(f"max_calls and max_turns must be >= 1, got {max_calls} and {max_turns}")
+            raise ValueError(
+                f"max_calls and max_turns must be >= 1, got {max_calls} and {max_turns}"
+            )
         self._corpus, self._judge = corpus, judge
         self.max_calls, self.max_turns = max_calls, max_turns
         self.transcript = Transcript()
@@ -71,12 +79,18 @@ class ResearchEpisode:
                 warnings.append("the <call> of the answer turn was not run")
         else:
             if turn.review is not None:
-                warnings.append("a <review> belongs to the final turn, with the <answer>; this one is not read")
+                warnings.append(
+                    "a <review> belongs to the final turn, with the <answer>; this one is not read"
+                )
             if turn.num_calls == 0:
-                warnings.append("end each turn with one <call> search EXX ATTR </call> or <call> open DDD </call>, "
-                                "or finish with <review> ... </review> <answer> ... </answer>")
+                warnings.append(
+                    "end each turn with one <call> search EXX ATTR </call> or <call> open DDD </call>, "
+                    "or finish with <review> ... </review> <answer> ... </answer>"
+                )
             elif turn.call is not None and len(record.calls) >= self.max_calls:
-                warnings.append(f"call budget spent ({self.max_calls} calls); write <review> and <answer> now")
+                warnings.append(
+                    f"call budget spent ({self.max_calls} calls); write <review> and <answer> now"
+                )
             elif turn.call is not None:
                 text = self._run(turn.call)
             self.done = self.turns >= self.max_turns

@@ -19,8 +19,17 @@ from __future__ import annotations
 import numpy as np
 
 from rljax.envs.research.corpus import NUM_VALUES, Corpus, Fact, value_name
-from rljax.envs.research.grammar import (Answer, Call, Plan, Review, State, format_answer, format_plan,
-                                         format_review, format_state)
+from rljax.envs.research.grammar import (
+    Answer,
+    Call,
+    Plan,
+    Review,
+    State,
+    format_answer,
+    format_plan,
+    format_review,
+    format_state,
+)
 from rljax.envs.research.queries import Query, compare_symbol
 
 SFT_NOISE = 0.3
@@ -33,8 +42,9 @@ IMPERFECTION_RATES = {
 }
 
 
-def expert_actions(corpus: Corpus, query: Query, rng: np.random.Generator, noise: float, *,
-                   max_calls: int) -> list[str]:
+def expert_actions(
+    corpus: Corpus, query: Query, rng: np.random.Generator, noise: float, *, max_calls: int
+) -> list[str]:
     """The expert's turns for one question (see the module docstring).
 
     Args:
@@ -52,11 +62,18 @@ def expert_actions(corpus: Corpus, query: Query, rng: np.random.Generator, noise
         raise ValueError(f"noise must be in [0, 1], got {noise!r}")
     facts = query.facts()
     if max_calls < 2 * len(facts):
-        raise ValueError(f"max_calls={max_calls} leaves no room for a search and an open per fact ({len(facts)} facts)")
-    flags = {name: bool(rng.random() < min(1.0, noise * rate / SFT_NOISE)) for name, rate in IMPERFECTION_RATES.items()}
+        raise ValueError(
+            f"max_calls={max_calls} leaves no room for a search and an open per fact ({len(facts)} facts)"
+        )
+    flags = {
+        name: bool(rng.random() < min(1.0, noise * rate / SFT_NOISE))
+        for name, rate in IMPERFECTION_RATES.items()
+    }
     researched = facts[:-1] if flags["premature_done"] else list(facts)
     with_rumor = [f for f in researched if f in corpus.rumors]
-    rumor = with_rumor[int(rng.integers(len(with_rumor)))] if flags["rumor"] and with_rumor else None
+    rumor = (
+        with_rumor[int(rng.integers(len(with_rumor)))] if flags["rumor"] and with_rumor else None
+    )
     honest = [f for f in researched if f != rumor]
     unopened = honest[int(rng.integers(len(honest)))] if flags["unopened_map"] and honest else None
     needs = list(facts)
@@ -73,15 +90,24 @@ def expert_actions(corpus: Corpus, query: Query, rng: np.random.Generator, noise
             turns.append(f"{format_plan(Plan(tuple(needs), True, tuple(needs)))} {call.text()}")
         else:
             turns.append(f"{format_state(_state(facts, calls[:i], 'CONT'))} {call.text()}")
-    review = Review(tuple((e, a, beliefs[(e, a)][1]) for e, a in researched),
-                    tuple(f for f in facts if f not in researched))
+    review = Review(
+        tuple((e, a, beliefs[(e, a)][1]) for e, a in researched),
+        tuple(f for f in facts if f not in researched),
+    )
     answer = _answer(query, researched, beliefs, rng)
-    turns.append(f"{format_state(_state(facts, calls, 'DONE'))} {format_review(review)} {format_answer(answer)}")
+    turns.append(
+        f"{format_state(_state(facts, calls, 'DONE'))} {format_review(review)} {format_answer(answer)}"
+    )
     return turns
 
 
-def _research(corpus: Corpus, researched: list[Fact], rumor: Fact | None, unopened: Fact | None,
-              rng: np.random.Generator) -> tuple[list[tuple[Call, Fact | None]], dict[Fact, tuple[str, str]]]:
+def _research(
+    corpus: Corpus,
+    researched: list[Fact],
+    rumor: Fact | None,
+    unopened: Fact | None,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[Call, Fact | None]], dict[Fact, tuple[str, str]]]:
     """The calls (each tagged with the fact it completes) and the believed (value, cited doc) per fact."""
     calls, beliefs = [], {}
     for fact in researched:
@@ -105,13 +131,19 @@ def _state(facts: list[Fact], done_calls: list[tuple[Call, Fact | None]], status
     return State((), tuple(f for f in facts if f not in have), status)
 
 
-def _answer(query: Query, researched: list[Fact], beliefs: dict[Fact, tuple[str, str]],
-            rng: np.random.Generator) -> Answer:
+def _answer(
+    query: Query,
+    researched: list[Fact],
+    beliefs: dict[Fact, tuple[str, str]],
+    rng: np.random.Generator,
+) -> Answer:
     facts = tuple((e, a, *beliefs[(e, a)]) for e, a in researched)
     if query.kind == "compare":
         known = [beliefs[f][0] for f in query.facts() if f in beliefs]
         op = compare_symbol(*known) if len(known) == 2 else "><="[int(rng.integers(3))]
         return Answer(facts, ((*query.entities, op),))
     if query.kind == "filter":
-        return Answer(facts, selected=tuple(e for e, a in researched if beliefs[(e, a)][0] == query.value))
+        return Answer(
+            facts, selected=tuple(e for e, a in researched if beliefs[(e, a)][0] == query.value)
+        )
     return Answer(facts)

@@ -48,8 +48,13 @@ from rljax.envs.research.corpus import Corpus, make_corpus
 from rljax.envs.research.episode import ResearchEpisode
 from rljax.envs.research.judge import NUM_STAGES, ProgrammaticJudge, StageJudge
 from rljax.envs.research.queries import FILTER_SIZE, KINDS, Query, draw_query, gold_result
-from rljax.envs.research.reflection import (REFLECT_PREFIX, ReflectionBank, ReflectionScore, reference_block,
-                                            score_reflections)
+from rljax.envs.research.reflection import (
+    REFLECT_PREFIX,
+    ReflectionBank,
+    ReflectionScore,
+    reference_block,
+    score_reflections,
+)
 from rljax.rollout.stages import MINI_RESEARCH_STAGES, StageScheme
 
 SYSTEM_PROMPT = (
@@ -110,27 +115,39 @@ class MiniResearchFamily:
             raise ValueError(f"kinds must be distinct entries of {KINDS}, got {self.kinds!r}")
         needed = 2 * (FILTER_SIZE if "filter" in self.kinds else 2)
         if not isinstance(self.max_calls, int) or self.max_calls < needed:
-            raise ValueError(f"max_calls must be an int >= {needed} (a search and an open per document), "
-                             f"got {self.max_calls!r}")
+            raise ValueError(
+                f"max_calls must be an int >= {needed} (a search and an open per document), "
+                f"got {self.max_calls!r}"
+            )
         if not isinstance(self.max_turns, int) or self.max_turns < needed + 1:
-            raise ValueError(f"max_turns must be an int >= {needed + 1} (every call plus the answer), "
-                             f"got {self.max_turns!r}")
+            raise ValueError(
+                f"max_turns must be an int >= {needed + 1} (every call plus the answer), "
+                f"got {self.max_turns!r}"
+            )
         train_entities = self.num_entities - self.num_heldout_entities
         if not FILTER_SIZE <= self.num_heldout_entities or train_entities < FILTER_SIZE:
-            raise ValueError(f"both splits need >= {FILTER_SIZE} entities: num_entities={self.num_entities}, "
-                             f"num_heldout_entities={self.num_heldout_entities}")
+            raise ValueError(
+                f"both splits need >= {FILTER_SIZE} entities: num_entities={self.num_entities}, "
+                f"num_heldout_entities={self.num_heldout_entities}"
+            )
         if not 0.0 <= self.judge_noise:
             raise ValueError(f"judge_noise must be >= 0, got {self.judge_noise!r}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k!r}")
-        self.corpus: Corpus = make_corpus(self.seed, num_entities=self.num_entities,
-                                          rumor_fraction=self.rumor_fraction, num_documents=self.num_documents)
+        self.corpus: Corpus = make_corpus(
+            self.seed,
+            num_entities=self.num_entities,
+            rumor_fraction=self.rumor_fraction,
+            num_documents=self.num_documents,
+        )
         self.truth = ProgrammaticJudge(self.corpus)
         if self.judge is None:
             self.judge = self.truth
         if not isinstance(self.judge, StageJudge):
-            raise ValueError(f"judge must implement StageJudge (persistent_rubrics, propose, score), "
-                             f"got {self.judge!r}")
+            raise ValueError(
+                f"judge must implement StageJudge (persistent_rubrics, propose, score), "
+                f"got {self.judge!r}"
+            )
         self.buffer = RubricBuffer(self.caps, self.additions)
         self.bank = ReflectionBank()
         self._open_groups: dict[str, list[weakref.ref]] = {}
@@ -153,13 +170,28 @@ class MiniResearchFamily:
         check_split(split)
         cut = self.num_entities - self.num_heldout_entities
         pool = self.corpus.entities[:cut] if split == "train" else self.corpus.entities[cut:]
-        query = draw_query(registry.instance_rng(self.seed, split, index), self.corpus, pool, self.kinds)
+        query = draw_query(
+            registry.instance_rng(self.seed, split, index), self.corpus, pool, self.kinds
+        )
         question = query.text()
-        answer = {"facts": {f"{e} {a}": self.corpus.values[(e, a)] for e, a in query.facts()},
-                  "result": gold_result(query, self.corpus.values)}
-        return Task(uid=f"{self.name}/{split}/{index}", family=self.name, prompt=question, answer=answer,
-                    task_id=KINDS.index(query.kind), system=self.system,
-                    meta={"query": query.to_meta(), "question": question, "split": split, "world_seed": self.seed})
+        answer = {
+            "facts": {f"{e} {a}": self.corpus.values[(e, a)] for e, a in query.facts()},
+            "result": gold_result(query, self.corpus.values),
+        }
+        return Task(
+            uid=f"{self.name}/{split}/{index}",
+            family=self.name,
+            prompt=question,
+            answer=answer,
+            task_id=KINDS.index(query.kind),
+            system=self.system,
+            meta={
+                "query": query.to_meta(),
+                "question": question,
+                "split": split,
+                "world_seed": self.seed,
+            },
+        )
 
     def verify(self, task: Task, response: str) -> Verdict:
         """Replays a whole response (turns cut after each `</call>`, tool outputs ignored) in a fresh
@@ -173,8 +205,12 @@ class MiniResearchFamily:
             The verdict of the replayed episode.
         """
         self._check_task(task)
-        episode = ResearchEpisode(self.corpus, functools.partial(self._episode_verdict, task),
-                                  max_calls=self.max_calls, max_turns=self.max_turns)
+        episode = ResearchEpisode(
+            self.corpus,
+            functools.partial(self._episode_verdict, task),
+            max_calls=self.max_calls,
+            max_turns=self.max_turns,
+        )
         for turn in re.split(r"(?<=</call>)", _TOOL_OUTPUT.sub(" ", response)):
             if turn.strip() and episode.step(turn).done:
                 break
@@ -205,8 +241,12 @@ class MiniResearchFamily:
             The episode.
         """
         self._check_task(task)
-        episode = ResearchEpisode(self.corpus, functools.partial(self._episode_verdict, task),
-                                  max_calls=self.max_calls, max_turns=self.max_turns)
+        episode = ResearchEpisode(
+            self.corpus,
+            functools.partial(self._episode_verdict, task),
+            max_calls=self.max_calls,
+            max_turns=self.max_turns,
+        )
         self._open_groups.setdefault(task.uid, []).append(weakref.ref(episode))
         return episode
 
@@ -222,8 +262,9 @@ class MiniResearchFamily:
             One action per turn, ending with the answer turn.
         """
         self._check_task(task)
-        return expert_lib.expert_actions(self.corpus, Query.from_meta(task.meta["query"]), rng, noise,
-                                         max_calls=self.max_calls)
+        return expert_lib.expert_actions(
+            self.corpus, Query.from_meta(task.meta["query"]), rng, noise, max_calls=self.max_calls
+        )
 
     # -- judging -------------------------------------------------------------------------------
 
@@ -237,23 +278,37 @@ class MiniResearchFamily:
                 self._open_groups.setdefault(task.uid, []).extend(weakref.ref(ep) for ep in group)
                 group = [episode]
             update = in_group and task.meta["split"] == "train"
-            scores = self.buffer.judge_group(self.judge, task, [ep.transcript for ep in group],
-                                             question=task.meta["question"], update=update)
+            scores = self.buffer.judge_group(
+                self.judge,
+                task,
+                [ep.transcript for ep in group],
+                question=task.meta["question"],
+                update=update,
+            )
             for ep, score in zip(group, self._noisy(task, group, scores)):
                 self._judged[ep] = (ep.turns, score)
         return self._verdict(task, episode, self._judged[episode][1])
 
-    def _noisy(self, task: Task, group: list[ResearchEpisode], scores: list[StageScores]) -> list[StageScores]:
+    def _noisy(
+        self, task: Task, group: list[ResearchEpisode], scores: list[StageScores]
+    ) -> list[StageScores]:
         if self.judge_noise == 0.0:
             return scores
-        digest = hashlib.sha256("\n".join([str(self.seed), task.uid] + [ep.transcript.text for ep in group])
-                                .encode("utf-8")).digest()
+        digest = hashlib.sha256(
+            "\n".join([str(self.seed), task.uid] + [ep.transcript.text for ep in group]).encode(
+                "utf-8"
+            )
+        ).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
         out = []
         for score in scores:
             noise = rng.normal(0.0, self.judge_noise, NUM_STAGES - 1)
             rewards = np.clip(np.asarray(score.stage_rewards[:-1]) + noise, 0.0, 1.0)
-            out.append(dataclasses.replace(score, stage_rewards=(*map(float, rewards), score.stage_rewards[-1])))
+            out.append(
+                dataclasses.replace(
+                    score, stage_rewards=(*map(float, rewards), score.stage_rewards[-1])
+                )
+            )
         return out
 
     def _verdict(self, task: Task, episode: ResearchEpisode, score: StageScores) -> Verdict:
@@ -265,15 +320,24 @@ class MiniResearchFamily:
             reason = "correct"
         else:
             reason = f"answer score {score.reward:.3f}; failures: {', '.join(failures) or 'none'}"
-        info = {"reason": reason, "stage_rewards": list(score.stage_rewards), "judge_failed": score.judge_failed,
-                **self.truth.process_metrics(task, transcript), "failures": failures,
-                "transcript": transcript.text, "turns": episode.turns, "warning_turns": transcript.warning_turns}
+        info = {
+            "reason": reason,
+            "stage_rewards": list(score.stage_rewards),
+            "judge_failed": score.judge_failed,
+            **self.truth.process_metrics(task, transcript),
+            "failures": failures,
+            "transcript": transcript.text,
+            "turns": episode.turns,
+            "warning_turns": transcript.warning_turns,
+        }
         return Verdict(score.reward, info)
 
     def _check_task(self, task: Task) -> None:
         if task.family != self.name or task.meta.get("world_seed") != self.seed:
-            raise ValueError(f"task {task.uid!r} (family {task.family!r}, world seed {task.meta.get('world_seed')!r}) "
-                             f"does not belong to family {self.name!r} with seed {self.seed}")
+            raise ValueError(
+                f"task {task.uid!r} (family {task.family!r}, world seed {task.meta.get('world_seed')!r}) "
+                f"does not belong to family {self.name!r} with seed {self.seed}"
+            )
 
     # -- reflection bank (REM-10, REM-11) ------------------------------------------------------
 
@@ -296,7 +360,11 @@ class MiniResearchFamily:
             entries = [e for e in [self.bank.exact(question)] if e is not None]
         else:
             entries = self.bank.similar(question, self.top_k)
-        return dataclasses.replace(task, prompt=f"{reference_block(entries)} {task.prompt}") if entries else task
+        return (
+            dataclasses.replace(task, prompt=f"{reference_block(entries)} {task.prompt}")
+            if entries
+            else task
+        )
 
     def reflection_task(self, task: Task, info: dict) -> Task:
         """The reflection prompt for one judged rollout (REM-10): `<reflect>` + question + trajectory.
@@ -309,11 +377,17 @@ class MiniResearchFamily:
             A task whose prompt is the reflection prompt and whose `meta["failures"]` the judge uses.
         """
         question = task.meta["question"]
-        return Task(uid=f"{task.uid}/reflect", family=self.name,
-                    prompt=f"{REFLECT_PREFIX} {question} {info['transcript']}", answer=list(info["failures"]),
-                    meta={"question": question, "failures": list(info["failures"])})
+        return Task(
+            uid=f"{task.uid}/reflect",
+            family=self.name,
+            prompt=f"{REFLECT_PREFIX} {question} {info['transcript']}",
+            answer=list(info["failures"]),
+            meta={"question": question, "failures": list(info["failures"])},
+        )
 
-    def judge_reflections(self, reflection_task: Task, reflections: Sequence[str]) -> list[ReflectionScore]:
+    def judge_reflections(
+        self, reflection_task: Task, reflections: Sequence[str]
+    ) -> list[ReflectionScore]:
         """Scores reflections (section 8.1's reflection judge).
 
         Args:
@@ -325,8 +399,9 @@ class MiniResearchFamily:
         """
         return score_reflections(reflections, reflection_task.meta["failures"])
 
-    def write_reflection(self, reflection_task: Task, reflections: Sequence[str],
-                         scores: Sequence[ReflectionScore]) -> bool:
+    def write_reflection(
+        self, reflection_task: Task, reflections: Sequence[str], scores: Sequence[ReflectionScore]
+    ) -> bool:
         """Writes the best valid reflection into the bank entry of the question (REM-10).
 
         Args:

@@ -145,19 +145,33 @@ def parse_turn(text: str) -> ParsedTurn:
         order.append(match.group(1))
     ranks = [{"plan": 0, "state": 1, "call": 2, "review": 2, "answer": 3}[kind] for kind in order]
     if ranks != sorted(ranks):
-        errors.append("blocks out of order: expected <plan>? <state>? then <call>, or <review> <answer>")
+        errors.append(
+            "blocks out of order: expected <plan>? <state>? then <call>, or <review> <answer>"
+        )
     for kind in ("plan", "state", "review", "answer"):
         if len(found[kind]) > 1:
             errors.append(f"{len(found[kind])} <{kind}> blocks in one turn; only the first is read")
-    blocks = {kind: _parse_block(kind, bodies[0], errors)
-              for kind, bodies in found.items() if bodies and kind != "call"}
+    blocks = {
+        kind: _parse_block(kind, bodies[0], errors)
+        for kind, bodies in found.items()
+        if bodies and kind != "call"
+    }
     call = None
     if len(found["call"]) > 1:
-        errors.append(f"{len(found['call'])} <call> blocks in one turn; write exactly one per turn (none was run)")
+        errors.append(
+            f"{len(found['call'])} <call> blocks in one turn; write exactly one per turn (none was run)"
+        )
     elif found["call"]:
         call = _parse_call(found["call"][0], errors)
-    return ParsedTurn(plan=blocks.get("plan"), state=blocks.get("state"), call=call, num_calls=len(found["call"]),
-                      review=blocks.get("review"), answer=blocks.get("answer"), errors=tuple(errors))
+    return ParsedTurn(
+        plan=blocks.get("plan"),
+        state=blocks.get("state"),
+        call=call,
+        num_calls=len(found["call"]),
+        review=blocks.get("review"),
+        answer=blocks.get("answer"),
+        errors=tuple(errors),
+    )
 
 
 def _parse_call(body: str, errors: list[str]) -> Call | None:
@@ -173,7 +187,9 @@ def _parse_call(body: str, errors: list[str]) -> Call | None:
 
 
 def _args_match(args: list[str], kinds: tuple[str, ...]) -> bool:
-    return len(args) == len(kinds) and all(_ARG_PATTERNS[k].fullmatch(a) for a, k in zip(args, kinds))
+    return len(args) == len(kinds) and all(
+        _ARG_PATTERNS[k].fullmatch(a) for a, k in zip(args, kinds)
+    )
 
 
 def _parse_block(kind: str, body: str, errors: list[str]) -> Plan | State | Review | Answer:
@@ -185,14 +201,18 @@ def _parse_block(kind: str, body: str, errors: list[str]) -> Plan | State | Revi
         tag = words[0] if words else ""
         if tag not in items or not _args_match(words[1:], _ITEM_ARGS[tag]):
             allowed = " ".join(f"[{t} {' '.join(_ITEM_ARGS[t])}]" for t in _BLOCK_ITEMS[kind])
-            errors.append(f"malformed item [{match.group(1)}] in <{kind}>: expected one of {allowed}; it is ignored")
+            errors.append(
+                f"malformed item [{match.group(1)}] in <{kind}>: expected one of {allowed}; it is ignored"
+            )
             continue
         items[tag].append(tuple(words[1:]))
     rest = _ITEM.sub(" ", body).split()
     if kind == "state":
         status = rest[-1] if rest and rest[-1] in STATUSES else None
         if status is None or len(rest) > 1:
-            errors.append(f"<state> must end with CONT or DONE after its items, got {' '.join(rest)!r}")
+            errors.append(
+                f"<state> must end with CONT or DONE after its items, got {' '.join(rest)!r}"
+            )
         return State(tuple(items["HAVE"]), tuple(items["MISSING"]), status)
     if rest:
         errors.append(f"text between the items of <{kind}> is ignored: {' '.join(rest)[:60]!r}")
@@ -213,9 +233,13 @@ def format_plan(plan: Plan) -> str:
     Returns:
         e.g. "<plan> <rubric> [NEED E03 size] [AVOID blog] </rubric> <rplan> [SEARCH E03 size] </rplan> </plan>".
     """
-    rubric = [f"[NEED {e} {a}]" for e, a in plan.needs] + (["[AVOID blog]"] if plan.avoid_blog else [])
+    rubric = [f"[NEED {e} {a}]" for e, a in plan.needs] + (
+        ["[AVOID blog]"] if plan.avoid_blog else []
+    )
     rplan = [f"[SEARCH {e} {a}]" for e, a in plan.searches]
-    return f"<plan> <rubric> {' '.join(rubric)} </rubric> <rplan> {' '.join(rplan)} </rplan> </plan>"
+    return (
+        f"<plan> <rubric> {' '.join(rubric)} </rubric> <rplan> {' '.join(rplan)} </rplan> </plan>"
+    )
 
 
 def format_state(state: State) -> str:
@@ -227,7 +251,9 @@ def format_state(state: State) -> str:
     Returns:
         e.g. "<state> [HAVE E03 size] [MISSING E04 size] CONT </state>".
     """
-    items = [f"[HAVE {e} {a}]" for e, a in state.have] + [f"[MISSING {e} {a}]" for e, a in state.missing]
+    items = [f"[HAVE {e} {a}]" for e, a in state.have] + [
+        f"[MISSING {e} {a}]" for e, a in state.missing
+    ]
     return f"<state> {' '.join(items + [state.status or ''])} </state>"
 
 
@@ -240,7 +266,9 @@ def format_review(review: Review) -> str:
     Returns:
         e.g. "<review> [MAP E03 size 042] [GAP E04 size] </review>".
     """
-    items = [f"[MAP {e} {a} {d}]" for e, a, d in review.maps] + [f"[GAP {e} {a}]" for e, a in review.gaps]
+    items = [f"[MAP {e} {a} {d}]" for e, a, d in review.maps] + [
+        f"[GAP {e} {a}]" for e, a in review.gaps
+    ]
     return f"<review> {' '.join(items)} </review>"
 
 
@@ -254,7 +282,9 @@ def format_answer(answer: Answer) -> str:
         e.g. "<answer> [FACT E03 size V4 CITE 042] [CMP E03 E04 >] </answer>".
     """
     items = [f"[FACT {e} {a} {v} CITE {d}]" for e, a, v, d in answer.facts]
-    items += [f"[CMP {x} {y} {op}]" for x, y, op in answer.comparisons] + [f"[SEL {e}]" for e in answer.selected]
+    items += [f"[CMP {x} {y} {op}]" for x, y, op in answer.comparisons] + [
+        f"[SEL {e}]" for e in answer.selected
+    ]
     return f"<answer> {' '.join(items)} </answer>"
 
 
@@ -312,7 +342,9 @@ class Transcript:
         Returns:
             Ids of the existing documents that `open` calls showed.
         """
-        return {doc for record in self.calls if record.call.tool == "open" for doc in record.results}
+        return {
+            doc for record in self.calls if record.call.tool == "open" for doc in record.results
+        }
 
     @property
     def shown(self) -> set[str]:
@@ -321,7 +353,9 @@ class Transcript:
         Returns:
             Ids of the documents that any search returned.
         """
-        return {doc for record in self.calls if record.call.tool == "search" for doc in record.results}
+        return {
+            doc for record in self.calls if record.call.tool == "search" for doc in record.results
+        }
 
     def has_stage(self, stage: int) -> bool:
         """Whether a stage has content to judge (an absent stage scores 0, REM-1's truncation rule).

@@ -60,11 +60,15 @@ class Rubric:
 
     def __post_init__(self):
         if self.stage not in range(NUM_STAGES) or self.weight not in (1, 2, 3):
-            raise ValueError(f"rubric {self.key!r}: stage must be in 0..3 and weight in (1, 2, 3), "
-                             f"got stage {self.stage!r}, weight {self.weight!r}")
+            raise ValueError(
+                f"rubric {self.key!r}: stage must be in 0..3 and weight in (1, 2, 3), "
+                f"got stage {self.stage!r}, weight {self.weight!r}"
+            )
         if self.persistent and self.stage != NUM_STAGES - 1:
-            raise ValueError(f"rubric {self.key!r}: persistent rubrics belong to the Answer stage (3), "
-                             f"got {self.stage}")
+            raise ValueError(
+                f"rubric {self.key!r}: persistent rubrics belong to the Answer stage (3), "
+                f"got {self.stage}"
+            )
 
     def to_json(self) -> dict:
         """A JSON-serialisable form of the rubric.
@@ -101,8 +105,13 @@ class StageJudge(Protocol):
             Persistent Answer-stage rubrics.
         """
 
-    def propose(self, task: Task, transcripts: Sequence[Transcript], active: Sequence[Sequence[Rubric]],
-                limits: Sequence[int]) -> list[list[Rubric]] | None:
+    def propose(
+        self,
+        task: Task,
+        transcripts: Sequence[Transcript],
+        active: Sequence[Sequence[Rubric]],
+        limits: Sequence[int],
+    ) -> list[list[Rubric]] | None:
         """REM-9 step 1: new discriminative rubrics per stage from contrasting the rollouts.
 
         Args:
@@ -116,7 +125,9 @@ class StageJudge(Protocol):
             None when the call failed (adds nothing).
         """
 
-    def score(self, task: Task, transcript: Transcript, rubrics: Sequence[Rubric]) -> list[int] | None:
+    def score(
+        self, task: Task, transcript: Transcript, rubrics: Sequence[Rubric]
+    ) -> list[int] | None:
         """REM-2's judge scores of one rollout.
 
         Args:
@@ -211,7 +222,10 @@ def _duplicate(ctx, t, f):
 
 def _premature_done(ctx: _Context, t: Transcript) -> bool:
     """A `<state>` said DONE while a gold fact was not yet retrieved (its reliable document unopened)."""
-    return any(s.state.status == "DONE" and len(_retrieved(ctx, s.opened)) < len(ctx.facts) for s in t.states)
+    return any(
+        s.state.status == "DONE" and len(_retrieved(ctx, s.opened)) < len(ctx.facts)
+        for s in t.states
+    )
 
 
 def _premature(ctx, t, f):
@@ -286,24 +300,111 @@ def _excluded(ctx, t, f):
 _PREDICATES: dict[str, tuple[int, int, bool, bool, bool, Predicate, str]] = {
     "need": (0, 2, False, False, True, _need, "the plan's rubric lists the needed fact {f}"),
     "avoid_blog": (0, 2, False, False, False, _avoid_blog, "the plan says to avoid blog sources"),
-    "rplan_covers": (0, 1, False, False, False, _rplan_covers, "the research plan searches every NEED item"),
-    "irrelevant_need": (0, 1, True, False, False, _irrelevant_need, "the plan lists facts the question does not need"),
+    "rplan_covers": (
+        0,
+        1,
+        False,
+        False,
+        False,
+        _rplan_covers,
+        "the research plan searches every NEED item",
+    ),
+    "irrelevant_need": (
+        0,
+        1,
+        True,
+        False,
+        False,
+        _irrelevant_need,
+        "the plan lists facts the question does not need",
+    ),
     "searched": (1, 2, False, False, True, _searched, "the agent searched for {f}"),
     "opened": (1, 2, False, False, True, _opened, "the agent opened the reliable document for {f}"),
-    "rumor_opened": (1, 1, True, False, True, _rumor_opened,
-                     "the agent opened the rumor for {f} although the reliable document was in its results"),
+    "rumor_opened": (
+        1,
+        1,
+        True,
+        False,
+        True,
+        _rumor_opened,
+        "the agent opened the rumor for {f} although the reliable document was in its results",
+    ),
     "duplicate_call": (1, 1, True, False, False, _duplicate, "the agent repeated a tool call"),
-    "premature_done": (1, 3, True, False, False, _premature, "the agent declared DONE before retrieving every fact"),
-    "too_many_calls": (1, 1, True, False, False, _too_many_calls, "the agent used more calls than needed"),
+    "premature_done": (
+        1,
+        3,
+        True,
+        False,
+        False,
+        _premature,
+        "the agent declared DONE before retrieving every fact",
+    ),
+    "too_many_calls": (
+        1,
+        1,
+        True,
+        False,
+        False,
+        _too_many_calls,
+        "the agent used more calls than needed",
+    ),
     "map": (2, 2, False, False, True, _map, "the review maps {f} to the opened reliable document"),
-    "map_unopened": (2, 3, True, False, False, _map_unopened, "the review cites a document that was never opened"),
-    "gap_missing": (2, 1, True, False, False, _gap_missing, "the review hides an unretrieved fact (no GAP item)"),
-    "cites_opened": (3, 1, False, False, False, _cites_opened, "the answer cites only opened documents"),
-    "map_consistent": (3, 1, False, False, False, _map_consistent, "the answer agrees with the review's MAP items"),
-    "fact": (3, 2, False, True, True, _fact, "the answer states the true value of {f} citing its reliable document"),
+    "map_unopened": (
+        2,
+        3,
+        True,
+        False,
+        False,
+        _map_unopened,
+        "the review cites a document that was never opened",
+    ),
+    "gap_missing": (
+        2,
+        1,
+        True,
+        False,
+        False,
+        _gap_missing,
+        "the review hides an unretrieved fact (no GAP item)",
+    ),
+    "cites_opened": (
+        3,
+        1,
+        False,
+        False,
+        False,
+        _cites_opened,
+        "the answer cites only opened documents",
+    ),
+    "map_consistent": (
+        3,
+        1,
+        False,
+        False,
+        False,
+        _map_consistent,
+        "the answer agrees with the review's MAP items",
+    ),
+    "fact": (
+        3,
+        2,
+        False,
+        True,
+        True,
+        _fact,
+        "the answer states the true value of {f} citing its reliable document",
+    ),
     "result": (3, 2, False, True, False, _result, "the comparison or selection is correct"),
     "rumor_value": (3, 3, True, True, False, _rumor_value, "the answer uses a rumor's value"),
-    "excluded": (3, 2, True, True, False, _excluded, "the answer selects an entity that does not qualify"),
+    "excluded": (
+        3,
+        2,
+        True,
+        True,
+        False,
+        _excluded,
+        "the answer selects an entity that does not qualify",
+    ),
 }
 
 
@@ -329,9 +430,15 @@ class ProgrammaticJudge:
         query = Query.from_meta(task.meta["query"])
         facts = query.facts()
         rumors = {f: self.corpus.rumors[f] for f in facts if f in self.corpus.rumors}
-        return _Context(query, facts, {f: self.corpus.values[f] for f in facts},
-                        {f: self.corpus.reliable[f] for f in facts}, rumors,
-                        {f: self.corpus.rumor_value(f) for f in rumors}, gold_result(query, self.corpus.values))
+        return _Context(
+            query,
+            facts,
+            {f: self.corpus.values[f] for f in facts},
+            {f: self.corpus.reliable[f] for f in facts},
+            rumors,
+            {f: self.corpus.rumor_value(f) for f in rumors},
+            gold_result(query, self.corpus.values),
+        )
 
     def rubrics(self, task: Task) -> list[Rubric]:
         """Every predicate of section 8.1 instantiated for a question.
@@ -346,11 +453,18 @@ class ProgrammaticJudge:
         entity_has_rumor = any(e in ctx.query.entities for e, _ in self.corpus.rumors)
         out = []
         for name, (stage, weight, negative, persistent, per_fact, _, text) in _PREDICATES.items():
-            if (name == "avoid_blog" and not entity_has_rumor) or (name == "rumor_value" and not ctx.rumors) \
-                    or (name == "result" and ctx.query.kind == "lookup") \
-                    or (name == "excluded" and ctx.query.kind != "filter"):
+            if (
+                (name == "avoid_blog" and not entity_has_rumor)
+                or (name == "rumor_value" and not ctx.rumors)
+                or (name == "result" and ctx.query.kind == "lookup")
+                or (name == "excluded" and ctx.query.kind != "filter")
+            ):
                 continue
-            facts = [f for f in ctx.facts if name != "rumor_opened" or f in ctx.rumors] if per_fact else [None]
+            facts = (
+                [f for f in ctx.facts if name != "rumor_opened" or f in ctx.rumors]
+                if per_fact
+                else [None]
+            )
             for f in facts:
                 key = f"{STAGE_NAMES[stage]}/{name}" + ("" if f is None else f"/{f[0]}/{f[1]}")
                 label = "" if f is None else f"{f[0]} {f[1]}"
@@ -368,8 +482,13 @@ class ProgrammaticJudge:
         """
         return [r for r in self.rubrics(task) if r.persistent]
 
-    def propose(self, task: Task, transcripts: Sequence[Transcript], active: Sequence[Sequence[Rubric]],
-                limits: Sequence[int]) -> list[list[Rubric]]:
+    def propose(
+        self,
+        task: Task,
+        transcripts: Sequence[Transcript],
+        active: Sequence[Sequence[Rubric]],
+        limits: Sequence[int],
+    ) -> list[list[Rubric]]:
         """Section 8.1's generate step: the most discriminative predicates not yet active.
 
         Args:
@@ -412,13 +531,17 @@ class ProgrammaticJudge:
         """
         return self._evaluate(self.context(task), transcript, rubrics)
 
-    def _evaluate(self, ctx: _Context, transcript: Transcript, rubrics: Sequence[Rubric]) -> list[int]:
+    def _evaluate(
+        self, ctx: _Context, transcript: Transcript, rubrics: Sequence[Rubric]
+    ) -> list[int]:
         out = []
         for rubric in rubrics:
             parts = rubric.key.split("/")
             if len(parts) not in (2, 4) or parts[1] not in _PREDICATES:
-                raise ValueError(f"rubric key {rubric.key!r} is not a ProgrammaticJudge predicate "
-                                 f"(expected 'stage/name' or 'stage/name/E/attr', name in {sorted(_PREDICATES)})")
+                raise ValueError(
+                    f"rubric key {rubric.key!r} is not a ProgrammaticJudge predicate "
+                    f"(expected 'stage/name' or 'stage/name/E/attr', name in {sorted(_PREDICATES)})"
+                )
             fact = (parts[2], parts[3]) if len(parts) == 4 else None
             out.append(int(_PREDICATES[parts[1]][5](ctx, transcript, fact)))
         return out
@@ -437,7 +560,11 @@ class ProgrammaticJudge:
             unopened document).
         """
         ctx = self.context(task)
-        answered = {(e, a): v for e, a, v, _ in reversed(transcript.answer.facts)} if transcript.answer else {}
+        answered = (
+            {(e, a): v for e, a, v, _ in reversed(transcript.answer.facts)}
+            if transcript.answer
+            else {}
+        )
         items = [f"REQ {e} {a}" for e, a in ctx.facts if answered.get((e, a)) != ctx.values[(e, a)]]
         cited = {doc for *_, doc in transcript.answer.facts} if transcript.answer else set()
         if _rumor_used(ctx, transcript) or cited & set(ctx.rumors.values()):

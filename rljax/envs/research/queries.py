@@ -67,8 +67,12 @@ class Query:
         Returns:
             {"kind", "entities", "attributes", "value"}; `from_meta` inverts it.
         """
-        return {"kind": self.kind, "entities": list(self.entities), "attributes": list(self.attributes),
-                "value": self.value}
+        return {
+            "kind": self.kind,
+            "entities": list(self.entities),
+            "attributes": list(self.attributes),
+            "value": self.value,
+        }
 
     @classmethod
     def from_meta(cls, meta: dict) -> Query:
@@ -116,7 +120,9 @@ def gold_result(query: Query, values: dict[Fact, str]) -> str | list[str] | None
     return None
 
 
-def draw_query(rng: np.random.Generator, corpus: Corpus, entities: tuple[str, ...], kinds: tuple[str, ...]) -> Query:
+def draw_query(
+    rng: np.random.Generator, corpus: Corpus, entities: tuple[str, ...], kinds: tuple[str, ...]
+) -> Query:
     """Draws a question over `entities` (a split's entity pool).
 
     A filter's value is the true value of one of its listed entities, so at least one qualifies.
@@ -133,7 +139,11 @@ def draw_query(rng: np.random.Generator, corpus: Corpus, entities: tuple[str, ..
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "lookup":
         attributes = rng.choice(len(ATTRIBUTES), size=2, replace=False)
-        return Query(kind, (entities[int(rng.integers(len(entities)))],), tuple(ATTRIBUTES[i] for i in attributes))
+        return Query(
+            kind,
+            (entities[int(rng.integers(len(entities)))],),
+            tuple(ATTRIBUTES[i] for i in attributes),
+        )
     if kind == "compare":
         pair = rng.choice(len(entities), size=2, replace=False)
         attribute = ORDERED_ATTRIBUTES[int(rng.integers(len(ORDERED_ATTRIBUTES)))]

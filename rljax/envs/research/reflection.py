@@ -70,14 +70,18 @@ def parse_reflection(text: str) -> Reflection:
     errors = []
     rubrics, takeaways = _RUBRICS.findall(text), _TAKEAWAYS.findall(text)
     if len(rubrics) != 1 or len(takeaways) != 1:
-        errors.append(f"expected exactly one <reflection_rubrics> and one <reflection_takeaways> block, "
-                      f"got {len(rubrics)} and {len(takeaways)}")
+        errors.append(
+            f"expected exactly one <reflection_rubrics> and one <reflection_takeaways> block, "
+            f"got {len(rubrics)} and {len(takeaways)}"
+        )
     elif text.find("<reflection_rubrics>") > text.find("<reflection_takeaways>"):
         errors.append("<reflection_rubrics> must come before <reflection_takeaways>")
     if _TAKEAWAYS.sub(" ", _RUBRICS.sub(" ", text)).strip():
         errors.append("text outside the two reflection blocks")
     rubric_items = _items(rubrics[0] if rubrics else "", _RUBRIC_ITEM, "reflection_rubrics", errors)
-    lessons = _items(takeaways[0] if takeaways else "", _LESSON_ITEM, "reflection_takeaways", errors)
+    lessons = _items(
+        takeaways[0] if takeaways else "", _LESSON_ITEM, "reflection_takeaways", errors
+    )
     if not 1 <= len(lessons) <= MAX_LESSONS:
         errors.append(f"expected 1 to {MAX_LESSONS} LESSON items, got {len(lessons)}")
     return Reflection(tuple(rubric_items), tuple(lessons), not errors, tuple(errors))
@@ -114,16 +118,22 @@ def score_reflections(texts: Sequence[str], failures: Sequence[str]) -> list[Ref
         One `ReflectionScore` per text; u comes from `rljax.losses.reflection_utility`.
     """
     parsed = [parse_reflection(text) for text in texts]
-    dims = np.array([_dimensions(r, failures) for r in parsed], np.float32).reshape(1, len(texts), 3)
+    dims = np.array([_dimensions(r, failures) for r in parsed], np.float32).reshape(
+        1, len(texts), 3
+    )
     valid = np.array([[r.valid for r in parsed]])
     utility = np.asarray(reflection_utility(dims[..., 0], dims[..., 1], dims[..., 2], valid))[0]
-    return [ReflectionScore(float(d[0]), float(d[1]), float(d[2]), r.valid, float(u))
-            for d, r, u in zip(dims[0], parsed, utility)]
+    return [
+        ReflectionScore(float(d[0]), float(d[1]), float(d[2]), r.valid, float(u))
+        for d, r, u in zip(dims[0], parsed, utility)
+    ]
 
 
 def _dimensions(reflection: Reflection, failures: Sequence[str]) -> tuple[float, float, float]:
     diagnosed, truth = set(reflection.rubric_items), set(failures)
-    diagnostic = 1.0 if not diagnosed and not truth else metrics.set_f1(sorted(diagnosed), sorted(truth))
+    diagnostic = (
+        1.0 if not diagnosed and not truth else metrics.set_f1(sorted(diagnosed), sorted(truth))
+    )
     items = reflection.rubric_items + reflection.lessons
     specificity = sum(item != "LESSON CAREFUL" for item in items) / len(items) if items else 0.0
     categories = {item.split()[0] for item in items}
@@ -159,7 +169,9 @@ class ReflectionBank:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def write(self, question: str, reflections: Sequence[str], scores: Sequence[ReflectionScore]) -> BankEntry | None:
+    def write(
+        self, question: str, reflections: Sequence[str], scores: Sequence[ReflectionScore]
+    ) -> BankEntry | None:
         """Overwrites the question's entry with the best valid candidate (ties: the first).
 
         Args:
@@ -171,7 +183,9 @@ class ReflectionBank:
             The new entry, or None (and the bank unchanged) when no candidate is valid.
         """
         if len(reflections) != len(scores):
-            raise ValueError(f"reflections and scores must pair up, got {len(reflections)} and {len(scores)}")
+            raise ValueError(
+                f"reflections and scores must pair up, got {len(reflections)} and {len(scores)}"
+            )
         valid = [i for i, score in enumerate(scores) if score.valid]
         if not valid:
             return None
@@ -205,8 +219,12 @@ class ReflectionBank:
         if top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {top_k}")
         tokens = _question_tokens(question)
-        scored = [(_jaccard(tokens, _question_tokens(q)), q) for q in self._entries if q != question]
-        ranked = sorted((item for item in scored if item[0] > 0), key=lambda item: (-item[0], item[1]))
+        scored = [
+            (_jaccard(tokens, _question_tokens(q)), q) for q in self._entries if q != question
+        ]
+        ranked = sorted(
+            (item for item in scored if item[0] > 0), key=lambda item: (-item[0], item[1])
+        )
         return [self._entries[q] for _, q in ranked[:top_k]]
 
     def get_state(self) -> dict:
@@ -215,7 +233,9 @@ class ReflectionBank:
         Returns:
             {question: {"reflection": str, "utility": float}}.
         """
-        return {q: {"reflection": e.reflection, "utility": e.utility} for q, e in self._entries.items()}
+        return {
+            q: {"reflection": e.reflection, "utility": e.utility} for q, e in self._entries.items()
+        }
 
     def set_state(self, state: dict) -> None:
         """Replaces the contents with saved data.
@@ -223,7 +243,9 @@ class ReflectionBank:
         Args:
             state: `get_state`'s data.
         """
-        self._entries = {q: BankEntry(q, e["reflection"], float(e["utility"])) for q, e in state.items()}
+        self._entries = {
+            q: BankEntry(q, e["reflection"], float(e["utility"])) for q, e in state.items()
+        }
 
 
 def reference_block(entries: Sequence[BankEntry]) -> str:

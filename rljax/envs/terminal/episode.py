@@ -82,10 +82,20 @@ class TerminalEpisode:
         if parsed.command is None:
             text, fatal = parsed.error, False
         else:
-            result = CommandResult("", "answer: usage error\n", 2) if value == "" else self._backend.run(parsed.command)
-            text, fatal = render_lib.render_observation(
-                parsed.command, result, render=self._render, max_output_chars=self._max_output_chars
-            ), result.fatal
+            result = (
+                CommandResult("", "answer: usage error\n", 2)
+                if value == ""
+                else self._backend.run(parsed.command)
+            )
+            text, fatal = (
+                render_lib.render_observation(
+                    parsed.command,
+                    result,
+                    render=self._render,
+                    max_output_chars=self._max_output_chars,
+                ),
+                result.fatal,
+            )
         self.done = fatal or self.turns >= self._max_turns
         return Observation(text, warning, self.done)
 

@@ -34,7 +34,9 @@ SYSTEM_PROMPT = (
     "<think> ... </think> <cmd> COMMAND </cmd>. Commands: ls cd pwd cat head tail grep wc sort "
     "find echo mkdir touch rm mv cp. Finish with <cmd> answer VALUE </cmd>."
 )
-_KNOWN_COMMANDS = frozenset("ls cd pwd cat head tail grep wc sort find echo mkdir touch rm mv cp answer".split())
+_KNOWN_COMMANDS = frozenset(
+    "ls cd pwd cat head tail grep wc sort find echo mkdir touch rm mv cp answer".split()
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +81,9 @@ class TerminalFamily(abc.ABC):
                 f"got {self.max_turns!r}"
             )
         if not callable(self.backend):
-            raise ValueError(f"backend must be a callable (files, dirs, cwd) -> TerminalBackend, got {self.backend!r}")
+            raise ValueError(
+                f"backend must be a callable (files, dirs, cwd) -> TerminalBackend, got {self.backend!r}"
+            )
         world = make_world(self.seed, num_files=self.num_files, lines_per_file=self.lines_per_file)
         object.__setattr__(self, "world", world)  # drawn once, shared by every episode
 
@@ -96,7 +100,11 @@ class TerminalFamily(abc.ABC):
         """
         check_split(split)
         instance = registry.sample_in_split(
-            self._draw, seed=self.seed, split=split, index=index, heldout_fraction=self.heldout_fraction
+            self._draw,
+            seed=self.seed,
+            split=split,
+            index=index,
+            heldout_fraction=self.heldout_fraction,
         )
         prompt, answer, meta = self._task(instance)
         return Task(
@@ -202,7 +210,10 @@ def typo(command: str, rng: np.random.Generator) -> str:
         shell answers "command not found".
     """
     program, _, rest = command.partition(" ")
-    candidates = [program[:i] + program[i + 1] + program[i] + program[i + 2 :] for i in range(len(program) - 1)]
+    candidates = [
+        program[:i] + program[i + 1] + program[i] + program[i + 2 :]
+        for i in range(len(program) - 1)
+    ]
     candidates += [program[:i] + program[i + 1 :] for i in range(len(program))]
     candidates = [c for c in dict.fromkeys(candidates) if c and c not in _KNOWN_COMMANDS]
     misspelt = candidates[int(rng.integers(len(candidates)))]

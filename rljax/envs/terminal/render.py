@@ -31,7 +31,9 @@ def command_output(result: CommandResult) -> str:
     Returns:
         The OUTPUT text of the module docstring.
     """
-    return "\n".join(part for part in (result.stdout.rstrip("\n"), result.stderr.rstrip("\n")) if part)
+    return "\n".join(
+        part for part in (result.stdout.rstrip("\n"), result.stderr.rstrip("\n")) if part
+    )
 
 
 def truncate_output(output: str, max_output_chars: int | None) -> str:
@@ -53,7 +55,11 @@ def truncate_output(output: str, max_output_chars: int | None) -> str:
 
 
 def render_observation(
-    command: str, result: CommandResult, *, render: str = "harness", max_output_chars: int | None = 50_000
+    command: str,
+    result: CommandResult,
+    *,
+    render: str = "harness",
+    max_output_chars: int | None = 50_000,
 ) -> str:
     """Renders the observation text of one executed command (echo.md section 8.1).
 
@@ -69,7 +75,9 @@ def render_observation(
     check_render(render)
     output = truncate_output(command_output(result), max_output_chars)
     if render == "compact":
-        return "\n".join([f"$ {command}", *([output] if output else []), f"(exit={result.exit_code})"])
+        return "\n".join(
+            [f"$ {command}", *([output] if output else []), f"(exit={result.exit_code})"]
+        )
     status = "executed successfully" if result.exit_code == 0 else "failed"
     return f"Command '{command}' {status}. Output: {output}\n\n(exit_code={result.exit_code})"
 
@@ -90,5 +98,9 @@ def check_max_output_chars(max_output_chars: int | None) -> None:
     Args:
         max_output_chars: must be None or a positive int, else ValueError.
     """
-    if max_output_chars is not None and (not isinstance(max_output_chars, int) or max_output_chars < 1):
-        raise ValueError(f"max_output_chars must be a positive int or None, got {max_output_chars!r}")
+    if max_output_chars is not None and (
+        not isinstance(max_output_chars, int) or max_output_chars < 1
+    ):
+        raise ValueError(
+            f"max_output_chars must be a positive int or None, got {max_output_chars!r}"
+        )

@@ -107,7 +107,9 @@ class Sandbox:
         self._workdir = check_absolute("workdir", workdir)
         mounts = (*read_only_paths, *_TOP_LEVEL_LINKS, "/proc", "/dev", "/tmp")
         if self._workdir == "/" or any(_nested(self._workdir, mount) for mount in mounts):
-            raise ValueError(f"workdir must not be /, contain or lie inside one of {mounts}, got {workdir!r}")
+            raise ValueError(
+                f"workdir must not be /, contain or lie inside one of {mounts}, got {workdir!r}"
+            )
         if not isinstance(run_as, int) or run_as < 1:
             raise ValueError(f"run_as must be a positive (non-root) uid, got {run_as!r}")
         if not timeout_s > 0:
@@ -123,7 +125,11 @@ class Sandbox:
                 "and allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
             )
         self._timeout_s = float(timeout_s)
-        self._disk_bytes, self._max_entries, self._max_output_bytes = disk_bytes, max_entries, max_output_bytes
+        self._disk_bytes, self._max_entries, self._max_output_bytes = (
+            disk_bytes,
+            max_entries,
+            max_output_bytes,
+        )
         self._uid = run_as if os.geteuid() == 0 else None
         self._dir = tempfile.mkdtemp(prefix="rljax-sandbox-")
         self._finalizer = weakref.finalize(self, _remove_tree, self._dir)
@@ -143,7 +149,9 @@ class Sandbox:
                     os.chown(os.path.join(root, name), self._uid, self._uid)
         cwd = check_absolute("cwd", cwd)
         if self.list_dir(cwd) is None:
-            raise ValueError(f"cwd {cwd!r} is not a directory of the sandbox (under workdir {self._workdir!r})")
+            raise ValueError(
+                f"cwd {cwd!r} is not a directory of the sandbox (under workdir {self._workdir!r})"
+            )
         self._cwd = cwd
         wrapper = _WRAPPER.format(
             cpu=math.ceil(self._timeout_s), memory_kib=memory_bytes // 1024, file_kib=max(1, file_bytes // 1024),
@@ -200,7 +208,9 @@ class Sandbox:
         quota = self._quota_note()
         if quota is not None:
             text_err += quota + "\n"
-        return CommandResult(stdout.decode("utf-8", "replace"), text_err, status, fatal=quota is not None)
+        return CommandResult(
+            stdout.decode("utf-8", "replace"), text_err, status, fatal=quota is not None
+        )
 
     def read_file(self, path: str) -> str | None:
         """Text of the regular file at `path`, or None (missing, not regular, outside `workdir`,

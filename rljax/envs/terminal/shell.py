@@ -43,7 +43,9 @@ class MiniShell:
         cwd: the initial working directory (must exist once `files` and `dirs` are created).
     """
 
-    def __init__(self, files: Mapping[str, str] | None = None, dirs: Sequence[str] = (), cwd: str = "/"):
+    def __init__(
+        self, files: Mapping[str, str] | None = None, dirs: Sequence[str] = (), cwd: str = "/"
+    ):
         self._root: dict = {}
         for path in dirs:
             self._make_dirs(check_absolute("dirs entry", path))
@@ -186,7 +188,9 @@ class MiniShell:
             node = child
         return node
 
-    def _open_for_writing(self, target: str, append: bool) -> tuple[CommandResult | None, dict, str]:
+    def _open_for_writing(
+        self, target: str, append: bool
+    ) -> tuple[CommandResult | None, dict, str]:
         """Opens `target` as bash does before running the command: create, or truncate unless `append`."""
         _, node, error = self._walk(target)
         if error is None and isinstance(node, dict):
@@ -270,7 +274,11 @@ class MiniShell:
         if error:
             return _fail(f"grep: {path}: {error}", 2)
         matches = [line for line in _lines(text) if line.startswith(key + "=")]
-        return _ok("".join(_terminated(line) for line in matches)) if matches else CommandResult("", "", 1)
+        return (
+            _ok("".join(_terminated(line) for line in matches))
+            if matches
+            else CommandResult("", "", 1)
+        )
 
     def _wc(self, args: list[str]) -> CommandResult:
         if len(args) != 2 or args[0] != "-l":
@@ -363,12 +371,18 @@ class MiniShell:
             return _fail(f"mv: cannot move '{source}' to '{target}': Device or resource busy", 1)
         dst_dir, dst_node, dst_error = self._walk(target)
         if dst_error is None and isinstance(dst_node, dict):
-            shown, parent_components, new_name = target.rstrip("/") + "/" + src[-1], dst_dir, src[-1]
+            shown, parent_components, new_name = (
+                target.rstrip("/") + "/" + src[-1],
+                dst_dir,
+                src[-1],
+            )
         else:
             shown = target
             parent_components, new_name, parent_error = self._creation_target(target)
             if parent_error:
-                verb = f"cannot move '{source}' to" if name == "mv" else "cannot create regular file"
+                verb = (
+                    f"cannot move '{source}' to" if name == "mv" else "cannot create regular file"
+                )
                 return _fail(f"{name}: {verb} '{target}': {parent_error}", 1)
         dest = parent_components + [new_name]
         parent = self._node(parent_components)
@@ -378,7 +392,9 @@ class MiniShell:
         if isinstance(node, dict) and dest[: len(src)] == src:
             return _fail(f"mv: cannot move '{source}' to a subdirectory of itself, '{shown}'", 1)
         if isinstance(node, dict) and isinstance(existing, str):
-            return _fail(f"mv: cannot overwrite non-directory '{shown}' with directory '{source}'", 1)
+            return _fail(
+                f"mv: cannot overwrite non-directory '{shown}' with directory '{source}'", 1
+            )
         if isinstance(node, str) and isinstance(existing, dict):
             return _fail(f"{name}: cannot overwrite directory '{shown}' with non-directory", 1)
         if isinstance(existing, dict) and existing:

@@ -69,7 +69,11 @@ class FindValueFamily(TerminalFamily):
         return key_content(self.seed, key), key
 
     def _task(self, key: str) -> tuple[str, str, dict]:
-        return f"Q: value of {key} ?", self.world.values[key], {"key": key, "file": self.world.key_file[key]}
+        return (
+            f"Q: value of {key} ?",
+            self.world.values[key],
+            {"key": key, "file": self.world.key_file[key]},
+        )
 
     def judge(self, task: Task, backend: TerminalBackend, answer: str | None) -> Verdict:
         """Reward 1 iff the answer is exactly the key's value."""
@@ -78,8 +82,13 @@ class FindValueFamily(TerminalFamily):
     def expert_actions(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> list[str]:
         """`grep KEY FILE` or `cat FILE` (after any mistakes), then `answer VALUE`."""
         key, name = task.meta["key"], task.meta["file"]
-        steps = [_lookup_mistake(self, key, name, rng) for _ in range(self._mistake_slots(rng, noise))]
-        steps += [_lookup(key, name, rng), (f"The value of {key} is {task.answer}.", f"answer {task.answer}")]
+        steps = [
+            _lookup_mistake(self, key, name, rng) for _ in range(self._mistake_slots(rng, noise))
+        ]
+        steps += [
+            _lookup(key, name, rng),
+            (f"The value of {key} is {task.answer}.", f"answer {task.answer}"),
+        ]
         return [act(*step) for step in steps]
 
 
@@ -106,14 +115,22 @@ class WriteValueFamily(TerminalFamily):
         if text is None:
             return Verdict(0.0, {"reason": f"missing: {OUT_FILE} is not a file"})
         if text.removesuffix("\n") != task.answer:
-            return Verdict(0.0, {"reason": f"wrong: {OUT_FILE} holds {text!r}, expected {task.answer!r}"})
+            return Verdict(
+                0.0, {"reason": f"wrong: {OUT_FILE} holds {text!r}, expected {task.answer!r}"}
+            )
         return Verdict(1.0, {"reason": "correct"})
 
     def expert_actions(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> list[str]:
         """Look the key up, write the value with `echo`, then `answer done`."""
         key, name, value = task.meta["key"], task.meta["file"], task.answer
-        steps = [_lookup_mistake(self, key, name, rng) for _ in range(self._mistake_slots(rng, noise))]
-        steps += [_lookup(key, name, rng), (f"The value is {value}; write it.", f"echo {value} > {OUT_FILE}"), _DONE]
+        steps = [
+            _lookup_mistake(self, key, name, rng) for _ in range(self._mistake_slots(rng, noise))
+        ]
+        steps += [
+            _lookup(key, name, rng),
+            (f"The value is {value}; write it.", f"echo {value} > {OUT_FILE}"),
+            _DONE,
+        ]
         return [act(*step) for step in steps]
 
 
@@ -134,7 +151,11 @@ class BackupFileFamily(TerminalFamily):
     def _task(self, instance: tuple[str, str]) -> tuple[str, str, dict]:
         name, directory = instance
         target = f"{ROOT}/{directory}/{name}"
-        return f"Q: copy {name} into a new directory {ROOT}/{directory}", target, {"file": name, "dir": directory}
+        return (
+            f"Q: copy {name} into a new directory {ROOT}/{directory}",
+            target,
+            {"file": name, "dir": directory},
+        )
 
     def judge(self, task: Task, backend: TerminalBackend, answer: str | None) -> Verdict:
         """Reward 1 iff /data/DIR/FILE equals the original and the original is unchanged."""
@@ -188,8 +209,14 @@ class AppendLineFamily(TerminalFamily):
         target = f"{ROOT}/{task.meta['file']}"
         text = backend.read_file(target)
         if text != task.answer:
-            return Verdict(0.0, {"reason": f"wrong: {target} holds {text!r}, expected {task.answer!r}"})
-        changed = [p for p, original in self.world.files.items() if p != target and backend.read_file(p) != original]
+            return Verdict(
+                0.0, {"reason": f"wrong: {target} holds {text!r}, expected {task.answer!r}"}
+            )
+        changed = [
+            p
+            for p, original in self.world.files.items()
+            if p != target and backend.read_file(p) != original
+        ]
         if changed:
             return Verdict(0.0, {"reason": f"wrong: other files changed: {changed}"})
         return Verdict(1.0, {"reason": "correct"})
@@ -204,7 +231,12 @@ class AppendLineFamily(TerminalFamily):
             if rng.random() < 0.5:
                 steps.append((f"Append the line to {name}.", typo(command, rng)))
             else:
-                steps.append(("Look at the file first.", f"tail -n 2 {other(self.world.file_names, name, rng)}"))
+                steps.append(
+                    (
+                        "Look at the file first.",
+                        f"tail -n 2 {other(self.world.file_names, name, rng)}",
+                    )
+                )
         return [act(*step) for step in steps + [(f"Append the line to {name}.", command), _DONE]]
 
 
@@ -236,7 +268,9 @@ class CountFilesFamily(TerminalFamily):
         """`ls /data/inbox`, then `answer N`; mistakes: `ls /data` (wrong place), or a misspelt ls."""
         command = f"ls {INBOX}"
         actions = [
-            act("List the inbox.", typo(command, rng)) if rng.random() < 0.5 else act("List the files.", f"ls {ROOT}")
+            act("List the inbox.", typo(command, rng))
+            if rng.random() < 0.5
+            else act("List the files.", f"ls {ROOT}")
             for _ in range(self._mistake_slots(rng, noise))
         ]
         answer = act(f"There are {task.answer} files.", f"answer {task.answer}")
@@ -270,7 +304,9 @@ class SumNumbersFamily(TerminalFamily):
         actions = []
         for _ in range(self._mistake_slots(rng, noise)):
             wrong = f"cat {self.world.file_names[int(rng.integers(self.num_files))]}"
-            actions.append(act("Read the numbers.", typo(command, rng) if rng.random() < 0.5 else wrong))
+            actions.append(
+                act("Read the numbers.", typo(command, rng) if rng.random() < 0.5 else wrong)
+            )
         answer = act(f"They sum to {task.answer}.", f"answer {task.answer}")
         return actions + [act("Read the numbers.", command), answer]
 
@@ -278,7 +314,12 @@ class SumNumbersFamily(TerminalFamily):
 FAMILIES = {
     family.name: family
     for family in (
-        FindValueFamily, WriteValueFamily, BackupFileFamily, AppendLineFamily, CountFilesFamily, SumNumbersFamily
+        FindValueFamily,
+        WriteValueFamily,
+        BackupFileFamily,
+        AppendLineFamily,
+        CountFilesFamily,
+        SumNumbersFamily,
     )
 }
 
@@ -288,7 +329,9 @@ def _lookup(key: str, name: str, rng: np.random.Generator) -> tuple[str, str]:
     return f"{key} is in {name}.", f"grep {key} {name}" if rng.random() < 0.5 else f"cat {name}"
 
 
-def _lookup_mistake(family: TerminalFamily, key: str, name: str, rng: np.random.Generator) -> tuple[str, str]:
+def _lookup_mistake(
+    family: TerminalFamily, key: str, name: str, rng: np.random.Generator
+) -> tuple[str, str]:
     """A lookup in a wrong file, or the right lookup misspelt."""
     if rng.random() < 0.5:
         return _lookup(key, other(family.world.file_names, name, rng), rng)

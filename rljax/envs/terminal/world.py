@@ -45,7 +45,9 @@ class World:
         return sorted(path.rsplit("/", 1)[1] for path in self.files)
 
 
-def make_world(seed: int, *, num_files: int = 20, lines_per_file: int = 5, value_chars: int = 4) -> World:
+def make_world(
+    seed: int, *, num_files: int = 20, lines_per_file: int = 5, value_chars: int = 4
+) -> World:
     """Draws the world of experiment `seed` (echo.md section 8.1).
 
     Args:
@@ -58,8 +60,12 @@ def make_world(seed: int, *, num_files: int = 20, lines_per_file: int = 5, value
     Returns:
         The world; equal arguments give equal worlds.
     """
-    for name, value, minimum in (("seed", seed, 0), ("num_files", num_files, 1),
-                                 ("lines_per_file", lines_per_file, 1), ("value_chars", value_chars, 1)):
+    for name, value, minimum in (
+        ("seed", seed, 0),
+        ("num_files", num_files, 1),
+        ("lines_per_file", lines_per_file, 1),
+        ("value_chars", value_chars, 1),
+    ):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     rng = np.random.default_rng([_WORLD_STREAM, int(seed)])

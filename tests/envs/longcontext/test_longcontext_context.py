@@ -22,15 +22,23 @@ def test_record_render_and_parse():
 
 def test_random_record_fixed_and_avoid():
     rng = np.random.default_rng(0)
-    drawn = [random_record(rng, "E01", fixed={"city": "rome"}, avoid={"color": {"red", "blue"}})
-             for _ in range(200)]
+    drawn = [
+        random_record(rng, "E01", fixed={"city": "rome"}, avoid={"color": {"red", "blue"}})
+        for _ in range(200)
+    ]
     assert {r.city for r in drawn} == {"rome"}
     assert not {r.color for r in drawn} & {"red", "blue"} and len({r.color for r in drawn}) == 6
     with pytest.raises(ValueError, match="avoid leaves no value for attribute 'color'"):
-        random_record(rng, "E01", avoid={"color": {"red", "blue", "green", "black", "white", "gold", "pink", "gray"}})
+        random_record(
+            rng,
+            "E01",
+            avoid={"color": {"red", "blue", "green", "black", "white", "gold", "pink", "gray"}},
+        )
 
 
-@pytest.mark.parametrize("target, width", [(1, 2), (900, 2), (1000, 2), (1001, 3), (10_000, 3), (30_000, 4)])
+@pytest.mark.parametrize(
+    "target, width", [(1, 2), (900, 2), (1000, 2), (1001, 3), (10_000, 3), (30_000, 4)]
+)
 def test_id_width(target, width):
     assert id_width(target) == width
 
@@ -52,8 +60,12 @@ def test_id_pool_draws_distinct_ids_and_near_duplicates():
 
 def test_count_tokens_adds_up_to_the_joined_context():
     tokenizer = load_tokenizer()
-    lines = ["E17 color = red city = oslo year = 1987 score = 42 ;", "E17 gives I42 to E55 ;",
-             "V03 day = 07 ;", "SRC_A E17 year = 1987 ;"]
+    lines = [
+        "E17 color = red city = oslo year = 1987 score = 42 ;",
+        "E17 gives I42 to E55 ;",
+        "V03 day = 07 ;",
+        "SRC_A E17 year = 1987 ;",
+    ]
     counts = count_tokens(lines)
     assert counts == [len(tokenizer(line, add_special_tokens=False)["input_ids"]) for line in lines]
     joined = len(tokenizer("\n".join(lines), add_special_tokens=False)["input_ids"])

@@ -19,15 +19,27 @@ def _context_lines(task):
 
 def _records(lines):
     """Entity records parsed with a regex of the documented line format (not the library's parser)."""
-    pattern = re.compile(r"(E\d+) color = (\w+)( !)? city = (\w+)( !)? year = (\d+)( !)? score = (\d+)( !)? ;")
+    pattern = re.compile(
+        r"(E\d+) color = (\w+)( !)? city = (\w+)( !)? year = (\d+)( !)? score = (\d+)( !)? ;"
+    )
     found = []
     for line in lines:
         match = pattern.fullmatch(line)
         if match:
             entity, color, f1, city, f2, year, f3, score, f4 = match.groups()
-            flags = [name for name, f in zip(("color", "city", "year", "score"), (f1, f2, f3, f4)) if f]
-            found.append({"entity": entity, "color": color, "city": city, "year": year,
-                          "score": score, "flags": flags})
+            flags = [
+                name for name, f in zip(("color", "city", "year", "score"), (f1, f2, f3, f4)) if f
+            ]
+            found.append(
+                {
+                    "entity": entity,
+                    "color": color,
+                    "city": city,
+                    "year": year,
+                    "score": score,
+                    "flags": flags,
+                }
+            )
     return found
 
 
@@ -60,7 +72,9 @@ def _solve(task):
         a, b = re.fullmatch(r"year of (E\d+) minus year of (E\d+)", question).groups()
         return int(by_id[a]["year"]) - int(by_id[b]["year"])
     if task.task_id == 4:
-        city = re.fullmatch(r"rows \( entity , year \) for entities with city = (\w+)", question).group(1)
+        city = re.fullmatch(
+            r"rows \( entity , year \) for entities with city = (\w+)", question
+        ).group(1)
         return sorted(f"{r['entity']} , {r['year']}" for r in rows if r["city"] == city)
     if task.task_id == 5:
         sources = {"A": {}, "B": {}}
@@ -72,7 +86,9 @@ def _solve(task):
     if task.task_id == 6:
         k = int(re.fullmatch(r"top (\d) entities by score", question).group(1))
         ranked = sorted(rows, key=lambda r: -int(r["score"]))
-        assert int(ranked[k - 1]["score"]) > int(ranked[k]["score"]), "the top k must be unambiguous"
+        assert int(ranked[k - 1]["score"]) > int(ranked[k]["score"]), (
+            "the top k must be unambiguous"
+        )
         return [r["entity"] for r in ranked[:k]]
     if task.task_id == 7:
         events = [re.fullmatch(r"(V\d+) day = (\d\d) ;", line) for line in lines]
@@ -96,8 +112,16 @@ def test_task_ids_and_names_follow_the_documented_order():
     assert [f.task_id for f in CAPABILITY_FAMILIES] == list(range(9))
     assert [f().name for f in CAPABILITY_FAMILIES] == [f"longcontext/{n}" for n in CAPABILITY_NAMES]
     assert [f.metric for f in CAPABILITY_FAMILIES] == [
-        "exact_match", "accuracy", "set_f1", "numeric_exact_match", "iou", "sub_em", "ndcg",
-        "pairwise_accuracy", "rouge_l"]
+        "exact_match",
+        "accuracy",
+        "set_f1",
+        "numeric_exact_match",
+        "iou",
+        "sub_em",
+        "ndcg",
+        "pairwise_accuracy",
+        "rouge_l",
+    ]
 
 
 def test_gold_answer_matches_an_independent_solver(family):
@@ -136,9 +160,14 @@ def test_expert_noise_zero_solves_and_noise_one_always_costs(family):
     for index in range(30):
         task = family.generate("train", index)
         clean = family.verify(task, family.expert(task, rng, noise=0.0))
-        assert clean.reward == pytest.approx(1.0, abs=1e-9) and clean.info["reason"].startswith("correct")
+        assert clean.reward == pytest.approx(1.0, abs=1e-9) and clean.info["reason"].startswith(
+            "correct"
+        )
         noisy = family.verify(task, family.expert(task, rng, noise=1.0))
-        assert noisy.reward < 1.0 - 1e-6, (task.answer, family.expert(task, np.random.default_rng(0), 1.0))
+        assert noisy.reward < 1.0 - 1e-6, (
+            task.answer,
+            family.expert(task, np.random.default_rng(0), 1.0),
+        )
 
 
 def test_expert_format_and_bad_noise(family):
@@ -166,7 +195,12 @@ def _near(a, b):
     if len(x) != len(y) or x == y:
         return False
     diff = [i for i in range(len(x)) if x[i] != y[i]]
-    swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and x[diff[0]] == y[diff[1]] and x[diff[1]] == y[diff[0]]
+    swapped = (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and x[diff[0]] == y[diff[1]]
+        and x[diff[1]] == y[diff[0]]
+    )
     one_off = len(diff) == 1 and (int(x[diff[0]]) - int(y[diff[0]])) % 10 in (1, 9)
     return swapped or one_off
 
@@ -196,8 +230,12 @@ def test_comprehension_options_hold_the_final_and_previous_holders():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"context_tokens": 0}, "context_tokens must be"), ({"context_tokens": (500, 100)}, "context_tokens must be"),
-     ({"near_duplicates": -1}, "near_duplicates must be"), ({"heldout_fraction": 0.0}, "heldout_fraction must be")],
+    [
+        ({"context_tokens": 0}, "context_tokens must be"),
+        ({"context_tokens": (500, 100)}, "context_tokens must be"),
+        ({"near_duplicates": -1}, "near_duplicates must be"),
+        ({"heldout_fraction": 0.0}, "heldout_fraction must be"),
+    ],
 )
 def test_bad_knobs(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -22,7 +22,9 @@ SHORT = (150, 300)
 def test_registry_names():
     names = set(registry.names())
     assert {"longcontext"} | {f"longcontext/{n}" for n in CAPABILITY_NAMES} <= names
-    assert registry.make("longcontext", context_tokens=SHORT) == LongContextFamily(context_tokens=SHORT)
+    assert registry.make("longcontext", context_tokens=SHORT) == LongContextFamily(
+        context_tokens=SHORT
+    )
     for cls, capability in zip(CAPABILITY_FAMILIES, CAPABILITY_NAMES):
         assert registry.make(f"longcontext/{capability}", seed=3) == cls(seed=3)
 
@@ -33,7 +35,9 @@ def test_uniform_default_samples_every_capability():
     tasks = [family.generate("train", i) for i in range(90)]
     counts = collections.Counter(t.task_id for t in tasks)
     assert set(counts) == set(range(NUM_TASKS))
-    assert all(t.uid == f"longcontext/train/{i}" and t.family == "longcontext" for i, t in enumerate(tasks))
+    assert all(
+        t.uid == f"longcontext/train/{i}" and t.family == "longcontext" for i, t in enumerate(tasks)
+    )
     assert all(t.meta["capability"] == CAPABILITY_NAMES[t.task_id] for t in tasks)
     rng = np.random.default_rng(0)
     assert all(family.verify(t, family.expert(t, rng)).reward == pytest.approx(1.0) for t in tasks)
@@ -44,9 +48,14 @@ def test_paper_weights():
     assert sum(PAPER_WEIGHTS[:4]) == pytest.approx(0.9) and PAPER_WEIGHTS[4] == 0.05
     family = LongContextFamily(weights=PAPER_WEIGHTS, context_tokens=1, near_duplicates=0)
     # Which capability a task gets is drawn first, so the ids can be counted without the contexts.
-    draws = [int(registry.instance_rng(0, "train", i).choice(NUM_TASKS, p=family.weights)) for i in range(4000)]
+    draws = [
+        int(registry.instance_rng(0, "train", i).choice(NUM_TASKS, p=family.weights))
+        for i in range(4000)
+    ]
     shares = np.bincount(draws, minlength=NUM_TASKS) / len(draws)
-    assert shares[:4].sum() == pytest.approx(0.9, abs=0.02) and shares[4] == pytest.approx(0.05, abs=0.01)
+    assert shares[:4].sum() == pytest.approx(0.9, abs=0.02) and shares[4] == pytest.approx(
+        0.05, abs=0.01
+    )
     assert [family.generate("train", i).task_id for i in range(40)] == draws[:40]
 
 
@@ -59,7 +68,9 @@ def test_single_capability_weights_and_normalisation():
 def test_deterministic_and_heldout_disjoint():
     family = LongContextFamily(context_tokens=SHORT, seed=2)
     again = LongContextFamily(context_tokens=SHORT, seed=2)
-    assert [family.generate("train", i) for i in range(10)] == [again.generate("train", i) for i in range(10)]
+    assert [family.generate("train", i) for i in range(10)] == [
+        again.generate("train", i) for i in range(10)
+    ]
 
     def core(task):
         return (task.task_id, tuple(task.meta["evidence"]), task.prompt.rsplit("\n<q> ", 1)[1])
@@ -89,7 +100,9 @@ def test_bad_weights(weights):
 def test_bad_task_id():
     family = LongContextFamily(context_tokens=SHORT)
     task = Task(uid="x", family="longcontext", prompt="", answer="a", task_id=9)
-    with pytest.raises(ValueError, match=r"task.task_id must be a capability index in \[0, 9\), got 9"):
+    with pytest.raises(
+        ValueError, match=r"task.task_id must be a capability index in \[0, 9\), got 9"
+    ):
         family.verify(task, "</think><answer>a</answer>")
 
 

@@ -14,8 +14,12 @@ def hand_corpus() -> Corpus:
     entities = tuple(f"E{i:02d}" for i in range(5))
     values = {(e, a): "V0" for e in entities for a in ATTRIBUTES}
     values[("E00", "founded")], values[("E01", "founded")] = "V3", "V5"
-    docs = [Document("100", "journal", "E00", "founded", "V3"), Document("101", "journal", "E01", "founded", "V5"),
-            Document("102", "blog", "E00", "founded", "V7"), Document("103", "journal", "E00")]
+    docs = [
+        Document("100", "journal", "E00", "founded", "V3"),
+        Document("101", "journal", "E01", "founded", "V5"),
+        Document("102", "blog", "E00", "founded", "V7"),
+        Document("103", "journal", "E00"),
+    ]
     reliable = {("E00", "founded"): "100", ("E01", "founded"): "101"}
     number = 200
     for fact in values:
@@ -23,16 +27,28 @@ def hand_corpus() -> Corpus:
             reliable[fact] = str(number)
             docs.append(Document(str(number), "journal", *fact, "V0"))
             number += 1
-    return Corpus(entities, values, {d.doc_id: d for d in sorted(docs, key=lambda d: d.doc_id)}, reliable,
-                  {("E00", "founded"): "102"})
+    return Corpus(
+        entities,
+        values,
+        {d.doc_id: d for d in sorted(docs, key=lambda d: d.doc_id)},
+        reliable,
+        {("E00", "founded"): "102"},
+    )
 
 
 def make_task(query: Query, split: str = "train", uid: str = "hand/train/0") -> Task:
-    return Task(uid=uid, family="miniresearch", prompt=query.text(), answer=None,
-                meta={"query": query.to_meta(), "question": query.text(), "split": split, "world_seed": 0})
+    return Task(
+        uid=uid,
+        family="miniresearch",
+        prompt=query.text(),
+        answer=None,
+        meta={"query": query.to_meta(), "question": query.text(), "split": split, "world_seed": 0},
+    )
 
 
-def play(corpus: Corpus, turns: list[str], *, max_calls: int = 8, max_turns: int = 12) -> ResearchEpisode:
+def play(
+    corpus: Corpus, turns: list[str], *, max_calls: int = 8, max_turns: int = 12
+) -> ResearchEpisode:
     """Plays `turns` in an episode whose verdict is not used; returns it (its transcript)."""
     episode = ResearchEpisode(corpus, lambda ep: None, max_calls=max_calls, max_turns=max_turns)
     for turn in turns:

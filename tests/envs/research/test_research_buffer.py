@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from research_world import COMPARE, make_task
 
 from rljax.envs.research.buffer import RubricBuffer
 from rljax.envs.research.grammar import Answer, Call, CallRecord, Plan, Review, Transcript
 from rljax.envs.research.judge import Rubric, StageJudge
-from research_world import COMPARE, make_task
 
 PERSISTENT = Rubric("p", 3, 2, False, "persistent", persistent=True)
 
@@ -18,8 +18,13 @@ def rubric(key, stage=1, weight=1, negative=False):
 
 def transcript(name, *, plan=True):
     """A transcript with every stage present (plan optional); `segments` names it for the fake judge."""
-    return Transcript(plan=Plan() if plan else None, calls=[CallRecord(Call("open", ("001",)), ())],
-                      review=Review(), answer=Answer(), segments=[name])
+    return Transcript(
+        plan=Plan() if plan else None,
+        calls=[CallRecord(Call("open", ("001",)), ())],
+        review=Review(),
+        answer=Answer(),
+        segments=[name],
+    )
 
 
 class ScriptedJudge:
@@ -57,10 +62,17 @@ def test_generate_score_prune_step():
     # Stage 1 holds a (oldest), b; the judge adds c, d; cap 3 forces one removal.
     # Variances over the 3 rollouts: a [0,0,0] -> 0, b [0,2,0] -> 8/9, c [1,1,1] -> 0, d [0,2,2] -> 8/9:
     # a and c tie at 0 and the oldest, a, goes.
-    a, b, c, d = rubric("a"), rubric("b", weight=2), rubric("c", negative=True), rubric("d", weight=3)
-    scores = {"t0": {"p": 2, "a": 0, "b": 0, "c": 1, "d": 0},
-              "t1": {"p": 1, "a": 0, "b": 2, "c": 1, "d": 2},
-              "t2": {"p": 0, "a": 0, "b": 0, "c": 1, "d": 2}}
+    a, b, c, d = (
+        rubric("a"),
+        rubric("b", weight=2),
+        rubric("c", negative=True),
+        rubric("d", weight=3),
+    )
+    scores = {
+        "t0": {"p": 2, "a": 0, "b": 0, "c": 1, "d": 0},
+        "t1": {"p": 1, "a": 0, "b": 2, "c": 1, "d": 2},
+        "t2": {"p": 0, "a": 0, "b": 0, "c": 1, "d": 2},
+    }
     judge = ScriptedJudge([[], [c, d], [], []], scores)
     assert isinstance(judge, StageJudge)
     buffer = RubricBuffer(caps=(3, 3, 2, 3))
@@ -73,16 +85,28 @@ def test_generate_score_prune_step():
     assert [s.stage_rewards[1] for s in out] == pytest.approx([1 / 14, 11 / 14, 7 / 14], abs=1e-6)
     # Stages without rubrics score 0; the Answer stage and the reward use the persistent rubric: s / 2.
     assert [s.stage_rewards[0] for s in out] == [0.0, 0.0, 0.0]
-    assert [s.reward for s in out] == [1.0, 0.5, 0.0] and [s.stage_rewards[3] for s in out] == [1.0, 0.5, 0.0]
+    assert [s.reward for s in out] == [1.0, 0.5, 0.0] and [s.stage_rewards[3] for s in out] == [
+        1.0,
+        0.5,
+        0.0,
+    ]
 
 
 def test_prune_drops_lowest_variance_until_the_cap():
     rubrics = [rubric(k) for k in "abcd"]
-    scores = {"t0": {"p": 0, "a": 2, "b": 0, "c": 1, "d": 0}, "t1": {"p": 0, "a": 0, "b": 0, "c": 2, "d": 2}}
+    scores = {
+        "t0": {"p": 0, "a": 2, "b": 0, "c": 1, "d": 0},
+        "t1": {"p": 0, "a": 0, "b": 0, "c": 2, "d": 2},
+    }
     # Variances: a 1, b 0, c 0.25, d 1; cap 2 removes b, then c.
     buffer = RubricBuffer(caps=(3, 2, 2, 3))
-    buffer.judge_group(ScriptedJudge([[], rubrics, [], []], scores), TASK, [transcript("t0"), transcript("t1")],
-                       question=Q, update=True)
+    buffer.judge_group(
+        ScriptedJudge([[], rubrics, [], []], scores),
+        TASK,
+        [transcript("t0"), transcript("t1")],
+        question=Q,
+        update=True,
+    )
     assert [r.key for r in buffer.active(Q)[1]] == ["a", "d"]
 
 
@@ -99,7 +123,9 @@ def test_no_update_scores_without_changing_the_buffer():
 
 def test_a_failed_generation_adds_nothing():
     buffer = RubricBuffer()
-    buffer.judge_group(ScriptedJudge(None, {"t0": {"p": 2}}), TASK, [transcript("t0")], question=Q, update=True)
+    buffer.judge_group(
+        ScriptedJudge(None, {"t0": {"p": 2}}), TASK, [transcript("t0")], question=Q, update=True
+    )
     assert buffer.active(Q) == [[], [], [], []] and buffer.get_state() == {}
 
 
@@ -108,38 +134,65 @@ def test_a_failed_scoring_call_falls_back_to_the_answer_score():
     scores = {"t0": {"p": 1, "a": 2}, "t1": {"p": 2, "a": 0}}
     buffer = RubricBuffer()
     preload(buffer, [[a], [], [], []])
-    out = buffer.judge_group(ScriptedJudge(None, scores, fail_adaptive=("t0",)), TASK,
-                             [transcript("t0"), transcript("t1")], question=Q, update=False)
+    out = buffer.judge_group(
+        ScriptedJudge(None, scores, fail_adaptive=("t0",)),
+        TASK,
+        [transcript("t0"), transcript("t1")],
+        question=Q,
+        update=False,
+    )
     assert out[0].stage_rewards == (0.5, 0.5, 0.5, 0.5) and out[0].judge_failed
     assert out[1].stage_rewards == (0.0, 0.0, 0.0, 1.0) and not out[1].judge_failed
 
 
 def test_a_failed_persistent_score_raises():
     with pytest.raises(RuntimeError, match="failed to score the persistent rubrics"):
-        RubricBuffer().judge_group(ScriptedJudge(None, {"t0": {"p": 2}}, fail_persistent=("t0",)), TASK,
-                                   [transcript("t0")], question=Q, update=False)
+        RubricBuffer().judge_group(
+            ScriptedJudge(None, {"t0": {"p": 2}}, fail_persistent=("t0",)),
+            TASK,
+            [transcript("t0")],
+            question=Q,
+            update=False,
+        )
 
 
 def test_an_absent_stage_scores_zero():
     buffer = RubricBuffer()
     preload(buffer, [[rubric("a", stage=0)], [], [], []])
-    [out] = buffer.judge_group(ScriptedJudge(None, {"t0": {"p": 2, "a": 2}}), TASK,
-                               [transcript("t0", plan=False)], question=Q, update=False)
+    [out] = buffer.judge_group(
+        ScriptedJudge(None, {"t0": {"p": 2, "a": 2}}),
+        TASK,
+        [transcript("t0", plan=False)],
+        question=Q,
+        update=False,
+    )
     assert out.stage_rewards[0] == 0.0 and out.reward == 1.0
 
 
 def test_bad_proposals_are_rejected():
     buffer = RubricBuffer()
     preload(buffer, [[], [rubric("a")], [], []])
-    for proposals, message in [([[rubric("x", stage=2)], [], [], []], "for stage 0 must be a new adaptive"),
-                               ([[], [rubric("a")], [], []], "for stage 1 must be a new adaptive")]:
+    for proposals, message in [
+        ([[rubric("x", stage=2)], [], [], []], "for stage 0 must be a new adaptive"),
+        ([[], [rubric("a")], [], []], "for stage 1 must be a new adaptive"),
+    ]:
         with pytest.raises(ValueError, match=message):
-            buffer.judge_group(ScriptedJudge(proposals, {}), TASK, [transcript("t0")], question=Q, update=True)
+            buffer.judge_group(
+                ScriptedJudge(proposals, {}), TASK, [transcript("t0")], question=Q, update=True
+            )
 
 
 def test_state_round_trip_through_json():
     buffer = RubricBuffer()
-    preload(buffer, [[rubric("a", stage=0)], [rubric("b"), rubric("c", negative=True)], [], [rubric("d", stage=3)]])
+    preload(
+        buffer,
+        [
+            [rubric("a", stage=0)],
+            [rubric("b"), rubric("c", negative=True)],
+            [],
+            [rubric("d", stage=3)],
+        ],
+    )
     restored = RubricBuffer()
     restored.set_state(json.loads(json.dumps(buffer.get_state())))
     assert restored.active(Q) == buffer.active(Q) and restored.get_state() == buffer.get_state()

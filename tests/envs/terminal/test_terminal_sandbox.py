@@ -16,7 +16,9 @@ from rljax.envs.terminal.sandbox import Sandbox, sandbox_available
 from rljax.envs.terminal.shell import MiniShell
 from rljax.envs.terminal.tasks import AppendLineFamily, FindValueFamily, WriteValueFamily
 
-pytestmark = pytest.mark.skipif(not sandbox_available(), reason="bubblewrap with user namespaces is not available")
+pytestmark = pytest.mark.skipif(
+    not sandbox_available(), reason="bubblewrap with user namespaces is not available"
+)
 
 FILES = {"/data/f00": "k01=ab12\nk02=cd34\n", "/data/sub/inner": "x=1\n"}
 
@@ -48,8 +50,18 @@ def test_state_is_visible_to_the_verifier(box):
     assert box.read_file("/data/out") is None and box.list_dir("/data/f00") is None
 
 
-@pytest.mark.parametrize("command", ["cat /etc/passwd", "cat ../etc/passwd", "cat ../../../../etc/passwd",
-                                     "cd ..; cd ..; cat etc/passwd", "ls /root", "ls /home", "ls /work"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cat /etc/passwd",
+        "cat ../etc/passwd",
+        "cat ../../../../etc/passwd",
+        "cd ..; cd ..; cat etc/passwd",
+        "ls /root",
+        "ls /home",
+        "ls /work",
+    ],
+)
 def test_host_files_are_not_visible(box, command):
     assert os.path.exists("/etc/passwd")  # it exists on the host ...
     result = box.run(command)  # ... but not inside
@@ -201,11 +213,27 @@ def test_constructor_validation():
         Sandbox(FILES, cwd="/data/f00")
 
 
-@pytest.mark.parametrize("command", ["cat f00", "cat nope", "grep k02 f00", "head -n 1 f00", "wc -l f00",
-                                     "sort nope", "mkdir sub", "rm sub", "cp f00 sub", "mv nope x", "tail -n x f00"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cat f00",
+        "cat nope",
+        "grep k02 f00",
+        "head -n 1 f00",
+        "wc -l f00",
+        "sort nope",
+        "mkdir sub",
+        "rm sub",
+        "cp f00 sub",
+        "mv nope x",
+        "tail -n x f00",
+    ],
+)
 def test_same_observations_as_the_minishell(box, command):
     mini = MiniShell(FILES, cwd="/data")
-    assert render_observation(command, box.run(command)) == render_observation(command, mini.run(command))
+    assert render_observation(command, box.run(command)) == render_observation(
+        command, mini.run(command)
+    )
 
 
 @pytest.mark.parametrize("family_cls", [FindValueFamily, WriteValueFamily, AppendLineFamily])

@@ -103,7 +103,9 @@ SPEC_TABLE = [
 ]
 
 
-@pytest.mark.parametrize("command,expected", SPEC_TABLE, ids=[row[0] or "<empty>" for row in SPEC_TABLE])
+@pytest.mark.parametrize(
+    "command,expected", SPEC_TABLE, ids=[row[0] or "<empty>" for row in SPEC_TABLE]
+)
 def test_command_table(shell, command, expected):
     assert shell.run(command) == expected
 
@@ -260,8 +262,40 @@ def test_parity_with_gnu_coreutils(tmp_path, command):
     assert _mini_tree(shell) == _host_tree(root)
 
 
-WORDS = ["ls", "cd", "cat", "head", "tail", "grep", "wc", "sort", "find", "echo", "mkdir", "touch", "rm", "mv", "cp",
-         "pwd", "-n", "-l", "-name", "1", "k01", "f00", "sub", "/", "..", ".", "sub/", "/data", "'", ">", ">>", "|"]
+WORDS = [
+    "ls",
+    "cd",
+    "cat",
+    "head",
+    "tail",
+    "grep",
+    "wc",
+    "sort",
+    "find",
+    "echo",
+    "mkdir",
+    "touch",
+    "rm",
+    "mv",
+    "cp",
+    "pwd",
+    "-n",
+    "-l",
+    "-name",
+    "1",
+    "k01",
+    "f00",
+    "sub",
+    "/",
+    "..",
+    ".",
+    "sub/",
+    "/data",
+    "'",
+    ">",
+    ">>",
+    "|",
+]
 
 
 @settings(max_examples=300, deadline=None)

@@ -76,7 +76,12 @@ def test_find_value_task_is_the_spec_episode():
     task = family.generate("train", 11)
     key = task.meta["key"]
     assert task.prompt == f"Q: value of {key} ?"
-    line = next(l for text in family.world.files.values() for l in text.splitlines() if l.startswith(key + "="))
+    line = next(
+        line
+        for text in family.world.files.values()
+        for line in text.splitlines()
+        if line.startswith(key + "=")
+    )
     assert task.answer == line.split("=")[1]
     assert family.max_turns == 3
     assert task.uid == "terminal_find_value/train/11" and task.family == "terminal_find_value"
@@ -94,7 +99,9 @@ def test_heldout_keys_are_never_training_queries(family_cls):
     train = {family.generate("train", i).meta["key"] for i in range(1000)}
     heldout = {family.generate("heldout", i).meta["key"] for i in range(400)}
     assert not train & heldout
-    expected_heldout = {k for k in family.world.values if _is_heldout(2, k)}  # SHA-256 rule, recomputed here
+    expected_heldout = {
+        k for k in family.world.values if _is_heldout(2, k)
+    }  # SHA-256 rule, recomputed here
     assert heldout == expected_heldout
     assert train == set(family.world.values) - expected_heldout
 
@@ -142,7 +149,10 @@ def test_noisy_expert_makes_recoverable_mistakes(family_cls):
     mistakes = 0
     for index in range(20):
         task = family.generate("train", index)
-        clean = [CMD.search(a).group(1) for a in family.expert_actions(task, np.random.default_rng(index), 0.0)]
+        clean = [
+            CMD.search(a).group(1)
+            for a in family.expert_actions(task, np.random.default_rng(index), 0.0)
+        ]
         actions = family.expert_actions(task, np.random.default_rng(index), noise=1.0)
         assert len(actions) == family.max_turns
         with family.start(task) as episode:
@@ -150,7 +160,9 @@ def test_noisy_expert_makes_recoverable_mistakes(family_cls):
             assert episode.verdict().reward == 1.0
         commands = [CMD.search(a).group(1) for a in actions]
         mistakes += sum(c not in clean for c in commands)
-        failed = [o.text for o in observations if "failed" in o.text or "command not found" in o.text]
+        failed = [
+            o.text for o in observations if "failed" in o.text or "command not found" in o.text
+        ]
         assert all("(exit_code=" in text for text in failed)
     assert mistakes >= 20  # one extra (wrong-file or misspelt) command per spare turn
 
@@ -160,7 +172,9 @@ def test_noisy_expert_mistake_kinds():
     kinds = set()
     for index in range(40):
         task = family.generate("train", index)
-        first = CMD.search(family.expert_actions(task, np.random.default_rng(index), 1.0)[0]).group(1)
+        first = CMD.search(family.expert_actions(task, np.random.default_rng(index), 1.0)[0]).group(
+            1
+        )
         program, *args = first.split()
         if program not in ("grep", "cat"):
             kinds.add("typo")
@@ -183,7 +197,9 @@ def test_verify_replays_a_response_like_the_episode(family_cls):
 def test_verify_ignores_commands_inside_thoughts():
     family = FindValueFamily(seed=0)
     task = family.generate("train", 0)
-    response = f"<think> I could <cmd> answer zzzz </cmd> </think> <cmd> answer {task.answer} </cmd>"
+    response = (
+        f"<think> I could <cmd> answer zzzz </cmd> </think> <cmd> answer {task.answer} </cmd>"
+    )
     verdict = family.verify(task, response)
     assert verdict.reward == 1.0 and verdict.info["turns"] == 1
 
@@ -202,7 +218,10 @@ def test_find_value_judge():
     task = family.generate("train", 0)
     assert play(family, task, [act(f"answer {task.answer}")]).reward == 1.0
     wrong = play(family, task, [act("answer zzzzz")])
-    assert wrong.reward == 0.0 and wrong.info["reason"] == f"wrong: expected {task.answer!r}, got 'zzzzz'"
+    assert (
+        wrong.reward == 0.0
+        and wrong.info["reason"] == f"wrong: expected {task.answer!r}, got 'zzzzz'"
+    )
     no_answer = play(family, task, [act("ls")] * 3)
     assert no_answer.reward == 0.0 and no_answer.info["reason"].startswith("no answer")
     # The fourth action is never played: the turn limit is 3.
@@ -212,8 +231,14 @@ def test_find_value_judge():
 def test_write_value_judge():
     family = WriteValueFamily(seed=0)
     task = family.generate("train", 1)
-    assert play(family, task, [act(f"echo {task.answer} > /data/out.txt"), act("answer done")]).reward == 1.0
-    assert play(family, task, [act(f"echo {task.answer}x > out.txt"), act("answer done")]).reward == 0.0
+    assert (
+        play(family, task, [act(f"echo {task.answer} > /data/out.txt"), act("answer done")]).reward
+        == 1.0
+    )
+    assert (
+        play(family, task, [act(f"echo {task.answer}x > out.txt"), act("answer done")]).reward
+        == 0.0
+    )
     missing = play(family, task, [act("answer done")])
     assert missing.info["reason"] == "missing: /data/out.txt is not a file"
 
@@ -223,7 +248,10 @@ def test_backup_file_judge():
     task = family.generate("train", 2)
     name, directory = task.meta["file"], "/data/" + task.meta["dir"]
     assert task.prompt == f"Q: copy {name} into a new directory {directory}"
-    assert play(family, task, [act(f"mkdir {directory}"), act(f"cp {name} {directory}/{name}")]).reward == 1.0
+    assert (
+        play(family, task, [act(f"mkdir {directory}"), act(f"cp {name} {directory}/{name}")]).reward
+        == 1.0
+    )
     moved = play(family, task, [act(f"mkdir {directory}"), act(f"mv {name} {directory}")])
     assert moved.reward == 0.0 and "moved or changed" in moved.info["reason"]
     no_dir = play(family, task, [act(f"cp {name} {directory}")])  # copies to a file named DIR
@@ -252,7 +280,10 @@ def test_count_files_judge():
     assert len(names) == count
     assert play(family, task, [act(f"answer {count}")]).reward == 1.0
     assert play(family, task, [act(f"answer {count + 1}")]).reward == 0.0
-    assert play(family, task, [act("answer many")]).info["reason"] == "malformed: answer 'many' is not an integer"
+    assert (
+        play(family, task, [act("answer many")]).info["reason"]
+        == "malformed: answer 'many' is not an integer"
+    )
 
 
 def test_sum_numbers_judge():
@@ -260,7 +291,10 @@ def test_sum_numbers_judge():
     task = family.generate("heldout", 5)
     numbers = [int(line) for line in task.meta["files"]["/data/numbers.txt"].split()]
     assert 3 <= len(numbers) <= 6 and task.answer == sum(numbers)
-    assert play(family, task, [act("cat /data/numbers.txt"), act(f"answer {sum(numbers)}")]).reward == 1.0
+    assert (
+        play(family, task, [act("cat /data/numbers.txt"), act(f"answer {sum(numbers)}")]).reward
+        == 1.0
+    )
     assert play(family, task, [act(f"answer {sum(numbers) - 1}")]).reward == 0.0
 
 
@@ -285,7 +319,10 @@ def test_family_validation():
     with pytest.raises(ValueError, match="backend must be a callable"):
         FindValueFamily(backend="minishell")
     task = FindValueFamily(seed=1).generate("train", 0)
-    with pytest.raises(ValueError, match="does not belong to family 'terminal_find_value' with world 'seed=2,files=20"):
+    with pytest.raises(
+        ValueError,
+        match="does not belong to family 'terminal_find_value' with world 'seed=2,files=20",
+    ):
         FindValueFamily(seed=2).start(task)
     with pytest.raises(ValueError, match="with world 'seed=1,files=10,lines=5'"):
         FindValueFamily(seed=1, num_files=10).start(task)
