@@ -4,16 +4,13 @@ from rljax.rollout.agent import SingleTurnEpisode, rollout, start_episode
 from rljax.rollout.batch import bucket_length, pack_rows
 from rljax.rollout.expert import expert_actions, expert_trajectories
 from rljax.rollout.session import DecodeSessionProtocol, ScriptedSession
-from rljax.rollout.stages import MINI_RESEARCH_STAGES, PAPER_STAGES, StageScheme, stage_ids
+from rljax.rollout.stages import stage_ids
 from rljax.rollout.types import Trajectories
 
 __all__ = [
-    "MINI_RESEARCH_STAGES",
-    "PAPER_STAGES",
     "DecodeSessionProtocol",
     "ScriptedSession",
     "SingleTurnEpisode",
-    "StageScheme",
     "Trajectories",
     "bucket_length",
     "expert_actions",

@@ -44,9 +44,9 @@ from rljax.data.chat import (
     render_prompt,
 )
 from rljax.envs.base import Episode, MultiTurnFamily, Observation, Task, TaskFamily, Verdict
+from rljax.envs.stages import StageScheme
 from rljax.rollout.batch import RowRecord, pack_rows
 from rljax.rollout.session import DecodeSessionProtocol
-from rljax.rollout.stages import StageScheme
 from rljax.rollout.types import Trajectories
 from rljax.sampling.session import Generation
 

@@ -10,7 +10,8 @@ import numpy as np
 import transformers
 
 from rljax.data.chat import Role, role_masks
-from rljax.rollout.stages import StageScheme, stage_ids
+from rljax.envs.stages import StageScheme
+from rljax.rollout.stages import stage_ids
 from rljax.rollout.types import Trajectories
 
 

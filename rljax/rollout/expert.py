@@ -10,9 +10,9 @@ import transformers
 
 from rljax.data.chat import DEFAULT_FORMAT, ChatFormat
 from rljax.envs.base import MultiTurnFamily, Task, TaskFamily
+from rljax.envs.stages import StageScheme
 from rljax.rollout.agent import rollout
 from rljax.rollout.session import ScriptedSession
-from rljax.rollout.stages import StageScheme
 from rljax.rollout.types import Trajectories
 
 

@@ -5,14 +5,8 @@ import pytest
 from keyhunt import KeyHuntFamily, masked_spans
 
 from rljax.data import Turn, load_tokenizer, render_conversation, role_masks
-from rljax.rollout import (
-    MINI_RESEARCH_STAGES,
-    PAPER_STAGES,
-    ScriptedSession,
-    StageScheme,
-    rollout,
-    stage_ids,
-)
+from rljax.envs.stages import MINI_RESEARCH_STAGES, PAPER_STAGES, StageScheme
+from rljax.rollout import ScriptedSession, rollout, stage_ids
 
 MINI_ACTIONS = [
     "<plan> <rubric> [NEED E01 founded] </rubric> <rplan> [SEARCH E01 founded] </rplan> </plan> "

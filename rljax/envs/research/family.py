@@ -55,7 +55,7 @@ from rljax.envs.research.reflection import (
     reference_block,
     score_reflections,
 )
-from rljax.rollout.stages import MINI_RESEARCH_STAGES, StageScheme
+from rljax.envs.stages import MINI_RESEARCH_STAGES, StageScheme
 
 SYSTEM_PROMPT = (
     "Answer the <query> with research. First <plan> <rubric> [NEED e a] [AVOID blog] </rubric> <rplan> "

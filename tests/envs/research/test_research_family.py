@@ -10,9 +10,9 @@ from rljax.data import load_tokenizer
 from rljax.envs import registry
 from rljax.envs.base import MultiTurnFamily
 from rljax.envs.research import IMPERFECTION_RATES, SFT_NOISE, MiniResearchFamily, ProgrammaticJudge
+from rljax.envs.stages import MINI_RESEARCH_STAGES
 from rljax.rollout import rollout
 from rljax.rollout.session import ScriptedSession
-from rljax.rollout.stages import MINI_RESEARCH_STAGES
 
 
 @pytest.fixture(scope="module")
