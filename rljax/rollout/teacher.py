@@ -1,13 +1,14 @@
 """Anti-SD's privileged teacher context as token arrays (anti_sd.md ASD-7 and section 2's alignment).
 
-For rollout row b = p*G + g the self-teacher reads `[x ; c ; y]`: the task prompt x with the
-privileged block c (a verified solution and the correctness feedback on y) rendered as one user
-turn, followed by exactly the student's response tokens y (actions and observations, never
-re-tokenised). The solution is a correct rollout of the same group chosen uniformly at random,
-excluding y itself when another correct one exists (so a lone correct y sees itself), else the
-task's reference solution. `teacher_index[b, t]` points each student response position t at the
-position of the same token in the teacher sequence, so the trainer gathers teacher log-probs by
-response position, never by absolute position.
+For rollout row b = p*G + g the self-teacher reads `[x ; c ; y]`: the family's teacher turn (the
+task prompt x with the privileged block c: a verified solution and the correctness feedback on y)
+rendered as one user turn, followed by exactly the student's response tokens y (actions and
+observations, never re-tokenised). The solution comes from a correct rollout of the same group
+chosen uniformly at random, excluding y itself when another correct one exists (so a lone correct y
+sees itself), else from the task's reference solution; what the teacher reads of it is the family's
+choice (`teacher_context`, e.g. `KeySearchFamily.teacher_context`). `teacher_index[b, t]` points
+each student response position t at the position of the same token in the teacher sequence, so the
+trainer gathers teacher log-probs by response position, never by absolute position.
 """
 
 from __future__ import annotations
@@ -88,11 +89,9 @@ def build_teacher_batch(
     traj: Trajectories,
     tasks: Sequence[Task],
     tokenizer: transformers.PreTrainedTokenizerFast,
+    teacher_context: Callable[[Task, str | None, bool], str],
     *,
     group_size: int,
-    privileged_prompt: Callable[[Task, str, bool], str],
-    solution_text: Callable[[str], str],
-    reference_solution: Callable[[Task], str],
     seed: int,
     fmt: ChatFormat = DEFAULT_FORMAT,
     pad_multiple: int = 64,
@@ -103,10 +102,11 @@ def build_teacher_batch(
         traj: the rollout, B = P * group_size rows; row b plays `tasks[b // group_size]`.
         tasks: the P tasks.
         tokenizer: the rollout's tokenizer.
+        teacher_context: (task, peer, correct) -> the teacher's user-turn text (x and c), where
+            peer is the chosen correct peer's response text (`response_text`), or None when the
+            group has no correct row (the family shows its reference solution), and correct says
+            whether the row's own response was correct; e.g. `KeySearchFamily.teacher_context`.
         group_size: G.
-        privileged_prompt: (task, solution, correct) -> the teacher's user-turn text (x and c).
-        solution_text: a peer's response text (`response_text`) -> its solution text.
-        reference_solution: task -> the reference solution text.
         seed: with the batch's tokens, seeds the uniform peer choice (reproducible on resume).
         fmt: the chat format of the rollout.
         pad_multiple: T' is a multiple of this.
@@ -140,15 +140,13 @@ def build_teacher_batch(
                 f"row {b} does not start with the rendered prompt of task {task.uid!r}; "
                 "pass the tasks the rollout played, in order"
             )
-        if peers[b] == REFERENCE:
-            solution = reference_solution(task)
-        else:
-            p = peers[b]
-            span = slice(0, lengths[p])
-            solution = solution_text(
-                response_text(tokenizer, tokens[p, span], *(m[p, span] for m in masks))
+        peer = None
+        if peers[b] != REFERENCE:
+            span = slice(0, lengths[peers[b]])
+            peer = response_text(
+                tokenizer, tokens[peers[b], span], *(m[peers[b], span] for m in masks)
             )
-        text = privileged_prompt(task, solution, bool(traj.rewards[b] == 1.0))
+        text = teacher_context(task, peer, bool(traj.rewards[b] == 1.0))
         teacher_prompt = render_prompt(tokenizer, text, task.system, fmt=fmt).tokens
         rows.append(np.concatenate([teacher_prompt, tokens[b, n : lengths[b]]]))
         index[b, n : lengths[b]] = teacher_prompt.shape[0] + np.arange(lengths[b] - n)

@@ -21,6 +21,7 @@ from rljax.data.pipeline import FamilySource, task_batches
 from rljax.envs.base import Task, TaskFamily
 from rljax.models import PRESETS, Decoder, load_hf
 from rljax.rollout import rollout as run_rollout
+from rljax.rollout.teacher import build_teacher_batch
 from rljax.rollout.types import Trajectories
 from rljax.sampling import DecodeSession, Greedy, Temperature
 from rljax.train.config import ModelSection, TaskSection
@@ -227,14 +228,22 @@ def cluster_ids(family: TaskFamily, traj: Trajectories) -> np.ndarray:
 def teacher_batch(trainer: "Trainer", traj: Trajectories, tasks: Sequence[Task]) -> dict[str, Any]:
     """The teacher-context token arrays for Anti-SD (see `rljax.train.step.teacher_stats`).
 
-    The family builds, for each row, the privileged context (a correct peer rollout from the group,
-    else the reference solution, plus the correctness feedback); its `teacher_batch` returns
-    `teacher_tokens`, `teacher_positions`, `teacher_segment_ids` [B, T'] and `teacher_index` [B, T].
+    The family's `teacher_context` gives, for each row, the text of the privileged context (a
+    correct peer rollout from the group, else the reference solution, plus the correctness
+    feedback); `rljax.rollout.teacher.build_teacher_batch` returns `teacher_tokens`,
+    `teacher_positions`, `teacher_segment_ids` [B, T'] and `teacher_index` [B, T].
     """
-    builder = getattr(trainer.family, "teacher_batch", None)
-    if builder is None:
+    context = getattr(trainer.family, "teacher_context", None)
+    if context is None:
         raise ValueError(
             f"method {trainer.method.name!r} needs a teacher context, but task family "
-            f"{trainer.config.task.family!r} does not provide `teacher_batch`"
+            f"{trainer.config.task.family!r} does not provide `teacher_context`"
         )
-    return builder(traj, tasks, trainer.tokenizer, group_size=trainer.config.task.group_size)
+    return build_teacher_batch(
+        traj,
+        tasks,
+        trainer.tokenizer,
+        context,
+        group_size=trainer.config.task.group_size,
+        seed=trainer.config.train.seed,
+    )

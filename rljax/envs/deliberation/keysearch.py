@@ -15,10 +15,11 @@ Warm start (section 8): student-mode traces search systematically with a WAIT be
 (`expert_actions` on a plain task; with probability `noise` the trace answers early, before finding
 the key, guessing among the untried keys); teacher-mode traces answer a task whose prompt carries
 the privileged block (`teacher_task`) by going straight to `TRY k*`, `ANSWER k*` with no WAIT (with
-probability `noise` one wrong try first). `teacher_batch` builds the self-teacher's context for
-the trainer (ASD-7, `teacher.build_teacher_batch`): `SOL <solution>` and `CORRECT`/`INCORRECT`
-after the prompt, the solution being a correct peer's TRY/ANSWER trace with feedback (WAITs, the
-deliberation, stripped) or the reference `TRY k* YES ANSWER k*`.
+probability `noise` one wrong try first). `teacher_context` is the text of the self-teacher's
+context (ASD-7; `rljax.rollout.teacher.build_teacher_batch` tokenises it for the trainer): the
+prompt, then `SOL <solution>` and `CORRECT`/`INCORRECT`, the solution being a correct peer's
+TRY/ANSWER trace with feedback (WAITs, the deliberation, stripped) or the reference
+`TRY k* YES ANSWER k*`.
 """
 
 from __future__ import annotations
@@ -27,15 +28,11 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Sequence
 
 import numpy as np
-import transformers
 
 from rljax.envs import registry
 from rljax.envs.base import Observation, Task, Verdict, check_split
-from rljax.envs.deliberation.teacher import build_teacher_batch
-from rljax.rollout.types import Trajectories
 
 _SOLUTION_TOKENS = re.compile(r"\b(?:TRY \d+|ANSWER \d+|YES|NO)\b")
 TEACHER_MODE = "teacher"
@@ -307,7 +304,7 @@ class KeySearchFamily:
         """A peer's solution: its response with the deliberation stripped.
 
         Args:
-            response: the peer's response text (`teacher.response_text`).
+            response: the peer's response text (actions and observations joined by spaces).
 
         Returns:
             Its TRY/ANSWER actions and YES/NO feedback in order, e.g. "TRY 3 NO TRY 5 YES ANSWER 5".
@@ -326,6 +323,20 @@ class KeySearchFamily:
             "{prompt}\nSOL {solution}\nCORRECT" (or INCORRECT).
         """
         return f"{task.prompt}\nSOL {solution}\n{'CORRECT' if correct else 'INCORRECT'}"
+
+    def teacher_context(self, task: Task, peer: str | None, correct: bool) -> str:
+        """What the self-teacher reads before the student's response (ASD-7).
+
+        Args:
+            task: the student's task.
+            peer: a correct peer's response text, or None when the group has no correct rollout.
+            correct: whether the student's own attempt was correct.
+
+        Returns:
+            `privileged_prompt` with the peer's `solution_text`, else the `reference_solution`.
+        """
+        solution = self.reference_solution(task) if peer is None else self.solution_text(peer)
+        return self.privileged_prompt(task, solution, correct)
 
     def teacher_task(self, task: Task, solution: str | None = None, correct: bool = False) -> Task:
         """`task` with the privileged block in its prompt (teacher mode, for warm-start traces).
@@ -367,37 +378,6 @@ class KeySearchFamily:
             teacher, correct = rng.random() < teacher_fraction, rng.random() < 0.5
             tasks.append(self.teacher_task(task, correct=bool(correct)) if teacher else task)
         return tasks
-
-    def teacher_batch(
-        self,
-        traj: Trajectories,
-        tasks: Sequence[Task],
-        tokenizer: transformers.PreTrainedTokenizerFast,
-        *,
-        group_size: int,
-    ) -> dict[str, np.ndarray]:
-        """The self-teacher's token arrays for a rollout batch (ASD-7; see `teacher.build_teacher_batch`).
-
-        Args:
-            traj: the rollout of `tasks`, B = P * group_size rows.
-            tasks: the P tasks played.
-            tokenizer: the rollout's tokenizer.
-            group_size: G.
-
-        Returns:
-            teacher_tokens, teacher_positions, teacher_segment_ids [B, T'] and teacher_index [B, T],
-            int32; `teacher_tokens[b, teacher_index[b, t]] == traj.tokens[b, t]` where the index is >= 0.
-        """
-        return build_teacher_batch(
-            traj,
-            tasks,
-            tokenizer,
-            group_size=group_size,
-            privileged_prompt=self.privileged_prompt,
-            solution_text=self.solution_text,
-            reference_solution=self.reference_solution,
-            seed=self.seed,
-        )
 
     def _check_task(self, task: Task) -> None:
         if task.family != self.name or task.meta.get("mode") not in ("student", TEACHER_MODE):
