@@ -14,6 +14,23 @@ _SCALES = ("std", "none")
 _STDS = ("unbiased", "population")
 
 
+def centre_groups(rewards: jax.Array) -> jax.Array:
+    """r[p, g] - mu_p for [P, G] float32 rewards, exactly 0 on an all-equal group.
+
+    The float32 mean of equal non-dyadic values (0.7, 1.1, ...) can round away from them, and
+    dividing that residue by a tiny (group or task) std would blow it up; every estimator that
+    centres by a group mean and divides by a spread goes through this guard.
+
+    Args:
+        rewards: [P, G] float32 rewards.
+
+    Returns:
+        [P, G] float32 centred rewards.
+    """
+    all_equal = jnp.all(rewards == rewards[:, :1], axis=1, keepdims=True)
+    return jnp.where(all_equal, 0.0, rewards - jnp.mean(rewards, axis=1, keepdims=True))
+
+
 def group_advantages(
     rewards: jax.Array, *, scale: str = "std", std: str = "unbiased", eps: float = 1e-6
 ) -> jax.Array:
@@ -45,10 +62,7 @@ def group_advantages(
     if group_size == 1:
         advantages = rewards if scale == "none" else rewards / (1.0 + eps)
         return jax.lax.stop_gradient(advantages)
-    # An all-equal group gets exactly 0: the float32 mean of equal non-dyadic values (1.1, ...)
-    # can round away from them, and dividing that residue by a tiny std would blow it up.
-    all_equal = jnp.all(rewards == rewards[:, :1], axis=1, keepdims=True)
-    centred = jnp.where(all_equal, 0.0, rewards - jnp.mean(rewards, axis=1, keepdims=True))
+    centred = centre_groups(rewards)
     if scale == "none":
         return jax.lax.stop_gradient(centred)
     ddof = 1 if std == "unbiased" else 0

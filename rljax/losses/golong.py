@@ -14,7 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljax.losses._checks import check_positive, check_rank, check_shape
+from rljax.losses._checks import check_choice, check_positive, check_rank, check_shape
+from rljax.losses.advantages import centre_groups
+
+_STDS = ("unbiased", "population")
 
 
 def _validate(
@@ -52,14 +55,18 @@ def _task_mean(
     return total / jnp.maximum(count, 1.0)
 
 
-def _prompt_stats(rewards: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-prompt mean and unbiased variance [P] (LONG-2); G = 1 gives mean 0, variance 1."""
+def _prompt_stats(rewards: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per-prompt mean [P], unbiased variance [P] and centred rewards [P, G] (LONG-2).
+
+    G = 1 gives mean 0, variance 1 (centred = rewards). An all-equal group is centred to exactly
+    0 (`advantages.centre_groups`, the guard `group_advantages` uses), so its variance is 0.
+    """
     group_size = rewards.shape[1]
     if group_size == 1:
-        return jnp.zeros(rewards.shape[:1]), jnp.ones(rewards.shape[:1])
-    mean = jnp.mean(rewards, axis=1)
-    var = jnp.sum((rewards - mean[:, None]) ** 2, axis=1) / (group_size - 1)
-    return mean, var
+        return jnp.zeros(rewards.shape[:1]), jnp.ones(rewards.shape[:1]), rewards
+    centred = centre_groups(rewards)
+    var = jnp.sum(centred**2, axis=1) / (group_size - 1)
+    return jnp.mean(rewards, axis=1), var, centred
 
 
 def tmn_advantages(
@@ -75,7 +82,9 @@ def tmn_advantages(
     arXiv 2605.19577; golongrl.md LONG-2..4:
         s_j = sqrt( mean_{p in Q_j} var_p ) ;  A[p, g] = (r[p, g] - mu_p) / (s_{j(p)} + eps)
     with unbiased var_p (G = 1: mu_p := 0, var_p := 1). Equals GRPO for a task whose prompts
-    share one var_p; a task whose groups are all constant has s_j = 0 and A = 0.
+    share one var_p; a task whose groups are all constant has s_j = 0 and A = 0 exactly (the
+    all-equal guard of `group_advantages`: a float32 group mean of equal non-dyadic rewards can
+    round away from them, and that residue divided by s_j + eps was not 0).
 
     Args:
         rewards: [P, G] rewards.
@@ -89,9 +98,9 @@ def tmn_advantages(
     """
     check_positive("eps", eps)
     rewards, task_ids, keep = _validate(rewards, task_ids, num_tasks, group_mask)
-    mean, var = _prompt_stats(rewards)
+    _, var, centred = _prompt_stats(rewards)
     scale = jnp.sqrt(_task_mean(var, task_ids, keep, num_tasks))[task_ids]  # [P]
-    advantages = (rewards - mean[:, None]) / (scale[:, None] + eps) * keep[:, None]
+    advantages = centred / (scale[:, None] + eps) * keep[:, None]
     return jax.lax.stop_gradient(advantages)
 
 
@@ -122,7 +131,7 @@ def tmn_pass_rates(
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
     rewards, task_ids, keep = _validate(rewards, task_ids, num_tasks, group_mask)
-    mean, _ = _prompt_stats(rewards)
+    mean, _, _ = _prompt_stats(rewards)
     task_mean = _task_mean(mean, task_ids, keep, num_tasks)[task_ids]  # [P]
     own_weight = 0.0 if rewards.shape[1] == 1 else alpha
     shrunk = own_weight * mean + (1.0 - own_weight) * task_mean
@@ -168,7 +177,7 @@ def tmn_reweight_advantages(
         rewards, task_ids, num_tasks=num_tasks, alpha=alpha, group_mask=group_mask
     )
     rewards = jnp.asarray(rewards, jnp.float32)
-    mean, _ = _prompt_stats(rewards)
+    mean, _, _ = _prompt_stats(rewards)
     log_weight = gamma * (0.5 - pass_rates)[:, None]  # [P, 1]
     weights = jnp.exp(jnp.where(rewards > mean[:, None], log_weight, -log_weight))
     return jax.lax.stop_gradient(advantages * weights)
@@ -179,6 +188,7 @@ def task_mean_advantages(
     task_ids: jax.Array,
     *,
     num_tasks: int,
+    std: str = "unbiased",
     eps: float = 1e-6,
     group_mask: jax.Array | None = None,
 ) -> jax.Array:
@@ -186,13 +196,18 @@ def task_mean_advantages(
 
     The comparison estimator of golongrl.md section 3 (QwenLong-L1.5):
         A[p, g] = (r[p, g] - mean_task) / (std_task + eps)
-    with mean and std over all G samples of all kept prompts of the task; the population std is
-    a library choice (the spec does not fix the divisor).
+    with mean and std over the N_j = G |Q_j| samples of the kept prompts of task j. The spec does
+    not fix the std divisor; the default follows the official GoLongRL code: the unbiased task std
+    (divisor N_j - 1) and std_task := 1 for a single-sample task (N_j = 1, whose sample is its own
+    mean, so A = 0). `std="population"` divides by N_j instead (the library's earlier choice;
+    rewards [[1, 0]] give +-1.0 instead of the default's +-0.707107). A task whose samples are all
+    equal gets A = 0 exactly (the all-equal guard of `group_advantages`).
 
     Args:
         rewards: [P, G] rewards.
         task_ids: [P] int reward type of each prompt.
         num_tasks: J.
+        std: "unbiased" (official code, default) or "population" task std.
         eps: added to the task std.
         group_mask: [P] bool prompts kept by dynamic sampling, or None.
 
@@ -200,11 +215,30 @@ def task_mean_advantages(
         [P, G] float32 advantages (stop-gradient), 0 on dropped prompts.
     """
     check_positive("eps", eps)
+    check_choice("std", std, _STDS)
     rewards, task_ids, keep = _validate(rewards, task_ids, num_tasks, group_mask)
+    group_size = rewards.shape[1]
     task_mean = _task_mean(jnp.mean(rewards, axis=1), task_ids, keep, num_tasks)[task_ids]
-    centred = rewards - task_mean[:, None]
-    task_var = _task_mean(jnp.mean(centred**2, axis=1), task_ids, keep, num_tasks)[task_ids]
-    advantages = centred / (jnp.sqrt(task_var)[:, None] + eps) * keep[:, None]
+    # All-equal guard per task: compare every kept sample with the task's extreme values.
+    big = jnp.finfo(jnp.float32).max
+    kept = keep[:, None] > 0
+    task_max = jax.ops.segment_max(
+        jnp.max(jnp.where(kept, rewards, -big), axis=1), task_ids, num_segments=num_tasks
+    )
+    task_min = jax.ops.segment_min(
+        jnp.min(jnp.where(kept, rewards, big), axis=1), task_ids, num_segments=num_tasks
+    )
+    all_equal = (task_max == task_min)[task_ids]  # [P]
+    centred = jnp.where(all_equal[:, None], 0.0, rewards - task_mean[:, None])
+    squares = jax.ops.segment_sum(
+        jnp.sum(centred**2, axis=1) * keep, task_ids, num_segments=num_tasks
+    )
+    samples = group_size * jax.ops.segment_sum(keep, task_ids, num_segments=num_tasks)  # N_j
+    if std == "unbiased":
+        task_std = jnp.where(samples > 1, jnp.sqrt(squares / jnp.maximum(samples - 1.0, 1.0)), 1.0)
+    else:
+        task_std = jnp.sqrt(squares / jnp.maximum(samples, 1.0))
+    advantages = centred / (task_std[task_ids][:, None] + eps) * keep[:, None]
     return jax.lax.stop_gradient(advantages)
 
 

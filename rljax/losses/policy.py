@@ -46,7 +46,10 @@ def clipped_surrogate(
         delta = clip(where(mask, logp - sg(logp_old), 0), -c, c) ;  rho = exp(delta)
         l     = max(-A rho, -A clip(rho, 1 - eps_low, 1 + eps_high))
         l     = min(l, -A c_dual)  where A < 0   (dual clip, when enabled)
-    d l / d logp is -A rho on the unclipped branch and 0 on a clipped one.
+    d l / d logp is -A rho on the unclipped branch and 0 on a clipped one. Ties (the two branches
+    equal, e.g. rho = 1 on a one-sided clip with eps_low = 0, or l = -A c_dual exactly) take the
+    unclipped branch and its gradient -A rho, as verl does; the branch is chosen with `jnp.where`
+    rather than by the subgradient convention of `max`/`clip`, which would split it.
 
     Args:
         logprobs: [B, T] current-policy token log-probs (carries the gradient).
@@ -81,9 +84,14 @@ def clipped_surrogate(
     log_ratio = jnp.clip(log_ratio, -log_ratio_clamp, log_ratio_clamp)
     ratio = jnp.exp(log_ratio)
     unclipped = -adv * ratio
-    clipped = -adv * jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    losses = jnp.maximum(unclipped, clipped)
+    # The clipped branch is active only where it is strictly larger, i.e. where rho lies outside
+    # [1 - eps_low, 1 + eps_high]; there its value is the constant bound (no gradient). Choosing the
+    # branch with `jnp.where` instead of `jnp.maximum(., -adv * jnp.clip(ratio, ...))` gives ties
+    # (rho on a bound, e.g. rho = 1 with eps_low = 0) the unclipped gradient -A rho: `jnp.maximum`
+    # and `jnp.clip` each split a tie's gradient in half, which gave 0.75 * (-A) on-policy.
+    clipped = -adv * jnp.clip(jax.lax.stop_gradient(ratio), 1.0 - clip_low, 1.0 + clip_high)
     is_clipped = clipped > unclipped
+    losses = jnp.where(is_clipped, clipped, unclipped)
     is_dual_clipped = jnp.zeros_like(is_clipped)
     if dual_clip is not None:
         dual_bound = -adv * dual_clip

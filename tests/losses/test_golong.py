@@ -98,12 +98,12 @@ def test_e1_cv_diagnostic(variant):
 
 @VARIANTS
 def test_task_mean_advantages(variant):
-    # QwenLong-style: z-score against all 8 samples of the task (population std).
+    # QwenLong-style: z-score against all 8 samples of the task (population std option).
     expected = np.zeros_like(REWARDS)
     for task in (0, 1):
         rows = REWARDS[TASKS == task]
         expected[TASKS == task] = (rows - rows.mean()) / (rows.std() + 1e-6)
-    fn = variant(functools.partial(task_mean_advantages, num_tasks=2))
+    fn = variant(functools.partial(task_mean_advantages, num_tasks=2, std="population"))
     np.testing.assert_allclose(fn(REWARDS, TASKS), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -131,8 +131,43 @@ def test_all_constant_task_gives_zero(variant):
         assert np.all(np.isfinite(out))
         np.testing.assert_array_equal(out[:2], 0.0)
     # The task-level z-score is not centred per prompt: task 0 has mean 0.5 and std 0.5.
-    out = variant(functools.partial(task_mean_advantages, num_tasks=3))(rewards, tasks)
+    out = variant(functools.partial(task_mean_advantages, num_tasks=3, std="population"))(
+        rewards, tasks
+    )
     np.testing.assert_allclose(out[:2], [[0.5 / 0.500001] * 4, [-0.5 / 0.500001] * 4], rtol=1e-6)
+
+
+@VARIANTS
+def test_tmn_constant_non_dyadic_task_gives_zero(variant):
+    # Issue 14.2, golongrl.md LONG-4: a task whose groups are all constant has s_j = 0 and A = 0.
+    # The float32 mean of eight 0.7s is not 0.7; before the all-equal guard TMN gave 0.056 and
+    # TMN-Reweight 0.034 here.
+    rewards = np.full((2, 8), 0.7, np.float32)
+    tasks = np.zeros(2, np.int32)
+    for fn in (tmn_advantages, tmn_reweight_advantages):
+        out = variant(functools.partial(fn, num_tasks=1))(rewards, tasks)
+        np.testing.assert_array_equal(out, 0.0)
+    out = variant(functools.partial(task_mean_advantages, num_tasks=1))(rewards, tasks)
+    np.testing.assert_array_equal(out, 0.0)
+
+
+@VARIANTS
+def test_task_mean_unbiased_default(variant):
+    # Issue 14.3: the official code divides by the unbiased task std: rewards [[1, 0]] have mean
+    # 0.5 and std sqrt(0.5) -> +-0.707107 (population option: +-1.0).
+    rewards = np.array([[1.0, 0.0]], np.float32)
+    tasks = np.zeros(1, np.int32)
+    out = variant(functools.partial(task_mean_advantages, num_tasks=1))(rewards, tasks)
+    np.testing.assert_allclose(out, [[0.7071058, -0.7071058]], rtol=1e-6)
+    fn = functools.partial(task_mean_advantages, num_tasks=1, std="population")
+    np.testing.assert_allclose(variant(fn)(rewards, tasks), [[0.999998, -0.999998]], rtol=1e-6)
+    # A single-sample task has std := 1 (its sample is its own mean: A = 0); the other task is
+    # unaffected: [0.2, 0.6, 0.1, 0.3] has mean 0.3 and unbiased std 0.216025.
+    rewards = np.array([[0.9], [0.2], [0.6], [0.1], [0.3]], np.float32)
+    tasks = np.array([0, 1, 1, 1, 1], np.int32)
+    out = variant(functools.partial(task_mean_advantages, num_tasks=2))(rewards, tasks)
+    expected = [[0.0], [-0.462908], [1.38872], [-0.925816], [0.0]]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
 @VARIANTS

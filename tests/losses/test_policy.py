@@ -90,6 +90,35 @@ def test_on_policy_gradient_is_reinforce(variant):
     np.testing.assert_allclose(grad, -adv[:, None] * mask / mask.sum(), rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "clip_low, clip_high, adv",
+    [(0.0, 0.28, 1.0), (0.0, 0.28, -1.0), (0.2, 0.0, 1.0), (0.2, 0.0, -1.0)],
+)
+@VARIANTS
+def test_one_sided_clip_on_policy_gradient(variant, clip_low, clip_high, adv):
+    # Issue 14.1: rho = 1 sits on the bound of a one-sided clip; the loss is smooth there and
+    # grpo.md GRPO-6 says the on-policy gradient is exactly -A (verl: -A). Before: 0.75 * (-A).
+    logp = np.full((1, 1), -0.5, np.float32)
+    kwargs = dict(clip_low=clip_low, clip_high=clip_high)
+    fn = variant(jax.grad(functools.partial(_loss, **kwargs)))
+    grad = fn(jnp.asarray(logp), logp, np.array([adv], np.float32), np.ones((1, 1), np.float32))
+    np.testing.assert_allclose(grad, [[-adv]], rtol=1e-6)
+
+
+@VARIANTS
+def test_dual_clip_tie_takes_unclipped_gradient(variant):
+    # l = -A rho equals the dual bound -A c_dual exactly: the tie keeps the unclipped gradient -A rho.
+    log_ratio = np.float32(1.0)
+    rho = float(jnp.exp(jnp.float32(log_ratio)))  # c_dual = rho bit for bit
+    logp = np.full((1, 1), log_ratio, np.float32)
+    old = np.zeros((1, 1), np.float32)
+    kwargs = dict(clip_low=0.2, clip_high=0.28, dual_clip=rho)
+    fn = variant(
+        jax.grad(lambda lp: jnp.sum(_per_token(lp, old, np.array([-1.0]), ONES[:1], **kwargs)))
+    )
+    np.testing.assert_allclose(fn(jnp.asarray(logp)), [[rho]], rtol=1e-6)
+
+
 @VARIANTS
 def test_seq_mean_token_mean_gradient(variant):
     # rho = 1, GRPO aggregation: d L / d logp[b, t] = -A[b] * mask / (n_b * B_v).
