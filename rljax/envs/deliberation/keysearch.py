@@ -33,6 +33,7 @@ import numpy as np
 
 from rljax.envs import registry
 from rljax.envs.base import Observation, Task, Verdict, check_split
+from rljax.envs.replay import replay
 
 _SOLUTION_TOKENS = re.compile(r"\b(?:TRY \d+|ANSWER \d+|YES|NO)\b")
 TEACHER_MODE = "teacher"
@@ -235,11 +236,7 @@ class KeySearchFamily:
         Returns:
             The verdict of the replayed episode.
         """
-        episode = self.start(task)
-        for line in response.splitlines():
-            if line.strip() and episode.step(line).done:
-                break
-        return episode.verdict()
+        return replay(self.start(task), response.splitlines())
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         """The scripted expert as one response.

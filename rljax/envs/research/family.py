@@ -42,6 +42,7 @@ import numpy as np
 
 from rljax.envs import registry
 from rljax.envs.base import Task, Verdict, check_split
+from rljax.envs.replay import replay
 from rljax.envs.research import expert as expert_lib
 from rljax.envs.research.buffer import DEFAULT_ADDITIONS, DEFAULT_CAPS, RubricBuffer, StageScores
 from rljax.envs.research.corpus import Corpus, make_corpus
@@ -211,10 +212,7 @@ class MiniResearchFamily:
             max_calls=self.max_calls,
             max_turns=self.max_turns,
         )
-        for turn in re.split(r"(?<=</call>)", _TOOL_OUTPUT.sub(" ", response)):
-            if turn.strip() and episode.step(turn).done:
-                break
-        return episode.verdict()
+        return replay(episode, re.split(r"(?<=</call>)", _TOOL_OUTPUT.sub(" ", response)))
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         """The scripted expert as one response.

@@ -22,6 +22,7 @@ import numpy as np
 
 from rljax.envs import registry
 from rljax.envs.base import Task, Verdict, check_split
+from rljax.envs.replay import replay
 from rljax.envs.terminal import render as render_lib
 from rljax.envs.terminal.actions import cmd_blocks
 from rljax.envs.terminal.backend import BackendFactory, TerminalBackend
@@ -141,10 +142,7 @@ class TerminalFamily(abc.ABC):
             The verdict of the replayed episode.
         """
         with self.start(task) as episode:
-            for command in cmd_blocks(response):
-                if episode.step(f"<cmd>{command}</cmd>").done:
-                    break
-            return episode.verdict()
+            return replay(episode, (f"<cmd>{command}</cmd>" for command in cmd_blocks(response)))
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         """The expert's actions joined by newlines (`verify` scores it like the episode)."""
