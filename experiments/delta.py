@@ -1,7 +1,9 @@
 """DelTA on Countdown (methods/delta.md): `python -m rljax.experiments.delta --preset cpu`.
 
-DAPO-style update (clip 0.2/0.28, dual clip 10, token-mean) whose token advantages are the GRPO
-advantage times centroid-discriminator coefficients in [0.8, 1.2] over (1 - p) h.
+DAPO-style update (clip 0.2/0.28, dual clip 10, token-mean, overlong shaping, no dynamic sampling)
+whose token advantages are the GRPO advantage times centroid-discriminator coefficients in
+[0.8, 1.2] over (1 - p) h. Overlong shaping: the paper's L_max 20480 / L_buf 4096 on the pod; the
+CPU presets scale it to the response budget (L_buf = L_max / 4, grpo.md section 4).
 """
 
 from rljax.experiments import cli, presets
@@ -17,7 +19,8 @@ TASK = TaskSection(
     max_new_tokens=24,
     max_len=96,
 )
-METHOD = MethodSection(name="delta")
+# Overlong shaping over the 24-token response budget of TASK (L_buf = 24 / 4).
+METHOD = MethodSection(name="delta", kwargs={"overlong_max_len": 24, "overlong_buffer": 6})
 
 PRESETS = {
     "smoke": lambda: presets.smoke(NAME, TASK, METHOD),
@@ -32,7 +35,7 @@ PRESETS = {
             max_new_tokens=20480,
             max_len=22528,
         ),
-        METHOD,
+        MethodSection(name="delta", kwargs={"overlong_max_len": 20480, "overlong_buffer": 4096}),
         preset="qwen3_8b",
         steps=600,
         minibatches=4,

@@ -1,7 +1,9 @@
 """Poly-EPO on the multi-strategy task (methods/poly_epo.md).
 
 `python -m rljax.experiments.poly_epo --preset cpu`. Set-level advantages from mean reward x strategy
-diversity over all 70 subsets of 4 of the 8 samples, Dr.GRPO normalisation, dual clip 3.
+diversity over all 70 subsets of 4 of the 8 samples, Dr.GRPO normalisation
+(seq-mean-token-sum-norm, L_norm = the response budget: 4096 on the pod), clip 0.2/0.28, dual
+clip 3, no KL.
 """
 
 from rljax.experiments import cli, presets
@@ -22,7 +24,8 @@ PRESETS = {
         TaskSection(
             family="strategy", prompts_per_step=128, group_size=8, max_new_tokens=4096, max_len=5120
         ),
-        METHOD,
+        # L_norm = 4096, the paper's response budget (poly_epo.md section 9).
+        MethodSection(name="poly_epo", kwargs={"set_size": 4, "max_len": 4096}),
         preset="qwen3_8b",
         steps=850,
         minibatches=2,

@@ -321,11 +321,24 @@ def delta(
     clip_low: float = 0.2,
     clip_high: float = 0.28,
     dual_clip: float | None = 10.0,
+    overlong_max_len: int | None = None,
+    overlong_buffer: int | None = None,
+    overlong_factor: float = 1.0,
 ) -> Method:
-    """DelTA: GRPO advantages times per-token centroid-discriminator coefficients (methods/delta.md)."""
+    """DelTA: GRPO advantages times per-token centroid-discriminator coefficients (methods/delta.md).
+
+    Defaults are the paper's runs (delta.md sections 4 and 9): n_refine 1, coefficient range
+    [0.8, 1.2], clip 0.2 / 0.28, dual clip 10, token-mean, no KL, no dynamic sampling. The paper's
+    DAPO overlong shaping (L_max 20480, L_buf 4096, factor 1.0) depends on the response budget, so
+    it is on only when `overlong_max_len` is given (the experiment presets set it; `overlong_buffer`
+    None means L_max / 4).
+    """
+    overlong = None
+    if overlong_max_len is not None:
+        overlong = (overlong_max_len, overlong_buffer or overlong_max_len // 4, overlong_factor)
 
     def credit(inputs, state):
-        adv = _per_row(losses.group_advantages(inputs.rewards))
+        adv = _per_row(losses.group_advantages(_shaped_rewards(inputs, overlong)))
         probs = jnp.exp(inputs.old_logprobs)
         coeffs = losses.delta_coefficients(
             inputs.hidden,
