@@ -1,0 +1,217 @@
+"""Run a study (arms x seeds over one shared setup) and write its report with intervals over seeds.
+
+    python -m rljax.experiments.reproduce grpo_family [--seeds N] [--arms a,b] [--out DIR] [--smoke]
+
+Runs go one after another, seed by seed: for each seed the SFT warm start is trained once (its own
+step, timed on its own) and cached under `<runs>/sft/<fingerprint>`, then every arm of that seed
+starts from it. A finished run leaves `study_run.json` in its directory and is skipped next time;
+an interrupted one is resumed by the trainer from its latest checkpoint, so a killed study
+restarted with the same command continues where it stopped. The report (`report.md`,
+`summary.json`, `curves.png`) goes to `experiments/results/<study>/` (with `--smoke`: beside the
+runs), and records the exact command and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shlex
+import sys
+import time
+
+from etils import epath
+from rljax.experiments import studies, study_report
+from rljax.experiments.studies import Study
+
+from rljax.train.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
+
+RESULTS = epath.Path(__file__).parent / "results"
+MARKER = "study_run.json"  # written when a run has finished; its presence means "skip"
+SEGMENTS = "study_segments.jsonl"  # one line per (re)start of a run: resumed step and wall time
+
+
+def _driver():
+    """The trainer's public entry points (imported here only, so a module move is a one-line fix)."""
+    from rljax.train.loop import train
+    from rljax.train.sft import fingerprint
+
+    return train, fingerprint
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m rljax.experiments.reproduce", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("study", help=f"one of {studies.names()}")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default: study's)")
+    parser.add_argument("--arms", default=None, help="comma-separated subset of the study's arms")
+    parser.add_argument(
+        "--out", default=None, help="report directory (default: experiments/results/<study>)"
+    )
+    parser.add_argument(
+        "--runs-dir", default=None, help="run directories (default: runs/studies/<study>)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="every arm for 2 steps x 2 seeds on a tiny model"
+    )
+    return parser.parse_args(argv)
+
+
+def run_dir_of(runs: epath.Path, arm: str, seed: int) -> epath.Path:
+    """Where run (arm, seed) lives; beside `<runs>/sft`, so all arms share the warm start."""
+    return runs / f"{arm}-seed{seed}"
+
+
+def latest_checkpoint(run_dir: epath.Path) -> int:
+    """The step of the newest checkpoint in `run_dir` (0 when there is none)."""
+    directory = run_dir / "checkpoints"
+    if not directory.exists():
+        return 0
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
+    return max(steps, default=0)
+
+
+def _config_json(config: ExperimentConfig) -> dict:
+    return json.loads(config.to_json())
+
+
+def warm_start(study: Study, seed: int, runs: epath.Path, *, smoke: bool) -> dict:
+    """Trains (or finds) seed `seed`'s SFT warm start: a 0-step run of the baseline arm.
+
+    Its parameters land in `<runs>/sft/<fingerprint>`, which every arm of the seed shares (the
+    study checks that all arms have the same fingerprint). Returns the fingerprint and the time.
+    """
+    train, fingerprint = _driver()
+    config = study.run_config(study.baseline, seed, smoke=smoke)
+    prints = {fingerprint(study.run_config(a, seed, smoke=smoke)) for a in study.arms}
+    if prints != {fingerprint(config)}:
+        raise ValueError(
+            f"study {study.name!r}: arms of seed {seed} have different SFT warm starts"
+        )
+    warmup_dir = runs / f"sft-seed{seed}"
+    marker = warmup_dir / "warm_start.json"
+    if marker.exists():
+        stored = json.loads(marker.read_text())
+        if stored["fingerprint"] == fingerprint(config):
+            return stored
+    if config.sft.steps <= 0:
+        return {"seed": seed, "fingerprint": fingerprint(config), "wall_s": 0.0}
+    start = time.perf_counter()
+    warmup = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, steps=0, eval_prompts=0)
+    )
+    train(warmup, warmup_dir)
+    record = {
+        "seed": seed,
+        "fingerprint": fingerprint(config),
+        "wall_s": time.perf_counter() - start,
+    }
+    marker.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def run_one(study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool) -> dict:
+    """Runs (arm, seed) to completion, skipping it if finished and resuming it if interrupted."""
+    train, _ = _driver()
+    config = study.run_config(arm, seed, smoke=smoke)
+    run_dir = run_dir_of(runs, arm, seed)
+    marker = run_dir / MARKER
+    if marker.exists():
+        record = json.loads(marker.read_text())
+        if record["config"] != _config_json(config):
+            raise SystemExit(
+                f"error: {run_dir} holds a finished run of a different config; remove it or "
+                "choose another --runs-dir"
+            )
+        log.info("%s seed %d: finished earlier, skipped", arm, seed)
+        return record
+    resumed_from = latest_checkpoint(run_dir)
+    log.info(
+        "%s seed %d: %s",
+        arm,
+        seed,
+        f"resuming from step {resumed_from}" if resumed_from else "starting",
+    )
+    start = time.perf_counter()
+    result = train(config, run_dir)
+    wall = time.perf_counter() - start
+    with (run_dir / SEGMENTS).open("a") as f:
+        f.write(json.dumps({"resumed_from": resumed_from, "wall_s": wall}) + "\n")
+    segments = [json.loads(line) for line in (run_dir / SEGMENTS).read_text().splitlines() if line]
+    record = {
+        "study": study.name,
+        "arm": arm,
+        "seed": seed,
+        "final_step": int(result.final_step),
+        "resumed_from": [s["resumed_from"] for s in segments],
+        # Time of the segments that finished; a killed segment's time is not counted.
+        "wall_s": sum(s["wall_s"] for s in segments),
+        "config": _config_json(config),
+    }
+    marker.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def command_line(argv: list[str]) -> str:
+    return " ".join(["python -m rljax.experiments.reproduce", *map(shlex.quote, argv)])
+
+
+def main(argv: list[str] | None = None) -> epath.Path:
+    """Runs the study named on the command line; returns the path of its `report.md`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        study = studies.get(args.study)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    arms = list(study.arms) if args.arms is None else [a for a in args.arms.split(",") if a]
+    unknown = [a for a in arms if a not in study.arms]
+    if unknown or not arms:
+        raise SystemExit(
+            f"error: unknown arm(s) {unknown} of study {study.name!r}; arms are {sorted(study.arms)}"
+        )
+    num_seeds = 2 if args.smoke and args.seeds is None else (args.seeds or study.seeds)
+    if num_seeds < 1:
+        raise SystemExit(f"error: --seeds must be >= 1, got {num_seeds}")
+    suffix = "-smoke" if args.smoke else ""
+    runs = epath.Path(args.runs_dir or f"runs/studies/{study.name}{suffix}").absolute()
+    out = (
+        epath.Path(args.out)
+        if args.out
+        else (runs / "report" if args.smoke else RESULTS / study.name)
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("absl", "jax._src.xla_bridge"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for arm in arms:  # configuration errors surface before hours of training
+        for seed in range(num_seeds):
+            study.run_config(arm, seed, smoke=args.smoke)
+
+    start = time.perf_counter()
+    warm, records = {}, {}
+    for seed in range(num_seeds):
+        warm[seed] = warm_start(study, seed, runs, smoke=args.smoke)
+        for arm in arms:
+            records[(arm, seed)] = run_one(study, arm, seed, runs, smoke=args.smoke)
+    page = study_report.write(
+        study,
+        out,
+        runs=runs,
+        arms=arms,
+        seeds=list(range(num_seeds)),
+        warm_starts=warm,
+        records=records,
+        command=command_line(argv),
+        session_wall_s=time.perf_counter() - start,
+        smoke=args.smoke,
+    )
+    print(f"report: {page}")
+    return page
+
+
+if __name__ == "__main__":
+    main()

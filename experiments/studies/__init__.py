@@ -1,0 +1,126 @@
+"""Studies: several arms (experiment configs) x several seeds over one shared setup.
+
+A study is one module here (one per paper, plus `grpo_family`) that defines `STUDY`, a `Study`.
+Every arm shares the task, the model, the SFT warm start and the held-out evaluation of the study's
+base config, and the same training budget; an arm only changes what it is about (the method, its
+knobs, a tuned learning rate). `python -m rljax.experiments.reproduce <study>` runs arms x seeds
+and writes the report with intervals over seeds and paired differences to the baseline arm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import pkgutil
+from typing import Callable, Mapping
+
+from rljax.train import config as config_lib
+from rljax.train.config import ExperimentConfig
+
+# What every arm of a study must share with the base config (the shared warm start, task and
+# evaluation, and an equal RL budget). The seed is set by the study, never by an arm.
+SHARED_SECTIONS = ("model", "task", "sft")
+SHARED_TRAIN_FIELDS = ("steps", "eval_every", "eval_prompts", "eval_samples", "seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Arms x seeds over one shared setup.
+
+    Attributes:
+        name: the study's name (its module name; the report goes to experiments/results/<name>/).
+        title: one line for the report's heading.
+        description: a paragraph for the report: the question, the setup, what to expect.
+        config: the full run's base config (shared model, task, SFT warm start, evaluation and
+            budget); `train.seed` is replaced per seed.
+        smoke_config: the `--smoke` base config: 2 RL steps, a tiny model and evaluation.
+        arms: {arm name: overrides}, each override a `section.field=value` string as for `--set`.
+        baseline: the arm every other arm is compared with, paired by seed.
+        metric: the held-out metric of the table (a key of the trainer's `eval.jsonl`).
+        target: the value of `metric` whose first crossing gives "steps to target".
+        diagnostics: training metrics plotted per arm with a band over seeds (an arm that does not
+            log a key is left out of that panel).
+        tuning: how the arms were tuned (the equal-effort statement quoted in the report).
+        seeds: the default number of seeds (seed values 0 .. seeds-1).
+        budget_minutes: the wall-time budget the full study is designed for.
+    """
+
+    name: str
+    title: str
+    description: str
+    config: Callable[[], ExperimentConfig]
+    smoke_config: Callable[[], ExperimentConfig]
+    arms: Mapping[str, tuple[str, ...]]
+    baseline: str
+    metric: str
+    target: float
+    diagnostics: tuple[str, ...]
+    tuning: str
+    seeds: int = 3
+    budget_minutes: float = 90.0
+
+    def __post_init__(self):
+        if self.baseline not in self.arms:
+            raise ValueError(
+                f"study {self.name!r}: baseline {self.baseline!r} is not one of its arms "
+                f"{sorted(self.arms)}"
+            )
+        if self.seeds < 1:
+            raise ValueError(f"study {self.name!r}: seeds must be >= 1, got {self.seeds}")
+
+    def run_config(self, arm: str, seed: int, *, smoke: bool = False) -> ExperimentConfig:
+        """The config of one run: the (smoke) base config, the arm's overrides, the seed.
+
+        Raises ValueError when the arm is unknown or when its overrides change what every arm must
+        share (model, task, SFT warm start, evaluation, RL steps).
+        """
+        if arm not in self.arms:
+            raise ValueError(
+                f"study {self.name!r} has no arm {arm!r}; arms are {sorted(self.arms)}"
+            )
+        base = (self.smoke_config if smoke else self.config)()
+        config = config_lib.apply_overrides(base, list(self.arms[arm]))
+        config = dataclasses.replace(
+            config,
+            name=f"{self.name}-{arm}",
+            train=dataclasses.replace(config.train, seed=seed),
+        )
+        seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
+        _check_shared(self.name, arm, seeded, config)
+        return config
+
+
+def _check_shared(study: str, arm: str, base: ExperimentConfig, config: ExperimentConfig) -> None:
+    shared = {s: getattr(base, s) for s in SHARED_SECTIONS}
+    shared.update({f"train.{f}": getattr(base.train, f) for f in SHARED_TRAIN_FIELDS})
+    mine = {s: getattr(config, s) for s in SHARED_SECTIONS}
+    mine.update({f"train.{f}": getattr(config.train, f) for f in SHARED_TRAIN_FIELDS})
+    changed = sorted(k for k in shared if _canon(shared[k]) != _canon(mine[k]))
+    if changed:
+        raise ValueError(
+            f"study {study!r}, arm {arm!r}: overrides change {changed}, which every arm must "
+            "share (the warm start, task, evaluation and budget); change them in the study's base "
+            "config instead"
+        )
+
+
+def _canon(value) -> str:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def names() -> list[str]:
+    """The studies that exist (the modules of this package)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+
+
+def get(name: str) -> Study:
+    """The `STUDY` of module `rljax.experiments.studies.<name>` (ValueError if there is none)."""
+    if name not in names():
+        raise ValueError(f"unknown study {name!r}; expected one of {names()}")
+    return importlib.import_module(f"{__name__}.{name}").STUDY
+
+
+__all__ = ["Study", "get", "names"]

@@ -1,0 +1,343 @@
+"""A study's report: `report.md` (the table), `summary.json` (every number, per seed) and
+`curves.png` (the held-out metric, the reward and the methods' diagnostics, mean over seeds with a
+band of +-1 sd per arm).
+
+Reads what the trainer writes in each run directory (`eval.jsonl`, `metrics.jsonl`). Final values
+are the last evaluation (at the last step); arms are compared with the baseline paired by seed
+(`experiments.stats.paired_difference`). Plots need matplotlib (the `plot` extra); without it the
+tables are still written and the page says the curves are missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import subprocess
+
+from etils import epath
+from rljax.experiments import stats
+from rljax.experiments.studies import Study
+
+LEVEL = 0.95
+
+
+def _read_jsonl(path: epath.Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def _series(records: list[dict], key: str) -> dict[int, float]:
+    return {
+        int(r["step"]): float(r[key])
+        for r in records
+        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+    }
+
+
+def commit() -> str:
+    """The source tree's commit, with "+uncommitted changes" when tracked files differ from it."""
+    root = epath.Path(__file__).parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" +uncommitted changes" if dirty else "")
+
+
+def steps_to_target(evals: dict[int, float], target: float) -> int | None:
+    """The first evaluated step whose value reaches `target` (None if none does)."""
+    return next((step for step in sorted(evals) if evals[step] >= target), None)
+
+
+def summarize(
+    study: Study,
+    *,
+    runs: epath.Path,
+    arms: list[str],
+    seeds: list[int],
+    records: dict,
+    warm_starts: dict,
+) -> dict:
+    """Every number of the report, with its per-seed values."""
+    metric = study.metric
+    per_arm: dict[str, dict] = {}
+    for arm in arms:
+        final, start, reach, wall = {}, {}, {}, {}
+        for seed in seeds:
+            run_dir = runs / f"{arm}-seed{seed}"
+            evals = _series(_read_jsonl(run_dir / "eval.jsonl"), metric)
+            if not evals:
+                raise ValueError(f"{run_dir}: no held-out {metric!r} in eval.jsonl")
+            final[seed] = evals[max(evals)]
+            start[seed] = evals.get(0)
+            reach[seed] = steps_to_target(evals, study.target)
+            wall[seed] = records[(arm, seed)]["wall_s"]
+        reached = [v for v in reach.values() if v is not None]
+        per_arm[arm] = {
+            "final": stats.t_interval(list(final.values()), level=LEVEL).to_dict(),
+            "final_per_seed": final,
+            "start_per_seed": start,
+            "steps_to_target_per_seed": reach,
+            "steps_to_target": {
+                "mean_over_reached": (sum(reached) / len(reached)) if reached else None,
+                "reached": len(reached),
+                "seeds": len(seeds),
+            },
+            "wall_s_per_seed": wall,
+            "wall_s": stats.t_interval(list(wall.values()), level=LEVEL).to_dict(),
+        }
+    if study.baseline in per_arm:
+        base = per_arm[study.baseline]["final_per_seed"]
+        for arm in arms:
+            mine = per_arm[arm]["final_per_seed"]
+            per_arm[arm]["diff_to_baseline_per_seed"] = {s: mine[s] - base[s] for s in seeds}
+            per_arm[arm]["diff_to_baseline"] = stats.paired_difference(
+                mine, base, level=LEVEL
+            ).to_dict()
+    sft_s = sum(w["wall_s"] for w in warm_starts.values())
+    runs_s = sum(r["wall_s"] for r in records.values())
+    return {
+        "study": study.name,
+        "metric": metric,
+        "target": study.target,
+        "baseline": study.baseline,
+        "level": LEVEL,
+        "seeds": seeds,
+        "arms": {a: list(study.arms[a]) for a in arms},
+        "results": per_arm,
+        "warm_starts": {str(s): w for s, w in warm_starts.items()},
+        "wall_s": {"sft": sft_s, "runs": runs_s, "total": sft_s + runs_s},
+    }
+
+
+def _f(value, digits: int = 3, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _interval(d: dict, signed: bool = False) -> str:
+    if d["low"] is None:
+        return "n/a (1 seed)"
+    return f"[{_f(d['low'], signed=signed)}, {_f(d['high'], signed=signed)}]"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def markdown(
+    study: Study, summary: dict, *, command: str, sha: str, plots: bool, smoke: bool
+) -> str:
+    metric, target, base = study.metric, study.target, study.baseline
+    seeds = summary["seeds"]
+    results = summary["results"]
+    wall = summary["wall_s"]
+    lines = [
+        f"# {study.title}" + (" (smoke run)" if smoke else ""),
+        "",
+        f"Study `{study.name}`: {len(results)} arms x {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}), paired by seed, baseline `{base}`.",
+        "",
+        f"- command: `{command}`",
+        f"- commit: `{sha}`",
+        f"- generated: {summary['generated']}",
+        f"- wall time: {_minutes(wall['total'])} in all (SFT warm starts {_minutes(wall['sft'])}, "
+        f"RL runs {_minutes(wall['runs'])}); budget {study.budget_minutes:.0f} min",
+        "",
+        study.description,
+        "",
+        f"## Held-out {metric} after the last step",
+        "",
+        f"Mean +- sd over seeds and the {LEVEL:.0%} Student-t interval; the difference to `{base}` "
+        f"is paired by seed (same warm start, same task draws); steps to target is the first "
+        f"evaluated step with {metric} >= {target} (mean over the seeds that reached it).",
+        "",
+        f"| arm | start (SFT) | final {metric} | {LEVEL:.0%} CI | vs {base} (paired) | "
+        f"{LEVEL:.0%} CI of diff | steps to {target} | wall time / run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm, r in results.items():
+        starts = [v for v in r["start_per_seed"].values() if v is not None]
+        start = sum(starts) / len(starts) if starts else None
+        fin = r["final"]
+        diff = r.get("diff_to_baseline")
+        if arm == base or diff is None:
+            diff_text, diff_ci = "(baseline)" if arm == base else "n/a", ""
+        else:
+            diff_text = f"{_f(diff['mean'], signed=True)} +- {_f(diff['sd'])}"
+            diff_ci = _interval(diff, signed=True)
+        reach = r["steps_to_target"]
+        reach_text = (
+            "not reached"
+            if reach["mean_over_reached"] is None
+            else f"{reach['mean_over_reached']:.0f} ({reach['reached']}/{reach['seeds']})"
+        )
+        lines.append(
+            f"| {arm} | {_f(start)} | {_f(fin['mean'])} +- {_f(fin['sd'])} | {_interval(fin)} | "
+            f"{diff_text} | {diff_ci} | {reach_text} | {_minutes(r['wall_s']['mean'])} |"
+        )
+    lines += [
+        "",
+        f"Per seed (final {metric}):",
+        "",
+        "| arm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
+    ]
+    for arm, r in results.items():
+        lines.append(f"| {arm} | " + " | ".join(_f(r["final_per_seed"][s]) for s in seeds) + " |")
+    lines += ["", "## Curves", ""]
+    if plots:
+        lines += [
+            f"![curves](curves.png)\n\nMean over seeds, band +-1 sd. Held-out {metric} and the "
+            f"training reward, then each method's diagnostics ({', '.join(study.diagnostics)}); "
+            "an arm that does not log a diagnostic is absent from its panel.",
+        ]
+    else:
+        lines.append("Not drawn: matplotlib is not installed (`pip install -e '.[plot]'`).")
+    lines += [
+        "",
+        "## Equal effort",
+        "",
+        study.tuning,
+        "",
+        "## Arms",
+        "",
+        "| arm | overrides of the shared config |",
+        "|---|---|",
+    ]
+    lines += [f"| {a} | `{' '.join(study.arms[a])}` |" for a in results]
+    lines += [
+        "",
+        "Every number above, with its per-seed values, is in `summary.json`; run directories "
+        "hold each run's config, metrics and evaluations.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _band(ax, per_seed: list[dict[int, float]], label: str, color) -> None:
+    steps = sorted(set.intersection(*(set(s) for s in per_seed)))
+    if not steps:
+        return
+    means, sds = [], []
+    for step in steps:
+        mean, sd = stats.mean_sd([s[step] for s in per_seed])
+        means.append(mean)
+        sds.append(sd or 0.0)
+    ax.plot(steps, means, label=label, color=color, lw=1.3)
+    ax.fill_between(
+        steps,
+        [m - d for m, d in zip(means, sds)],
+        [m + d for m, d in zip(means, sds)],
+        color=color,
+        alpha=0.2,
+        lw=0,
+    )
+
+
+def _smooth(series: dict[int, float], window: int) -> dict[int, float]:
+    steps = sorted(series)
+    out = {}
+    for i, step in enumerate(steps):
+        chunk = [series[s] for s in steps[max(0, i - window + 1) : i + 1]]
+        out[step] = sum(chunk) / len(chunk)
+    return out
+
+
+def plot(
+    study: Study, runs: epath.Path, arms: list[str], seeds: list[int], path: epath.Path
+) -> bool:
+    """Draws `curves.png`; returns False when matplotlib is missing."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    evals = {a: [_read_jsonl(runs / f"{a}-seed{s}" / "eval.jsonl") for s in seeds] for a in arms}
+    train = {a: [_read_jsonl(runs / f"{a}-seed{s}" / "metrics.jsonl") for s in seeds] for a in arms}
+    last = max((r["step"] for rs in train.values() for recs in rs for r in recs), default=1)
+    window = max(1, last // 25)
+    panels = [("eval", study.metric), ("train", "reward")]
+    panels += [("train", k) for k in study.diagnostics]
+    cols = 3
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(4.4 * cols, 3.1 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    colors = {a: f"C{i}" for i, a in enumerate(arms)}
+    for ax, (source, key) in zip(axes.flat, panels):
+        for arm in arms:
+            records = evals[arm] if source == "eval" else train[arm]
+            per_seed = [_series(r, key) for r in records]
+            if not all(per_seed):
+                continue
+            if source == "train":
+                per_seed = [_smooth(s, window) for s in per_seed]
+            _band(ax, per_seed, arm, colors[arm])
+        title = f"held-out {key}" if source == "eval" else key
+        if source == "train" and window > 1:
+            title += f" (moving mean, {window} steps)"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if source == "eval":
+            ax.axhline(study.target, color="gray", ls=":", lw=1)
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(f"{study.title}: mean over {len(seeds)} seeds, band +-1 sd", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
+
+
+def write(
+    study: Study,
+    out: epath.Path,
+    *,
+    runs: epath.Path,
+    arms: list[str],
+    seeds: list[int],
+    warm_starts: dict,
+    records: dict,
+    command: str,
+    session_wall_s: float,
+    smoke: bool,
+) -> epath.Path:
+    """Writes `report.md`, `summary.json` and `curves.png` to `out`; returns the page's path."""
+    out = epath.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(
+        study, runs=runs, arms=arms, seeds=seeds, records=records, warm_starts=warm_starts
+    )
+    sha = commit()
+    summary.update(
+        {
+            "command": command,
+            "commit": sha,
+            "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "session_wall_s": session_wall_s,
+            "smoke": smoke,
+            "base_config": json.loads(
+                study.config().to_json() if not smoke else study.smoke_config().to_json()
+            ),
+        }
+    )
+    plots = plot(study, runs, arms, seeds, out / "curves.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    page = out / "report.md"
+    page.write_text(markdown(study, summary, command=command, sha=sha, plots=plots, smoke=smoke))
+    return page

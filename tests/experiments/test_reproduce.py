@@ -1,0 +1,193 @@
+"""Studies: arm configs share the setup and pair by seed, the report's numbers match hand-worked
+values, and `--smoke` of every study runs end to end, skipping a finished run and resuming an
+interrupted one from its checkpoint."""
+
+import dataclasses
+import json
+
+import pytest
+from rljax.experiments import reproduce, studies, study_report
+from rljax.experiments.studies import Study
+
+from rljax.train.sft import fingerprint
+
+
+def _sections(config):
+    d = json.loads(config.to_json())
+    return d["model"], d["task"], d["sft"], {k: d["train"][k] for k in studies.SHARED_TRAIN_FIELDS}
+
+
+@pytest.mark.parametrize("name", studies.names())
+@pytest.mark.parametrize("smoke", [True, False])
+def test_arms_share_the_setup_and_seeds_pair_them(name, smoke):
+    study = studies.get(name)
+    assert study.baseline in study.arms and len(study.arms) >= 2
+    for seed in range(3):
+        configs = {a: study.run_config(a, seed, smoke=smoke) for a in study.arms}
+        assert {c.train.seed for c in configs.values()} == {seed}
+        # Every arm of a seed: same model, task, SFT, evaluation and budget, hence one warm start.
+        assert len({json.dumps(_sections(c), sort_keys=True) for c in configs.values()}) == 1
+        assert len({fingerprint(c) for c in configs.values()}) == 1
+    # Seeds change the warm start (initialisation, SFT data order) ...
+    base = [study.run_config(study.baseline, s, smoke=smoke) for s in range(3)]
+    assert len({fingerprint(c) for c in base}) == 3
+    # ... but never the held-out evaluation: the same tasks, prompts and samples for every seed.
+    for c in base:
+        assert c.task == base[0].task
+        assert (c.train.eval_prompts, c.train.eval_samples) == (
+            base[0].train.eval_prompts,
+            base[0].train.eval_samples,
+        )
+
+
+def _toy_study(**kwargs):
+    grpo_family = studies.get("grpo_family")
+    fields = dict(
+        name="toy",
+        title="toy",
+        description="toy",
+        config=grpo_family.config,
+        smoke_config=grpo_family.smoke_config,
+        arms={"a": ("method.name=grpo",), "b": ("method.name=rloo",)},
+        baseline="a",
+        metric="pass@1",
+        target=0.65,
+        diagnostics=("clip_fraction",),
+        tuning="none",
+    )
+    fields.update(kwargs)
+    return Study(**fields)
+
+
+def test_arm_may_not_change_the_shared_setup():
+    study = _toy_study(arms={"a": (), "b": ("task.group_size=4",)})
+    study.run_config("a", 0)
+    with pytest.raises(ValueError, match=r"arm 'b'.*task"):
+        study.run_config("b", 0)
+    with pytest.raises(ValueError, match="train.steps"):
+        _toy_study(arms={"a": (), "b": ("train.steps=5",)}).run_config("b", 0)
+    with pytest.raises(ValueError, match="baseline"):
+        _toy_study(baseline="c")
+
+
+def test_cli_rejects_unknown_study_and_arm(tmp_path):
+    with pytest.raises(SystemExit, match="unknown study"):
+        reproduce.main(["no_such_study", "--runs-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown arm"):
+        reproduce.main(["grpo_family", "--arms", "grpo,ppo", "--runs-dir", str(tmp_path)])
+
+
+def _write_run(runs, arm, seed, evals):
+    run_dir = runs / f"{arm}-seed{seed}"
+    run_dir.mkdir(parents=True)
+    lines = [json.dumps({"step": step, "pass@1": v}) for step, v in evals]
+    (run_dir / "eval.jsonl").write_text("\n".join(lines) + "\n")
+    metrics = [json.dumps({"step": s, "reward": 0.1 * s, "clip_fraction": 0.0}) for s in (1, 2)]
+    (run_dir / "metrics.jsonl").write_text("\n".join(metrics) + "\n")
+
+
+def test_report_numbers_hand_worked(tmp_path):
+    study = _toy_study()
+    runs = tmp_path / "runs"
+    # Final pass@1 by seed: a = [0.5, 0.6, 0.7], b = [0.6, 0.8, 0.7].
+    finals = {"a": [0.5, 0.6, 0.7], "b": [0.6, 0.8, 0.7]}
+    for arm, values in finals.items():
+        for seed, final in enumerate(values):
+            _write_run(runs, arm, seed, [(0, 0.3), (1, 0.66 if arm == "b" else 0.4), (2, final)])
+    records = {(a, s): {"wall_s": 60.0 * (s + 1)} for a in finals for s in range(3)}
+    warm = {s: {"wall_s": 30.0} for s in range(3)}
+    page = study_report.write(
+        study,
+        tmp_path / "report",
+        runs=runs,
+        arms=["a", "b"],
+        seeds=[0, 1, 2],
+        warm_starts=warm,
+        records=records,
+        command="python -m rljax.experiments.reproduce toy",
+        session_wall_s=1.0,
+        smoke=False,
+    )
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    a, b = summary["results"]["a"], summary["results"]["b"]
+    # a: mean 0.6, sd 0.1, half-width 4.302653 * 0.1 / sqrt(3) = 0.248414.
+    assert a["final"]["mean"] == pytest.approx(0.6)
+    assert a["final"]["sd"] == pytest.approx(0.1)
+    assert a["final"]["low"] == pytest.approx(0.351586, abs=1e-6)
+    # b - a by seed: [0.1, 0.2, 0.0] -> mean 0.1, sd 0.1, [-0.148414, 0.348414].
+    assert b["diff_to_baseline_per_seed"] == pytest.approx({"0": 0.1, "1": 0.2, "2": 0.0})
+    assert b["diff_to_baseline"]["mean"] == pytest.approx(0.1)
+    assert b["diff_to_baseline"]["low"] == pytest.approx(-0.148414, abs=1e-6)
+    assert b["diff_to_baseline"]["high"] == pytest.approx(0.348414, abs=1e-6)
+    # Target 0.65: b reaches it at step 1 in every seed; a only at step 2 in seed 2.
+    assert b["steps_to_target"] == {"mean_over_reached": 1.0, "reached": 3, "seeds": 3}
+    assert a["steps_to_target"] == {"mean_over_reached": 2.0, "reached": 1, "seeds": 3}
+    assert a["wall_s"]["mean"] == pytest.approx(120.0)
+    assert summary["wall_s"] == {"sft": 90.0, "runs": 720.0, "total": 810.0}
+    text = page.read_text()
+    assert (
+        "| b | 0.300 | 0.700 +- 0.100 | [0.452, 0.948] | +0.100 +- 0.100 | [-0.148, +0.348]" in text
+    )
+    assert "python -m rljax.experiments.reproduce toy" in text and summary["commit"] in text
+    assert (tmp_path / "report" / "curves.png").stat().st_size > 0
+
+
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+@pytest.mark.parametrize("name", studies.names())
+def test_smoke_study_skips_finished_and_resumes_interrupted_runs(tmp_path, name):
+    study = studies.get(name)
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    common = ["--smoke", "--runs-dir", str(runs), "--out", str(out)]
+    base, other = study.baseline, next(a for a in study.arms if a != study.baseline)
+
+    # A first session finishes the baseline's seed-0 run ...
+    reproduce.main([name, "--seeds", "1", "--arms", base, *common])
+    finished = runs / f"{base}-seed0"
+    marker_before = (finished / reproduce.MARKER).stat().st_mtime_ns
+    metrics_before = _lines(finished / "metrics.jsonl")
+    # ... and is killed in the next run after its step-1 checkpoint (simulated by training that
+    # run's own config, stopped at step 1, in its directory).
+    train, _ = reproduce._driver()
+    config = study.run_config(other, 0, smoke=True)
+    interrupted = runs / f"{other}-seed0"
+    train(
+        dataclasses.replace(config, train=dataclasses.replace(config.train, steps=1)), interrupted
+    )
+    assert reproduce.latest_checkpoint(interrupted) == 1
+    assert not (interrupted / reproduce.MARKER).exists()
+    step1 = _lines(interrupted / "metrics.jsonl")[0]
+
+    # The same command again, over every arm and the smoke's 2 seeds.
+    page = reproduce.main([name, *common])
+
+    # The finished run was skipped, the interrupted one resumed from step 1 (its step-1 log line,
+    # with its wall-clock throughput, is the first session's) and ran to the last step.
+    assert (finished / reproduce.MARKER).stat().st_mtime_ns == marker_before
+    assert _lines(finished / "metrics.jsonl") == metrics_before
+    record = json.loads((interrupted / reproduce.MARKER).read_text())
+    assert record["resumed_from"] == [1] and record["final_step"] == 2
+    assert _lines(interrupted / "metrics.jsonl")[0] == step1
+    assert [json.loads(x)["step"] for x in _lines(interrupted / "metrics.jsonl")] == [1, 2]
+
+    # One SFT warm start per seed, shared by every arm of that seed.
+    assert len([p for p in (runs / "sft").iterdir() if p.is_dir()]) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["results"]) == set(study.arms)
+    assert summary["seeds"] == [0, 1]
+    for arm in study.arms:
+        for seed in (0, 1):
+            evals = [json.loads(x) for x in _lines(runs / f"{arm}-seed{seed}" / "eval.jsonl")]
+            assert [e["step"] for e in evals] == [0, 1, 2]
+            # Paired by seed: every arm starts from the seed's warm start, evaluated identically.
+            first = json.loads(_lines(runs / f"{base}-seed{seed}" / "eval.jsonl")[0])
+            assert evals[0] == first
+            final = summary["results"][arm]["final_per_seed"][str(seed)]
+            assert final == evals[-1][study.metric]
+    assert page == out / "report.md"
+    text = page.read_text()
+    assert f"python -m rljax.experiments.reproduce {name} --smoke" in text
+    assert summary["commit"] in text
+    assert (out / "curves.png").stat().st_size > 0
