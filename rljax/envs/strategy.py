@@ -14,7 +14,11 @@ six cover 1 - prod(1 - p_s) = 89.56%; the other 10.44% no strategy solves.
 `Verdict.info["cluster"]` is the response's strategy cluster, assigned by a `ClusterFn`
 `(task, response) -> int` (the rule-based `rule_cluster` by default: s, or `DEGENERATE` = -1
 for a malformed response; an LM judge implements the same interface). The trainer reads it for
-`losses.poly_epo_advantages`.
+`losses.poly_epo_advantages`, which takes integer cluster ids only.
+
+This module is the one home of the Poly-EPO string judges (PEPO-7, PEPO-9): `rule_cluster` and
+`NoisyJudge` per response, `tag_cluster` for any response that starts with a `[S_k]` strategy tag,
+and `cluster_group`, the group-level judge call with the failure fallback.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -100,6 +105,70 @@ def rule_cluster(task: Task, response: str, *, degenerate: int = DEGENERATE) -> 
     """
     strategy, _ = parse_response(task, response)
     return degenerate if strategy is None else strategy
+
+
+GroupClusterFn = Callable[[str, Sequence[str]], Sequence[int]]
+"""A group judge: (prompt, the G responses) -> G cluster ids (the paper's LM judge clusters all G
+responses of a prompt jointly)."""
+
+
+def tag_cluster(
+    response: str, *, pattern: str = r"^\s*\[S_(\d+)\]", degenerate: int = DEGENERATE
+) -> int:
+    """Strategy-tag judge: the id of a leading `[S_k]` tag, or `degenerate` if there is none.
+
+    Poly-EPO eq. PEPO-9 (arXiv 2604.17654), the judge-free default for synthetic tasks whose
+    responses name their strategy. Unlike `rule_cluster` it needs no task and does not check the
+    work tokens. Pure and host-side.
+
+    Args:
+        response: the decoded response text.
+        pattern: regular expression whose first group is the decimal strategy id.
+        degenerate: id returned when the pattern does not match.
+
+    Returns:
+        The strategy id (an int), or `degenerate`.
+    """
+    match = re.search(pattern, response)
+    return int(match.group(1)) if match else degenerate
+
+
+def cluster_group(
+    prompt: str,
+    responses: Sequence[str],
+    *,
+    cluster_fn: GroupClusterFn | None = None,
+    degenerate: int = DEGENERATE,
+) -> tuple[np.ndarray, bool]:
+    """Cluster ids of one prompt's G responses with a pluggable group judge (host-side).
+
+    Poly-EPO eqs. PEPO-7 and PEPO-9 (arXiv 2604.17654). `cluster_fn(prompt, responses)` returns G
+    integer ids, `degenerate` marking malformed responses (the paper's LM judge uses 100). If it
+    raises or returns the wrong number of ids, every response gets its own cluster (maximal
+    diversity) and `ok` is False so the caller can count the failure.
+
+    Args:
+        prompt: the prompt text given to the judge.
+        responses: the G response texts.
+        cluster_fn: the judge; None applies `tag_cluster` to each response.
+        degenerate: id of malformed responses; the fallback ids avoid it.
+
+    Returns:
+        (ids, ok): ids is an int32 [G] numpy array; ok is False when the fallback was used.
+    """
+    group_size = len(responses)
+    try:
+        if cluster_fn is None:
+            ids = [tag_cluster(response, degenerate=degenerate) for response in responses]
+        else:
+            ids = cluster_fn(prompt, responses)
+        ids = np.asarray(ids)
+        if ids.shape != (group_size,) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"expected {group_size} integer ids, got {ids!r}")
+        return ids.astype(np.int32), True
+    except Exception:  # noqa: BLE001 -- any judge failure falls back to distinct clusters (PEPO-9)
+        distinct = [i for i in range(group_size + 1) if i != degenerate][:group_size]
+        return np.asarray(distinct, np.int32), False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -121,24 +121,18 @@ __all__ += [
 
 from rljax.losses.poly_epo import (  # noqa: E402
     MAX_ENUMERATED_SUBSETS,
-    ClusterFn,
     ScoreFn,
-    cluster_group,
     diversity_bonus,
     grpo_div_advantages,
     poly_epo_advantages,
     polychromic_score,
-    rule_cluster,
 )
 
 __all__ += [
     "MAX_ENUMERATED_SUBSETS",
-    "ClusterFn",
     "ScoreFn",
-    "cluster_group",
     "diversity_bonus",
     "grpo_div_advantages",
     "poly_epo_advantages",
     "polychromic_score",
-    "rule_cluster",
 ]

@@ -8,16 +8,15 @@ ifdita-hasan/polyepo (verl). Predecessor: Hamid et al., arXiv 2509.25424. Specif
 The objective is the expected score of a set of n responses, f(S) = mean reward x (distinct valid
 strategy clusters / n). From the G = N responses of a prompt, all size-n subsets (or a random
 sample of them) are scored, the mean subset score is subtracted, and each response receives the
-mean set advantage of the subsets that contain it. Cluster ids come from a pluggable host-side
-judge (`cluster_group`, `rule_cluster`).
+mean set advantage of the subsets that contain it. The functions here take integer cluster ids;
+the host-side string judges that produce them (`rule_cluster`, `tag_cluster`, `cluster_group`)
+live in `rljax.envs.strategy`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import re
-from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import chex
@@ -28,21 +27,17 @@ import numpy as np
 from rljax.losses._checks import check_choice, check_rank, check_shape
 
 __all__ = [
-    "ClusterFn",
     "MAX_ENUMERATED_SUBSETS",
     "ScoreFn",
-    "cluster_group",
     "diversity_bonus",
     "grpo_div_advantages",
     "poly_epo_advantages",
     "polychromic_score",
-    "rule_cluster",
 ]
 
 MAX_ENUMERATED_SUBSETS = 100_000
 """Largest C(N, n) that is enumerated (all subsets, or sampling without replacement)."""
 
-ClusterFn = Callable[[str, Sequence[str]], Sequence[int]]
 _FORMS = ("mean", "sum")
 
 
@@ -277,66 +272,3 @@ def grpo_div_advantages(
         cluster_ids, degenerate=degenerate
     )
     return jax.lax.stop_gradient(shaped - jnp.mean(shaped, axis=1, keepdims=True))
-
-
-def rule_cluster(response: str, *, pattern: str = r"^\s*\[S_(\d+)\]", degenerate: int = -1) -> int:
-    """Rule-based judge: the strategy id parsed from a response, or `degenerate` if malformed.
-
-    Poly-EPO eq. PEPO-9 (arXiv 2604.17654), the judge-free default for synthetic tasks: the
-    response names its strategy (e.g. the leading `[S_3]` token of the HiddenKey task). Pure and
-    host-side. A task with a stricter validity rule wraps or replaces this function.
-
-    Args:
-        response: the decoded response text.
-        pattern: regular expression whose first group is the decimal strategy id.
-        degenerate: id returned when the pattern does not match.
-
-    Returns:
-        The strategy id (an int), or `degenerate`.
-    """
-    match = re.search(pattern, response)
-    return int(match.group(1)) if match else degenerate
-
-
-def _rule_cluster_fn(prompt: str, responses: Sequence[str], *, degenerate: int) -> list[int]:
-    del prompt
-    return [rule_cluster(response, degenerate=degenerate) for response in responses]
-
-
-def cluster_group(
-    prompt: str,
-    responses: Sequence[str],
-    *,
-    cluster_fn: ClusterFn | None = None,
-    degenerate: int = -1,
-) -> tuple[np.ndarray, bool]:
-    """Cluster ids of one prompt's G responses with a pluggable judge (host-side, once per prompt).
-
-    Poly-EPO eqs. PEPO-7 and PEPO-9 (arXiv 2604.17654). `cluster_fn(prompt, responses)` returns G
-    integer ids, `degenerate` marking malformed responses (the paper's LM judge clusters all G
-    responses jointly by reasoning strategy and uses 100). If it raises or returns the wrong
-    number of ids, every response gets its own cluster (maximal diversity) and `ok` is False so
-    the caller can count the failure.
-
-    Args:
-        prompt: the prompt text given to the judge.
-        responses: the G response texts.
-        cluster_fn: the judge; None uses `rule_cluster` on each response.
-        degenerate: id of malformed responses; the fallback ids avoid it.
-
-    Returns:
-        (ids, ok): ids is an int32 [G] numpy array; ok is False when the fallback was used.
-    """
-    group_size = len(responses)
-    try:
-        if cluster_fn is None:
-            ids = _rule_cluster_fn(prompt, responses, degenerate=degenerate)
-        else:
-            ids = cluster_fn(prompt, responses)
-        ids = np.asarray(ids)
-        if ids.shape != (group_size,) or not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"expected {group_size} integer ids, got {ids!r}")
-        return ids.astype(np.int32), True
-    except Exception:  # noqa: BLE001 -- any judge failure falls back to distinct clusters (PEPO-9)
-        distinct = [i for i in range(group_size + 1) if i != degenerate][:group_size]
-        return np.asarray(distinct, np.int32), False

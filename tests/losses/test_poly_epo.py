@@ -15,12 +15,10 @@ import pytest
 
 from rljax.losses.advantages import group_advantages
 from rljax.losses.poly_epo import (
-    cluster_group,
     diversity_bonus,
     grpo_div_advantages,
     poly_epo_advantages,
     polychromic_score,
-    rule_cluster,
 )
 
 VARIANTS = pytest.mark.parametrize(
@@ -267,24 +265,6 @@ def test_diversity_bonus(variant):
         np.array([[A, A, B, C], [A, A, A, A], [A, X, X, B]], np.int32)
     )
     np.testing.assert_allclose(got, [[1 / 3, 1 / 3, 1, 1], [0, 0, 0, 0], [1, 0, 0, 1]], atol=1e-6)
-
-
-def test_rule_cluster_and_judge_fallbacks():
-    responses = ["[S_3] 4 1 9 <eos>", "  [S_12] 0 0 0", "gibberish [S_2]", ""]
-    assert [rule_cluster(r) for r in responses] == [3, 12, -1, -1]
-    assert rule_cluster("oops", degenerate=X) == X
-    ids, ok = cluster_group("x", responses)
-    assert ok and ids.tolist() == [3, 12, -1, -1] and ids.dtype == np.int32
-
-    def broken_judge(prompt, responses):
-        raise RuntimeError("judge timed out")
-
-    ids, ok = cluster_group("x", responses, cluster_fn=broken_judge, degenerate=1)
-    assert not ok and ids.tolist() == [0, 2, 3, 4]  # distinct and never the degenerate id
-    ids, ok = cluster_group("x", responses, cluster_fn=lambda p, r: [0, 1])
-    assert not ok and ids.tolist() == [0, 1, 2, 3]
-    ids, ok = cluster_group("x", responses, cluster_fn=lambda p, r: [7, 7, 8, 100])
-    assert ok and ids.tolist() == [7, 7, 8, 100]
 
 
 REWARDS = np.ones((2, 4), np.float32)
