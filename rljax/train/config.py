@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
 from typing import Any
@@ -105,6 +107,10 @@ class TrainSection:
         max_gen_rounds: DAPO dynamic sampling: rollout batches drawn per step at most.
         reflection: RubricEM's reflection phase and windowed curriculum: None = off, else the
             keyword arguments of `rljax.train.reflection.ReflectionPhase` ({} = paper defaults).
+        max_skipped_updates: consecutive optimiser updates skipped for a non-finite gradient after
+            which the run stops with an error (keeping its last good checkpoint).
+        start_fresh_if_unreadable: when checkpoints exist but none is readable, move them aside and
+            start from step 0 instead of stopping.
     """
 
     steps: int = 20
@@ -121,6 +127,8 @@ class TrainSection:
     log_every: int = 1
     max_gen_rounds: int = 4
     reflection: dict | None = None
+    max_skipped_updates: int = 10
+    start_fresh_if_unreadable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +156,11 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def validate(self, *, mesh: Any = None) -> "ExperimentConfig":
+        """Checks every field (see `validate`); returns self so calls can be chained."""
+        validate(self, mesh=mesh)
+        return self
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -249,3 +262,187 @@ def _set(node: Any, parts: list[str], text: str, key: str) -> Any:
         except (ValueError, SyntaxError):
             new[head] = text
     return new
+
+
+class ConfigError(ValueError):
+    """One or more config fields are out of range; the message lists each field, value and rule."""
+
+
+def validate(config: ExperimentConfig, *, mesh: Any = None) -> None:
+    """Checks every field of `config` before anything is built or compiled.
+
+    Sizes must be positive integers, rates and coefficients finite, names registered, the batch
+    divisible into mini-batches, micro-batches and the mesh's data-parallel ways. All problems are
+    reported at once.
+
+    Args:
+        config: the run's config (as built by a preset, overrides or the Python API).
+        mesh: the run's mesh; None builds it from `train.mesh` (no compilation).
+
+    Raises:
+        ConfigError listing each bad field as `section.field=value: what is allowed`.
+    """
+    from rljax import methods, parallel
+    from rljax.envs import registry
+    from rljax.kernels import IMPLS
+    from rljax.models import PRESETS
+    from rljax.train.optim import SCHEDULES
+
+    errors: list[str] = []
+
+    def bad(key: str, value: Any, allowed: str) -> None:
+        errors.append(f"{key}={value!r}: {allowed}")
+
+    def integer(key: str, value: Any, low: int) -> bool:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        if not ok:
+            bad(key, value, f"must be an integer >= {low}")
+        return ok
+
+    def real(key: str, value: Any, low: float, high: float = math.inf, closed: str = "") -> None:
+        """A finite number in (low, high); `closed` holds "low" and/or "high" for [ or ]."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+        ok = ok and (value >= low if "low" in closed else value > low)
+        ok = ok and (value <= high if "high" in closed else value < high)
+        if not ok:
+            interval = (
+                f"{'[' if 'low' in closed else '('}{low}, "
+                f"{high if high != math.inf else 'inf'}{']' if 'high' in closed else ')'}"
+            )
+            bad(key, value, f"must be a finite number in {interval}")
+
+    def choice(key: str, value: Any, allowed) -> None:
+        if value not in allowed:
+            bad(key, value, f"must be one of {sorted(allowed)}")
+
+    def finite_tree(key: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                finite_tree(f"{key}.{k}", v)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                finite_tree(f"{key}[{i}]", v)
+        elif isinstance(value, float) and not math.isfinite(value):
+            bad(key, value, "must be finite")
+
+    if not isinstance(config.name, str) or not config.name or "/" in config.name:
+        bad("name", config.name, "must be a non-empty string without '/'")
+
+    m = config.model
+    if m.hf_path is None:
+        choice("model.preset", m.preset, PRESETS)
+        if m.preset in PRESETS and isinstance(m.overrides, dict):
+            try:
+                PRESETS[m.preset](**m.overrides)
+            except (TypeError, ValueError) as err:
+                bad("model.overrides", m.overrides, str(err))
+    elif not (
+        isinstance(m.hf_path, str) and os.path.isfile(os.path.join(m.hf_path, "config.json"))
+    ):
+        bad("model.hf_path", m.hf_path, "must be a directory holding a Hugging Face config.json")
+    if not isinstance(m.overrides, dict):
+        bad("model.overrides", m.overrides, "must be a dict of ModelConfig fields")
+    choice("model.dtype", m.dtype, ("float32", "bfloat16", "float16"))
+
+    t = config.task
+    choice("task.family", t.family, registry.names())
+    if not isinstance(t.kwargs, dict):
+        bad("task.kwargs", t.kwargs, "must be a dict")
+    integer("task.prompts_per_step", t.prompts_per_step, 1)
+    if integer("task.group_size", t.group_size, 1) and t.group_size < 2:
+        bad("task.group_size", t.group_size, "group-relative advantages need >= 2 samples")
+    integer("task.max_new_tokens", t.max_new_tokens, 1)
+    integer("task.max_turns", t.max_turns, 1)
+    if integer("task.max_len", t.max_len, 2) and isinstance(t.max_new_tokens, int):
+        if t.max_len <= t.max_new_tokens:
+            bad("task.max_len", t.max_len, f"must exceed task.max_new_tokens={t.max_new_tokens}")
+    real("task.temperature", t.temperature, 0.0)
+    integer("task.top_k", t.top_k, 0)
+    real("task.top_p", t.top_p, 0.0, 1.0, "high")
+    if t.num_tasks is not None:
+        integer("task.num_tasks", t.num_tasks, 1)
+
+    me = config.method
+    choice("method.name", me.name, methods.METHODS)
+    if not isinstance(me.kwargs, dict):
+        bad("method.kwargs", me.kwargs, "must be a dict")
+    else:
+        count = len(errors)
+        finite_tree("method.kwargs", me.kwargs)
+        if count == len(errors) and me.name in methods.METHODS:
+            try:
+                methods.make_method(me.name, **me.kwargs)
+            except (TypeError, ValueError) as err:
+                bad("method.kwargs", me.kwargs, str(err))
+
+    o, tr = config.optim, config.train
+    real("optim.learning_rate", o.learning_rate, 0.0)
+    total = tr.steps * tr.minibatches if isinstance(tr.steps, int) else None
+    if integer("optim.warmup_steps", o.warmup_steps, 0) and isinstance(total, int):
+        if o.warmup_steps > max(total, 1):
+            bad("optim.warmup_steps", o.warmup_steps, f"must be <= {total} optimiser updates")
+    choice("optim.schedule", o.schedule, SCHEDULES)
+    real("optim.weight_decay", o.weight_decay, 0.0, closed="low")
+    real("optim.b1", o.b1, 0.0, 1.0, "low")
+    real("optim.b2", o.b2, 0.0, 1.0, "low")
+    real("optim.grad_clip", o.grad_clip, 0.0)
+
+    integer("train.steps", tr.steps, 1)
+    integer("train.seed", tr.seed, 0)
+    choice("train.kernel_impl", tr.kernel_impl, IMPLS)
+    integer("train.checkpoint_every", tr.checkpoint_every, 0)
+    integer("train.keep_checkpoints", tr.keep_checkpoints, 1)
+    integer("train.eval_every", tr.eval_every, 0)
+    integer("train.eval_prompts", tr.eval_prompts, 0)
+    integer("train.eval_samples", tr.eval_samples, 1)
+    integer("train.log_every", tr.log_every, 1)
+    integer("train.max_gen_rounds", tr.max_gen_rounds, 1)
+    integer("train.max_skipped_updates", tr.max_skipped_updates, 1)
+    if tr.reflection is not None and not isinstance(tr.reflection, dict):
+        bad("train.reflection", tr.reflection, "must be None or a dict of ReflectionPhase kwargs")
+    if not isinstance(tr.start_fresh_if_unreadable, bool):
+        bad("train.start_fresh_if_unreadable", tr.start_fresh_if_unreadable, "must be a bool")
+    sizes_ok = all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= 1
+        for x in (t.prompts_per_step, t.group_size)
+    )
+    if integer("train.minibatches", tr.minibatches, 1) and sizes_ok:
+        batch = t.prompts_per_step * t.group_size
+        if batch % tr.minibatches:
+            bad(
+                "train.minibatches",
+                tr.minibatches,
+                f"must divide the batch of {batch} sequences (prompts_per_step * group_size)",
+            )
+        elif integer("train.microbatches", tr.microbatches, 1):
+            rows = batch // tr.minibatches
+            if rows % tr.microbatches:
+                bad(
+                    "train.microbatches",
+                    tr.microbatches,
+                    f"must divide a mini-batch of {rows} rows",
+                )
+            try:
+                mesh = parallel.make_mesh(tr.mesh) if mesh is None else mesh
+            except ValueError as err:
+                bad("train.mesh", tr.mesh, str(err))
+            else:
+                ways = parallel.data_parallel_size(mesh)
+                if rows % ways:
+                    bad(
+                        "train.mesh",
+                        tr.mesh,
+                        f"its data-parallel size {ways} must divide a mini-batch of {rows} rows",
+                    )
+
+    sf = config.sft
+    integer("sft.steps", sf.steps, 0)
+    real("sft.learning_rate", sf.learning_rate, 0.0)
+    real("sft.noise", sf.noise, 0.0, 1.0, "low high")
+    if integer("sft.batch_size", sf.batch_size, 1) and integer("sft.num_demos", sf.num_demos, 1):
+        if isinstance(sf.steps, int) and sf.steps > 0 and sf.num_demos < sf.batch_size:
+            bad("sft.num_demos", sf.num_demos, f"must be >= sft.batch_size={sf.batch_size}")
+
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from typing import Any, Mapping
 
 import numpy as np
 from etils import epath
+
+log = logging.getLogger(__name__)
 
 
 def to_python(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -24,7 +28,8 @@ class MetricWriter:
     """Appends one JSON object per step to `metrics.jsonl` and mirrors it to TensorBoard if present.
 
     On resume, pass `resume_step`: lines of steps after it (written after the last checkpoint by
-    the run that crashed) are dropped, so the file always matches the restored state.
+    the run that crashed) are dropped, so the file always matches the restored state; a torn last
+    line (a kill mid-write) is dropped with a warning.
     """
 
     def __init__(
@@ -38,11 +43,11 @@ class MetricWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line and resume_step is not None and json.loads(line)["step"] <= resume_step
+                record
+                for record in repair_jsonl(self.path)
+                if resume_step is not None and record["step"] <= resume_step
             ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            self.path.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in kept))
         self._tb = _tensorboard(epath.Path(run_dir) / "tensorboard")
         self._bar = _progress(progress_total, initial=resume_step or 0)
 
@@ -70,10 +75,48 @@ class MetricWriter:
 
 
 def read_metrics(run_dir: str | epath.Path) -> list[dict]:
+    """The records of `<run_dir>/metrics.jsonl` ([] when absent)."""
     path = epath.Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def repair_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Drops a torn last line of a JSONL log (with a warning) and returns its records.
+
+    Only the last line can be torn by a kill mid-write: an unparsable line before it is real
+    corruption and raises ValueError naming the file and line. A last line that parses but lacks
+    its newline gets one, so the next append starts a new line.
+
+    Args:
+        path: the JSONL file (it must exist).
+
+    Returns:
+        The parsed records, in order.
+    """
+    path = epath.Path(path)
+    text = path.read_text()
+    lines = text.splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number < len(lines):
+                raise ValueError(f"{path} line {number} is not valid JSON ({err}): {line[:80]!r}")
+            log.warning("%s: dropping a torn last line (a kill mid-write): %r", path, line[:80])
+            text = "".join(kept + "\n" for kept in lines[:-1])
+            tmp = path.parent / (path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            return records
+    if text and not text.endswith("\n"):
+        with path.open("a") as f:
+            f.write("\n")
+    return records
 
 
 def _tensorboard(directory: epath.Path):
