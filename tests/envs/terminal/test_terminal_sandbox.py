@@ -3,6 +3,7 @@
 import functools
 import os
 import shutil
+import signal
 import time
 
 import numpy as np
@@ -159,12 +160,64 @@ def test_file_size_and_memory_limits():
     ("for i in 1 2 3; do head -c 600000 /dev/zero > f$i; done", {"disk_bytes": 1 << 20}),
     ("touch a{1..80}", {"max_entries": 50}),
 ])  # fmt: skip
-def test_disk_quota_ends_the_session(command, limits):
+def test_disk_quota_is_enforced_by_the_kernel(command, limits):
     sandbox = Sandbox(FILES, timeout_s=5, **limits)
     try:
         result = sandbox.run(command)
-        assert result.fatal and "sandbox: disk quota exceeded" in result.stderr
-        assert sandbox.run("true").fatal  # still over quota: every later command says so
+        assert result.exit_code == 1 and not result.fatal  # an ordinary failed command
+        assert "No space left on device" in result.stderr
+        assert sandbox.run("rm -f f2 f3 a*; echo ok > f4 && cat f4").stdout == "ok\n"
+    finally:
+        sandbox.close()
+
+
+def test_quota_holds_under_paths_longer_than_path_max():
+    # The old post-command walk could not measure files under paths longer than 4,096 bytes.
+    sandbox = Sandbox(FILES, timeout_s=10, disk_bytes=1 << 20)
+    host_dir = sandbox._state.dir
+    try:
+        name = "d" * 200
+        result = sandbox.run(
+            f"for i in $(seq 30); do mkdir {name} && cd {name} || exit 1; done; pwd | wc -c; "
+            "for i in $(seq 12); do head -c 1000000 /dev/zero > f$i || exit 1; done"
+        )
+        assert int(result.stdout) > 6000  # the files lie under a path of 6,000 bytes
+        assert result.exit_code == 1 and "No space left on device" in result.stderr
+        assert not result.fatal and sandbox.run("echo alive").stdout == "alive\n"
+    finally:
+        sandbox.close()
+    assert not os.path.exists(host_dir)
+
+
+def test_a_very_deep_tree_neither_crashes_the_sandbox_nor_its_close():
+    # The old post-command walk recursed once per level: about 1,000 levels raised RecursionError.
+    sandbox = Sandbox(FILES, timeout_s=20)
+    host_dir = sandbox._state.dir
+    hundred = "d/" * 100
+    result = sandbox.run(
+        f"for i in $(seq 11); do mkdir -p {hundred} && cd {hundred} || exit 1; done; echo deep"
+    )
+    assert result.exit_code == 0 and result.stdout == "deep\n"
+    assert sandbox.list_dir("/data") == ["d", "f00", "sub"]
+    sandbox.close()
+    assert not os.path.exists(host_dir)
+
+
+def test_long_commands_run_and_over_long_ones_fail_with_a_note():
+    sandbox = Sandbox(FILES, timeout_s=5, max_command_bytes=300_000)
+    try:
+        # The old backend passed the command in argv: over 128 KiB, PermissionError: 'bwrap'.
+        result = sandbox.run("echo " + "x" * 200_000 + " | wc -c")
+        assert result.exit_code == 0 and result.stdout == "200001\n"
+        result = sandbox.run("echo " + "x" * 300_000)
+        assert result.exit_code == 2 and not result.fatal and result.stdout == ""
+        assert (
+            result.stderr
+            == "sandbox: the command is 300005 bytes long; the limit is 300000 bytes\n"
+        )
+        text = render_observation("echo xxx", result)
+        assert "failed" in text and "the limit is 300000 bytes" in text
+        assert sandbox.run("echo alive").stdout == "alive\n"
     finally:
         sandbox.close()
 
@@ -174,9 +227,15 @@ def test_environment_is_scrubbed_and_privileges_dropped(monkeypatch):
     fresh = Sandbox(FILES)
     try:
         env = fresh.run("env").stdout
-        assert "hunter2" not in env and "RLJAX_SECRET_TOKEN" not in env
         allowed = {"PATH", "LC_ALL", "TERM", "HOME", "PWD", "SHLVL", "_", "OLDPWD"}
         assert {line.split("=")[0] for line in env.split()} <= allowed
+        # PID 1 inside was bwrap, started with the trainer's environment: /proc/1/environ leaked it.
+        for command in ("env", "set", "cat /proc/*/environ", "tr '\\0' '\\n' < /proc/1/environ",
+                        "cat /proc/1/environ", "grep -r hunter2 /proc/*/environ"):  # fmt: skip
+            result = fresh.run(command)
+            assert "hunter2" not in result.stdout + result.stderr, command
+            assert "RLJAX_SECRET_TOKEN" not in result.stdout + result.stderr, command
+        assert "PATH=" in fresh.run("cat /proc/1/environ").stdout  # readable, and scrubbed
         if os.geteuid() == 0:
             assert fresh.run("id -u").stdout == "65534\n"
         assert fresh.run("unshare -U true").exit_code != 0  # no nested user namespaces
@@ -184,13 +243,34 @@ def test_environment_is_scrubbed_and_privileges_dropped(monkeypatch):
         fresh.close()
 
 
+def test_a_session_killed_from_outside_ends_the_episode():
+    judge = lambda backend, answer: Verdict(0.0, {"reason": "unused"})  # noqa: E731
+    sandbox = Sandbox(FILES)
+    with TerminalEpisode(sandbox, judge, max_turns=5) as episode:
+        assert not episode.step("<think> look </think> <cmd> ls </cmd>").done
+        os.kill(sandbox._state.process.pid, signal.SIGKILL)  # e.g. the OOM killer
+        obs = episode.step("<think> again </think> <cmd> ls </cmd>")
+        assert obs.done and "sandbox: the session has ended unexpectedly" in obs.text
+    assert sandbox.read_file("/data/f00") is None
+
+
+def test_commands_cannot_kill_the_session():
+    sandbox = Sandbox(FILES, timeout_s=5)
+    try:
+        sandbox.run("kill -9 -1; kill -9 1; kill -9 $PPID")
+        assert sandbox.run("echo alive").stdout == "alive\n"
+    finally:
+        sandbox.close()
+
+
 def test_close_removes_the_directory_and_ends_the_session():
     sandbox = Sandbox(FILES)
     sandbox.run("mkdir d && chmod 000 d")
-    host_dir = sandbox._dir
+    host_dir = sandbox._state.dir
+    session = sandbox._state.process
     sandbox.close()
     sandbox.close()
-    assert not os.path.exists(host_dir)
+    assert not os.path.exists(host_dir) and session.poll() is not None
     assert sandbox.read_file("/data/f00") is None
     with pytest.raises(RuntimeError, match="the sandbox is closed"):
         sandbox.run("ls")
@@ -248,13 +328,6 @@ def test_task_families_run_on_the_sandbox(family_cls):
                     break
             assert episode.verdict().reward == 1.0
         assert family.verify(task, "<cmd> answer wrong </cmd>").reward == 0.0
-
-
-def test_fatal_result_ends_the_episode():
-    judge = lambda backend, answer: Verdict(0.0, {"reason": "unused"})  # noqa: E731
-    with TerminalEpisode(Sandbox(FILES, max_entries=10), judge, max_turns=5) as episode:
-        obs = episode.step("<think> fill </think> <cmd> touch a{1..20} </cmd>")
-        assert obs.done and "sandbox: disk quota exceeded" in obs.text
 
 
 def test_commands_bash_cannot_take_give_an_error_result(box):
