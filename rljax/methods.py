@@ -461,8 +461,7 @@ def anti_sd(
 
     def credit(inputs, state):
         adv = _per_row(losses.group_advantages(inputs.rewards))
-        on = inputs.action_mask > 0
-        median = jnp.nanmedian(jnp.where(on, inputs.teacher_entropy, jnp.nan))
+        median = losses.teacher_entropy_median(inputs.teacher_entropy, inputs.action_mask)
         if gate:
             state, open_ = losses.entropy_gate_update(state, median)
         else:
@@ -481,7 +480,7 @@ def anti_sd(
             {
                 "anti_sd_gate": open_,
                 "teacher_entropy_median": median,
-                "anti_sd_penalty_mean": jnp.where(on, penalty, 0).sum() / jnp.maximum(on.sum(), 1),
+                "anti_sd_penalty_mean": losses.aggregate(penalty, inputs.action_mask),
             },
         )
 

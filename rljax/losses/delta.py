@@ -83,8 +83,7 @@ def delta_coefficients_from_centroids(
         [B, T] float32 coefficients in [c_min, c_max] on valid tokens, 0 on padding
         (stop-gradient).
     """
-    if not 0.0 < c_min <= c_max:
-        raise ValueError(f"need 0 < c_min <= c_max, got c_min={c_min!r}, c_max={c_max!r}")
+    _check_range(c_min, c_max)
     tokens = delta_tokens(hidden, token_probs, advantages, mask, proxy)
     margin_pos, margin_neg = delta_margins(tokens, centroids, opposite_weight)
     coef_pos = c_min + (c_max - c_min) * jax.nn.sigmoid(margin_pos / temperatures.gamma_pos)
@@ -134,9 +133,13 @@ def delta_normalize_coefficients(
     return jax.lax.stop_gradient(coeffs * scale)
 
 
-def _check_options(c_min: float, c_max: float, n_refine: int, metric: str) -> None:
+def _check_range(c_min: float, c_max: float) -> None:
     if not 0.0 < c_min <= c_max:
         raise ValueError(f"need 0 < c_min <= c_max, got c_min={c_min!r}, c_max={c_max!r}")
+
+
+def _check_options(c_min: float, c_max: float, n_refine: int, metric: str) -> None:
+    _check_range(c_min, c_max)
     if not isinstance(n_refine, int) or n_refine < 0:
         raise ValueError(f"n_refine must be an int >= 0, got {n_refine!r}")
     check_choice("metric", metric, METRICS)

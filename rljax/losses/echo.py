@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from rljax.losses._checks import check_choice, check_rank, check_shape
+from rljax.losses.aggregation import aggregate, aggregate_sums
 from rljax.losses.policy import policy_loss
 
 TARGETS = ("env_only", "warning_only", "warning_plus_env", "full_observation")
@@ -268,16 +269,11 @@ def echo_env_metrics(
     """
     check_rank("logprobs", logprobs, 2)
     check_shape("env_mask", env_mask, logprobs.shape)
-    env = jnp.asarray(env_mask, bool)
-    count = jnp.sum(env, dtype=jnp.float32)
-    nll_sum = jnp.sum(jnp.where(env, -jnp.asarray(logprobs, jnp.float32), 0.0))
-    metrics = {
-        "nll_sum": nll_sum,
-        "token_count": count,
-        "ce_env": nll_sum / jnp.maximum(count, 1.0),
-    }
+    nll = -jnp.asarray(logprobs, jnp.float32)
+    nll_sum, count = aggregate_sums(nll, env_mask)
+    metrics = {"nll_sum": nll_sum, "token_count": count, "ce_env": aggregate(nll, env_mask)}
     if argmax_hits is not None:
         check_shape("argmax_hits", argmax_hits, logprobs.shape)
-        hit_sum = jnp.sum(env & jnp.asarray(argmax_hits, bool), dtype=jnp.float32)
-        metrics.update(hit_sum=hit_sum, acc_env=hit_sum / jnp.maximum(count, 1.0))
+        hits = jnp.asarray(argmax_hits, jnp.float32)
+        metrics.update(hit_sum=aggregate_sums(hits, env_mask)[0], acc_env=aggregate(hits, env_mask))
     return metrics

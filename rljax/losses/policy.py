@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from rljax.losses._checks import check_rank, check_shape
+from rljax.losses._checks import check_positive, check_rank, check_shape
 from rljax.losses.aggregation import aggregate
 
 
@@ -74,8 +74,7 @@ def clipped_surrogate(
         raise ValueError(f"clip_high must be >= 0, got {clip_high!r}")
     if dual_clip is not None and not dual_clip > 1.0:
         raise ValueError(f"dual_clip must be None or > 1, got {dual_clip!r}")
-    if not log_ratio_clamp > 0.0:
-        raise ValueError(f"log_ratio_clamp must be > 0, got {log_ratio_clamp!r}")
+    check_positive("log_ratio_clamp", log_ratio_clamp)
     valid = jnp.asarray(mask, bool)
     adv = broadcast_advantages(advantages, logprobs.shape)
     logprobs = jnp.asarray(logprobs, jnp.float32)
