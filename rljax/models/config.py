@@ -232,7 +232,8 @@ class ModelConfig:
         Returns:
           The ModelConfig. Raises ValueError for an unsupported model type or feature (non-SiLU
           activation, sliding-window attention, output-projection or MLP biases, a RoPE type other
-          than default/llama3).
+          than default/llama3, after resolving `rope_scaling` against `rope_parameters` as
+          transformers does).
         """
         family = hf.get("model_type")
         if family not in FAMILIES:
@@ -327,16 +328,37 @@ def _dtype_name(field: str, value: Any) -> str:
     return name
 
 
+SUPPORTED_ROPE_TYPES = ("default", "llama3")
+DEFAULT_ROPE_THETA = 10_000.0  # transformers' PreTrainedConfig.default_theta (Llama, Qwen2, Qwen3)
+
+
 def _read_rope(hf: Mapping[str, Any]) -> tuple[float, RopeScaling | None]:
-    """Returns (rope_theta, rope_scaling) from either HF config layout."""
-    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
-    theta = float(rope.get("rope_theta", hf.get("rope_theta", 10_000.0)))
+    """Returns (rope_theta, rope_scaling) from an HF config, resolved as transformers 5 does.
+
+    A non-empty legacy `rope_scaling` replaces `rope_parameters` entirely (transformers'
+    `convert_rope_params_to_dict`); theta is the chosen dict's `rope_theta`, else the top-level
+    `rope_theta`, else 10000; the type is its `rope_type`, else `type`, else "default".
+    Types other than default and llama3 (linear, dynamic, yarn, longrope, ...) raise ValueError
+    naming the key they came from, rather than loading with the wrong frequencies.
+    """
+    legacy = hf.get("rope_scaling")
+    key, rope = (
+        ("rope_scaling", legacy) if legacy else ("rope_parameters", hf.get("rope_parameters"))
+    )
+    rope = {} if rope is None else rope
+    if not isinstance(rope, Mapping):
+        raise ValueError(f"{key} must be a JSON object, got {rope!r}")
+    theta = float(rope.get("rope_theta", hf.get("rope_theta", DEFAULT_ROPE_THETA)))
     rope_type = rope.get("rope_type", rope.get("type", "default"))
     if rope_type == "default":
         return theta, None
     if rope_type == "llama3":
         return theta, RopeScaling.from_mapping(rope)
-    raise ValueError(f"rope_type must be 'default' or 'llama3', got {rope_type!r}")
+    ignored = " (it takes precedence over rope_parameters)" if key == "rope_scaling" else ""
+    raise ValueError(
+        f"{key}.rope_type={rope_type!r}{ignored} is not supported: rljax implements RoPE types "
+        f"{list(SUPPORTED_ROPE_TYPES)}"
+    )
 
 
 PRESETS: dict[str, Callable[..., ModelConfig]] = {
