@@ -20,8 +20,11 @@ from typing import Callable, Mapping
 from etils import epath
 from rljax.experiments import dry_run, report
 
+from rljax.train import Trainer
 from rljax.train import config as config_lib
 from rljax.train.config import ExperimentConfig
+
+log = logging.getLogger(__name__)
 
 PRESET_NAMES = ("smoke", "cpu", "pod")
 
@@ -81,20 +84,26 @@ def main(
         summary = dry_run.check(config)
         print(json.dumps(summary, indent=2))
         return summary
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("absl", "jax._src.xla_bridge"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     run_dir = epath.Path(args.run_dir or f"runs/{name}-{args.preset}-seed{config.train.seed}")
-    from rljax.train.loop import Trainer
-
     try:
         trainer = Trainer(config, run_dir)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     trainer.run()
+    log.info("writing the report")
     page = report.write_report(run_dir)
     print(f"report: {page}")
     return page
+
+
+def configure_logging() -> None:
+    """INFO lines of rljax on stderr (replacing the handler absl installs at import)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
+    for noisy in ("absl", "jax._src.xla_bridge"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def entry(name: str, presets: Mapping[str, Callable[[], ExperimentConfig]]) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 
 from rljax import methods as methods_lib
+from rljax.methods import TrainBatch
 from rljax.models import PRESETS, Decoder
 from rljax.parallel import DATA_AXES, MESH_AXES, logical_to_mesh_sharding, parse_mesh_spec
 from rljax.train.config import ExperimentConfig
@@ -69,18 +70,18 @@ def check(config: ExperimentConfig) -> dict:
     t = cfg.max_len
     tok = jax.ShapeDtypeStruct((rows, t), jnp.int32)
     flt = jax.ShapeDtypeStruct((rows, t), jnp.float32)
-    batch = {
-        "tokens": tok,
-        "positions": tok,
-        "segment_ids": tok,
-        "stage_ids": tok,
-        "action_mask": flt,
-        "env_mask": flt,
-        "warning_mask": flt,
-        "old_logprobs": flt,
-        "advantages": flt,
-        "ref_logprobs": flt,
-    }
+    batch = TrainBatch(
+        tokens=tok,
+        positions=tok,
+        segment_ids=tok,
+        stage_ids=tok,
+        action_mask=flt,
+        env_mask=flt,
+        warning_mask=flt,
+        old_logprobs=flt,
+        advantages=flt,
+        ref_logprobs=flt,
+    )
     update = make_update_fn(
         graphdef,
         method,

@@ -8,7 +8,7 @@ The notebooks call the library directly for everything they teach (configs, `Tra
   finished runs (the method's and its GRPO baseline's) instead of training again, and any code
   change starts fresh ones.
 * `rollout_batch`, `prepare_inputs` and `loss_batch` turn a trained policy into one rollout
-  batch, the `PrepareInputs` that `Method.prepare` reads and the batch `Method.loss` reads,
+  batch, the `PrepareInputs` that `Method.prepare` reads and the `TrainBatch` `Method.loss` reads,
   exactly as the trainer builds them each step; `loss_credit` reads the per-token credit off
   the loss gradient.
 * `plot_token_credit`, `plot_response_credit` and `plot_curves` draw the figures every method
@@ -33,10 +33,10 @@ import experiments
 import rljax
 from rljax import kernels, methods
 from rljax.envs.base import Task
+from rljax.methods import TrainBatch
 from rljax.rollout.types import Trajectories
-from rljax.train import policy
+from rljax.train import RunResult, Trainer, collect
 from rljax.train.config import ExperimentConfig, MethodSection
-from rljax.train.loop import RunResult, Trainer
 
 RUNS_DIR = pathlib.Path(tempfile.gettempdir()) / "rljax-notebooks"
 _PACKAGES = (rljax, kernels, experiments)
@@ -100,7 +100,7 @@ def rollout_batch(
     """Samples `task.group_size` responses to each of `num_prompts` tasks with the trained policy.
 
     Methods with DAPO dynamic sampling (`method.filter_groups`) get it as in training
-    (`rljax.train.policy.filter_groups`): groups whose rewards are all equal are replaced by
+    (`rljax.train.collect.filter_groups`): groups whose rewards are all equal are replaced by
     groups of the next tasks, for up to `max_rounds` batches.
 
     Args:
@@ -122,14 +122,21 @@ def rollout_batch(
             trainer.family.generate(split, round_ * num_prompts + index)
             for index in range(num_prompts)
         ]
-        return policy.rollout(
-            trainer, tasks, jax.random.fold_in(key, round_), group_size=group
-        ), tasks
+        traj = collect.sample_trajectories(
+            trainer.policy,
+            trainer.family,
+            tasks,
+            trainer.tokenizer,
+            trainer.config.task,
+            jax.random.fold_in(key, round_),
+            group_size=group,
+        )
+        return traj, tasks
 
     if not trainer.method.filter_groups:
         traj, tasks = sample(0)
         return traj, tasks, np.ones(num_prompts, bool)
-    traj, tasks, group_mask, _ = policy.filter_groups(
+    traj, tasks, group_mask, _ = collect.filter_groups(
         sample,
         num_prompts=num_prompts,
         group_size=group,
@@ -146,7 +153,7 @@ def prepare_inputs(
     group_mask: np.ndarray,
     *,
     group_size: int | None = None,
-) -> tuple[methods.PrepareInputs, dict[str, np.ndarray]]:
+) -> tuple[methods.PrepareInputs, TrainBatch]:
     """The `PrepareInputs` of a rollout batch under the trainer's current policy.
 
     Runs the trainer's no-grad forward pass (log-probs and entropies through
@@ -162,26 +169,25 @@ def prepare_inputs(
         group_size: G of the batch (default: the trainer's `task.group_size`).
 
     Returns:
-        (inputs, arrays): the inputs any method whose needs the forward pass covers can
-        `prepare`, and the token arrays of the batch (tokens, positions, masks, stage ids).
+        (inputs, batch): the inputs any method whose needs the forward pass covers can
+        `prepare`, and the batch's token arrays (tokens, positions, masks, stage ids).
     """
-    inputs, arrays, _ = trainer.prepare_inputs(traj, list(tasks), group_mask, group_size=group_size)
-    arrays = {k: v for k, v in arrays.items() if not k.startswith("teacher_")}
-    return inputs, arrays
+    inputs, batch, _ = trainer.prepare_inputs(traj, list(tasks), group_mask, group_size=group_size)
+    return inputs, batch
 
 
 def loss_batch(
     method: methods.Method,
     inputs: methods.PrepareInputs,
-    arrays: Mapping[str, np.ndarray],
+    arrays: TrainBatch,
     state=None,
-) -> tuple[dict, dict]:
+) -> tuple[TrainBatch, dict]:
     """What `method.loss` reads for one rollout batch: the arrays plus `method.prepare`'s output.
 
     Args:
         method: any method whose needs `inputs` cover (the GRPO baseline needs nothing extra).
         inputs: from `prepare_inputs`.
-        arrays: the batch's token arrays, from `prepare_inputs`.
+        arrays: the batch's token arrays (a `TrainBatch`), from `prepare_inputs`.
         state: the method state to prepare with (e.g. a trained Anti-SD gate); None starts from
             `method.init_state()`.
 
@@ -190,28 +196,29 @@ def loss_batch(
         when the method has a KL term, i.e. the reference is the current policy) and the
         diagnostics `prepare` reported.
     """
-    prepared, _, metrics = method.prepare(inputs, method.init_state() if state is None else state)
-    batch = {
-        **{k: jnp.asarray(v) for k, v in arrays.items()},
-        **prepared,
-        "old_logprobs": inputs.old_logprobs,
-    }
-    if "reference" in method.needs:
-        batch["ref_logprobs"] = inputs.old_logprobs
+    advantages, _, metrics = method.prepare(inputs, method.init_state() if state is None else state)
+    batch = jax.tree.map(jnp.asarray, arrays).replace(
+        old_logprobs=inputs.old_logprobs,
+        advantages=advantages,
+        ref_logprobs=inputs.old_logprobs if "reference" in method.needs else None,
+    )
     return batch, {k: float(v) for k, v in metrics.items()}
 
 
-def loss_credit(method: methods.Method, batch: Mapping[str, jax.Array]) -> np.ndarray:
+def loss_credit(method: methods.Method, batch: TrainBatch | Mapping[str, jax.Array]) -> np.ndarray:
     """Per-token credit [B, T] of a method's loss: -N dL/dlogp at the rollout policy (ratio 1).
 
     On-policy, the gradient of a token-mean clipped surrogate with respect to a token's log-prob
     is -A_tok / N (N = action tokens in the batch), so this returns the token advantages for
     token-mean methods and the gradient weight in the same units for any other loss (ECHO's
-    environment term, Dr.GRPO's normalisation).
+    environment term, Dr.GRPO's normalisation). A mapping is turned into a `TrainBatch` with
+    `TrainBatch.create` (masks it lacks are zero).
     """
-    old = jnp.asarray(batch["old_logprobs"])
-    grad = jax.grad(lambda logprobs: method.loss(logprobs, dict(batch))[0])(old)
-    return -np.asarray(grad) * float(np.asarray(batch["action_mask"]).sum())
+    if isinstance(batch, Mapping):  # a hand-made batch: the other fields take their defaults
+        batch = TrainBatch.create(**batch)
+    old = jnp.asarray(batch.old_logprobs)
+    grad = jax.grad(lambda logprobs: method.loss(logprobs, batch)[0])(old)
+    return -np.asarray(grad) * float(np.asarray(batch.action_mask).sum())
 
 
 def token_credit(advantages: jax.Array, action_mask: jax.Array) -> np.ndarray:

@@ -84,7 +84,7 @@ assert replayed == logged
 # %%
 traj, tasks, group_mask = nbhelpers.rollout_batch(asd_trainer, num_prompts=2, split="train")
 inputs, arrays = nbhelpers.prepare_inputs(asd_trainer, traj, tasks, group_mask)
-mask = arrays["action_mask"] > 0
+mask = arrays.action_mask > 0
 u = np.where(mask, np.asarray(inputs.teacher_logprobs - inputs.old_logprobs), 0.0)
 phi = np.where(
     mask, np.asarray(losses.jsd_token_penalty(inputs.old_logprobs, inputs.teacher_logprobs)), 0.0
@@ -95,19 +95,19 @@ batch, metrics = nbhelpers.loss_batch(
 grpo_batch, _ = nbhelpers.loss_batch(grpo_trainer.method, inputs, arrays)
 print("rewards [P, G]:", np.asarray(inputs.rewards).tolist(), "| prepare metrics:", metrics)
 credit = {
-    "GRPO": nbhelpers.token_credit(grpo_batch["advantages"], mask),
-    "Anti-SD": nbhelpers.token_credit(batch["advantages"], mask),
+    "GRPO": nbhelpers.token_credit(grpo_batch.advantages, mask),
+    "Anti-SD": nbhelpers.token_credit(batch.advantages, mask),
     "u = teacher - student log-prob": u,
     "phi(u), the JSD token penalty": phi,
 }
-real = mask | (arrays["env_mask"] > 0)
+real = mask | (arrays.env_mask > 0)
 columns = slice(int(np.argmax(real.any(0))), int(np.nonzero(real.any(0))[0].max()) + 1)
 fig = nbhelpers.plot_token_credit(
     credit,
     real,
     group_size=config.task.group_size,
     columns=columns,
-    dots=arrays["env_mask"],
+    dots=arrays.env_mask,
     title="GRPO vs Anti-SD credit, and the teacher signal behind it",
 )
 
@@ -122,7 +122,7 @@ fig = nbhelpers.plot_token_credit(
 # %%
 def action_words(row: int) -> np.ndarray:
     """The action word ("WAIT", "TRY", "ANSWER" or "other") of each response token of a row."""
-    ids = np.asarray(arrays["tokens"])[row][mask[row]]
+    ids = np.asarray(arrays.tokens)[row][mask[row]]
     pieces = [asd_trainer.tokenizer.decode([int(i)]) for i in ids]
     ends = np.cumsum([len(piece) for piece in pieces])
     starts = ends - np.array([len(piece) for piece in pieces])

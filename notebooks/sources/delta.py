@@ -62,7 +62,7 @@ fig = nbhelpers.plot_curves(
 # %%
 traj, tasks, group_mask = nbhelpers.rollout_batch(delta_trainer, num_prompts=8, split="train")
 inputs, arrays = nbhelpers.prepare_inputs(delta_trainer, traj, tasks, group_mask)
-mask = arrays["action_mask"] > 0
+mask = arrays.action_mask > 0
 print("rewards [P, G]:\n", np.asarray(inputs.rewards))
 
 adv = np.asarray(losses.group_advantages(inputs.rewards)).reshape(-1)  # [B]
@@ -80,11 +80,11 @@ for name, sign in (("positive", 1), ("negative", -1), ("zero-advantage", 0)):
     print(f"  {name:15s} responses: {where.sum():4d} tokens, mean c~ {coeffs[where].mean():.3f}")
 
 batch, metrics = nbhelpers.loss_batch(delta_trainer.method, inputs, arrays)
-np.testing.assert_allclose(batch["advantages"], adv[:, None] * coeffs * mask, atol=1e-5)
+np.testing.assert_allclose(batch.advantages, adv[:, None] * coeffs * mask, atol=1e-5)
 grpo_batch, _ = nbhelpers.loss_batch(grpo_trainer.method, inputs, arrays)
 credit = {
-    "GRPO": nbhelpers.token_credit(grpo_batch["advantages"], mask),
-    "DelTA": nbhelpers.token_credit(batch["advantages"], mask),
+    "GRPO": nbhelpers.token_credit(grpo_batch.advantages, mask),
+    "DelTA": nbhelpers.token_credit(batch.advantages, mask),
 }
 columns = slice(int(np.argmax(mask.any(0))), int(np.nonzero(mask.any(0))[0].max()) + 1)
 fig = nbhelpers.plot_token_credit(
@@ -106,7 +106,7 @@ fig = nbhelpers.plot_token_credit(
 # shared ones; a 4-step tiny model is only an illustration, so the notebook shows, not asserts.
 
 # %%
-tokens = np.asarray(arrays["tokens"])
+tokens = np.asarray(arrays.tokens)
 group = config.task.group_size
 side = np.sign(adv).reshape(-1, group)  # [P, G]
 rows = tokens.reshape(side.shape[0], group, -1)  # [P, G, T]

@@ -24,8 +24,8 @@ from rljax.experiments import echo
 from rljax import losses
 from rljax.rollout import expert_trajectories
 from rljax.train import sft
+from rljax.train.batches import train_batch
 from rljax.train.config import apply_overrides
-from rljax.train.loop import batch_arrays
 
 # %% [markdown]
 # ## 1. Two short runs: ECHO and the GRPO baseline
@@ -68,21 +68,29 @@ fig = nbhelpers.plot_curves(
 # %%
 family, tokenizer = echo_trainer.family, echo_trainer.tokenizer
 tasks = [family.generate("heldout", index) for index in range(4)]
-demos = batch_arrays(
+demos = train_batch(
     expert_trajectories(
         family, tasks, tokenizer, np.random.default_rng(0), max_tokens=config.task.max_len
     )
 )
 policies = {
-    "warm start": sft.warm_start(echo_trainer, config),
+    "warm start": sft.warm_start(
+        echo_trainer.graphdef,
+        echo_trainer.state.params,
+        echo_trainer.rest,
+        family,
+        tokenizer,
+        config,
+        directory=echo_trainer.run_dir.parent / "sft" / sft.fingerprint(config),
+    ),
     "GRPO": grpo_trainer.state.params,
     "ECHO": echo_trainer.state.params,
 }
 scores = {}
 for label, params in policies.items():
-    logprobs = echo_trainer.forward(params, echo_trainer.rest, demos)["logprobs"]
-    _, metrics = losses.echo_env_loss(logprobs, demos["env_mask"], demos["warning_mask"])
-    action_nll = -losses.aggregate(logprobs, demos["action_mask"])
+    logprobs = echo_trainer.forward(params, echo_trainer.rest, demos).logprobs
+    _, metrics = losses.echo_env_loss(logprobs, demos.env_mask, demos.warning_mask)
+    action_nll = -losses.aggregate(logprobs, demos.action_mask)
     scores[label] = (float(metrics["ce_env_per_token"]), float(action_nll))
     print(
         f"{label:10s} env CE {scores[label][0]:.3f}   action NLL {scores[label][1]:.3f} nats/token"
@@ -117,7 +125,7 @@ for label, trainer in (("GRPO", grpo_trainer), ("ECHO", echo_trainer)):
     batch, _ = nbhelpers.loss_batch(trainer.method, inputs, arrays)
     credit[label] = nbhelpers.loss_credit(trainer.method, batch)
 print("rewards [P, G]:", np.asarray(inputs.rewards).tolist())
-real = (arrays["action_mask"] + arrays["env_mask"]) > 0
+real = (arrays.action_mask + arrays.env_mask) > 0
 first = int(np.argmax(real.any(0)))
 last = int(np.nonzero(real.any(0))[0].max()) + 1
 fig = nbhelpers.plot_token_credit(
@@ -125,10 +133,10 @@ fig = nbhelpers.plot_token_credit(
     real,
     group_size=config.task.group_size,
     columns=slice(first, last),
-    dots=arrays["env_mask"],
+    dots=arrays.env_mask,
     title="per-token credit on an ECHO rollout batch",
 )
-env_credit = credit["ECHO"][arrays["env_mask"] > 0]
+env_credit = credit["ECHO"][arrays.env_mask > 0]
 print(
     f"ECHO credit on {env_credit.size} environment tokens: total {env_credit.sum():.3g}, "
     f"min {env_credit.min(initial=0.0) + 0.0:.3g} (never negative)"

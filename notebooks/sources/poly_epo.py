@@ -21,7 +21,7 @@ import numpy as np
 from rljax.experiments import poly_epo
 
 from rljax import losses
-from rljax.train import policy
+from rljax.train.batches import cluster_ids
 from rljax.train.config import apply_overrides
 
 # %% [markdown]
@@ -71,7 +71,7 @@ fig.tight_layout()
 # ## 2. Strategy coverage
 #
 # 8 samples on each of 8 held-out prompts from each policy. `Verdict.info["cluster"]` holds the
-# strategy the verifier parsed (-1 for a malformed response); `policy.cluster_ids` reads it for
+# strategy the verifier parsed (-1 for a malformed response); `rljax.train.batches.cluster_ids` reads it for
 # the trainer's `PrepareInputs.cluster_ids`. The paper tracks the number of distinct strategies
 # among a prompt's samples, and among its *correct* samples.
 
@@ -80,7 +80,7 @@ coverage = {}
 for label, trainer in (("GRPO", grpo_trainer), ("Poly-EPO", poly_trainer)):
     traj, _, _ = nbhelpers.rollout_batch(trainer, num_prompts=8, seed=1)
     rewards = traj.rewards_by_group(config.task.group_size)  # [P, G]
-    clusters = policy.cluster_ids(trainer.family, traj).reshape(rewards.shape)  # [P, G]
+    clusters = cluster_ids(traj).reshape(rewards.shape)  # [P, G]
     distinct = [len(set(c[c >= 0])) for c in clusters]
     solved = [len(set(c[(c >= 0) & (r > 0)])) for c, r in zip(clusters, rewards)]
     coverage[label] = (clusters, rewards)

@@ -94,38 +94,38 @@ for p in range(P):
 
 # %%
 inputs, arrays = nbhelpers.prepare_inputs(rem_trainer, traj, tasks, np.ones(P, bool), group_size=G)
-mask = arrays["action_mask"] > 0
+mask = arrays.action_mask > 0
 credit = {}
 for label, trainer in (
     ("GRPO (terminal reward)", grpo_trainer),
     ("RubricEM (stage credit)", rem_trainer),
 ):
     batch, _ = nbhelpers.loss_batch(trainer.method, inputs, arrays)
-    credit[label] = nbhelpers.token_credit(batch["advantages"], mask)
+    credit[label] = nbhelpers.token_credit(batch.advantages, mask)
 np.testing.assert_allclose(
     credit["RubricEM (stage credit)"],
     np.where(
         mask,
-        np.take_along_axis(stage_adv.reshape(P * G, -1), np.maximum(arrays["stage_ids"], 0), 1),
+        np.take_along_axis(stage_adv.reshape(P * G, -1), np.maximum(arrays.stage_ids, 0), 1),
         0.0,
     ),
     atol=1e-5,
 )
-real = mask | (arrays["env_mask"] > 0)
+real = mask | (arrays.env_mask > 0)
 columns = slice(int(np.argmax(real.any(0))), int(np.nonzero(real.any(0))[0].max()) + 1)
 fig = nbhelpers.plot_token_credit(
     credit,
     real,
     group_size=G,
     columns=columns,
-    dots=arrays["env_mask"],
+    dots=arrays.env_mask,
     title="token credit on the expert groups",
 )
 
 fig, ax = plt.subplots(figsize=(9.2, 2.4), layout="constrained")
 stages = ListedColormap(["tab:blue", "tab:orange", "tab:green", "tab:red"]).with_extremes(bad="0.7")
 image = ax.imshow(
-    np.ma.masked_where(~mask[:, columns], arrays["stage_ids"][:, columns]),
+    np.ma.masked_where(~mask[:, columns], arrays.stage_ids[:, columns]),
     cmap=stages,
     vmin=-0.5,
     vmax=3.5,

@@ -10,9 +10,13 @@ token arrays.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rljax.envs.stages import StageScheme
 
 SPLITS = ("train", "heldout")
 
@@ -105,6 +109,86 @@ class MultiTurnFamily(TaskFamily, Protocol):
 
     def expert_actions(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> list[str]:
         """Scripted expert actions, one per assistant turn, ending with the final answer."""
+
+
+# -------------------------------------------------------------------------------------------------
+# Optional capabilities. A family implements the ones it supports; the trainer checks once, at
+# start-up, that the family has every capability the method and the run's settings need
+# (`rljax.train.components.check_family`), and reads them through these protocols only.
+
+
+@runtime_checkable
+class ClosableEpisode(Protocol):
+    """An episode that owns a resource (a terminal sandbox); the rollout closes it once judged."""
+
+    def close(self) -> None:
+        """Releases the episode's resources."""
+
+
+@runtime_checkable
+class SizedFamily(Protocol):
+    """A finite dataset: its split sizes set the training epoch."""
+
+    def num_examples(self, split: str) -> int:
+        """Number of tasks in `split`."""
+
+
+@runtime_checkable
+class StagedFamily(Protocol):
+    """A family whose responses split into RubricEM stages (`stage_ids`, `stage_rewards`)."""
+
+    stage_scheme: StageScheme
+
+
+@runtime_checkable
+class TeacherContextFamily(Protocol):
+    """A family that can show a self-teacher a privileged context (Anti-SD)."""
+
+    def teacher_context(self, task: Task, peer: str | None, correct: bool) -> str:
+        """The teacher's user turn for a row: the task plus a verified solution and feedback."""
+
+
+@runtime_checkable
+class ClusteredFamily(Protocol):
+    """A family whose verdicts carry a strategy cluster in `info["cluster"]` (Poly-EPO)."""
+
+    cluster_fn: Callable[[Task, str], int]
+
+
+@runtime_checkable
+class StatefulFamily(Protocol):
+    """A family with state that a checkpoint must keep (e.g. RubricEM's rubric buffer and bank)."""
+
+    def get_state(self) -> dict:
+        """JSON data of the family's state."""
+
+    def set_state(self, state: dict) -> None:
+        """Restores `get_state`'s data."""
+
+
+@runtime_checkable
+class WarmStartFamily(Protocol):
+    """A family with its own mixture of warm-start (SFT) tasks (e.g. Anti-SD's teacher mode)."""
+
+    def warm_start_tasks(self, num_tasks: int) -> list[Task]:
+        """The tasks of `num_tasks` demonstrations."""
+
+
+@runtime_checkable
+class ReflectiveFamily(Protocol):
+    """A family with RubricEM's reflection bank (rubric_em.md REM-10, REM-11)."""
+
+    def with_reference(self, task: Task, mode: str) -> Task:
+        """`task` with retrieved bank entries in its prompt (mode "cross" or "within")."""
+
+    def reflection_task(self, task: Task, info: dict) -> Task:
+        """The reflection prompt on one rollout of `task` (its verdict info)."""
+
+    def judge_reflections(self, prompt: Task, reflections: Sequence[str]) -> list[Any]:
+        """One score (`utility`, `valid`) per sampled reflection."""
+
+    def write_reflection(self, prompt: Task, reflections: Sequence[str], scores: Sequence) -> bool:
+        """Writes the best valid reflection to the bank; whether one was written."""
 
 
 def check_split(split: str) -> None:

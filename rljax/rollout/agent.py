@@ -43,7 +43,15 @@ from rljax.data.chat import (
     render_observation,
     render_prompt,
 )
-from rljax.envs.base import Episode, MultiTurnFamily, Observation, Task, TaskFamily, Verdict
+from rljax.envs.base import (
+    ClosableEpisode,
+    Episode,
+    MultiTurnFamily,
+    Observation,
+    Task,
+    TaskFamily,
+    Verdict,
+)
 from rljax.envs.stages import StageScheme
 from rljax.rollout.batch import RowRecord, pack_rows
 from rljax.rollout.session import DecodeSessionProtocol
@@ -253,9 +261,7 @@ def _check_lengths(rows: Sequence[_Row], lengths: Sequence[int]) -> None:
 
 def _finish(row: _Row, group_id: int, truncation_reward: float) -> RowRecord:
     verdict = row.episode.verdict()
-    if hasattr(
-        row.episode, "close"
-    ):  # episodes that own a resource (a terminal sandbox) release it
+    if isinstance(row.episode, ClosableEpisode):  # e.g. a terminal episode's sandbox
         row.episode.close()
     info = {**verdict.info, "uid": row.task.uid, "stop": row.stop}
     reward = verdict.reward

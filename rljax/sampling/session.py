@@ -177,16 +177,20 @@ class DecodeSession:
     def generate(
         self,
         *,
-        max_new_tokens: Sequence[int],
-        stop_tokens: Sequence[Collection[int]],
-        active: Sequence[bool],
+        max_new_tokens: int | Sequence[int],
+        stop_tokens: Collection[int] | Sequence[Collection[int]] = (),
+        active: bool | Sequence[bool] = True,
     ) -> list[Generation]:
         """Samples a turn for each active row; the generated tokens join the rows' contexts.
 
+        Each argument takes one value for every row or B per-row values.
+
         Args:
-            max_new_tokens: B per-row budgets (>= 0).
-            stop_tokens: B collections of stop ids; a row stops after sampling one (it is kept).
-            active: B flags; inactive rows generate nothing and keep their context.
+            max_new_tokens: the budget (>= 0), or B per-row budgets.
+            stop_tokens: stop ids (a collection of ints, shared by every row; default none), or B
+                collections; a row stops after sampling one (it is kept).
+            active: whether rows generate (default all), or B flags; inactive rows generate
+                nothing and keep their context.
 
         Returns:
             B `Generation`s (empty for inactive rows).
@@ -194,6 +198,13 @@ class DecodeSession:
         Raises:
             ValueError: an active row has no context yet, or would exceed max_len.
         """
+        rows = self._batch_size
+        if isinstance(max_new_tokens, (int, np.integer)):
+            max_new_tokens = [int(max_new_tokens)] * rows
+        if all(isinstance(t, (int, np.integer)) for t in stop_tokens):
+            stop_tokens = [tuple(stop_tokens)] * rows
+        if isinstance(active, (bool, np.bool_)):
+            active = [bool(active)] * rows
         for name, values in (
             ("max_new_tokens", max_new_tokens),
             ("stop_tokens", stop_tokens),

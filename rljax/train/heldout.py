@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np
 from etils import epath
+from flax import nnx
 
 from rljax import losses
+from rljax.envs.base import TaskFamily
 from rljax.rollout.types import Trajectories
-
-if TYPE_CHECKING:
-    from rljax.train.loop import Trainer
+from rljax.train.collect import sample_trajectories
+from rljax.train.config import TaskSection
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 
@@ -58,27 +59,35 @@ def score_samples(
     return metrics
 
 
-def evaluate(trainer: "Trainer", *, num_prompts: int, num_samples: int) -> dict[str, float]:
-    """Samples `num_samples` responses to each of the first `num_prompts` held-out tasks."""
-    from rljax.train.loop import model_state
-    from rljax.train.policy import sample_trajectories
+def evaluate(
+    model: nnx.Module,
+    family: TaskFamily,
+    tokenizer: Any,
+    cfg: TaskSection,
+    key: jax.Array,
+    *,
+    num_prompts: int,
+    num_samples: int,
+) -> dict[str, float]:
+    """Samples `num_samples` responses to each of the first `num_prompts` held-out tasks.
 
+    Args:
+        model: the policy.
+        family: supplies the held-out tasks and verifies the responses.
+        tokenizer: the policy's tokenizer.
+        cfg: sampling settings.
+        key: the sampling key.
+        num_prompts: held-out tasks 0 .. num_prompts - 1 (0: no evaluation).
+        num_samples: n samples per task.
+
+    Returns:
+        `score_samples`'s metrics ({} when num_prompts is 0).
+    """
     if num_prompts <= 0:
         return {}
-    tasks = [trainer.family.generate("heldout", i) for i in range(num_prompts)]
-    key = jax.random.fold_in(jax.random.key(trainer.config.train.seed + 1), int(trainer.state.step))
-    traj = sample_trajectories(
-        model_state(trainer),
-        trainer.family,
-        tasks,
-        trainer.tokenizer,
-        trainer.config.task,
-        key,
-        group_size=num_samples,
-    )
-    return score_samples(
-        np.asarray(traj.rewards), final_answers(traj, trainer.tokenizer), num_samples
-    )
+    tasks = [family.generate("heldout", i) for i in range(num_prompts)]
+    traj = sample_trajectories(model, family, tasks, tokenizer, cfg, key, group_size=num_samples)
+    return score_samples(np.asarray(traj.rewards), final_answers(traj, tokenizer), num_samples)
 
 
 class EvalLog:

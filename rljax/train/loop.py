@@ -1,9 +1,14 @@
-"""The RL loop: rollout -> rewards -> method.prepare -> jitted updates -> metrics, eval, checkpoints.
+"""The driver: one RL run, composed of the step layer, the collectors, evaluation and SFT.
 
 `train(config, run_dir)` runs (or resumes) one experiment. Everything random derives from
 `config.train.seed` through the `TrainState.key` and the data iterator state, both checkpointed, so
 a run killed at any point and restarted from its last checkpoint continues exactly as an
 uninterrupted one (bitwise on CPU).
+
+Each RL step: collect a batch (`collect`, with DAPO dynamic sampling or the RubricEM reflection
+phase), the no-grad forward pass, the jitted `method.prepare`, then the jitted updates
+(`step.update_minibatches`); when dynamic sampling keeps no group, the update is skipped (no
+optimiser step, no schedule advance) and the metrics say `update_skipped=1`.
 """
 
 from __future__ import annotations
@@ -12,26 +17,39 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from etils import epath
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rljax import losses, parallel
 from rljax import methods as methods_lib
-from rljax import parallel
 from rljax.envs import registry
+from rljax.envs.base import StatefulFamily, Task, TaskFamily
+from rljax.envs.reward import RewardFn, from_reward_fn
+from rljax.methods import PrepareInputs, TrainBatch
 from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
-from rljax.train import evaluation, policy, sft
+from rljax.train import collect, heldout, sft
+from rljax.train.batches import prepare_inputs, train_batch
+from rljax.train.components import build_policy, check_family, prompt_stream
 from rljax.train.config import ExperimentConfig
 from rljax.train.metrics import MetricWriter, read_metrics, to_python
-from rljax.train.optim import make_optimizer
-from rljax.train.reflection import ReflectionPhase
-from rljax.train.step import TrainState, make_forward_fn, make_update_fn, split_model
+from rljax.train.optim import guard_nonfinite, make_optimizer
+from rljax.train.reflection_phase import ReflectionPhase
+from rljax.train.step import (
+    ForwardOutputs,
+    init_state,
+    make_forward_fn,
+    make_prepare_fn,
+    make_update_fn,
+    policy_model,
+    split_model,
+    update_minibatches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,65 +70,55 @@ STATE_KEYS = (
 
 @dataclasses.dataclass
 class RunResult:
+    """What a finished run leaves: its directory, last step, per-step metrics and evaluations."""
+
     run_dir: epath.Path
     final_step: int
     metrics: list[dict]
     evals: list[dict]
 
 
-def batch_arrays(traj: Trajectories) -> dict[str, np.ndarray]:
-    """The trajectory arrays the jitted passes read (host numpy)."""
-    return {
-        "tokens": np.asarray(traj.tokens, np.int32),
-        "positions": np.asarray(traj.positions, np.int32),
-        "segment_ids": np.asarray(traj.segment_ids, np.int32),
-        "action_mask": np.asarray(traj.action_mask, np.float32),
-        "env_mask": np.asarray(traj.env_mask, np.float32),
-        "warning_mask": np.asarray(traj.warning_mask, np.float32),
-        "stage_ids": np.asarray(traj.stage_ids, np.int32),
-    }
-
-
-def init_state(
-    params: Any, optimizer, method: methods_lib.Method, mesh: Mesh, *, seed: int
-) -> tuple[TrainState, Any]:
-    """A fresh TrainState on `mesh` and its shardings.
-
-    Parameters keep the shardings the partition rules gave them; the optimiser state is created
-    under `jax.jit`, so its moments inherit their parameter's sharding; scalars, the PRNG key and
-    the method state are replicated.
-    """
-    replicated = NamedSharding(mesh, PartitionSpec())
-    opt_state = jax.jit(optimizer.init)(params)
-    state = TrainState(
-        params=params,
-        opt_state=opt_state,
-        step=jnp.zeros((), jnp.int32),
-        key=jax.random.key_data(jax.random.key(seed)),
-        method_state=method.init_state(),
-        ref_params=(jax.tree.map(jnp.copy, params) if "reference" in method.needs else None),
-    )
-
-    def sharding_of(x):
-        sharding = getattr(x, "sharding", None)
-        if isinstance(sharding, NamedSharding) and sharding.mesh == mesh:
-            return sharding
-        return replicated
-
-    shardings = jax.tree.map(sharding_of, state)
-    return jax.device_put(state, shardings), shardings
-
-
 class Trainer:
-    """Holds the components of one run; `run()` executes the loop from the latest checkpoint."""
+    """One run: builds the components from a config, `run()` executes the loop from the latest
+    checkpoint, `step()` runs one RL step.
 
-    def __init__(self, config: ExperimentConfig, run_dir: str | epath.Path):
-        self.config = config
+    Args:
+        config: the experiment.
+        run_dir: where checkpoints, metrics and evaluations go.
+        family: a task family object used instead of `config.task.family`'s registry entry.
+        reward_fn: `(task, response) -> float` replacing the family's verifier (a
+            `rljax.envs.reward.RewardFamily` over the family's prompts).
+        method: a `Method` used instead of `config.method`'s registry entry.
+        optimizer: any optax transformation, used instead of `config.optim`'s AdamW; it is
+            wrapped in `optax.apply_if_finite` unless it already is.
+
+    Raises:
+        ValueError: the family lacks a capability the method or the run needs, the batch does not
+            split, or the model vocabulary does not match the tokenizer.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        run_dir: str | epath.Path,
+        *,
+        family: TaskFamily | None = None,
+        reward_fn: RewardFn | None = None,
+        method: methods_lib.Method | None = None,
+        optimizer: optax.GradientTransformation | None = None,
+    ):
+        self.config = cfg = config
         self.run_dir = epath.Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg = config
-        self.method = methods_lib.make_method(cfg.method.name, **cfg.method.kwargs)
-        self.family = registry.make(cfg.task.family, **cfg.task.kwargs)
+        self.method = method or methods_lib.make_method(cfg.method.name, **cfg.method.kwargs)
+        family = family if family is not None else registry.make(cfg.task.family, **cfg.task.kwargs)
+        if reward_fn is not None:
+            family = from_reward_fn(family, reward_fn)
+        self.family = family
+        check_family(
+            family,
+            self.method,
+            reflection=cfg.train.reflection is not None,
+        )
         self.mesh = parallel.make_mesh(cfg.train.mesh)
         batch = cfg.task.prompts_per_step * cfg.task.group_size
         if cfg.train.minibatches < 1 or batch % cfg.train.minibatches:
@@ -119,64 +127,75 @@ class Trainer:
                 f"{batch} sequences (task.prompts_per_step * task.group_size)"
             )
         parallel.check_batch_size(batch // cfg.train.minibatches, self.mesh)
-        self.tokenizer, self.model = policy.build_policy(
-            cfg.model, seed=cfg.train.seed, mesh=self.mesh
+        self.tokenizer, model = build_policy(cfg.model, seed=cfg.train.seed, mesh=self.mesh)
+        total_steps = cfg.train.steps * cfg.train.minibatches
+        self.optimizer = (
+            make_optimizer(cfg.optim, total_steps)
+            if optimizer is None
+            else guard_nonfinite(optimizer)
         )
-        self.optimizer = make_optimizer(cfg.optim, cfg.train.steps * cfg.train.minibatches)
-        self.graphdef, params, self.rest = split_model(self.model)
+        self.graphdef, params, self.rest = split_model(model)
         self.state, self.state_sharding = init_state(
             params, self.optimizer, self.method, self.mesh, seed=cfg.train.seed
         )
         needs = self.method.needs
+        passes = dict(temperature=cfg.task.temperature, impl=cfg.train.kernel_impl)
         self.forward = make_forward_fn(
-            self.graphdef,
-            temperature=cfg.task.temperature,
-            impl=cfg.train.kernel_impl,
-            with_hidden="hidden" in needs,
-            with_teacher="teacher" in needs,
+            self.graphdef, with_hidden="hidden" in needs, with_teacher="teacher" in needs, **passes
         )
         self.ref_forward = (
-            make_forward_fn(
-                self.graphdef,
-                temperature=cfg.task.temperature,
-                impl=cfg.train.kernel_impl,
-                with_hidden=False,
-                with_teacher=False,
-            )
+            make_forward_fn(self.graphdef, with_hidden=False, with_teacher=False, **passes)
             if "reference" in needs
             else None
         )
+        self.prepare = make_prepare_fn(self.method)
         self.update = make_update_fn(
             self.graphdef,
             self.method,
             self.optimizer,
-            temperature=cfg.task.temperature,
-            impl=cfg.train.kernel_impl,
             microbatches=cfg.train.microbatches,
             mesh=self.mesh,
             state_sharding=self.state_sharding,
+            **passes,
         )
-        self.data = policy.prompt_stream(
-            self.family,
-            cfg.task.prompts_per_step,
-            seed=cfg.train.seed,
-            num_tasks=cfg.task.num_tasks,
+        self.data = prompt_stream(
+            family, cfg.task.prompts_per_step, seed=cfg.train.seed, num_tasks=cfg.task.num_tasks
         )
-        self.checkpointer = ckpt_lib.Checkpointer(
-            self.run_dir / "checkpoints",
-            max_to_keep=cfg.train.keep_checkpoints,
-            every=cfg.train.checkpoint_every,
-        )
+        self.checkpointer = None
         # RubricEM REM-10/11: reflection meta-policy (deferred Phase A) and windowed curriculum.
         self.reflection = (
-            None if cfg.train.reflection is None else ReflectionPhase(self, **cfg.train.reflection)
+            None
+            if cfg.train.reflection is None
+            else ReflectionPhase(
+                family,
+                self.method,
+                cfg.task,
+                self.tokenizer,
+                minibatches=cfg.train.minibatches,
+                **cfg.train.reflection,
+            )
         )
+
+    @property
+    def policy(self) -> nnx.Module:
+        """The current policy as an nnx module (for sampling and evaluation)."""
+        return policy_model(self.graphdef, self.state.params, self.rest)
 
     # -- checkpoint plumbing ------------------------------------------------------------------
 
-    def _meta(self, extra: dict | None = None) -> dict:
-        meta = {"config": self.config.to_dict(), "data": self.data.get_state(), **(extra or {})}
-        if hasattr(self.family, "get_state"):  # e.g. RubricEM's rubric buffer and reflection bank
+    def _open_checkpoints(self) -> ckpt_lib.Checkpointer:
+        if self.checkpointer is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.checkpointer = ckpt_lib.Checkpointer(
+                self.run_dir / "checkpoints",
+                max_to_keep=self.config.train.keep_checkpoints,
+                every=self.config.train.checkpoint_every,
+            )
+        return self.checkpointer
+
+    def _meta(self) -> dict:
+        meta = {"config": self.config.to_dict(), "data": self.data.get_state()}
+        if isinstance(self.family, StatefulFamily):  # e.g. RubricEM's rubric buffer and bank
             meta["family"] = self.family.get_state()
         if self.reflection is not None:
             meta["reflection"] = self.reflection.get_state()
@@ -187,7 +206,7 @@ class Trainer:
         ckpt_lib.check_compatible(meta["config"], json.loads(self.config.to_json()), STATE_KEYS)
 
     def _restore(self) -> int:
-        restored = self.checkpointer.restore_latest(
+        restored = self._open_checkpoints().restore_latest(
             ckpt_lib.abstract_like(self.state), check_meta=self._check_meta
         )
         if restored is None:
@@ -203,32 +222,43 @@ class Trainer:
         return step
 
     def _save(self, step: int, *, force: bool = False) -> None:
-        self.checkpointer.save(step, self.state, self._meta(), force=force)
+        self._open_checkpoints().save(step, self.state, self._meta(), force=force)
 
     # -- one RL step ---------------------------------------------------------------------------
 
-    def _rollout(self, key: jax.Array) -> tuple[Trajectories, list, np.ndarray, dict]:
-        """One batch of P groups, with DAPO dynamic sampling when the method asks for it."""
+    def _sample(self, tasks: list[Task], key: jax.Array) -> Trajectories:
+        cfg = self.config.task
+        return collect.sample_trajectories(
+            self.policy, self.family, tasks, self.tokenizer, cfg, key, group_size=cfg.group_size
+        )
+
+    def collect(self, key: jax.Array) -> tuple[Trajectories, list[Task], np.ndarray, dict]:
+        """One batch of P groups (DAPO dynamic sampling or the reflection phase when configured).
+
+        Returns:
+            (trajectories, their P tasks, group_mask [P]: False for dynamic-sampling filler,
+            metrics).
+        """
         cfg = self.config.task
         if self.reflection is not None:  # next batch + bank context, Phase A, then reflections
             tasks, metrics = self.reflection.next_tasks(self.data, int(self.state.step) + 1)
-            metrics.update(self.reflection.phase_a())
-            traj = policy.rollout(
-                self, tasks, jax.random.fold_in(key, 0), group_size=cfg.group_size
+            metrics.update(self.reflection.phase_a(self.update_batch))
+            traj = self._sample(tasks, jax.random.fold_in(key, 0))
+            metrics.update(
+                self.reflection.after_rollout(
+                    tasks, traj, model=self.policy, key_data=self.state.key
+                )
             )
-            metrics.update(self.reflection.after_rollout(tasks, traj))
             return traj, tasks, np.ones(len(tasks), bool), metrics
 
-        def sample(round_: int) -> tuple[Trajectories, list]:
+        def sample(round_: int) -> tuple[Trajectories, list[Task]]:
             tasks = next(self.data)
-            return policy.rollout(
-                self, tasks, jax.random.fold_in(key, round_), group_size=cfg.group_size
-            ), tasks
+            return self._sample(tasks, jax.random.fold_in(key, round_)), tasks
 
         if not self.method.filter_groups:
             traj, tasks = sample(0)
             return traj, tasks, np.ones(len(tasks), bool), {}
-        return policy.filter_groups(
+        return collect.filter_groups(
             sample,
             num_prompts=cfg.prompts_per_step,
             group_size=cfg.group_size,
@@ -239,11 +269,11 @@ class Trainer:
     def prepare_inputs(
         self,
         traj: Trajectories,
-        tasks: list,
+        tasks: list[Task],
         group_mask: np.ndarray,
         *,
         group_size: int | None = None,
-    ) -> tuple[methods_lib.PrepareInputs, dict[str, np.ndarray], dict]:
+    ) -> tuple[PrepareInputs, TrainBatch, ForwardOutputs]:
         """What `method.prepare` reads for a rollout batch, under the current policy.
 
         Runs the no-grad forward pass (log-probs and entropies through `kernels.token_stats`,
@@ -256,93 +286,79 @@ class Trainer:
             group_size: G of the batch (default: `task.group_size`).
 
         Returns:
-            (inputs, token arrays of the batch, the forward pass's outputs).
+            (inputs, the batch's token arrays, the forward pass's outputs).
         """
         group = self.config.task.group_size if group_size is None else group_size
-        arrays = batch_arrays(traj)
+        batch = train_batch(traj)
+        teacher = None
         if "teacher" in self.method.needs:
-            arrays.update(policy.teacher_batch(self, traj, tasks))
-        fwd = self.forward(self.state.params, self.rest, arrays)
-        num_prompts = traj.batch_size // group
-        inputs = methods_lib.PrepareInputs(
-            rewards=jnp.asarray(traj.rewards_by_group(group), jnp.float32),
-            task_ids=jnp.asarray(np.asarray(traj.task_ids)[::group], jnp.int32),
-            group_mask=jnp.asarray(group_mask, bool),
-            action_mask=jnp.asarray(arrays["action_mask"]),
-            env_mask=jnp.asarray(arrays["env_mask"]),
-            warning_mask=jnp.asarray(arrays["warning_mask"]),
-            stage_ids=jnp.asarray(arrays["stage_ids"]),
-            stage_rewards=jnp.asarray(traj.stage_rewards, jnp.float32).reshape(
-                num_prompts, group, -1
-            ),
-            cluster_ids=jnp.asarray(policy.cluster_ids(self.family, traj), jnp.int32).reshape(
-                num_prompts, group
-            ),
-            old_logprobs=fwd["logprobs"],
-            old_entropy=fwd["entropy"],
-            lengths=jnp.asarray(np.asarray(traj.action_mask).sum(-1), jnp.int32),
-            hidden=fwd.get("hidden"),
-            teacher_logprobs=fwd.get("teacher_logprobs"),
-            teacher_entropy=fwd.get("teacher_entropy"),
-        )
-        return inputs, arrays, fwd
-
-    def _prepare(
-        self, traj: Trajectories, tasks: list, group_mask: np.ndarray
-    ) -> tuple[dict, dict]:
-        inputs, arrays, fwd = self.prepare_inputs(traj, tasks, group_mask)
-        prepared, method_state, metrics = self.method.prepare(inputs, self.state.method_state)
-        # To host now: metrics may alias method-state buffers that the update donates.
-        metrics = to_python(metrics)
-        self.state = self.state.replace(method_state=method_state)
-        batch = {k: v for k, v in arrays.items() if not k.startswith("teacher_")}
-        batch.update(prepared)
-        batch["old_logprobs"] = fwd["logprobs"]
-        if self.ref_forward is not None:
-            batch["ref_logprobs"] = self.ref_forward(self.state.ref_params, self.rest, arrays)[
-                "logprobs"
-            ]
-        mask = arrays["action_mask"] > 0
-        metrics = {
-            **metrics,
-            "rollout_entropy": float(
-                (np.asarray(fwd["entropy"]) * mask).sum() / max(mask.sum(), 1)
-            ),
-            "sampler_logprob_gap": float(
-                np.abs(
-                    (np.asarray(fwd["logprobs"]) - np.asarray(traj.sampler_logprobs)) * mask
-                ).sum()
-                / max(mask.sum(), 1)
-            ),
-        }
-        return batch, metrics
-
-    def _update(self, batch: dict) -> dict:
-        mb = self.config.train.minibatches
-        rows = batch["tokens"].shape[0] // mb
-        metrics = []
-        for i in range(mb):
-            part = parallel.shard_batch(
-                jax.tree.map(lambda x: np.asarray(x[i * rows : (i + 1) * rows]), batch), self.mesh
+            teacher = collect.teacher_batch(
+                self.family,
+                traj,
+                tasks,
+                self.tokenizer,
+                group_size=group,
+                seed=self.config.train.seed,
             )
-            self.state, m = self.update(self.state, self.rest, part)
-            metrics.append(m)
-        return jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)
+        fwd = self.forward(self.state.params, self.rest, batch, teacher)
+        inputs = prepare_inputs(traj, fwd, group_size=group, group_mask=group_mask)
+        return inputs, batch, fwd
+
+    def update_batch(self, batch: TrainBatch) -> dict:
+        """The method's update on a batch with advantages: `train.minibatches` optimiser steps.
+
+        Old log-probs (when the batch has none) and reference log-probs (for a KL term) are
+        computed at the current parameters.
+
+        Args:
+            batch: B rows with `advantages` set.
+
+        Returns:
+            The update's metrics, averaged over the mini-batches.
+        """
+        if batch.old_logprobs is None:
+            batch = batch.replace(
+                old_logprobs=self.forward(self.state.params, self.rest, batch).logprobs
+            )
+        if self.ref_forward is not None:
+            batch = batch.replace(
+                ref_logprobs=self.ref_forward(self.state.ref_params, self.rest, batch).logprobs
+            )
+        self.state, metrics = update_minibatches(
+            self.update,
+            self.state,
+            self.rest,
+            batch,
+            minibatches=self.config.train.minibatches,
+            mesh=self.mesh,
+        )
+        return metrics
 
     def step(self) -> dict:
+        """One RL step: collect, forward, prepare, update; the step counter and key advance."""
         key, rollout_key = jax.random.split(jax.random.wrap_key_data(self.state.key))
         start = time.perf_counter()
-        traj, tasks, group_mask, metrics = self._rollout(rollout_key)
+        traj, tasks, group_mask, metrics = self.collect(rollout_key)
         rollout_time = time.perf_counter() - start
         metrics["reward"] = float(np.mean(traj.rewards))
-        if not group_mask.any():
+        if group_mask.any():
+            inputs, batch, fwd = self.prepare_inputs(traj, tasks, group_mask)
+            advantages, method_state, prep_metrics = self.prepare(inputs, self.state.method_state)
+            # To host now: metrics may alias method-state buffers that the update donates.
+            metrics.update(to_python(prep_metrics))
+            self.state = self.state.replace(method_state=method_state)
+            metrics["rollout_entropy"] = float(losses.aggregate(fwd.entropy, batch.action_mask))
+            gap = jnp.abs(fwd.logprobs - jnp.asarray(traj.sampler_logprobs, jnp.float32))
+            metrics["sampler_logprob_gap"] = float(losses.aggregate(gap, batch.action_mask))
+            batch = batch.replace(old_logprobs=fwd.logprobs, advantages=advantages)
+            metrics.update(self.update_batch(batch))
+            metrics["update_skipped"] = 0.0
+        else:
             log.warning(
                 "dynamic sampling kept no group after %d rounds: update skipped",
                 self.config.train.max_gen_rounds,
             )
-        batch, prep_metrics = self._prepare(traj, tasks, group_mask)
-        metrics.update(prep_metrics)
-        metrics.update(self._update(batch))
+            metrics["update_skipped"] = 1.0
         self.state = self.state.replace(step=self.state.step + 1, key=jax.random.key_data(key))
         elapsed = time.perf_counter() - start
         generated = int(np.asarray(traj.action_mask).sum())
@@ -359,17 +375,25 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Runs the experiment from its latest checkpoint (or from scratch) to `train.steps`."""
         cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(cfg.to_json())
         start = self._restore()
         if start == 0:
             self._warm_start()
+        eval_log = heldout.EvalLog(self.run_dir / "eval.jsonl", resume_step=start)
+        if start == 0:
+            eval_log.write(0, self.evaluate())
+        if start < cfg.train.steps:
+            log.info(
+                "RL: steps %d..%d (the first compiles the sampler, forward, prepare and update)",
+                start + 1,
+                cfg.train.steps,
+            )
         writer = MetricWriter(self.run_dir, resume_step=start, progress_total=cfg.train.steps)
-        eval_log = evaluation.EvalLog(self.run_dir / "eval.jsonl", resume_step=start)
         try:
             with ckpt_lib.PreemptionGuard() as guard:
-                if start == 0:
-                    eval_log.write(0, self.evaluate())
                 for step in range(start + 1, cfg.train.steps + 1):
                     metrics = self.step()
                     writer.write(step, metrics)
@@ -397,14 +421,23 @@ class Trainer:
                 self._save(final, force=True)
         finally:
             writer.close()
-            self.checkpointer.close()
+            self._open_checkpoints().close()
         return RunResult(self.run_dir, cfg.train.steps, read_metrics(self.run_dir), eval_log.read())
 
     def _warm_start(self) -> None:
         cfg = self.config
         if cfg.sft.steps <= 0:
             return
-        params = jax.device_put(sft.warm_start(self, cfg), self.state_sharding.params)
+        params = sft.warm_start(
+            self.graphdef,
+            self.state.params,
+            self.rest,
+            self.family,
+            self.tokenizer,
+            cfg,
+            directory=self.run_dir.parent / "sft" / sft.fingerprint(cfg),
+        )
+        params = jax.device_put(params, self.state_sharding.params)
         self.state = self.state.replace(
             params=params,
             opt_state=jax.jit(self.optimizer.init)(params),
@@ -413,21 +446,52 @@ class Trainer:
         self.state = jax.device_put(self.state, self.state_sharding)
 
     def evaluate(self) -> dict:
-        return evaluation.evaluate(
-            self,
-            num_prompts=self.config.train.eval_prompts,
-            num_samples=self.config.train.eval_samples,
+        """Held-out pass@k / maj@k of the current policy (`train.eval_prompts` x `eval_samples`)."""
+        cfg = self.config.train
+        if cfg.eval_prompts <= 0:
+            return {}
+        start = time.perf_counter()
+        log.info(
+            "evaluating at step %d: %d held-out prompts x %d samples",
+            int(self.state.step),
+            cfg.eval_prompts,
+            cfg.eval_samples,
         )
+        key = jax.random.fold_in(jax.random.key(cfg.seed + 1), int(self.state.step))
+        metrics = heldout.evaluate(
+            self.policy,
+            self.family,
+            self.tokenizer,
+            self.config.task,
+            key,
+            num_prompts=cfg.eval_prompts,
+            num_samples=cfg.eval_samples,
+        )
+        log.info("evaluation done in %.1f s: %s", time.perf_counter() - start, metrics)
+        return metrics
 
 
-def train(config: ExperimentConfig, run_dir: str | epath.Path) -> RunResult:
-    """Runs (or resumes) the experiment described by `config` in `run_dir`."""
-    return Trainer(config, run_dir).run()
+def train(
+    config: ExperimentConfig,
+    run_dir: str | epath.Path,
+    *,
+    family: TaskFamily | None = None,
+    reward_fn: RewardFn | None = None,
+    method: methods_lib.Method | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+) -> RunResult:
+    """Runs (or resumes) the experiment described by `config` in `run_dir`.
 
+    Args:
+        config: the experiment.
+        run_dir: the run directory.
+        family, reward_fn, method, optimizer: objects replacing the config's registry entries
+            (see `Trainer`).
 
-def model_state(trainer: Trainer) -> nnx.Module:
-    """The current policy as an nnx module (for sampling and evaluation)."""
-    return nnx.merge(trainer.graphdef, trainer.state.params, trainer.rest)
-
-
-__all__ = ["RunResult", "Trainer", "train", "batch_arrays", "model_state"]
+    Returns:
+        The run's result.
+    """
+    trainer = Trainer(
+        config, run_dir, family=family, reward_fn=reward_fn, method=method, optimizer=optimizer
+    )
+    return trainer.run()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import jax
+import jax.numpy as jnp
 import optax
 
-from rljax.train.config import OptimSection
+if TYPE_CHECKING:  # type only: config imports this module's SCHEDULES
+    from rljax.train.config import OptimSection
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -38,13 +43,32 @@ def make_optimizer(cfg: OptimSection, total_steps: int) -> optax.GradientTransfo
         raise ValueError(f"optim.learning_rate must be > 0, got {cfg.learning_rate}")
     if cfg.grad_clip <= 0:
         raise ValueError(f"optim.grad_clip must be > 0, got {cfg.grad_clip}")
-    inner = optax.chain(
-        optax.clip_by_global_norm(cfg.grad_clip),
-        optax.adamw(
-            learning_rate_schedule(cfg, total_steps),
-            b1=cfg.b1,
-            b2=cfg.b2,
-            weight_decay=cfg.weight_decay,
-        ),
+    return guard_nonfinite(
+        optax.chain(
+            optax.clip_by_global_norm(cfg.grad_clip),
+            optax.adamw(
+                learning_rate_schedule(cfg, total_steps),
+                b1=cfg.b1,
+                b2=cfg.b2,
+                weight_decay=cfg.weight_decay,
+            ),
+        )
     )
-    return optax.apply_if_finite(inner, max_consecutive_errors=1_000_000)
+
+
+def guard_nonfinite(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """`optimizer` behind `optax.apply_if_finite`, unless it already is (e.g. `make_optimizer`'s).
+
+    A NaN/inf gradient then leaves the parameters and the inner state (schedule count included)
+    untouched, and the update's metrics count such steps as `skipped_updates`.
+
+    Args:
+        optimizer: any optax transformation.
+
+    Returns:
+        The guarded transformation.
+    """
+    probe = jax.eval_shape(optimizer.init, {"x": jax.ShapeDtypeStruct((1,), jnp.float32)})
+    if isinstance(probe, optax.ApplyIfFiniteState):
+        return optimizer
+    return optax.apply_if_finite(optimizer, max_consecutive_errors=1_000_000)

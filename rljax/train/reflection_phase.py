@@ -293,7 +293,7 @@ class ReflectionPhase:
         window: int = WINDOW,
         reflect_every_step: bool = False,
     ):
-        check_family(family, method, family_name=task_cfg.family, reflection=True)
+        check_family(family, method, reflection=True)
         if method.filter_groups or "teacher" in method.needs:
             raise ValueError(
                 f"method {method.name!r} uses dynamic sampling or a teacher context; the "

@@ -12,39 +12,41 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
+from flax import nnx
+from tqdm.auto import tqdm
 
-from rljax.methods import Method
+from rljax import losses
+from rljax.envs.base import TaskFamily, WarmStartFamily
+from rljax.methods import Method, PrepareInputs, TrainBatch
 from rljax.rollout import expert_trajectories
 from rljax.train import checkpoint as ckpt_lib
+from rljax.train.batches import train_batch
+from rljax.train.collect import stage_scheme
 from rljax.train.config import ExperimentConfig, OptimSection
 from rljax.train.optim import make_optimizer
 from rljax.train.step import TrainState, make_update_fn
 
-if TYPE_CHECKING:
-    from rljax.train.loop import Trainer
-
 log = logging.getLogger(__name__)
 
 
-def nll_loss(logprobs: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
+def nll_loss(logprobs: jax.Array, batch: TrainBatch) -> tuple[jax.Array, dict]:
     """Token-mean negative log-likelihood of the demonstration's action tokens."""
-    mask = batch["action_mask"]
-    nll = -(logprobs * mask).sum() / jnp.maximum(mask.sum(), 1)
+    nll = losses.aggregate(-logprobs, batch.action_mask)
     return nll, {"nll": nll}
 
 
-SFT = Method(
-    name="sft",
-    prepare=lambda inputs, state: ({}, state, {}),
-    loss=nll_loss,
-    normalizer=lambda batch: jnp.maximum(batch["action_mask"].sum(), 1).astype(jnp.float32),
-)
+def _no_credit(inputs: PrepareInputs, state: Any) -> tuple[jax.Array, Any, dict]:
+    return jnp.zeros(inputs.action_mask.shape[:1], jnp.float32), state, {}
+
+
+SFT = Method(name="sft", prepare=_no_credit, loss=nll_loss, mode="token-mean")
 
 
 def fingerprint(config: ExperimentConfig) -> str:
@@ -58,26 +60,40 @@ def fingerprint(config: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def demonstrations(trainer: "Trainer", config: ExperimentConfig) -> list[dict]:
-    """Expert demonstrations on training tasks, split into batches of `sft.batch_size` rows."""
-    from rljax.train.loop import batch_arrays
+def demonstrations(
+    family: TaskFamily, tokenizer: Any, config: ExperimentConfig
+) -> list[TrainBatch]:
+    """Expert demonstrations on training tasks, split into batches of `sft.batch_size` rows.
 
+    Args:
+        family: scripts the demonstrations (its own task mixture for a `WarmStartFamily`).
+        tokenizer: the policy's tokenizer.
+        config: the run's config (`sft` settings, `task.max_len`, `train.seed`).
+
+    Returns:
+        Host batches of `sft.batch_size` rows, in a seeded random order.
+    """
     cfg = config.sft
     rng = np.random.default_rng(config.train.seed)
-    if hasattr(trainer.family, "warm_start_tasks"):  # e.g. Anti-SD's student/teacher-mode mixture
-        tasks = trainer.family.warm_start_tasks(cfg.num_demos)
+    start = time.perf_counter()
+    log.info("SFT warm start: scripting %d expert demonstrations", cfg.num_demos)
+    if isinstance(family, WarmStartFamily):  # e.g. Anti-SD's student/teacher-mode mixture
+        tasks = family.warm_start_tasks(cfg.num_demos)
     else:
-        tasks = [trainer.family.generate("train", i) for i in range(cfg.num_demos)]
+        tasks = [family.generate("train", i) for i in range(cfg.num_demos)]
     traj = expert_trajectories(
-        trainer.family,
+        family,
         tasks,
-        trainer.tokenizer,
+        tokenizer,
         rng,
         cfg.noise,
         max_tokens=config.task.max_len,
-        stage_scheme=getattr(trainer.family, "stage_scheme", None),
+        stage_scheme=stage_scheme(family),
     )
-    arrays = batch_arrays(traj)
+    log.info(
+        "SFT warm start: %d demonstrations in %.1f s", traj.batch_size, time.perf_counter() - start
+    )
+    batch = train_batch(traj)
     order = rng.permutation(traj.batch_size)
     usable = (traj.batch_size // cfg.batch_size) * cfg.batch_size
     if usable == 0:
@@ -86,16 +102,37 @@ def demonstrations(trainer: "Trainer", config: ExperimentConfig) -> list[dict]:
             f"sft.batch_size={cfg.batch_size}"
         )
     return [
-        {k: v[idx] for k, v in arrays.items()}
+        jax.tree.map(lambda x, idx=idx: x[idx], batch)
         for idx in np.split(order[:usable], usable // cfg.batch_size)
     ]
 
 
-def warm_start(trainer: "Trainer", config: ExperimentConfig) -> Any:
-    """Returns SFT parameters for the trainer's policy: loaded if already trained, else trained."""
-    directory = trainer.run_dir.parent / "sft" / fingerprint(config)
+def warm_start(
+    graphdef: nnx.GraphDef,
+    params: Any,
+    rest: Any,
+    family: TaskFamily,
+    tokenizer: Any,
+    config: ExperimentConfig,
+    *,
+    directory: str | epath.Path,
+) -> Any:
+    """SFT parameters for the policy: loaded from `directory` if already trained, else trained.
+
+    Args:
+        graphdef, params, rest: the policy's split parts (`step.split_model`); `params` is the
+            starting point and is not modified.
+        family: scripts the demonstrations.
+        tokenizer: the policy's tokenizer.
+        config: the run's config.
+        directory: where the warm start is kept (keyed by `fingerprint(config)`).
+
+    Returns:
+        The warm-started parameters.
+    """
+    directory = epath.Path(directory)
     checkpointer = ckpt_lib.Checkpointer(directory, max_to_keep=1, async_save=False)
-    restored = checkpointer.restore_latest(ckpt_lib.abstract_like(trainer.state.params))
+    restored = checkpointer.restore_latest(ckpt_lib.abstract_like(params))
     if restored is not None:
         checkpointer.close()
         log.info("SFT warm start loaded from %s", directory)
@@ -109,28 +146,29 @@ def warm_start(trainer: "Trainer", config: ExperimentConfig) -> Any:
         ),
         cfg.steps,
     )
-    # The update donates its state: start from copies so the trainer's own buffers survive.
-    params = jax.tree.map(jnp.copy, trainer.state.params)
+    # The update donates its state: start from copies so the caller's buffers survive.
+    params = jax.tree.map(jnp.copy, params)
     state = TrainState(
         params=params,
         opt_state=jax.jit(optimizer.init)(params),
         step=jnp.zeros((), jnp.int32),
-        key=jnp.copy(trainer.state.key),
+        key=jax.random.key_data(jax.random.key(config.train.seed)),
         method_state=(),
     )
     update = make_update_fn(
-        trainer.graphdef, SFT, optimizer, temperature=1.0, impl=config.train.kernel_impl
+        graphdef, SFT, optimizer, temperature=1.0, impl=config.train.kernel_impl
     )
-    batches = demonstrations(trainer, config)
+    batches = demonstrations(family, tokenizer, config)
     history = []
-    for step in range(cfg.steps):
-        batch = jax.tree.map(jnp.asarray, batches[step % len(batches)])
-        state, metrics = update(state, trainer.rest, batch)
-        history.append({"step": step + 1, "nll": float(metrics["nll"])})
-    epath.Path(directory).mkdir(parents=True, exist_ok=True)
-    (epath.Path(directory) / "sft_metrics.jsonl").write_text(
-        "".join(json.dumps(h) + "\n" for h in history)
-    )
+    with tqdm(total=cfg.steps, desc="sft", dynamic_ncols=True) as bar:
+        for step in range(cfg.steps):
+            batch = jax.tree.map(jnp.asarray, batches[step % len(batches)])
+            state, metrics = update(state, rest, batch)
+            history.append({"step": step + 1, "nll": float(metrics["nll"])})
+            bar.set_postfix(nll=f"{history[-1]['nll']:.3g}")
+            bar.update(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "sft_metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     checkpointer.save(cfg.steps, state.params, {"config": config.to_dict()}, force=True)
     checkpointer.close()
     log.info(

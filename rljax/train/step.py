@@ -1,4 +1,7 @@
-"""The differentiated train step and the no-grad forward passes around it.
+"""The pure step layer: train state, the jitted update, the jitted prepare, the no-grad forward.
+
+Nothing here knows about runs, families or checkpoints: every function takes arrays, a graph
+definition, a method and an optimiser, and returns arrays and metrics.
 
 Log-probs and entropies always come from `kernels.token_stats` on the final hidden states and the
 unembedding, so full [B, T, V] logits are never materialised (unless `impl="reference"`).
@@ -9,17 +12,18 @@ exactly the gradient of the full mini-batch loss.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from rljax import kernels, parallel
-from rljax.methods import Method
+from rljax import kernels, losses, parallel
+from rljax.methods import Method, PrepareInputs, TrainBatch
 
 Array = jax.Array
 
@@ -36,6 +40,16 @@ class TrainState:
     ref_params: Any = None  # the frozen reference policy, for methods with a KL term
 
 
+class ForwardOutputs(NamedTuple):
+    """The no-grad forward pass on a batch ([B, T] aligned with its tokens; None when not asked)."""
+
+    logprobs: Array
+    entropy: Array
+    hidden: Array | None = None  # [B, T, H] float32
+    teacher_logprobs: Array | None = None
+    teacher_entropy: Array | None = None
+
+
 def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, Any, Any]:
     """(graphdef, params, rest): trainable parameters apart from any other state."""
     return nnx.split(model, nnx.Param, ...)
@@ -47,15 +61,72 @@ def shift_right(x: Array) -> Array:
     return jnp.pad(x, pad)
 
 
+def policy_model(graphdef: nnx.GraphDef, params: Any, rest: Any) -> nnx.Module:
+    """The policy as an nnx module (for sampling and evaluation) from its split parts."""
+    return nnx.merge(graphdef, params, rest)
+
+
+def init_state(
+    params: Any,
+    optimizer: optax.GradientTransformation,
+    method: Method,
+    mesh: Mesh | None = None,
+    *,
+    seed: int,
+) -> tuple[TrainState, Any]:
+    """A fresh TrainState (on `mesh` when given) and its shardings.
+
+    Parameters keep the shardings the partition rules gave them; the optimiser state is created
+    under `jax.jit`, so its moments inherit their parameter's sharding; scalars, the PRNG key and
+    the method state are replicated.
+
+    Args:
+        params: the policy's trainable parameters (`split_model(model)[1]`).
+        optimizer: any optax transformation.
+        method: supplies `init_state()` and whether a frozen reference copy is kept.
+        mesh: the device mesh (None: the default device, shardings None).
+        seed: the run's seed; the state's PRNG key derives from it.
+
+    Returns:
+        (state, shardings): shardings is a pytree like `state` (None without a mesh).
+    """
+    opt_state = jax.jit(optimizer.init)(params)
+    state = TrainState(
+        params=params,
+        opt_state=opt_state,
+        step=jnp.zeros((), jnp.int32),
+        key=jax.random.key_data(jax.random.key(seed)),
+        method_state=method.init_state(),
+        ref_params=(jax.tree.map(jnp.copy, params) if "reference" in method.needs else None),
+    )
+    if mesh is None:
+        return state, None
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def sharding_of(x):
+        sharding = x.sharding if isinstance(x, jax.Array) else None
+        if isinstance(sharding, NamedSharding) and sharding.mesh == mesh:
+            return sharding
+        return replicated
+
+    shardings = jax.tree.map(sharding_of, state)
+    return jax.device_put(state, shardings), shardings
+
+
 def sequence_stats(
-    model: nnx.Module, batch: dict, *, temperature: float, impl: str, tokens_key: str = "tokens"
+    model: nnx.Module,
+    tokens: Array,
+    positions: Array,
+    segment_ids: Array,
+    *,
+    temperature: float,
+    impl: str,
 ) -> tuple[Array, Array, Array]:
     """Per-token log-probs, entropies [B, T] and the predicting hidden states [B, T, H].
 
     Args:
         model: the policy (an `rljax.models.Decoder`).
-        batch: holds `tokens`, `positions`, `segment_ids` ([B, T]; prefixed by `tokens_key`'s
-            prefix for the teacher batch, see `teacher_stats`).
+        tokens, positions, segment_ids: [B, T] model inputs.
         temperature: logits are divided by it (same tau as sampling).
         impl: the `kernels.token_stats` implementation.
 
@@ -63,11 +134,7 @@ def sequence_stats(
         logprobs [B, T] (column 0 is 0), entropy [B, T], hidden [B, T, H] where hidden[:, t] is the
         state that predicts token t (hidden[:, 0] = 0).
     """
-    prefix = tokens_key[: -len("tokens")]
-    tokens = batch[tokens_key]
-    hidden, _ = model(
-        tokens, positions=batch[prefix + "positions"], segment_ids=batch[prefix + "segment_ids"]
-    )
+    hidden, _ = model(tokens, positions=positions, segment_ids=segment_ids)
     b, t, h = hidden.shape
     # Mixed precision: the unembedding is used in the compute dtype of the hidden states; the
     # kernel accumulates in float32.
@@ -85,18 +152,24 @@ def sequence_stats(
 
 
 def teacher_stats(
-    model: nnx.Module, batch: dict, *, temperature: float, impl: str
+    model: nnx.Module, teacher: dict, *, temperature: float, impl: str
 ) -> tuple[Array, Array]:
     """The student's tokens scored under the teacher context, gathered back to student positions.
 
-    `batch["teacher_tokens"]` [B, T'] holds teacher context + the same response tokens, and
-    `batch["teacher_index"]` [B, T] gives, for each student position, the teacher position of the
-    same token (-1 where there is none: prompt and padding). Returns (logprobs, entropy) [B, T].
+    `teacher["teacher_tokens"]` [B, T'] (with `teacher_positions`, `teacher_segment_ids`) holds
+    teacher context + the same response tokens, and `teacher["teacher_index"]` [B, T] gives, for
+    each student position, the teacher position of the same token (-1 where there is none: prompt
+    and padding). Returns (logprobs, entropy) [B, T].
     """
     lp, ent, _ = sequence_stats(
-        model, batch, temperature=temperature, impl=impl, tokens_key="teacher_tokens"
+        model,
+        teacher["teacher_tokens"],
+        teacher["teacher_positions"],
+        teacher["teacher_segment_ids"],
+        temperature=temperature,
+        impl=impl,
     )
-    index = batch["teacher_index"]
+    index = teacher["teacher_index"]
 
     def take(x):
         return jnp.where(index >= 0, jnp.take_along_axis(x, jnp.maximum(index, 0), 1), 0.0)
@@ -106,26 +179,57 @@ def teacher_stats(
 
 def make_forward_fn(
     graphdef: nnx.GraphDef, *, temperature: float, impl: str, with_hidden: bool, with_teacher: bool
-) -> Callable[..., dict]:
-    """A jitted no-grad pass returning old log-probs/entropy (+ hidden, + teacher stats)."""
+) -> Callable[..., ForwardOutputs]:
+    """A jitted no-grad pass `forward(params, rest, batch, teacher=None) -> ForwardOutputs`.
+
+    Args:
+        graphdef: the policy's graph definition (from `split_model`).
+        temperature: logits temperature (same as sampling).
+        impl: `kernels.token_stats` implementation.
+        with_hidden: also return the predicting hidden states (DelTA).
+        with_teacher: also score the tokens under `teacher` (Anti-SD; see `teacher_stats`).
+
+    Returns:
+        The jitted forward pass (compiled once per batch shape).
+    """
 
     @jax.jit
-    def forward(params: Any, rest: Any, batch: dict) -> dict:
+    def forward(
+        params: Any, rest: Any, batch: TrainBatch, teacher: dict | None = None
+    ) -> ForwardOutputs:
         model = nnx.merge(graphdef, params, rest)
-        lp, ent, hidden = sequence_stats(model, batch, temperature=temperature, impl=impl)
-        out = {"logprobs": lp, "entropy": ent}
-        if with_hidden:
-            out["hidden"] = hidden.astype(jnp.float32)
+        lp, ent, hidden = sequence_stats(
+            model,
+            batch.tokens,
+            batch.positions,
+            batch.segment_ids,
+            temperature=temperature,
+            impl=impl,
+        )
+        out = ForwardOutputs(lp, ent, hidden.astype(jnp.float32) if with_hidden else None)
         if with_teacher:
-            out["teacher_logprobs"], out["teacher_entropy"] = teacher_stats(
-                model, batch, temperature=temperature, impl=impl
-            )
+            t_lp, t_ent = teacher_stats(model, teacher, temperature=temperature, impl=impl)
+            out = out._replace(teacher_logprobs=t_lp, teacher_entropy=t_ent)
         return jax.lax.stop_gradient(out)
 
     return forward
 
 
-def _split_micro(batch: dict, microbatches: int) -> dict:
+def make_prepare_fn(
+    method: Method,
+) -> Callable[[PrepareInputs, Any], tuple[Array, Any, dict]]:
+    """`method.prepare` under `jax.jit`: compiled once per batch shape, like the update.
+
+    Args:
+        method: the method whose prepare to compile.
+
+    Returns:
+        prepare(inputs, state) -> (advantages, state, metrics).
+    """
+    return jax.jit(method.prepare)
+
+
+def _split_micro(batch: TrainBatch, microbatches: int) -> TrainBatch:
     def split(x):
         if x.shape[0] % microbatches:
             raise ValueError(
@@ -146,13 +250,14 @@ def make_update_fn(
     microbatches: int = 1,
     mesh: Mesh | None = None,
     state_sharding: Any = None,
-) -> Callable[[TrainState, Any, dict], tuple[TrainState, dict]]:
+) -> Callable[[TrainState, Any, TrainBatch], tuple[TrainState, dict]]:
     """Builds `update(state, rest, batch) -> (state, metrics)`: one optimiser step on a mini-batch.
 
     Args:
         graphdef: the policy's graph definition (from `split_model`).
-        method: supplies `loss(logprobs, batch)` and `normalizer(batch)`.
-        optimizer: an optax transformation (`rljax.train.optim.make_optimizer`).
+        method: supplies `loss(logprobs, batch)` and `normalizer(action_mask)`.
+        optimizer: any optax transformation; wrapped in `optax.apply_if_finite` (e.g. by
+            `rljax.train.optim.guard_nonfinite`), the metrics count skipped non-finite steps.
         temperature: logits temperature (same as sampling).
         impl: `kernels.token_stats` implementation.
         microbatches: gradient-accumulation chunks; micro-batch losses are weighted by
@@ -164,23 +269,29 @@ def make_update_fn(
         The jitted update, compiled once per batch shape, with the state donated.
     """
 
-    def loss_fn(params, rest, batch):
+    def loss_fn(params, rest, batch: TrainBatch):
         model = nnx.merge(graphdef, params, rest)
-        lp, ent, _ = sequence_stats(model, batch, temperature=temperature, impl=impl)
+        lp, ent, _ = sequence_stats(
+            model,
+            batch.tokens,
+            batch.positions,
+            batch.segment_ids,
+            temperature=temperature,
+            impl=impl,
+        )
         loss, metrics = method.loss(lp, batch)
-        mask = batch["action_mask"]
-        metrics = {**metrics, "entropy": (ent * mask).sum() / jnp.maximum(mask.sum(), 1)}
+        metrics = {**metrics, "entropy": losses.aggregate(ent, batch.action_mask)}
         return loss, metrics
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def update(state: TrainState, rest: Any, batch: dict) -> tuple[TrainState, dict]:
-        total = method.normalizer(batch)
+    def update(state: TrainState, rest: Any, batch: TrainBatch) -> tuple[TrainState, dict]:
+        total = jnp.maximum(method.normalizer(batch.action_mask), 1.0)
         micro = _split_micro(batch, microbatches)
 
         def accumulate(carry, mb):
             grads_acc, loss_acc, metrics_acc = carry
-            weight = method.normalizer(mb) / total
+            weight = method.normalizer(mb.action_mask) / total
             (loss, metrics), grads = grad_fn(state.params, rest, mb)
             grads_acc = jax.tree.map(lambda a, g: a + weight * g, grads_acc, grads)
             metrics_acc = jax.tree.map(lambda a, m: a + weight * m, metrics_acc, metrics)
@@ -195,12 +306,9 @@ def make_update_fn(
         (grads, loss, metrics), _ = jax.lax.scan(accumulate, (zeros, 0.0, metric_zeros), micro)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {
-            **metrics,
-            "loss": loss,
-            "grad_norm": optax.global_norm(grads),
-            "skipped_updates": opt_state.total_notfinite,
-        }
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+        if isinstance(opt_state, optax.ApplyIfFiniteState):
+            metrics["skipped_updates"] = opt_state.total_notfinite
         new_state = state.replace(params=params, opt_state=opt_state)
         return new_state, metrics
 
@@ -214,3 +322,36 @@ def make_update_fn(
         in_shardings=(state_sharding, replicated, rows),
         out_shardings=(state_sharding, replicated),
     )
+
+
+def update_minibatches(
+    update: Callable[[TrainState, Any, TrainBatch], tuple[TrainState, dict]],
+    state: TrainState,
+    rest: Any,
+    batch: TrainBatch,
+    *,
+    minibatches: int,
+    mesh: Mesh | None = None,
+) -> tuple[TrainState, dict]:
+    """Runs `update` on `minibatches` consecutive row slices of `batch` (one optimiser step each).
+
+    Args:
+        update: from `make_update_fn`.
+        state: the train state (donated to each update).
+        rest: the policy's non-parameter state.
+        batch: B rows; `minibatches` must divide B.
+        minibatches: optimiser steps per batch.
+        mesh: with a mesh, each slice's rows are placed over its data axes.
+
+    Returns:
+        (state, metrics averaged over the mini-batches).
+    """
+    rows = batch.tokens.shape[0] // minibatches
+    metrics = []
+    for i in range(minibatches):
+        part = jax.tree.map(lambda x: np.asarray(x[i * rows : (i + 1) * rows]), batch)
+        if mesh is not None:
+            part = parallel.shard_batch(part, mesh)
+        state, m = update(state, rest, part)
+        metrics.append(m)
+    return state, jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)

@@ -2,12 +2,13 @@
 
 Host-side tests run the phase on a trainer stand-in (the run's config, family, tokenizer and a tiny
 model; no compiled pass) with scripted reflections; the slow test wires the phase into a real
-`Trainer` and checks Phase A's loss against a hand-computed value.
+`Trainer` (`train.reflection`) and checks Phase A's loss against a hand-computed value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 
@@ -22,7 +23,8 @@ from rljax.data.chat import encode_action
 from rljax.envs.arithmetic import ArithmeticFamily
 from rljax.envs.research import MiniResearchFamily
 from rljax.rollout import ScriptedSession, rollout
-from rljax.train import policy
+from rljax.train import collect
+from rljax.train.components import build_policy
 from rljax.train.config import (
     ExperimentConfig,
     MethodSection,
@@ -32,7 +34,7 @@ from rljax.train.config import (
     TrainSection,
 )
 from rljax.train.loop import Trainer
-from rljax.train.reflection import ReflectionBatch, ReflectionPhase, WindowedCurriculum
+from rljax.train.reflection_phase import ReflectionBatch, ReflectionPhase, WindowedCurriculum
 from rljax.train.step import split_model
 
 # P = 2 prompts x G = 2 rollouts. Two kv heads so the 8 fake devices form data=4 x tensor=2
@@ -81,7 +83,7 @@ HOST_CONFIG = dataclasses.replace(CONFIG, task=dataclasses.replace(CONFIG.task, 
 
 @pytest.fixture(scope="module")
 def policy_parts():
-    tokenizer, model = policy.build_policy(CONFIG.model, seed=0)
+    tokenizer, model = build_policy(CONFIG.model, seed=0)
     graphdef, params, rest = split_model(model)
     return tokenizer, graphdef, params, rest
 
@@ -98,6 +100,24 @@ def _stub(policy_parts, *, seed=0, method="rubric_em", family=None):
         family=family or MiniResearchFamily(seed=0, kinds=("lookup",)),
         state=types.SimpleNamespace(params=params, key=jax.random.key_data(jax.random.key(seed))),
     )
+
+
+def _phase(run, **kwargs):
+    """The phase of a run (a stub or a `Trainer`), `after_rollout` bound to its policy and key."""
+    phase = ReflectionPhase(
+        run.family,
+        run.method,
+        run.config.task,
+        run.tokenizer,
+        minibatches=run.config.train.minibatches,
+        **kwargs,
+    )
+    phase.after_rollout = functools.partial(
+        phase.after_rollout,
+        model=nnx.merge(run.graphdef, run.state.params, run.rest),
+        key_data=run.state.key,
+    )
+    return phase
 
 
 def _script_reflections(monkeypatch, texts):
@@ -120,7 +140,7 @@ def _script_reflections(monkeypatch, texts):
             max_turns=cfg.max_turns,
         )
 
-    monkeypatch.setattr(policy, "sample_trajectories", sample)
+    monkeypatch.setattr(collect, "sample_trajectories", sample)
     return calls
 
 
@@ -170,7 +190,7 @@ def test_windowed_curriculum_order_and_retrieval_over_two_windows(policy_parts):
         [family.generate("train", 2 * i), family.generate("train", 2 * i + 1)] for i in range(7)
     ]
     data = iter(batches)
-    phase = ReflectionPhase(stub, group_size=2)
+    phase = _phase(stub, group_size=2)
     expected = [0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5]  # K_w = 3: Q1..Q3 fresh, Q1..Q3 replayed, ...
     seen_prompts = {}
     for step, index in enumerate(expected, start=1):
@@ -223,7 +243,7 @@ def test_first_encounter_only_random_pick_and_sampling_settings(policy_parts, mo
     family, tokenizer = stub.family, stub.tokenizer
     calls = _script_reflections(monkeypatch, REFLECTIONS)
     t0, t1, t2 = (family.generate("train", i) for i in range(3))
-    phase = ReflectionPhase(stub, group_size=2)
+    phase = _phase(stub, group_size=2)
 
     traj01 = _rollouts(family, tokenizer, [t0, t1])
     assert phase.after_rollout([t0, t1], traj01) == {
@@ -252,16 +272,14 @@ def test_first_encounter_only_random_pick_and_sampling_settings(policy_parts, mo
     }
     assert phase.deferred is None and len(calls) == 2
 
-    every = ReflectionPhase(_stub(policy_parts), group_size=2, reflect_every_step=True)
+    every = _phase(_stub(policy_parts), group_size=2, reflect_every_step=True)
     for _ in range(2):
         assert every.after_rollout([t0, t2], traj)["reflection_queries"] == 2.0
 
     # The reflected rollout is drawn from the trainer's key: fixed by it, and both rows occur.
     def picked(seed):
         calls.clear()
-        ReflectionPhase(_stub(policy_parts, seed=seed), group_size=2).after_rollout(
-            [t0, t1], traj01
-        )
+        _phase(_stub(policy_parts, seed=seed), group_size=2).after_rollout([t0, t1], traj01)
         return [f"<reflect> {t0.meta['question']} {transcripts[g]}" for g in range(2)].index(
             calls[0]["prompts"][0]
         )
@@ -278,7 +296,7 @@ def test_reflection_advantages_bank_write_and_deferred_masks(policy_parts, monke
     t0, t1 = family.generate("train", 0), family.generate("train", 1)
     traj = _rollouts(family, tokenizer, [t0, t1], vary=False)
     assert all(info["failures"] == [] for info in traj.info)  # the hand-worked utilities assume it
-    phase = ReflectionPhase(stub, group_size=4)
+    phase = _phase(stub, group_size=4)
     assert phase.after_rollout([t0, t1], traj) == {
         "reflection_queries": 2.0,
         "reflection_bank_writes": 2.0,
@@ -322,14 +340,14 @@ def test_state_round_trip_continues_identically(policy_parts, monkeypatch):
     batches = [
         [family.generate("train", 2 * i), family.generate("train", 2 * i + 1)] for i in range(3)
     ]
-    phase = ReflectionPhase(stub, group_size=2)
+    phase = _phase(stub, group_size=2)
     for step in (1, 2):
         tasks, _ = phase.next_tasks(iter(batches[step - 1 :]), step)
         phase.after_rollout(tasks, _rollouts(family, tokenizer, tasks))
     state = json.loads(json.dumps(phase.get_state()))
     assert state["seen"] == sorted(t.uid for t in batches[0] + batches[1])
 
-    restored = ReflectionPhase(_stub(policy_parts, family=family), group_size=2)
+    restored = _phase(_stub(policy_parts, family=family), group_size=2)
     restored.set_state(state)
     assert restored.get_state() == state
     for name, value in phase.deferred.arrays(pad_id=0).items():
@@ -354,22 +372,22 @@ def test_state_round_trip_continues_identically(policy_parts, monkeypatch):
 
 def test_bad_inputs_raise_clear_errors(policy_parts):
     with pytest.raises(ValueError, match="reflection_task"):
-        ReflectionPhase(_stub(policy_parts, family=ArithmeticFamily()))
+        _phase(_stub(policy_parts, family=ArithmeticFamily()))
     with pytest.raises(ValueError, match="dynamic sampling"):
-        ReflectionPhase(_stub(policy_parts, method="dapo"))
+        _phase(_stub(policy_parts, method="dapo"))
     with pytest.raises(ValueError, match="G_ref"):
-        ReflectionPhase(_stub(policy_parts), group_size=1)
+        _phase(_stub(policy_parts), group_size=1)
     with pytest.raises(ValueError, match="K_w"):
         WindowedCurriculum(0)
-    phase = ReflectionPhase(_stub(policy_parts), group_size=2)
+    phase = _phase(_stub(policy_parts), group_size=2)
     with pytest.raises(ValueError, match="replays batch 1 of its window"):
         phase.next_tasks(iter([]), 4)
     with pytest.raises(ValueError, match="step must be an int >= 1"):
         phase.next_tasks(iter([]), 0)
-    family = phase.trainer.family
+    family = phase.family
     tasks = [family.generate("train", 0), family.generate("train", 1)]
     with pytest.raises(ValueError, match="expected len\\(tasks\\)=1"):
-        phase.after_rollout(tasks[:1], _rollouts(family, phase.trainer.tokenizer, tasks))
+        phase.after_rollout(tasks[:1], _rollouts(family, phase.tokenizer, tasks))
     with pytest.raises(ValueError, match="rows <= num_rows=1"):
         ReflectionBatch(
             ((1, 2),) * 2, ((0, 1),) * 2, (0.0, 0.0), (True, True), (0.0, 0.0), 64, num_rows=1
@@ -380,34 +398,10 @@ def test_bad_inputs_raise_clear_errors(policy_parts):
         )
 
 
-class ReflectiveTrainer(Trainer):
-    """The `Trainer` with the phase wired in as the patch proposed for loop.py does it."""
-
-    def __init__(self, config, run_dir):
-        super().__init__(config, run_dir)
-        self.reflection = ReflectionPhase(self, group_size=2)
-
-    def _meta(self, extra=None):
-        return {**super()._meta(extra), "reflection": self.reflection.get_state()}
-
-    def _check_meta(self, meta):
-        super()._check_meta(meta)
-        self.restored_meta = meta
-
-    def _restore(self):
-        step = super()._restore()
-        if step:
-            self.reflection.set_state(self.restored_meta["reflection"])
-        return step
-
-    def _rollout(self, key):
-        tasks, metrics = self.reflection.next_tasks(self.data, int(self.state.step) + 1)
-        metrics.update(self.reflection.phase_a())
-        traj = policy.rollout(
-            self, tasks, jax.random.fold_in(key, 0), group_size=self.config.task.group_size
-        )
-        metrics.update(self.reflection.after_rollout(tasks, traj))
-        return traj, tasks, np.ones(len(tasks), bool), metrics
+# The run with the phase wired in (`train.reflection`): G_ref = 2.
+REFLECTIVE = dataclasses.replace(
+    CONFIG, train=dataclasses.replace(CONFIG.train, reflection={"group_size": 2})
+)
 
 
 @pytest.mark.slow
@@ -415,14 +409,15 @@ def test_trainer_runs_with_the_phase_resumes_and_phase_a_loss_is_hand_checked(
     tmp_path, monkeypatch
 ):
     run_dir = tmp_path / "run"
-    result = ReflectiveTrainer(CONFIG, run_dir).run()
+    result = Trainer(REFLECTIVE, run_dir).run()
     first, second = result.metrics
     assert first["reflection_queries"] == 2.0 and "reflection_loss" not in first
     assert second["reflection_groups"] == 2.0 and np.isfinite(second["reflection_loss"])
     assert second["curriculum_replay"] == 0.0 and second["reflection_queries"] == 2.0
 
-    resumed = ReflectiveTrainer(
-        dataclasses.replace(CONFIG, train=dataclasses.replace(CONFIG.train, steps=3)), run_dir
+    resumed = Trainer(
+        dataclasses.replace(REFLECTIVE, train=dataclasses.replace(REFLECTIVE.train, steps=3)),
+        run_dir,
     )
     assert resumed._restore() == 2
     assert (
@@ -434,9 +429,7 @@ def test_trainer_runs_with_the_phase_resumes_and_phase_a_loss_is_hand_checked(
     # Phase A on scripted reflections (G_ref = 4, one query): at ratio 1 the clipped surrogate is
     # -sum_b A_b n_b / sum_b n_b over the n_b reflection tokens of each row (token-mean, REM-6).
     _script_reflections(monkeypatch, REFLECTIONS)
-    phase = ReflectionPhase(
-        resumed, group_size=4, max_new_tokens=512
-    )  # room for the expert transcripts
+    phase = _phase(resumed, group_size=4, max_new_tokens=512)  # room for the expert transcripts
     task = resumed.family.generate("train", 500)  # twice in the batch: one first encounter
     phase.after_rollout(
         [task, task], _rollouts(resumed.family, resumed.tokenizer, [task, task], vary=False)
@@ -444,7 +437,7 @@ def test_trainer_runs_with_the_phase_resumes_and_phase_a_loss_is_hand_checked(
     np.testing.assert_allclose(phase.deferred.advantages, ADVANTAGES, atol=1e-5)
     counts = [len(encode_action(resumed.tokenizer, text)) for text in REFLECTIONS]
     before = jax.tree.map(np.asarray, resumed.state.params)
-    metrics = phase.phase_a()
+    metrics = phase.phase_a(resumed.update_batch)
     expected = -sum(a * n for a, n in zip(ADVANTAGES, counts)) / sum(counts)
     assert metrics["reflection_policy_loss"] == pytest.approx(expected, rel=1e-4)
     assert metrics["reflection_ratio_mean"] == pytest.approx(1.0, abs=1e-5)

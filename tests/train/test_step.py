@@ -10,11 +10,11 @@ import pytest
 from flax import nnx
 
 from rljax import losses, methods, parallel
+from rljax.methods import TrainBatch
 from rljax.models import Decoder, ModelConfig
 from rljax.train.config import OptimSection
-from rljax.train.loop import init_state
 from rljax.train.optim import make_optimizer
-from rljax.train.step import make_update_fn, split_model
+from rljax.train.step import init_state, make_update_fn, split_model
 
 B, T = 8, 12
 
@@ -69,7 +69,7 @@ def _run(mesh_spec, devices, *, microbatches=1, batch=None, method=None, steps=1
         mesh=mesh,
         state_sharding=shardings,
     )
-    batch = parallel.shard_batch(batch if batch is not None else _batch(), mesh)
+    batch = parallel.shard_batch(TrainBatch(**(batch if batch is not None else _batch())), mesh)
     for _ in range(steps):
         state, metrics = update(state, rest, batch)
     return state, metrics, update

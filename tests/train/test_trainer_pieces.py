@@ -7,8 +7,8 @@ import pytest
 
 from rljax.rollout.types import Trajectories
 from rljax.train import config as config_lib
-from rljax.train.evaluation import score_samples
-from rljax.train.policy import concat_trajectories, filter_groups
+from rljax.train.collect import concat_trajectories, filter_groups
+from rljax.train.heldout import score_samples
 
 
 def test_score_samples_hand_worked():

@@ -1,84 +1,29 @@
-"""Glue between the trainer and the policy-side components: model, prompts, sampler, rollout.
+"""Collecting RL batches: sampled rollouts, DAPO dynamic sampling, the Anti-SD teacher context.
 
-Each function here is one arrow of the data flow in DESIGN.md, written once for the RL loop, the
-SFT warm start and evaluation.
+Functions of explicit arguments (a policy module, a task family, a tokenizer, the task settings,
+a PRNG key); the driver (`rljax.train.loop`) composes them, the SFT warm start, the reflection
+phase and evaluation reuse them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
-import transformers
 from flax import nnx
-from jax.sharding import Mesh
 
-from rljax import methods as methods_lib
-from rljax import parallel
-from rljax.data import load_tokenizer
-from rljax.data.pipeline import FamilySource, task_batches
-from rljax.envs.base import Task, TaskFamily
-from rljax.models import PRESETS, Decoder, load_hf
+from rljax.envs.base import StagedFamily, Task, TaskFamily, TeacherContextFamily
+from rljax.methods import keep_groups
 from rljax.rollout import rollout as run_rollout
 from rljax.rollout.teacher import build_teacher_batch
 from rljax.rollout.types import Trajectories
 from rljax.sampling import DecodeSession, Greedy, Temperature
-from rljax.train.config import ModelSection, TaskSection
-
-if TYPE_CHECKING:
-    from rljax.train.loop import Trainer
+from rljax.train.config import TaskSection
 
 
-def build_policy(
-    cfg: ModelSection, *, seed: int, mesh: Mesh | None = None
-) -> tuple[transformers.PreTrainedTokenizerFast, Decoder]:
-    """The tokenizer and the policy network a run starts from.
-
-    With `cfg.hf_path`, both come from that local Hugging Face checkpoint directory; otherwise the
-    built-in tokenizer and a freshly initialised `cfg.preset` (vocabulary sized to the tokenizer)
-    with `cfg.overrides` applied. Parameters are placed on `mesh` by the logical partition rules.
-    """
-    if cfg.hf_path is not None:
-        tokenizer = load_tokenizer(cfg.hf_path)
-        return tokenizer, load_hf(cfg.hf_path, dtype=cfg.dtype, mesh=mesh)
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"model.preset={cfg.preset!r} is not one of {sorted(PRESETS)}")
-    tokenizer = load_tokenizer()
-    overrides = {"vocab_size": len(tokenizer), "dtype": cfg.dtype, **cfg.overrides}
-    config = PRESETS[cfg.preset](**overrides)
-    model = Decoder(config, rngs=nnx.Rngs(seed))
-    if mesh is not None:
-        model = parallel.shard_model(model, mesh)
-    return tokenizer, model
-
-
-def prompt_stream(
-    family: TaskFamily,
-    prompts_per_step: int,
-    *,
-    seed: int,
-    num_tasks: int | None = None,
-    split: str = "train",
-):
-    """An endless iterator of `prompts_per_step`-task batches (this process's shard), shuffled by
-    `seed`, whose `get_state()`/`set_state()` checkpoint its position exactly.
-
-    `num_tasks` is the epoch size; None takes the family's `num_examples(split)` when it has one
-    (finite datasets), else 100,000 generated instances.
-    """
-    if num_tasks is None:
-        num_tasks = family.num_examples(split) if hasattr(family, "num_examples") else 100_000
-    return task_batches(
-        FamilySource(family, split, num_tasks),
-        batch_size=prompts_per_step,
-        seed=seed,
-        shard_index=jax.process_index(),
-        shard_count=jax.process_count(),
-    )
-
-
-def strategy(cfg: TaskSection, *, greedy: bool = False):
+def sampling_strategy(cfg: TaskSection, *, greedy: bool = False):
+    """The sampler's strategy for the task settings (greedy decoding when asked)."""
     if greedy:
         return Greedy()
     return Temperature(
@@ -86,23 +31,42 @@ def strategy(cfg: TaskSection, *, greedy: bool = False):
     )
 
 
+def stage_scheme(family: TaskFamily):
+    """The family's stage tags (RubricEM), or None."""
+    return family.stage_scheme if isinstance(family, StagedFamily) else None
+
+
 def sample_trajectories(
     model: nnx.Module,
     family: TaskFamily,
     tasks: Sequence[Task],
-    tokenizer: transformers.PreTrainedTokenizerFast,
+    tokenizer: Any,
     cfg: TaskSection,
     key: jax.Array,
     *,
     group_size: int,
     greedy: bool = False,
 ) -> Trajectories:
-    """Rolls out `group_size` samples of each task with the KV-cache sampler."""
+    """Rolls out `group_size` samples of each task with the KV-cache sampler.
+
+    Args:
+        model: the policy.
+        family: plays and verifies the tasks.
+        tasks: P tasks.
+        tokenizer: the policy's tokenizer.
+        cfg: sampling settings (temperature, top-k/p, turn and token budgets).
+        key: the sampling key.
+        group_size: G samples per task.
+        greedy: decode greedily instead.
+
+    Returns:
+        B = P * G rows, row p * G + g playing `tasks[p]`.
+    """
     session = DecodeSession(
         model,
         batch_size=len(tasks) * group_size,
         max_len=cfg.max_len,
-        strategy=strategy(cfg, greedy=greedy),
+        strategy=sampling_strategy(cfg, greedy=greedy),
         key=key,
     )
     return run_rollout(
@@ -115,28 +79,6 @@ def sample_trajectories(
         max_turns=cfg.max_turns,
         max_new_tokens=cfg.max_new_tokens,
         stage_scheme=stage_scheme(family),
-    )
-
-
-def stage_scheme(family: TaskFamily):
-    """The family's stage tags (RubricEM), or None."""
-    return getattr(family, "stage_scheme", None)
-
-
-def rollout(
-    trainer: "Trainer", tasks: Sequence[Task], key: jax.Array, *, group_size: int
-) -> Trajectories:
-    """One RL batch from the trainer's current policy."""
-    from rljax.train.loop import model_state
-
-    return sample_trajectories(
-        model_state(trainer),
-        trainer.family,
-        tasks,
-        trainer.tokenizer,
-        trainer.config.task,
-        key,
-        group_size=group_size,
     )
 
 
@@ -194,7 +136,7 @@ def filter_groups(
     for round_ in range(max_rounds):
         traj, tasks = sample(round_)
         generated_rewards.append(np.asarray(traj.rewards))
-        keep = np.asarray(methods_lib.keep_groups(traj.rewards_by_group(group_size)))
+        keep = np.asarray(keep_groups(traj.rewards_by_group(group_size)))
         for p, tasks_p in enumerate(tasks):
             (kept if keep[p] else dropped).append((traj, p, tasks_p))
         if len(kept) >= num_prompts:
@@ -216,16 +158,15 @@ def filter_groups(
     return batch, [task for _, _, task in chosen + filler], group_mask, metrics
 
 
-def cluster_ids(family: TaskFamily, traj: Trajectories) -> np.ndarray:
-    """Strategy cluster of each row [B] (Poly-EPO), from the verifier's info; zeros when absent."""
-    return np.asarray(
-        [int(info.get("cluster", 0)) if isinstance(info, dict) else 0 for info in traj.info]
-        or np.zeros(traj.batch_size),
-        np.int32,
-    )
-
-
-def teacher_batch(trainer: "Trainer", traj: Trajectories, tasks: Sequence[Task]) -> dict[str, Any]:
+def teacher_batch(
+    family: TeacherContextFamily,
+    traj: Trajectories,
+    tasks: Sequence[Task],
+    tokenizer: Any,
+    *,
+    group_size: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
     """The teacher-context token arrays for Anti-SD (see `rljax.train.step.teacher_stats`).
 
     The family's `teacher_context` gives, for each row, the text of the privileged context (a
@@ -233,17 +174,6 @@ def teacher_batch(trainer: "Trainer", traj: Trajectories, tasks: Sequence[Task])
     feedback); `rljax.rollout.teacher.build_teacher_batch` returns `teacher_tokens`,
     `teacher_positions`, `teacher_segment_ids` [B, T'] and `teacher_index` [B, T].
     """
-    context = getattr(trainer.family, "teacher_context", None)
-    if context is None:
-        raise ValueError(
-            f"method {trainer.method.name!r} needs a teacher context, but task family "
-            f"{trainer.config.task.family!r} does not provide `teacher_context`"
-        )
     return build_teacher_batch(
-        traj,
-        tasks,
-        trainer.tokenizer,
-        context,
-        group_size=trainer.config.task.group_size,
-        seed=trainer.config.train.seed,
+        traj, tasks, tokenizer, family.teacher_context, group_size=group_size, seed=seed
     )

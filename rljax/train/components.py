@@ -1,0 +1,122 @@
+"""What a run is built from: the policy and its tokenizer, the prompt stream, the family check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import nnx
+from jax.sharding import Mesh
+
+from rljax import parallel
+from rljax.data import load_tokenizer
+from rljax.data.pipeline import FamilySource, task_batches
+from rljax.envs import base
+from rljax.methods import Method
+from rljax.models import PRESETS, Decoder, load_hf
+from rljax.train.config import ModelSection
+
+# What each method need and run setting asks of the task family.
+NEED_CAPABILITIES = {
+    "teacher": base.TeacherContextFamily,
+    "stages": base.StagedFamily,
+    "clusters": base.ClusteredFamily,
+}
+
+
+def check_family(family: base.TaskFamily, method: Method, *, reflection: bool = False) -> None:
+    """Checks once, at start-up, that `family` has every capability the run needs.
+
+    Args:
+        family: the task family.
+        method: its `needs` name the capabilities it reads ("teacher", "stages", "clusters").
+        reflection: the run has RubricEM's reflection phase (needs `ReflectiveFamily`).
+
+    Raises:
+        ValueError: naming the family, what needs the capability, and the missing protocol.
+    """
+    if not isinstance(family, base.TaskFamily):
+        raise ValueError(
+            f"{type(family).__name__} is not a TaskFamily: it needs "
+            f"`name`, `generate(split, index)`, `verify(task, response)` and `expert(task, rng)`"
+        )
+    wanted = []
+    if reflection:
+        wanted.append(("the reflection phase (train.reflection)", base.ReflectiveFamily))
+    for need in sorted(method.needs & NEED_CAPABILITIES.keys()):
+        wanted.append((f"method {method.name!r}", NEED_CAPABILITIES[need]))
+    family_name = family.name
+    for user, protocol in wanted:
+        if not isinstance(family, protocol):
+            members = sorted(name for name in _members(protocol) if not hasattr(family, name))
+            raise ValueError(
+                f"task family {family_name!r} lacks the {protocol.__name__} capability "
+                f"({', '.join(members)}) that {user} needs"
+            )
+
+
+def _members(protocol: type) -> set[str]:
+    """The attributes and methods a capability protocol declares."""
+    own = vars(protocol)
+    return {n for n in own if not n.startswith("_")} | set(own.get("__annotations__", {}))
+
+
+def build_policy(cfg: ModelSection, *, seed: int, mesh: Mesh | None = None) -> tuple[Any, Decoder]:
+    """The tokenizer and the policy network a run starts from.
+
+    With `cfg.hf_path`, both come from that local Hugging Face checkpoint directory; otherwise the
+    built-in tokenizer and a freshly initialised `cfg.preset` (vocabulary sized to the tokenizer)
+    with `cfg.overrides` applied. Parameters are placed on `mesh` by the logical partition rules.
+
+    Raises:
+        ValueError: an unknown preset, or a model vocabulary that does not cover the tokenizer's
+            ids (a preset's must equal it; a checkpoint's may be padded beyond it).
+    """
+    if cfg.hf_path is not None:
+        tokenizer = load_tokenizer(cfg.hf_path)
+        model = load_hf(cfg.hf_path, dtype=cfg.dtype, mesh=mesh)
+        if model.config.vocab_size < len(tokenizer):
+            raise ValueError(
+                f"the checkpoint at {cfg.hf_path} has vocab_size={model.config.vocab_size}, "
+                f"fewer than its tokenizer's {len(tokenizer)} ids"
+            )
+        return tokenizer, model
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"model.preset={cfg.preset!r} is not one of {sorted(PRESETS)}")
+    tokenizer = load_tokenizer()
+    vocab = cfg.overrides.get("vocab_size", len(tokenizer))
+    if vocab != len(tokenizer):
+        raise ValueError(
+            f"model.overrides.vocab_size={vocab} does not match the tokenizer's {len(tokenizer)} "
+            f"ids; leave it unset (the vocabulary is sized to the tokenizer)"
+        )
+    overrides = {"vocab_size": len(tokenizer), "dtype": cfg.dtype, **cfg.overrides}
+    model = Decoder(PRESETS[cfg.preset](**overrides), rngs=nnx.Rngs(seed))
+    if mesh is not None:
+        model = parallel.shard_model(model, mesh)
+    return tokenizer, model
+
+
+def prompt_stream(
+    family: base.TaskFamily,
+    prompts_per_step: int,
+    *,
+    seed: int,
+    num_tasks: int | None = None,
+    split: str = "train",
+):
+    """An endless iterator of `prompts_per_step`-task batches (this process's shard), shuffled by
+    `seed`, whose `get_state()`/`set_state()` checkpoint its position exactly.
+
+    `num_tasks` is the epoch size; None takes the family's `num_examples(split)` for a
+    `SizedFamily` (finite datasets), else 100,000 generated instances.
+    """
+    if num_tasks is None:
+        num_tasks = family.num_examples(split) if isinstance(family, base.SizedFamily) else 100_000
+    return task_batches(
+        FamilySource(family, split, num_tasks),
+        batch_size=prompts_per_step,
+        seed=seed,
+        shard_index=jax.process_index(),
+        shard_count=jax.process_count(),
+    )
