@@ -298,6 +298,8 @@ class Sandbox:
                 f.write(data)
             state.process.stdin.write(self._cwd.encode("utf-8") + b"\n")
             state.process.stdin.flush()
+        except BrokenPipeError:  # the session died between the check and the write
+            return self._ended()
         except OSError as e:
             return CommandResult("", f"sandbox: the command could not be started: {e}\n", 2)
         outcome = self._collect()

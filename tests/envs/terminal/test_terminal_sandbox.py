@@ -1,15 +1,19 @@
 """Sandbox: a real bash confined by bubblewrap. Each escape attempt must end in a clear observation."""
 
+import errno
 import functools
+import glob
 import os
 import shutil
 import signal
+import tempfile
 import time
 
 import numpy as np
 import pytest
 
 from rljax.envs.base import Verdict
+from rljax.envs.terminal import seccomp
 from rljax.envs.terminal.backend import TerminalBackend
 from rljax.envs.terminal.episode import TerminalEpisode
 from rljax.envs.terminal.render import render_observation
@@ -156,6 +160,15 @@ def test_file_size_and_memory_limits():
         sandbox.close()
 
 
+def _with_host_dir(make):
+    """(sandbox, its host directory), found as the new rljax-sandbox-* entry of the temp dir."""
+    pattern = os.path.join(tempfile.gettempdir(), "rljax-sandbox-*")
+    before = set(glob.glob(pattern))
+    sandbox = make()
+    (host_dir,) = set(glob.glob(pattern)) - before
+    return sandbox, host_dir
+
+
 @pytest.mark.parametrize("command,limits", [
     ("for i in 1 2 3; do head -c 600000 /dev/zero > f$i; done", {"disk_bytes": 1 << 20}),
     ("touch a{1..80}", {"max_entries": 50}),
@@ -173,8 +186,7 @@ def test_disk_quota_is_enforced_by_the_kernel(command, limits):
 
 def test_quota_holds_under_paths_longer_than_path_max():
     # The old post-command walk could not measure files under paths longer than 4,096 bytes.
-    sandbox = Sandbox(FILES, timeout_s=10, disk_bytes=1 << 20)
-    host_dir = sandbox._state.dir
+    sandbox, host_dir = _with_host_dir(lambda: Sandbox(FILES, timeout_s=10, disk_bytes=1 << 20))
     try:
         name = "d" * 200
         result = sandbox.run(
@@ -191,8 +203,7 @@ def test_quota_holds_under_paths_longer_than_path_max():
 
 def test_a_very_deep_tree_neither_crashes_the_sandbox_nor_its_close():
     # The old post-command walk recursed once per level: about 1,000 levels raised RecursionError.
-    sandbox = Sandbox(FILES, timeout_s=20)
-    host_dir = sandbox._state.dir
+    sandbox, host_dir = _with_host_dir(lambda: Sandbox(FILES, timeout_s=20))
     hundred = "d/" * 100
     result = sandbox.run(
         f"for i in $(seq 11); do mkdir -p {hundred} && cd {hundred} || exit 1; done; echo deep"
@@ -203,12 +214,15 @@ def test_a_very_deep_tree_neither_crashes_the_sandbox_nor_its_close():
     assert not os.path.exists(host_dir)
 
 
-def test_long_commands_run_and_over_long_ones_fail_with_a_note():
+def test_commands_over_128_kib_run(box):
+    # The old backend passed the command in argv: over 128 KiB, PermissionError: 'bwrap'.
+    result = box.run("echo " + "x" * 200_000 + " | wc -c")
+    assert result.exit_code == 0 and result.stdout == "200001\n"
+
+
+def test_over_long_commands_fail_with_a_note():
     sandbox = Sandbox(FILES, timeout_s=5, max_command_bytes=300_000)
     try:
-        # The old backend passed the command in argv: over 128 KiB, PermissionError: 'bwrap'.
-        result = sandbox.run("echo " + "x" * 200_000 + " | wc -c")
-        assert result.exit_code == 0 and result.stdout == "200001\n"
         result = sandbox.run("echo " + "x" * 300_000)
         assert result.exit_code == 2 and not result.fatal and result.stdout == ""
         assert (
@@ -334,3 +348,110 @@ def test_commands_bash_cannot_take_give_an_error_result(box):
     assert box.run("echo a\0b").stderr == "sandbox: the command contains a NUL character\n"
     assert box.run("echo \ud800").exit_code == 2
     assert box.run("printf '\\xff\\xfe'").stdout == "\ufffd\ufffd"  # undecodable output is replaced
+
+
+# --- system calls (seccomp) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", sorted(seccomp.AUDIT_ARCH))
+def test_seccomp_program_denies_the_list_and_allows_the_rest(arch):
+    program = seccomp.deny_list_program(arch)
+    column = 0 if arch == "x86_64" else 1
+    denied = {numbers[column] for numbers in seccomp.DENIED.values()}
+    audit = seccomp.AUDIT_ARCH[arch]
+    for nr in range(460):
+        expected = seccomp.RET_ERRNO | errno.EPERM if nr in denied else seccomp.RET_ALLOW
+        assert seccomp.evaluate(program, audit, nr) == expected, nr
+    for other in set(seccomp.AUDIT_ARCH.values()) - {audit} | {
+        0x40000003
+    }:  # aarch64 / x86_64 / i386
+        assert seccomp.evaluate(program, other, 0) == seccomp.RET_KILL_PROCESS
+    if arch == "x86_64":  # the x32 ABI reaches the same kernel code under other numbers
+        assert seccomp.evaluate(program, audit, 0x40000000 | 101) == seccomp.RET_KILL_PROCESS
+
+
+_PROBE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for name, nr in zip(sys.argv[1::2], sys.argv[2::2]):
+    ctypes.set_errno(0)
+    result = libc.syscall(int(nr), 0, 0, 0, 0, 0, 0)
+    print(name, result, ctypes.get_errno())
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _syscall_results() -> dict[str, tuple[int, int]]:
+    """name -> (return value, errno) of each denied call made with all-zero arguments inside."""
+    arch = seccomp.machine_arch()
+    column = 0 if arch == "x86_64" else 1
+    args = " ".join(f"{name} {numbers[column]}" for name, numbers in seccomp.DENIED.items())
+    sandbox = Sandbox(FILES, timeout_s=20)
+    try:
+        result = sandbox.run(f"python3 -c '{_PROBE}' {args}")
+    finally:
+        sandbox.close()
+    assert result.exit_code == 0, result
+    rows = [line.split() for line in result.stdout.splitlines()]
+    return {name: (int(value), int(err)) for name, value, err in rows}
+
+
+@pytest.mark.skipif(
+    seccomp.machine_arch() is None, reason="the filter supports x86_64 and aarch64 only"
+)
+@pytest.mark.skipif(
+    not shutil.which("python3", path="/usr/bin:/bin"), reason="needs /usr/bin/python3"
+)
+@pytest.mark.parametrize("name", sorted(seccomp.DENIED))
+def test_denied_syscalls_fail_with_eperm_inside(name):
+    # Without the filter ptrace(TRACEME), unshare(0) and keyctl succeed, setns(0) gives EINVAL or
+    # EBADF, mount(NULL) EFAULT, bpf EINVAL ...; the filter answers EPERM before the kernel looks.
+    assert _syscall_results()[name] == (-1, errno.EPERM)
+
+
+@pytest.mark.skipif(
+    seccomp.machine_arch() is None, reason="the filter supports x86_64 and aarch64 only"
+)
+def test_every_command_runs_under_the_filter(box):
+    status = box.run("grep Seccomp /proc/self/status").stdout
+    assert "Seccomp:\t2" in status  # mode 2: a filter is installed
+    assert box.run("echo ok | cat").stdout == "ok\n"  # ordinary programs are unaffected
+
+
+# --- memory and CPU of the whole process tree (cgroup) --------------------------------------
+
+
+def _tree_limited(**limits) -> Sandbox:
+    sandbox = Sandbox(FILES, timeout_s=20, disk_bytes=8 << 20, **limits)
+    if getattr(sandbox, "tree_limits", "").startswith("none"):
+        sandbox.close()
+        pytest.skip(f"no cgroup for the process tree here: {sandbox.tree_limits}")
+    return sandbox
+
+
+def test_memory_is_limited_across_processes():
+    # Each process stays far below its own 1 GiB address-space limit; four together exceed the
+    # 160 MiB of the tree. tail -c holds the last N bytes of its input until EOF.
+    sandbox = _tree_limited(total_memory_bytes=160 << 20)
+    try:
+        hog = "(head -c 60000000 /dev/zero; sleep 2) | tail -c 60000000 | wc -c"
+        assert sandbox.run(hog).stdout == "60000000\n"  # one alone fits
+        result = sandbox.run(" & ".join([f"({hog})"] * 4) + " & wait")
+        assert result.stdout.count("60000000") <= 2
+        assert sandbox.run("echo alive").stdout == "alive\n"  # the session survives the OOM kills
+    finally:
+        sandbox.close()
+
+
+def test_cpu_is_limited_across_processes():
+    sandbox = _tree_limited(cpus=0.1)
+    try:
+        spin = "timeout 2 sh -c 'while :; do :; done'"
+        result = sandbox.run(f"{spin} & {spin} & wait; times")
+        children = result.stdout.splitlines()[-1].split()  # user and system time of the children
+        used = sum(
+            float(t.split("m")[0]) * 60 + float(t.split("m")[1].rstrip("s")) for t in children
+        )
+        assert used < 0.6  # two spinners for 2 s: 4 CPU-seconds unlimited, <= ~0.3 at 0.1 CPU
+    finally:
+        sandbox.close()
