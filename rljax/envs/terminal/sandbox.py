@@ -257,6 +257,11 @@ class Sandbox:
         self._cwd = cwd
 
     @property
+    def host_dir(self) -> str:
+        """The host directory of this session's control files (removed by `close`)."""
+        return self._state.dir
+
+    @property
     def cwd(self) -> str:
         """The current working directory inside the container."""
         return self._cwd

@@ -2,17 +2,16 @@
 
 import errno
 import functools
-import glob
 import os
 import shutil
 import signal
-import tempfile
 import time
 
 import numpy as np
 import pytest
 
 from rljax.envs.base import Verdict
+from rljax.envs.terminal import sandbox as sandbox_module
 from rljax.envs.terminal import seccomp
 from rljax.envs.terminal.backend import TerminalBackend
 from rljax.envs.terminal.episode import TerminalEpisode
@@ -160,15 +159,6 @@ def test_file_size_and_memory_limits():
         sandbox.close()
 
 
-def _with_host_dir(make):
-    """(sandbox, its host directory), found as the new rljax-sandbox-* entry of the temp dir."""
-    pattern = os.path.join(tempfile.gettempdir(), "rljax-sandbox-*")
-    before = set(glob.glob(pattern))
-    sandbox = make()
-    (host_dir,) = set(glob.glob(pattern)) - before
-    return sandbox, host_dir
-
-
 @pytest.mark.parametrize("command,limits", [
     ("for i in 1 2 3; do head -c 600000 /dev/zero > f$i; done", {"disk_bytes": 1 << 20}),
     ("touch a{1..80}", {"max_entries": 50}),
@@ -186,7 +176,7 @@ def test_disk_quota_is_enforced_by_the_kernel(command, limits):
 
 def test_quota_holds_under_paths_longer_than_path_max():
     # The old post-command walk could not measure files under paths longer than 4,096 bytes.
-    sandbox, host_dir = _with_host_dir(lambda: Sandbox(FILES, timeout_s=10, disk_bytes=1 << 20))
+    sandbox = Sandbox(FILES, timeout_s=10, disk_bytes=1 << 20)
     try:
         name = "d" * 200
         result = sandbox.run(
@@ -198,12 +188,12 @@ def test_quota_holds_under_paths_longer_than_path_max():
         assert not result.fatal and sandbox.run("echo alive").stdout == "alive\n"
     finally:
         sandbox.close()
-    assert not os.path.exists(host_dir)
+    assert not os.path.exists(sandbox.host_dir)
 
 
 def test_a_very_deep_tree_neither_crashes_the_sandbox_nor_its_close():
     # The old post-command walk recursed once per level: about 1,000 levels raised RecursionError.
-    sandbox, host_dir = _with_host_dir(lambda: Sandbox(FILES, timeout_s=20))
+    sandbox = Sandbox(FILES, timeout_s=20)
     hundred = "d/" * 100
     result = sandbox.run(
         f"for i in $(seq 11); do mkdir -p {hundred} && cd {hundred} || exit 1; done; echo deep"
@@ -211,7 +201,7 @@ def test_a_very_deep_tree_neither_crashes_the_sandbox_nor_its_close():
     assert result.exit_code == 0 and result.stdout == "deep\n"
     assert sandbox.list_dir("/data") == ["d", "f00", "sub"]
     sandbox.close()
-    assert not os.path.exists(host_dir)
+    assert not os.path.exists(sandbox.host_dir)
 
 
 def test_commands_over_128_kib_run(box):
@@ -280,7 +270,7 @@ def test_commands_cannot_kill_the_session():
 def test_close_removes_the_directory_and_ends_the_session():
     sandbox = Sandbox(FILES)
     sandbox.run("mkdir d && chmod 000 d")
-    host_dir = sandbox._state.dir
+    host_dir = sandbox.host_dir
     session = sandbox._state.process
     sandbox.close()
     sandbox.close()
@@ -455,3 +445,26 @@ def test_cpu_is_limited_across_processes():
         assert used < 0.6  # two spinners for 2 s: 4 CPU-seconds unlimited, <= ~0.3 at 0.1 CPU
     finally:
         sandbox.close()
+
+
+def test_cgroup_v2_layout(tmp_path, monkeypatch):
+    # This machine may only have cgroup v1: check the v2 files on a stand-in directory.
+    monkeypatch.setattr(sandbox_module, "_cgroup2_root", lambda: str(tmp_path))
+    limits = sandbox_module._TreeLimits("rljax-sandbox-test")
+    note = limits.create(256 << 20, 0.5, 32)
+    assert note.startswith("cgroup v2 ")
+    group = tmp_path / "rljax-sandbox-test"
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+memory +cpu +pids"
+    expected = {
+        "memory.max": "268435456",
+        "memory.swap.max": "0",
+        "cpu.max": "50000 100000",
+        "pids.max": "32",
+    }
+    assert {name: (group / name).read_text() for name in expected} == expected
+    limits.attach(1234)
+    assert (group / "cgroup.procs").read_text() == "1234"
+    for child in group.iterdir():
+        child.unlink()
+    limits.release()
+    assert not group.exists()
