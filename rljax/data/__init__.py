@@ -6,6 +6,7 @@ from rljax.data.chat import (
     Rendered,
     Role,
     Turn,
+    chat_format,
     encode_action,
     end_token_id,
     format_warnings,
@@ -13,7 +14,9 @@ from rljax.data.chat import (
     render_observation,
     render_prompt,
     render_segments,
+    resolve_format,
     role_masks,
+    stop_token_ids,
 )
 from rljax.data.tokenizer import BUILTIN_DIR, SPECIAL_TOKENS, load_tokenizer
 
@@ -25,6 +28,7 @@ __all__ = [
     "Rendered",
     "Role",
     "Turn",
+    "chat_format",
     "encode_action",
     "end_token_id",
     "format_warnings",
@@ -33,5 +37,7 @@ __all__ = [
     "render_observation",
     "render_prompt",
     "render_segments",
+    "resolve_format",
     "role_masks",
+    "stop_token_ids",
 ]

@@ -35,13 +35,13 @@ import numpy as np
 import transformers
 
 from rljax.data.chat import (
-    DEFAULT_FORMAT,
     ChatFormat,
     Rendered,
     Role,
-    end_token_id,
     render_observation,
     render_prompt,
+    resolve_format,
+    stop_token_ids,
 )
 from rljax.envs.base import (
     ClosableEpisode,
@@ -52,6 +52,7 @@ from rljax.envs.base import (
     TaskFamily,
     Verdict,
 )
+from rljax.envs.reward import call_reward
 from rljax.envs.stages import StageScheme
 from rljax.rollout.batch import RowRecord, pack_rows
 from rljax.rollout.session import DecodeSessionProtocol
@@ -70,7 +71,13 @@ class SingleTurnEpisode:
         return Observation(text="", done=True)
 
     def verdict(self) -> Verdict:
-        return self._family.verify(self._task, self._response)
+        return call_reward(self._family.verify, self._task, self._response)
+
+
+def _episode_verdict(task: Task, episode: Episode) -> Verdict:
+    """The episode's verdict (for `call_reward`, which names `task` if it raises)."""
+    del task
+    return episode.verdict()
 
 
 def start_episode(family: TaskFamily, task: Task) -> Episode:
@@ -131,7 +138,7 @@ def rollout(
     group_size: int = 1,
     max_turns: int | Sequence[int] = 1,
     max_new_tokens: int | None = None,
-    fmt: ChatFormat = DEFAULT_FORMAT,
+    fmt: ChatFormat | None = None,
     stage_scheme: StageScheme | None = None,
     truncation_reward: float = 0.0,
     pad_multiple: int = 64,
@@ -147,7 +154,8 @@ def rollout(
         group_size: G samples per task.
         max_turns: assistant turns per row, an int or one per row [B].
         max_new_tokens: generated tokens per turn (None: only the context budget limits a turn).
-        fmt: chat format.
+        fmt: chat format (None: the tokenizer's chat template, or the built-in glue without one;
+            `rljax.data.chat.resolve_format`). A turn stops at its end marker or the tokenizer's eos.
         stage_scheme: stage tags for `stage_ids` (None: -1 everywhere).
         truncation_reward: reward of a row that ran out of token budget.
         pad_multiple: the padded length T is a multiple of this.
@@ -171,7 +179,8 @@ def rollout(
         raise ValueError("tokenizer has no pad token; set tokenizer.pad_token before rolling out")
     row_tasks = [task for task in tasks for _ in range(group_size)]
     limits = _per_row(max_turns, len(row_tasks), "max_turns")
-    stop_ids = frozenset({end_token_id(tokenizer, fmt)})
+    fmt = resolve_format(tokenizer, fmt)
+    stop_ids = stop_token_ids(tokenizer, fmt)
     rows = [
         _Row(task, start_episode(family, task), limit, [], [], [])
         for task, limit in zip(row_tasks, limits)
@@ -232,7 +241,9 @@ def _advance(
         row.stop = "token_budget"
         return []
     observation = row.episode.step(
-        tokenizer.decode(generation.tokens[:-1], skip_special_tokens=False)
+        tokenizer.decode(
+            generation.tokens[:-1], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
     )
     if observation.done or row.turns >= row.turn_limit:
         row.stop = "done" if observation.done else "turn_limit"
@@ -260,7 +271,7 @@ def _check_lengths(rows: Sequence[_Row], lengths: Sequence[int]) -> None:
 
 
 def _finish(row: _Row, group_id: int, truncation_reward: float) -> RowRecord:
-    verdict = row.episode.verdict()
+    verdict = call_reward(_episode_verdict, row.task, row.episode)
     if isinstance(row.episode, ClosableEpisode):  # e.g. a terminal episode's sandbox
         row.episode.close()
     info = {**verdict.info, "uid": row.task.uid, "stop": row.stop}

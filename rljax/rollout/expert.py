@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import transformers
 
-from rljax.data.chat import DEFAULT_FORMAT, ChatFormat
+from rljax.data.chat import ChatFormat
 from rljax.envs.base import MultiTurnFamily, Task, TaskFamily
 from rljax.envs.stages import StageScheme
 from rljax.rollout.agent import rollout
@@ -43,7 +43,7 @@ def expert_trajectories(
     noise: float = 0.0,
     *,
     max_tokens: int | None = None,
-    fmt: ChatFormat = DEFAULT_FORMAT,
+    fmt: ChatFormat | None = None,
     stage_scheme: StageScheme | None = None,
     pad_multiple: int = 64,
 ) -> Trajectories:
@@ -62,7 +62,7 @@ def expert_trajectories(
         rng: the expert's randomness (consumed task by task, in order).
         noise: the expert's mistake rate.
         max_tokens: context budget of each row (None: unlimited).
-        fmt: chat format.
+        fmt: chat format (None: the tokenizer's).
         stage_scheme: stage tags for `stage_ids` (None: -1 everywhere).
         pad_multiple: the padded length T is a multiple of this.
 

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import transformers
 
-from rljax.data.chat import DEFAULT_FORMAT, ChatFormat, encode_action
+from rljax.data.chat import ChatFormat, encode_action
 from rljax.sampling.session import Generation
 
 
@@ -59,7 +59,7 @@ class ScriptedSession:
         tokenizer: any fast tokenizer.
         actions: [B] lists of action texts, one per assistant turn.
         max_len: context capacity of every row.
-        fmt: the chat format whose end marker closes each action.
+        fmt: the chat format whose end marker closes each action (None: the tokenizer's).
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class ScriptedSession:
         actions: Sequence[Sequence[str]],
         *,
         max_len: int,
-        fmt: ChatFormat = DEFAULT_FORMAT,
+        fmt: ChatFormat | None = None,
     ):
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")

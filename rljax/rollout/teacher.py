@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import transformers
 
-from rljax.data.chat import DEFAULT_FORMAT, ChatFormat, render_prompt
+from rljax.data.chat import ChatFormat, render_prompt
 from rljax.envs.base import Task
 from rljax.rollout.batch import bucket_length
 from rljax.rollout.types import Trajectories
@@ -93,7 +93,7 @@ def build_teacher_batch(
     *,
     group_size: int,
     seed: int,
-    fmt: ChatFormat = DEFAULT_FORMAT,
+    fmt: ChatFormat | None = None,
     pad_multiple: int = 64,
 ) -> dict[str, np.ndarray]:
     """The teacher sequences and the student-to-teacher index of a rollout batch (ASD-7).
@@ -108,7 +108,7 @@ def build_teacher_batch(
             whether the row's own response was correct; e.g. `KeySearchFamily.teacher_context`.
         group_size: G.
         seed: with the batch's tokens, seeds the uniform peer choice (reproducible on resume).
-        fmt: the chat format of the rollout.
+        fmt: the chat format of the rollout (None: the tokenizer's).
         pad_multiple: T' is a multiple of this.
 
     Returns:
