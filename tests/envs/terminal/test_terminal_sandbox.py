@@ -295,6 +295,10 @@ def test_constructor_validation():
         Sandbox(timeout_s=0)
     with pytest.raises(ValueError, match="cwd"):
         Sandbox(FILES, cwd="/data/f00")
+    with pytest.raises(ValueError, match="total_memory_bytes"):
+        Sandbox(FILES, disk_bytes=64 << 20, total_memory_bytes=100 << 20)
+    with pytest.raises(ValueError, match="initial files do not fit the workspace"):
+        Sandbox({"/data/big": "x" * 2_000_000}, disk_bytes=1 << 20)
 
 
 @pytest.mark.parametrize(
