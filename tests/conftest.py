@@ -14,3 +14,17 @@ import hypothesis  # noqa: E402
 # Property tests draw the same examples on every run (CI results do not depend on luck).
 hypothesis.settings.register_profile("rljax", derandomize=True, database=None, deadline=None)
 hypothesis.settings.load_profile("rljax")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(
+    scope="session", params=[pytest.param(False, id="nojit"), pytest.param(True, id="jit")]
+)
+def variant(request):
+    """Runs a test twice: `variant(f)` is `f` itself (nojit), then `jax.jit(f)` (jit).
+
+    Every loss is tested jitted and not (STYLE.md). Session scope keeps the fixture usable from
+    hypothesis `@given` tests (they reject function-scoped fixtures).
+    """
+    return jax.jit if request.param else (lambda f: f)

@@ -9,10 +9,6 @@ import pytest
 
 from rljax.losses.advantages import group_advantages, rloo_advantages
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 # grpo.md E1, G = 4: rewards -> (GRPO unbiased eps 1e-6, Dr.GRPO, RLOO).
 E1_REWARDS = np.array([[1, 0, 0, 0], [0.9, 0.8, 0.7, 0.85], [1, 1, 1, 1]], np.float32)
 E1_GRPO = [
@@ -24,23 +20,19 @@ E1_DRGRPO = [[0.75, -0.25, -0.25, -0.25], [0.0875, -0.0125, -0.1125, 0.0375], [0
 E1_RLOO = [[1, -0.333333, -0.333333, -0.333333], [0.116667, -0.0166667, -0.15, 0.05], [0, 0, 0, 0]]
 
 
-@VARIANTS
 def test_grpo_e1(variant):
     np.testing.assert_allclose(variant(group_advantages)(E1_REWARDS), E1_GRPO, rtol=5e-6, atol=1e-6)
 
 
-@VARIANTS
 def test_drgrpo_e1(variant):
     fn = variant(functools.partial(group_advantages, scale="none"))
     np.testing.assert_allclose(fn(E1_REWARDS), E1_DRGRPO, atol=1e-6)
 
 
-@VARIANTS
 def test_rloo_e1(variant):
     np.testing.assert_allclose(variant(rloo_advantages)(E1_REWARDS), E1_RLOO, atol=1e-6)
 
 
-@VARIANTS
 def test_single_sample_group_e1(variant):
     rewards = np.array([[0.7]], np.float32)
     np.testing.assert_allclose(variant(group_advantages)(rewards), [[0.6999993]], rtol=1e-7)
@@ -49,7 +41,6 @@ def test_single_sample_group_e1(variant):
     np.testing.assert_allclose(variant(rloo_advantages)(rewards), [[0.7]], rtol=1e-7)
 
 
-@VARIANTS
 def test_population_std(variant):
     # [1,0,0,0]: population sigma = sqrt(0.1875) = 0.4330127; A = (r - 0.25) / (sigma + 1e-6).
     fn = variant(functools.partial(group_advantages, std="population"))
@@ -58,7 +49,6 @@ def test_population_std(variant):
     np.testing.assert_allclose(fn(E1_REWARDS[:1]), expected[None], rtol=1e-6)
 
 
-@VARIANTS
 @pytest.mark.parametrize("std", ["unbiased", "population"])
 def test_all_equal_non_dyadic_group_is_exactly_zero(variant, std):
     # 1.1 is not representable: the float32 mean of three 1.1s rounds away from 1.1, and without

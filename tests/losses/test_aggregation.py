@@ -9,10 +9,6 @@ import pytest
 
 from rljax.losses.aggregation import MODES, aggregate, aggregate_sums
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 # grpo.md E3: per-token losses [1, 2] (n = 2) and [3, 4, 5, 6] (n = 4), T = 4, L_norm = 8.
 E3_VALUES = np.array([[1, 2, 0, 0], [3, 4, 5, 6]], np.float32)
 E3_MASK = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], np.float32)
@@ -24,21 +20,18 @@ E3_EXPECTED = {
 }
 
 
-@VARIANTS
 @pytest.mark.parametrize("mode", MODES)
 def test_e3(variant, mode):
     fn = variant(functools.partial(aggregate, mode=mode, max_len=8))
     np.testing.assert_allclose(fn(E3_VALUES, E3_MASK), E3_EXPECTED[mode], rtol=1e-7)
 
 
-@VARIANTS
 def test_sum_norm_defaults_to_t(variant):
     # L_norm = T = 4: (3 + 18) / 4 / 2 = 2.625.
     fn = variant(functools.partial(aggregate, mode="seq-mean-token-sum-norm"))
     np.testing.assert_allclose(fn(E3_VALUES, E3_MASK), 2.625, rtol=1e-7)
 
 
-@VARIANTS
 @pytest.mark.parametrize("mode", MODES)
 def test_padding_garbage_and_empty_rows(variant, mode):
     # An all-masked row with inf/NaN garbage is excluded (not in B_v, except sum-norm's constant B).

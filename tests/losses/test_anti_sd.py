@@ -22,9 +22,6 @@ from rljax.losses.anti_sd import (
     token_entropy,
 )
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
 SETTINGS = hypothesis.settings(max_examples=30, deadline=None)
 
 # E2: student / teacher log-probs giving u = [-2, 0, 2].
@@ -46,7 +43,6 @@ def _run_gate(medians, variant, **init_kwargs):
     return state, gates
 
 
-@VARIANTS
 def test_e1_jsd_kernel_values(variant):
     u = np.array([-20, -2, -0.5, 0, 0.5, 2, 3.1, 5], np.float32)
     expected = [-0.346574, -0.283110, -0.109535, 0.0, 0.140465, 0.716890, 1.22546, 2.15678]
@@ -64,7 +60,6 @@ def test_jsd_kernel_identities(u):
     assert np.all(np.sign(phi[np.abs(u) > 1e-3]) == np.sign(u[np.abs(u) > 1e-3]))
 
 
-@VARIANTS
 def test_e2_antisd_delta_equals_half_log_ratio_of_mixture(variant):
     delta = variant(anti_sd_advantages)(np.zeros(1, np.float32), STUDENT, TEACHER, MASK, coef=1.0)
     np.testing.assert_allclose(delta, [[0.283110, 0.0, -0.716890]], atol=2e-6)
@@ -72,7 +67,6 @@ def test_e2_antisd_delta_equals_half_log_ratio_of_mixture(variant):
     np.testing.assert_allclose(delta, 0.5 * np.log(2 * p_s / (p_s + p_t)), atol=2e-6)
 
 
-@VARIANTS
 @pytest.mark.parametrize(
     "kernel, direction, expected",
     [
@@ -88,13 +82,11 @@ def test_e3_direction_table(variant, kernel, direction, expected):
     np.testing.assert_allclose(a_tok, [expected], atol=2e-6)
 
 
-@VARIANTS
 def test_e3_all_equal_group_keeps_token_term(variant):
     a_tok = variant(anti_sd_advantages)(np.zeros(1, np.float32), STUDENT, TEACHER, MASK)
     np.testing.assert_allclose(a_tok, [[0.141555, 0.0, -0.358445]], atol=2e-6)
 
 
-@VARIANTS
 def test_multiplicative_composition(variant):
     fn = functools.partial(anti_sd_advantages, coef=0.5, compose="mult")
     a_tok = variant(fn)(np.array([0.5], np.float32), STUDENT, TEACHER, MASK)
@@ -102,14 +94,12 @@ def test_multiplicative_composition(variant):
     np.testing.assert_allclose(a_tok, [[0.5707775, 0.5, 0.3207775]], atol=2e-6)
 
 
-@VARIANTS
 def test_traced_coefficient_from_gate(variant):
     fn = lambda gate, *arrays: anti_sd_advantages(*arrays, coef=gate * 0.5)  # noqa: E731
     closed = variant(fn)(jnp.float32(0.0), np.array([0.5], np.float32), STUDENT, TEACHER, MASK)
     np.testing.assert_allclose(closed, np.full((1, 3), 0.5), atol=1e-7)
 
 
-@VARIANTS
 def test_zero_length_response_and_garbage_padding_are_finite(variant):
     seq_adv = np.array([1.0, -1.0], np.float32)
     student = np.array([[-0.5, np.nan, -np.inf], [np.inf, np.nan, 0.0]], np.float32)
@@ -129,7 +119,6 @@ def test_no_gradient_into_targets():
         np.testing.assert_array_equal(g, np.zeros_like(g))
 
 
-@VARIANTS
 def test_kernel_gradients_match_hand_formula_and_finite_differences(variant):
     student = np.array([-1.2, -0.7, -2.5, -0.1], np.float64)
     teacher = np.array([-3.2, -0.7, -0.5, -4.0], np.float64)
@@ -182,7 +171,6 @@ def test_e6_divergence_gradient_identity(seed):
         np.testing.assert_allclose(identity, fd, atol=1e-6)
 
 
-@VARIANTS
 def test_e4_teacher_entropy(variant):
     logits = np.log(np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]], np.float32))
     np.testing.assert_allclose(variant(token_entropy)(logits), [0.801819, math.log(3)], atol=1e-6)
@@ -199,13 +187,11 @@ def test_teacher_entropy_median_matches_numpy(entropy, mask):
     np.testing.assert_allclose(got, np.median(entropy[mask]), rtol=1e-6, atol=1e-37)
 
 
-@VARIANTS
 def test_teacher_entropy_median_without_valid_tokens_is_nan(variant):
     got = variant(teacher_entropy_median)(np.ones((2, 3), np.float32), np.zeros((2, 3), bool))
     assert np.isnan(got)
 
 
-@VARIANTS
 def test_e5_gate_sequence(variant):
     state, gates = _run_gate(E5_MEDIANS, variant)
     np.testing.assert_allclose(np.array(gates) * 0.5, E5_LAMBDAS)
@@ -214,7 +200,6 @@ def test_e5_gate_sequence(variant):
     assert int(state.step) == 10
 
 
-@VARIANTS
 def test_gate_warmup_boundary_can_close_immediately(variant):
     # H_warm = 1.0, tau_down = 0.9; step W opens the gate, then applies the update with H_W.
     _, gates = _run_gate([1.0, 1.0, 0.89], variant, warmup_steps=2, down_ratio=0.9)
@@ -223,7 +208,6 @@ def test_gate_warmup_boundary_can_close_immediately(variant):
     assert gates == [0.0, 0.0, 1.0]
 
 
-@VARIANTS
 def test_gate_hysteresis_both_ways(variant):
     # H_warm = 2.0, tau_down = 1.5: open stays open down to 1.5, closed stays closed below 2.0.
     medians = [2.0, 1.6, 1.5, 1.49, 1.5, 1.99, 2.0, 1.7, 1.4, 2.5]
@@ -231,7 +215,6 @@ def test_gate_hysteresis_both_ways(variant):
     assert gates == [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0]
 
 
-@VARIANTS
 def test_gate_ignores_steps_without_valid_tokens(variant):
     medians = [0.40, np.nan, 0.42, 0.38, 0.41, 0.39] + E5_MEDIANS[5:]
     state, gates = _run_gate(medians, variant)

@@ -18,10 +18,6 @@ from rljax.losses.delta_stats import (
     delta_temperatures_from_sums,
 )
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 # delta.md section 6: H = 2, P = 2, G = 2, T = 2; proxies v given directly (p = 0, so v = h).
 V = np.array(
     [[[2, 0], [0, 1]], [[-2, 0], [1, 1]], [[0.5, 0.5], [7, 7]], [[0.3, 0.3], [-7, 7]]], np.float32
@@ -94,7 +90,6 @@ def reference_coefficients(
     return c * m.sum() / max(c.sum(), eps) if normalize else c
 
 
-@VARIANTS
 def test_worked_example(variant):
     raw = variant(functools.partial(delta_coefficients, normalize=False))(V, PROBS, ADV, MASK)
     np.testing.assert_allclose(
@@ -135,7 +130,6 @@ def test_worked_example_intermediates():
     np.testing.assert_allclose(margins.margin_sq_sum_neg, 10.1469**2 + 4.14047**2, rtol=5e-6)
 
 
-@VARIANTS
 @pytest.mark.parametrize(
     "kwargs,expected",
     [
@@ -149,7 +143,6 @@ def test_worked_example_variants(variant, kwargs, expected):
     np.testing.assert_allclose(fn(V, PROBS, ADV, MASK)[:2], expected, rtol=5e-6)
 
 
-@VARIANTS
 def test_symmetric_shared_token(variant):
     v = V.copy()
     v[1, 1] = [0, 1]  # identical to the positive side's second token
@@ -160,7 +153,6 @@ def test_symmetric_shared_token(variant):
     np.testing.assert_allclose(coeffs[2:, 0], 0.807789, rtol=5e-6)
 
 
-@VARIANTS
 def test_proxy_uses_one_minus_p(variant):
     # h = v / (1 - p) with p = 0.5 reproduces the example; proxy "h" ignores p.
     probs = np.full((4, 2), 0.5, np.float32)
@@ -171,7 +163,6 @@ def test_proxy_uses_one_minus_p(variant):
     np.testing.assert_allclose(h_only, expected, rtol=1e-5)
 
 
-@VARIANTS
 @pytest.mark.parametrize(
     "options",
     [
@@ -235,13 +226,11 @@ def test_stat_shards_are_independent():
     np.testing.assert_allclose(sharded, np.concatenate(halves), rtol=2e-5, atol=1e-6)
 
 
-@VARIANTS
 def test_all_groups_equal(variant):
     coeffs = variant(delta_coefficients)(V, PROBS, np.zeros(4, np.float32), MASK)
     np.testing.assert_allclose(coeffs, MASK, rtol=1e-6)
 
 
-@VARIANTS
 def test_side_with_one_token_and_empty_side(variant):
     # One Pos token, no Neg token: the Pos token gets c_max, the empty side's mu = 0 is harmless.
     adv = np.array([0.5, 0.0, 0.0, 0.0], np.float32)
@@ -253,7 +242,6 @@ def test_side_with_one_token_and_empty_side(variant):
     np.testing.assert_allclose(np.sum(coeffs), np.sum(mask), rtol=1e-6)
 
 
-@VARIANTS
 def test_zero_length_rows(variant):
     mask = MASK.copy()
     mask[1] = 0  # the only negative response has no tokens

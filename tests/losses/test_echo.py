@@ -14,10 +14,6 @@ from rljax.losses.advantages import group_advantages
 from rljax.losses.echo import echo_coefficient, echo_env_loss, echo_env_metrics, echo_loss
 from rljax.losses.policy import policy_loss
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 
 def _mask(positions, length=10):
     out = np.zeros(length, np.float32)
@@ -40,7 +36,6 @@ E3 = dict(
 )
 
 
-@VARIANTS
 @pytest.mark.parametrize(
     "target,normalization,expected",
     [
@@ -57,7 +52,6 @@ def test_e2_env_loss(variant, target, normalization, expected):
     np.testing.assert_allclose(loss, expected, rtol=2e-6)
 
 
-@VARIANTS
 def test_e2_full_observation_target(variant):
     # s = the whole observation message: (0.05 + 3 + 4 + 0.5 + 1 + 2 + 0.1) / (5 + 0.001).
     fn = variant(functools.partial(echo_env_loss, target="full_observation"))
@@ -65,7 +59,6 @@ def test_e2_full_observation_target(variant):
     np.testing.assert_allclose(loss, 10.65 / 5.001, rtol=1e-6)
 
 
-@VARIANTS
 def test_env_mask_may_include_warnings(variant):
     # The rollout's Trajectories put warnings inside env_mask; the result must not change.
     fn = variant(echo_env_loss)
@@ -73,7 +66,6 @@ def test_env_mask_may_include_warnings(variant):
     np.testing.assert_allclose(loss, 0.699860, rtol=2e-6)
 
 
-@VARIANTS
 def test_e1_temperature_scaled_logprob(variant):
     # echo.md E1: logits [2, 0.5, -1] / 0.8, target 0 -> l = -0.162861; one env token, obs 1.
     logp = jax.nn.log_softmax(jnp.array([2.0, 0.5, -1.0]) / 0.8)[0]
@@ -81,7 +73,6 @@ def test_e1_temperature_scaled_logprob(variant):
     np.testing.assert_allclose(loss, 0.162861 / 1.001, rtol=2e-6)
 
 
-@VARIANTS
 @pytest.mark.parametrize("rewards", [[1.0, 0.0], [0.0, 0.0]])
 def test_e3_total_loss_and_gradients(variant, rewards):
     adv = group_advantages(np.array([rewards], np.float32)).reshape(-1)
@@ -120,7 +111,6 @@ def test_e3_total_loss_and_gradients(variant, rewards):
     np.testing.assert_allclose(grad[1, 2:6], -0.00624844, rtol=5e-6)
 
 
-@VARIANTS
 def test_e4_pooled_heldout_ce(variant):
     hits = np.zeros((2, 10), bool)
     hits[0, 6] = hits[1, 2] = hits[1, 3] = True
@@ -130,7 +120,6 @@ def test_e4_pooled_heldout_ce(variant):
     np.testing.assert_allclose(metrics["token_count"], 7)
 
 
-@VARIANTS
 def test_training_log_metrics(variant):
     _, metrics = variant(echo_env_loss)(E3["logprobs"], E3["env_mask"], E3["warning_mask"])
     np.testing.assert_allclose(metrics["ce_env_per_token"], 6.5 / 7.001, rtol=1e-6)
@@ -138,7 +127,6 @@ def test_training_log_metrics(variant):
     np.testing.assert_allclose(metrics["ce_selected_per_token"], 6.5 / 7.001, rtol=1e-6)
 
 
-@VARIANTS
 def test_e5_schedules(variant):
     linear = variant(
         functools.partial(
@@ -164,7 +152,6 @@ def test_e5_schedules(variant):
     np.testing.assert_allclose(variant(echo_coefficient)(7), 0.05, rtol=1e-6)
 
 
-@VARIANTS
 def test_env_only_rows(variant):
     # A verifier-free row trains only through the env term.
     adv = np.array([1.0, -1.0], np.float32)
@@ -187,7 +174,6 @@ def test_env_only_rows(variant):
     np.testing.assert_allclose(grad[0, :3], -1.0 / 6, rtol=1e-5)
 
 
-@VARIANTS
 def test_empty_env_mask_gives_zero(variant):
     logp = jnp.asarray(E3["logprobs"]).at[:, 9].set(-jnp.inf)  # garbage where nothing is selected
     zeros = np.zeros((2, 10), np.float32)

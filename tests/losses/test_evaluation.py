@@ -2,15 +2,10 @@
 
 import math
 
-import jax
 import numpy as np
 import pytest
 
 from rljax.losses.evaluation import maj_at_k, pass_at_k
-
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +38,6 @@ def test_pass_at_k_bad_input():
         pass_at_k(4, 1, 5)
 
 
-@VARIANTS
 def test_maj_at_k(variant):
     answers = np.array(
         [

@@ -20,10 +20,6 @@ from rljax.losses.golong import (
 )
 from rljax.losses.shaping import dynamic_sampling_mask
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 # golongrl.md E1: task 0 (binary) p0, p1; task 1 (continuous) p2, p3; G = 4.
 REWARDS = np.array(
     [[1, 0, 0, 0], [1, 1, 1, 0], [0.9, 0.8, 0.7, 0.85], [0.2, 0.6, 0.1, 0.3]], np.float32
@@ -51,30 +47,25 @@ P2_LOW_ALPHA = [0.323105, -0.125470, -1.12923, 0.138474]
 CLOSE = dict(rtol=5e-6, atol=2e-6)  # six digits, p3's zero "up to float rounding"
 
 
-@VARIANTS
 def test_e1_grpo_baseline(variant):
     np.testing.assert_allclose(variant(group_advantages)(REWARDS), E1_GRPO, **CLOSE)
 
 
-@VARIANTS
 def test_e1_tmn(variant):
     fn = variant(functools.partial(tmn_advantages, num_tasks=2))
     np.testing.assert_allclose(fn(REWARDS, TASKS), E1_TMN, **CLOSE)
 
 
-@VARIANTS
 def test_e1_tmn_reweight(variant):
     fn = variant(functools.partial(tmn_reweight_advantages, num_tasks=2))
     np.testing.assert_allclose(fn(REWARDS, TASKS), E1_REWEIGHT, **CLOSE)
 
 
-@VARIANTS
 def test_e1_pass_rates(variant):
     fn = variant(functools.partial(tmn_pass_rates, num_tasks=2))
     np.testing.assert_allclose(fn(REWARDS, TASKS), [0.25, 0.75, 0.75, 0.25])
 
 
-@VARIANTS
 @pytest.mark.parametrize(
     "alpha,expected_p2", [(0.0, P2_LOW_ALPHA), (0.5, P2_LOW_ALPHA), (1.0, E1_TMN[2])]
 )
@@ -85,7 +76,6 @@ def test_e1_alpha_variants(variant, alpha, expected_p2):
     np.testing.assert_allclose(out[[0, 1, 3]], np.asarray(E1_REWEIGHT)[[0, 1, 3]], **CLOSE)
 
 
-@VARIANTS
 def test_e1_cv_diagnostic(variant):
     cv = variant(functools.partial(task_advantage_cv, num_tasks=2))
     dr_grpo = group_advantages(REWARDS, scale="none")
@@ -96,7 +86,6 @@ def test_e1_cv_diagnostic(variant):
     )
 
 
-@VARIANTS
 def test_task_mean_advantages(variant):
     # QwenLong-style: z-score against all 8 samples of the task (population std option).
     expected = np.zeros_like(REWARDS)
@@ -107,7 +96,6 @@ def test_task_mean_advantages(variant):
     np.testing.assert_allclose(fn(REWARDS, TASKS), expected, rtol=1e-5, atol=1e-6)
 
 
-@VARIANTS
 def test_group_mask_equals_filtered_batch(variant):
     # Dynamic sampling: a constant group of task 1 is dropped before the task statistics.
     rewards = np.concatenate([REWARDS, [[0.5, 0.5, 0.5, 0.5]]]).astype(np.float32)
@@ -122,7 +110,6 @@ def test_group_mask_equals_filtered_batch(variant):
     np.testing.assert_allclose(unmasked[2], np.asarray(E1_TMN[2]) * np.sqrt(1.5), rtol=1e-5)
 
 
-@VARIANTS
 def test_all_constant_task_gives_zero(variant):
     rewards = np.array([[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0]], np.float32)
     tasks = np.array([0, 0, 1], np.int32)
@@ -137,7 +124,6 @@ def test_all_constant_task_gives_zero(variant):
     np.testing.assert_allclose(out[:2], [[0.5 / 0.500001] * 4, [-0.5 / 0.500001] * 4], rtol=1e-6)
 
 
-@VARIANTS
 def test_tmn_constant_non_dyadic_task_gives_zero(variant):
     # Issue 14.2, golongrl.md LONG-4: a task whose groups are all constant has s_j = 0 and A = 0.
     # The float32 mean of eight 0.7s is not 0.7; before the all-equal guard TMN gave 0.056 and
@@ -151,7 +137,6 @@ def test_tmn_constant_non_dyadic_task_gives_zero(variant):
     np.testing.assert_array_equal(out, 0.0)
 
 
-@VARIANTS
 def test_task_mean_unbiased_default(variant):
     # Issue 14.3: the official code divides by the unbiased task std: rewards [[1, 0]] have mean
     # 0.5 and std sqrt(0.5) -> +-0.707107 (population option: +-1.0).
@@ -170,7 +155,6 @@ def test_task_mean_unbiased_default(variant):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
-@VARIANTS
 def test_single_sample_groups(variant):
     # G = 1: mu_p := 0, var_p := 1, so s_j = 1 and TMN gives r / (1 + eps); mu~_p := m_j = 0 and
     # p_hat = [r > 0]; r > mu_p = 0 uses w+ = exp(0.5 - p_hat).

@@ -9,24 +9,18 @@ import pytest
 
 from rljax.losses.kl import kl_penalty
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 # grpo.md E4: (logp, logp_ref) -> k1, k2, k3.
 LOGP = np.array([[-1.0, -2.0]], np.float32)
 REF = np.array([[-1.5, -0.5]], np.float32)
 E4 = {"k1": [[0.5, -1.5]], "k2": [[0.125, 1.125]], "k3": [[0.106531, 1.98169]]}
 
 
-@VARIANTS
 @pytest.mark.parametrize("kind", ["k1", "k2", "k3"])
 def test_e4(variant, kind):
     fn = variant(functools.partial(kl_penalty, kind=kind))
     np.testing.assert_allclose(fn(LOGP, REF), E4[kind], rtol=1e-5)
 
 
-@VARIANTS
 def test_gradients(variant):
     # d k1 / d logp = 1; d k2 / d logp = logp - ref; d k3 / d logp = 1 - exp(ref - logp).
     expected = {"k1": np.ones_like(LOGP), "k2": LOGP - REF, "k3": 1 - np.exp(REF - LOGP)}
@@ -39,7 +33,6 @@ def test_gradients(variant):
         np.testing.assert_array_equal(grad_ref, 0.0)
 
 
-@VARIANTS
 def test_k3_clamps(variant):
     # d = ref - logp = 5: exp(5) - 6 = 142.4 -> clamped to 10; d = 30 -> clamped to 20 first.
     logp = np.array([[0.0, 0.0]], np.float32)

@@ -12,10 +12,6 @@ import pytest
 
 from rljax.losses.policy import clipped_surrogate, policy_loss
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
-
 # grpo.md E2, eps_low 0.2, eps_high 0.28, c_dual 3: one token per row.
 E2_ADV = np.array([1.5, 1.5, 1.5, -0.5, -0.5, -0.5], np.float32)
 E2_RHO = np.array([0.7, 1.0, 1.3, 0.7, 1.3, 5.0], np.float32)
@@ -37,7 +33,6 @@ def _loss(logp, old, adv, mask, **kwargs):
     return policy_loss(logp, old, adv, mask, **kwargs)[0]
 
 
-@VARIANTS
 def test_e2_values_and_branches(variant):
     fn = variant(functools.partial(clipped_surrogate, **E2_KWARGS))
     losses, diag = fn(E2_LOGP, OLD, E2_ADV, ONES)
@@ -46,13 +41,11 @@ def test_e2_values_and_branches(variant):
     np.testing.assert_array_equal(diag["dual_clipped"][:, 0], E2_DUAL)
 
 
-@VARIANTS
 def test_e2_gradients(variant):
     grad_fn = variant(jax.grad(lambda lp: jnp.sum(_per_token(lp, OLD, E2_ADV, ONES, **E2_KWARGS))))
     np.testing.assert_allclose(grad_fn(jnp.asarray(E2_LOGP))[:, 0], E2_GRAD, rtol=1e-5, atol=1e-7)
 
 
-@VARIANTS
 def test_e2_without_dual_clip(variant):
     kwargs = dict(clip_low=0.2, clip_high=0.28)
     fn = variant(functools.partial(_per_token, **kwargs))
@@ -63,7 +56,6 @@ def test_e2_without_dual_clip(variant):
     np.testing.assert_allclose(grad[5, 0], 2.5, rtol=1e-5)
 
 
-@VARIANTS
 def test_e2b_log_ratio_clamp_and_padding(variant):
     logp = np.array([[25.0, -30.0, -np.inf]], np.float32)
     old = np.array([[0.0, 0.0, 3.0]], np.float32)
@@ -79,7 +71,6 @@ def test_e2b_log_ratio_clamp_and_padding(variant):
     np.testing.assert_array_equal(grad, 0.0)
 
 
-@VARIANTS
 def test_on_policy_gradient_is_reinforce(variant):
     # rho = 1: d L / d logp = -A * mask / N for token-mean.
     rng = np.random.default_rng(1)
@@ -94,7 +85,6 @@ def test_on_policy_gradient_is_reinforce(variant):
     "clip_low, clip_high, adv",
     [(0.0, 0.28, 1.0), (0.0, 0.28, -1.0), (0.2, 0.0, 1.0), (0.2, 0.0, -1.0)],
 )
-@VARIANTS
 def test_one_sided_clip_on_policy_gradient(variant, clip_low, clip_high, adv):
     # Issue 14.1: rho = 1 sits on the bound of a one-sided clip; the loss is smooth there and
     # grpo.md GRPO-6 says the on-policy gradient is exactly -A (verl: -A). Before: 0.75 * (-A).
@@ -105,7 +95,6 @@ def test_one_sided_clip_on_policy_gradient(variant, clip_low, clip_high, adv):
     np.testing.assert_allclose(grad, [[-adv]], rtol=1e-6)
 
 
-@VARIANTS
 def test_dual_clip_tie_takes_unclipped_gradient(variant):
     # l = -A rho equals the dual bound -A c_dual exactly: the tie keeps the unclipped gradient -A rho.
     log_ratio = np.float32(1.0)
@@ -119,7 +108,6 @@ def test_dual_clip_tie_takes_unclipped_gradient(variant):
     np.testing.assert_allclose(fn(jnp.asarray(logp)), [[rho]], rtol=1e-6)
 
 
-@VARIANTS
 def test_seq_mean_token_mean_gradient(variant):
     # rho = 1, GRPO aggregation: d L / d logp[b, t] = -A[b] * mask / (n_b * B_v).
     logp = np.zeros((3, 4), np.float32)
@@ -130,7 +118,6 @@ def test_seq_mean_token_mean_gradient(variant):
     np.testing.assert_allclose(fn(jnp.asarray(logp), logp, adv, mask), expected, rtol=1e-6)
 
 
-@VARIANTS
 def test_metrics(variant):
     fn = variant(functools.partial(policy_loss, **E2_KWARGS))
     loss, metrics = fn(E2_LOGP, OLD, E2_ADV, ONES)

@@ -24,9 +24,6 @@ from rljax.losses.rubric_em import (
     terminal_broadcast_advantages,
 )
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
 SETTINGS = hypothesis.settings(max_examples=30, deadline=None)
 # Hypothesis examples reuse compiled programs (fixed shapes, static std and eps).
 JIT_STAGEWISE = jax.jit(stagewise_advantages, static_argnames=("std", "eps"))
@@ -68,7 +65,6 @@ def _reference_stagewise(rewards, lam, ddof, eps):
     return out
 
 
-@VARIANTS
 def test_e1_rubric_stage_score(variant):
     scores = np.array([[2, 1, 1], [2, 1, 2]], np.float32)
     weights = np.array([[3, 1, 2], [3, 1, 2]], np.float32)
@@ -77,7 +73,6 @@ def test_e1_rubric_stage_score(variant):
     np.testing.assert_allclose(got, [0.75, 0.583333], atol=1e-6)
 
 
-@VARIANTS
 def test_rubric_stage_score_padding_and_empty_stage(variant):
     scores = np.array([[2, 1, 1, 2], [0, 0, 0, 0]], np.float32)
     weights = np.array([[3, 1, 2, 3], [1, 1, 1, 1]], np.float32)
@@ -87,7 +82,6 @@ def test_rubric_stage_score_padding_and_empty_stage(variant):
     np.testing.assert_allclose(got, [0.75, 0.0], atol=1e-6)
 
 
-@VARIANTS
 def test_e2_stage_returns(variant):
     got = variant(stage_returns)(E3_REWARDS, PAPER_STAGE_DEPENDENCE)
     expected = [
@@ -101,7 +95,6 @@ def test_e2_stage_returns(variant):
     np.testing.assert_allclose(got[0].std(0), [0.331474, 0.579396, 0.475053, 0.258602], atol=1e-6)
 
 
-@VARIANTS
 def test_e2_two_rollouts_population_and_unbiased(variant):
     rewards = E3_REWARDS[:, :2]
     population = variant(functools.partial(stagewise_advantages, dependence=PAPER_STAGE_DEPENDENCE))
@@ -121,7 +114,6 @@ def test_e2_two_rollouts_population_and_unbiased(variant):
     )
 
 
-@VARIANTS
 def test_e3_four_rollouts_and_terminal_broadcast(variant):
     got = variant(functools.partial(stagewise_advantages, dependence=PAPER_STAGE_DEPENDENCE))(
         E3_REWARDS
@@ -178,7 +170,6 @@ def test_single_stage_reduces_to_grpo(rewards, std):
     np.testing.assert_allclose(got[..., 0][spread], (centred / (scale + eps))[spread], atol=2e-4)
 
 
-@VARIANTS
 def test_all_equal_group_and_single_rollout_are_finite(variant):
     rewards = np.full((1, 3, 4), 0.3, np.float32)  # the float32 mean of equal returns is inexact
     got = variant(functools.partial(stagewise_advantages, dependence=PAPER_STAGE_DEPENDENCE))(
@@ -191,7 +182,6 @@ def test_all_equal_group_and_single_rollout_are_finite(variant):
     np.testing.assert_allclose(single[0, 0], [1.92, 1.30, 1.16, 0.70], atol=1e-6)  # verl G = 1
 
 
-@VARIANTS
 def test_stage_token_advantages(variant):
     stage_adv = np.array([[1.0, -2.0, 3.0, -4.0], [0.5, 0.25, 0.125, 0.0625]], np.float32)
     stage_ids = np.array([[-1, 0, 0, 1, -1, 2, 3], [-1, -1, 3, 3, 2, 1, 0]], np.int32)
@@ -216,7 +206,6 @@ def test_no_gradient_into_rewards_or_advantages():
     np.testing.assert_array_equal(grad, np.zeros((1, 3)))
 
 
-@VARIANTS
 def test_stage_returns_gradient_is_dependence_column_sum(variant):
     # d/dR[j] sum_k Ret[k] = sum_k lam[k, j] (hand-derived); stage_returns itself is linear.
     grad = variant(jax.grad(lambda r: jnp.sum(stage_returns(r, PAPER_STAGE_DEPENDENCE))))(
@@ -225,7 +214,6 @@ def test_stage_returns_gradient_is_dependence_column_sum(variant):
     np.testing.assert_allclose(grad, [1.0, 1.4, 2.0, 3.4], atol=1e-6)
 
 
-@VARIANTS
 def test_answer_score_fallback(variant):
     failed = np.array([[False, True, False, False]])
     got = variant(answer_score_fallback)(E3_REWARDS, failed)
@@ -234,7 +222,6 @@ def test_answer_score_fallback(variant):
     np.testing.assert_array_equal(got, expected)
 
 
-@VARIANTS
 def test_reflection_utility_and_advantages(variant):
     diag = np.array([[1.0, 0.5, 0.9]], np.float32)
     spec = np.array([[0.5, 0.0, 1.0]], np.float32)

@@ -2,38 +2,29 @@
 
 import functools
 
-import jax
 import numpy as np
 import pytest
 
 from rljax.losses.shaping import dynamic_sampling_mask, overlong_penalty
 
-VARIANTS = pytest.mark.parametrize(
-    "variant", [pytest.param(lambda f: f, id="nojit"), pytest.param(jax.jit, id="jit")]
-)
 
-
-@VARIANTS
 def test_overlong_e6(variant):
     fn = variant(functools.partial(overlong_penalty, max_len=20480, buffer_len=4096))
     lengths = np.array([10000, 16384, 17408, 18432, 20480])
     np.testing.assert_allclose(fn(lengths), [0, 0, -0.25, -0.5, -1.0], atol=1e-7)
 
 
-@VARIANTS
 def test_overlong_factor_and_shape(variant):
     fn = variant(functools.partial(overlong_penalty, max_len=64, buffer_len=16, factor=0.5))
     lengths = np.array([[48, 56], [64, 10]])
     np.testing.assert_allclose(fn(lengths), [[0, -0.25], [-0.5, 0]], atol=1e-7)
 
 
-@VARIANTS
 def test_dynamic_sampling_e7(variant):
     rewards = np.array([[1, 1, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0]], np.float32)
     np.testing.assert_array_equal(variant(dynamic_sampling_mask)(rewards), [False, True, False])
 
 
-@VARIANTS
 def test_dynamic_sampling_single_sample_kept(variant):
     np.testing.assert_array_equal(variant(dynamic_sampling_mask)(np.zeros((3, 1))), [True] * 3)
 

@@ -10,8 +10,6 @@ from sampling_oracles import numpy_sampling_log_probs
 
 from rljax.sampling import Greedy, Temperature
 
-MODES = [pytest.param(jax.jit, id="jit"), pytest.param(lambda f: f, id="nojit")]
-
 
 def test_hand_worked_top_k_and_top_p():
     logits = jnp.array([[0.0, 1.0, 2.0, 3.0]])
@@ -30,7 +28,6 @@ def test_hand_worked_top_k_and_top_p():
     np.testing.assert_allclose(got, [-math.log1p(math.e), 1 - math.log1p(math.e)], rtol=1e-6)
 
 
-@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     "temperature,top_k,top_p",
     [
@@ -42,21 +39,20 @@ def test_hand_worked_top_k_and_top_p():
         (1.0, 1, None),
     ],
 )
-def test_log_probs_match_numpy(mode, temperature, top_k, top_p):
+def test_log_probs_match_numpy(variant, temperature, top_k, top_p):
     logits = jax.random.normal(jax.random.key(1), (5, 40)) * 2.0
     strategy = Temperature(temperature, top_k=top_k, top_p=top_p)
-    got = np.asarray(mode(strategy.log_probs)(logits))
+    got = np.asarray(variant(strategy.log_probs)(logits))
     want = numpy_sampling_log_probs(np.asarray(logits), temperature, top_k, top_p)
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
     finite = np.isfinite(want)
     np.testing.assert_allclose(got[finite], want[finite], atol=2e-5)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_sampled_logprob_is_that_of_the_sampling_distribution(mode):
+def test_sampled_logprob_is_that_of_the_sampling_distribution(variant):
     logits = jax.random.normal(jax.random.key(2), (16, 30)) * 3.0
     strategy = Temperature(0.9, top_k=6, top_p=0.8)
-    tokens, logprobs = mode(strategy.__call__)(logits, jax.random.key(3))
+    tokens, logprobs = variant(strategy.__call__)(logits, jax.random.key(3))
     want = numpy_sampling_log_probs(np.asarray(logits), 0.9, 6, 0.8)
     rows = np.arange(16)
     assert np.all(np.isfinite(want[rows, np.asarray(tokens)])), "sampled a truncated token"
@@ -82,10 +78,9 @@ def test_rows_draw_independently_of_batch_padding():
     np.testing.assert_array_equal(np.asarray(small.tokens), np.asarray(large.tokens)[:3])
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_greedy_takes_argmax_with_lowest_id_on_ties(mode):
+def test_greedy_takes_argmax_with_lowest_id_on_ties(variant):
     logits = jnp.array([[0.1, 3.0, 3.0, -2.0], [5.0, 1.0, 2.0, 4.9]])
-    tokens, logprobs = mode(Greedy().__call__)(logits, jax.random.key(0))
+    tokens, logprobs = variant(Greedy().__call__)(logits, jax.random.key(0))
     np.testing.assert_array_equal(np.asarray(tokens), [1, 0])
     np.testing.assert_array_equal(np.asarray(logprobs), [0.0, 0.0])
     log_probs = np.asarray(Greedy().log_probs(logits))
