@@ -1,5 +1,10 @@
 """Multi-digit integer arithmetic: "Compute 37+45." -> "<answer>82</answer>".
 
+For a real (instruction-tuned) model, `answer_format="boxed"` asks for the answer the way math
+papers do ("Please reason step by step, and put your final answer within \\boxed{}.") and reads the
+last `\\boxed{}` of the response, tolerating LaTeX formatting of the integer; `system` adds a system
+turn to every task.
+
 A single-turn verifiable family small enough for a tiny model to learn on CPU. Difficulty knobs:
 operand digit counts, number of operands and the operator set (+, -, *; standard precedence, `*`
 binds tighter). Instances are deterministic in (seed, split, index), and the split of an instance
@@ -32,6 +37,9 @@ class ArithmeticFamily:
         seed: family seed.
         heldout_fraction: share of the instance space (by content hash) reserved for "heldout".
         name: family name, the first field of every uid.
+        answer_format: "tag" (answer as `<answer>N</answer>` ending the response) or "boxed" (the
+            prompt asks for `\\boxed{N}`; the last box of the response is read).
+        system: system-turn text of every task (None: no system turn).
     """
 
     digits: int | tuple[int, int] = 2
@@ -40,8 +48,11 @@ class ArithmeticFamily:
     seed: int = 0
     heldout_fraction: float = 0.2
     name: str = "arithmetic"
+    answer_format: str = "tag"
+    system: str | None = None
 
     def __post_init__(self):
+        metrics.check_answer_format(self.answer_format)
         _check_range("digits", self.digits, minimum=1)
         _check_range("num_operands", self.num_operands, minimum=2)
         ops = self.operators
@@ -72,17 +83,21 @@ class ArithmeticFamily:
         return Task(
             uid=f"{self.name}/{split}/{index}",
             family=self.name,
-            prompt=f"Compute {expression}.",
+            prompt=f"Compute {expression}."
+            + (f" {metrics.BOXED_INSTRUCTION}" if self.answer_format == "boxed" else ""),
             answer=evaluate(expression),
+            system=self.system,
             meta={"expression": expression},
         )
 
     def verify(self, task: Task, response: str) -> Verdict:
-        """Reward 1 iff the response ends with `<answer>N</answer>` and N is the exact value.
+        """Reward 1 iff the response's final answer N is the exact value.
 
-        N must be a canonical integer (optional `-`, no leading zeros, no inner spaces or
-        separators; whitespace around it inside the tags is ignored); anything else is malformed
-        and scores 0.
+        "tag": the response ends with `<answer>N</answer>` and N is a canonical integer (optional
+        `-`, no leading zeros, no inner spaces or separators; whitespace around it inside the tags
+        is ignored). "boxed": N is the last `\\boxed{N}` anywhere in the response, read as a real
+        model writes it (`boxed_integer`: `$`, `\\text{}`, thousands separators, a `.0`). Anything
+        else is malformed and scores 0.
 
         Args:
             task: a task of this family.
@@ -91,10 +106,10 @@ class ArithmeticFamily:
         Returns:
             The verdict; `info["reason"]` starts with "correct", "wrong" or "malformed".
         """
-        content, reason = metrics.extract_answer(response)
+        content, reason = metrics.extract_final_answer(response, self.answer_format)
         if content is None:
             return Verdict(0.0, {"reason": reason})
-        content = content.strip()
+        content = boxed_integer(content) if self.answer_format == "boxed" else content.strip()
         if not _CANONICAL_INT.fullmatch(content):
             reason = f"malformed: answer {content!r} is not a plain integer like -12 or 82"
             return Verdict(0.0, {"reason": reason})
@@ -115,13 +130,15 @@ class ArithmeticFamily:
             noise: probability of a mistake, in [0, 1].
 
         Returns:
-            "<answer>N</answer>".
+            "<answer>N</answer>" ("\\boxed{N}" with answer_format="boxed").
         """
         _check_noise(noise)
         value = task.answer
         if rng.random() < noise:
             value = _mistake(task.meta["expression"], value, rng)
-        return f"<answer>{value}</answer>"
+        return (
+            f"\\boxed{{{value}}}" if self.answer_format == "boxed" else f"<answer>{value}</answer>"
+        )
 
     def _draw(self, rng: np.random.Generator) -> tuple[str, str]:
         count = int(rng.integers(_lo(self.num_operands), _hi(self.num_operands) + 1))
@@ -133,6 +150,30 @@ class ArithmeticFamily:
         ops = [self.operators[int(rng.integers(len(self.operators)))] for _ in range(count - 1)]
         expression = operands[0] + "".join(op + x for op, x in zip(ops, operands[1:]))
         return expression, expression
+
+
+def boxed_integer(content: str) -> str:
+    """Normalises a boxed integer as a real model writes it, e.g. "$1{,}234$" or "\\text{82}".
+
+    Strips whitespace, `$` and `\\text{}`/`\\mathbf{}` wrappers, LaTeX spacing (`\\,` `\\!`),
+    thousands separators in groups of three (`1,234`, `1{,}234`) and a zero fraction (`82.0`).
+
+    Args:
+        content: the text inside the box.
+
+    Returns:
+        The normalised text (a canonical integer when the content was one).
+    """
+    text = content.strip().strip("$").strip()
+    wrapped = re.fullmatch(r"\\(?:text|textbf|mathbf|mathrm)\{(.*)\}", text)
+    if wrapped:
+        text = wrapped.group(1).strip()
+    text = text.replace("\\,", "").replace("\\!", "").replace("{,}", ",").replace(" ", "")
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.0*)?", text):
+        text = text.replace(",", "")
+    if re.fullmatch(r"-?\d+\.0*", text):
+        text = text.split(".")[0]
+    return text
 
 
 def evaluate(expression: str, *, left_to_right: bool = False) -> int:

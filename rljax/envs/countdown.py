@@ -45,6 +45,10 @@ class CountdownFamily:
         seed: family seed.
         heldout_fraction: share of the instance space (by content hash) reserved for "heldout".
         name: family name, the first field of every uid.
+        answer_format: "tag" (the expression as `<answer>EXPR</answer>` ending the response) or
+            "boxed" (the prompt asks for `\\boxed{EXPR}`; the last box of the response is read,
+            LaTeX operators and a trailing "= target" tolerated: `boxed_expression`).
+        system: system-turn text of every task (None: no system turn).
     """
 
     num_numbers: int | tuple[int, int] = (3, 4)
@@ -53,8 +57,11 @@ class CountdownFamily:
     seed: int = 0
     heldout_fraction: float = 0.2
     name: str = "countdown"
+    answer_format: str = "tag"
+    system: str | None = None
 
     def __post_init__(self):
+        metrics.check_answer_format(self.answer_format)
         for knob, value, minimum in (
             ("num_numbers", self._counts, 2),
             ("number_range", self.number_range, 1),
@@ -92,8 +99,14 @@ class CountdownFamily:
             prompt=(
                 f"Using the numbers {numbers}, make {target} with + - * / and brackets, "
                 "each number at most once."
+                + (
+                    " Please reason step by step, and put your final expression within \\boxed{}."
+                    if self.answer_format == "boxed"
+                    else ""
+                )
             ),
             answer=target,
+            system=self.system,
             meta={"numbers": numbers, "solution": render(solution)},
         )
 
@@ -108,9 +121,11 @@ class CountdownFamily:
             The verdict; `info["reason"]` starts with "correct", "wrong", "invalid" (a number not
             given or used too often) or "malformed" (no tag, a syntax error, division by zero).
         """
-        content, reason = metrics.extract_answer(response)
+        content, reason = metrics.extract_final_answer(response, self.answer_format)
         if content is None:
             return Verdict(0.0, {"reason": reason})
+        if self.answer_format == "boxed":
+            content = boxed_expression(content)
         try:
             tree = parse(content)
             value = evaluate(tree)
@@ -144,7 +159,12 @@ class CountdownFamily:
         tree = parse(task.meta["solution"])
         if rng.random() < noise:
             tree = self._mistake(task, tree, rng)
-        return f"<answer>{render(tree)}</answer>"
+        return self._wrap(render(tree))
+
+    def _wrap(self, expression: str) -> str:
+        if self.answer_format == "boxed":
+            return f"\\boxed{{{expression}}}"
+        return f"<answer>{expression}</answer>"
 
     def _mistake(self, task: Task, tree: Node, rng: np.random.Generator) -> Node:
         numbers = task.meta["numbers"]
@@ -161,7 +181,7 @@ class CountdownFamily:
                     candidates.append(_replace(tree, path, _get(tree, other)))
         order = rng.permutation(len(candidates))
         for i in order:
-            if self.verify(task, f"<answer>{render(candidates[i])}</answer>").reward == 0.0:
+            if self.verify(task, self._wrap(render(candidates[i]))).reward == 0.0:
                 return candidates[i]
         return _replace(tree, leaf_paths[0], max(numbers) + 1)
 
@@ -183,6 +203,36 @@ class CountdownFamily:
             if self.target_range[0] <= target <= self.target_range[1] and target not in numbers:
                 content = f"{sorted(numbers)}->{int(target)}"
                 return content, (numbers, int(target), tree)
+
+
+_LATEX_OPERATORS = {
+    "\\times": "*",
+    "\\cdot": "*",
+    "\\div": "/",
+    "\u00d7": "*",
+    "\u00f7": "/",
+    "\\left": "",
+    "\\right": "",
+    "$": "",
+}
+
+
+def boxed_expression(content: str) -> str:
+    """Normalises a boxed Countdown expression as a real model writes it.
+
+    LaTeX and Unicode operators become + - * / (`\\times`, `\\cdot`, `\\div`, ×, ÷;
+    `\\left(`/`\\right)` become brackets, `$` is dropped) and a trailing "= N" is cut: the
+    expression is the text before the first "=".
+
+    Args:
+        content: the text inside the box.
+
+    Returns:
+        The expression text, for `parse`.
+    """
+    for latex, plain in _LATEX_OPERATORS.items():
+        content = content.replace(latex, plain)
+    return content.split("=")[0].strip()
 
 
 def parse(expression: str) -> Node:

@@ -52,6 +52,58 @@ def extract_answer(response: str) -> tuple[str | None, str]:
     return response[start + len(ANSWER_OPEN) : end], ""
 
 
+BOXED = "\\boxed"
+ANSWER_FORMATS = ("tag", "boxed")
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def extract_boxed(response: str) -> tuple[str | None, str]:
+    """Returns the content of the last `\\boxed{...}` in `response` (braces balanced).
+
+    As the math verifiers of the papers read a real model's answer (DeepSeekMath / Qwen2.5-Math's
+    `last_boxed_only_string`, DAPO's `\\boxed{}` reward): any text may surround it, thinking
+    included, and the last complete box wins.
+
+    Args:
+        response: the full model response.
+
+    Returns:
+        `(content, "")` with the text inside the box (not stripped), or `(None, reason)` where
+        `reason` starts with "malformed:".
+    """
+    _check_str("response", response)
+    start = response.rfind(BOXED + "{")
+    while start >= 0:
+        depth, i = 0, start + len(BOXED)
+        for i in range(start + len(BOXED), len(response)):
+            depth += {"{": 1, "}": -1}.get(response[i], 0)
+            if depth == 0:
+                return response[start + len(BOXED) + 1 : i], ""
+        start = response.rfind(BOXED + "{", 0, start)  # unclosed: an earlier box may be complete
+    return None, "malformed: no complete \\boxed{...}"
+
+
+def extract_final_answer(response: str, answer_format: str) -> tuple[str | None, str]:
+    """The final answer of a response in `answer_format`.
+
+    Args:
+        response: the full model response.
+        answer_format: "tag" (`extract_answer`: one `<answer>...</answer>` ending the response) or
+            "boxed" (`extract_boxed`: the last `\\boxed{...}`).
+
+    Returns:
+        `(content, "")` or `(None, reason)` as the chosen extractor returns.
+    """
+    check_answer_format(answer_format)
+    return extract_answer(response) if answer_format == "tag" else extract_boxed(response)
+
+
+def check_answer_format(answer_format: str) -> None:
+    """Raises ValueError unless `answer_format` is one of ANSWER_FORMATS."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+
+
 def format_gate(response: str) -> str | None:
     """The long-context format gate: returns the scored text after `</think>`, or None.
 
