@@ -8,7 +8,7 @@ bound at `workdir` (default /data). The commands never see the supervisor (anoth
 or the host directory that holds the episode's control files; the verifier reads the workspace
 through `/proc/<session pid>/root`, never following symlinks. The working directory carries over
 between commands (reported on a private file of the session), shell variables do not. Commands run
-through `eval` in a small wrapper script, so bash's own messages read "bash: line 5: ..." where an
+through `eval` in a small wrapper script, so bash's own messages read "bash: line 6: ..." where an
 interactive shell would print "bash: ...". Commands reach bash through a file, not argv, so their
 length is limited only by `max_command_bytes`.
 
@@ -43,7 +43,8 @@ Not contained: the remaining system-call surface (a deny-list, not an allow-list
 read-only system directories, and, without a cgroup (non-root host without a delegated cgroup),
 memory summed over processes (`memory_bytes` x `max_processes`) and CPU shared with the host.
 Requires Linux with bubblewrap (`apt-get install bubblewrap`), util-linux (`unshare`, `mount`) and
-unprivileged user namespaces; `sandbox_available()` probes them.
+unprivileged user namespaces (on Ubuntu >= 23.10, AppArmor's restriction of them must allow
+`unshare`); `sandbox_available()` probes them.
 """
 
 from __future__ import annotations
