@@ -191,3 +191,17 @@ def test_errors_are_clear_and_leave_the_session_usable(tiny_model):
     gens = session.generate(max_new_tokens=[11, 14, 7], stop_tokens=NO_STOPS, active=[True] * 3)
     assert [len(g.tokens) for g in gens] == [11, 14, 7]
     assert session.lengths == [16, 16, 16]
+
+
+def test_one_setting_for_every_row_equals_per_row_lists(tiny_model):
+    per_row = make_session(tiny_model, Temperature(1.0), seed=3)
+    per_row.prefill(PROMPTS)
+    expected = per_row.generate(max_new_tokens=[6] * 3, stop_tokens=[{5}] * 3, active=[True] * 3)
+    shared = make_session(tiny_model, Temperature(1.0), seed=3)
+    shared.prefill(PROMPTS)
+    assert shared.generate(max_new_tokens=6, stop_tokens={5}) == expected
+    defaults = make_session(tiny_model, Greedy())
+    defaults.prefill(PROMPTS)
+    gens = defaults.generate(max_new_tokens=4)  # no stop tokens, every row active
+    assert [len(g.tokens) for g in gens] == [4, 4, 4] and not any(g.stopped for g in gens)
+    assert defaults.generate(max_new_tokens=4, active=False) == [type(gens[0])([], [], False)] * 3
