@@ -37,6 +37,18 @@ PRESETS = {
         steps=200,
         optim=OptimSection(learning_rate=1e-6),
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="keysearch",
+            prompts_per_step=16,
+            group_size=8,
+            max_new_tokens=512,
+            max_turns=16,
+            max_len=8192,
+        ),
+        METHOD,
+    ),
 }
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from rljax.train.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
-PRESET_NAMES = ("smoke", "cpu", "pod")
+PRESET_NAMES = ("smoke", "cpu", "pod", "real")
 
 
 def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:

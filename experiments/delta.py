@@ -41,6 +41,18 @@ PRESETS = {
         minibatches=4,
         optim=OptimSection(learning_rate=1e-6, weight_decay=0.1),
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="countdown",
+            kwargs={"num_numbers": 4, "answer_format": "boxed"},
+            prompts_per_step=32,
+            group_size=8,
+            max_new_tokens=2048,
+            max_len=2304,
+        ),
+        MethodSection(name="delta", kwargs={"overlong_max_len": 2048, "overlong_buffer": 512}),
+    ),
 }
 
 if __name__ == "__main__":

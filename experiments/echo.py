@@ -43,6 +43,20 @@ PRESETS = {
         steps=1100,
         optim=OptimSection(learning_rate=1e-6, warmup_steps=20, weight_decay=0.01, grad_clip=0.2),
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="terminal_find_value",
+            kwargs={"seed": 0, "max_turns": 8},
+            prompts_per_step=8,
+            group_size=8,
+            max_new_tokens=512,
+            max_turns=8,
+            max_len=8192,
+            temperature=0.8,
+        ),
+        METHOD,
+    ),
 }
 
 if __name__ == "__main__":

@@ -38,6 +38,18 @@ PRESETS = {
         steps=300,
         optim=OptimSection(learning_rate=2e-6, warmup_steps=5, weight_decay=0.1),
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="longcontext",
+            kwargs={"context_tokens": (4000, 12000)},
+            prompts_per_step=16,
+            group_size=8,
+            max_new_tokens=2048,
+            max_len=16384,
+        ),
+        METHOD,
+    ),
 }
 
 if __name__ == "__main__":

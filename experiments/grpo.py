@@ -51,6 +51,18 @@ PRESETS = {
         steps=500,
         optim=OptimSection(learning_rate=1e-6, warmup_steps=10, weight_decay=0.01),
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="arithmetic",
+            kwargs={"digits": (2, 4), "num_operands": 3, "answer_format": "boxed"},
+            prompts_per_step=32,
+            group_size=8,
+            max_new_tokens=1024,
+            max_len=1280,
+        ),
+        METHOD,
+    ),
 }
 
 if __name__ == "__main__":

@@ -31,6 +31,13 @@ PRESETS = {
         minibatches=2,
         optim=OptimSection(learning_rate=1e-6, grad_clip=0.3),
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="strategy", prompts_per_step=32, group_size=8, max_new_tokens=1024, max_len=1536
+        ),
+        MethodSection(name="poly_epo", kwargs={"set_size": 4, "max_len": 1024}),
+    ),
 }
 
 if __name__ == "__main__":

@@ -121,3 +121,48 @@ def pod(
             **train_kwargs,
         ),
     )
+
+
+# One accelerator (a single GPU, or pass --set train.mesh=data=1,fsdp=4,tensor=1 on a 4-chip TPU host).
+REAL_MESH = "data=1,fsdp=1,tensor=1"
+
+
+def real(
+    name: str,
+    task: TaskSection,
+    method: MethodSection,
+    *,
+    preset: str = "qwen3_0_6b",
+    learning_rate: float = 1e-6,
+    steps: int = 200,
+    microbatches: int = 4,
+    **train_kwargs,
+) -> ExperimentConfig:
+    """A published small model (Qwen3-0.6B shapes) in bf16 on one host, as a user starts from.
+
+    Set the checkpoint with `--set model.hf_path=/path/to/Qwen3-0.6B` (weights, tokenizer and
+    chat template load from it; the preset's shapes are what `--dry-run` checks, since the dry run
+    builds models from presets). No SFT warm start: the instruction-tuned model already answers in
+    the task's format (`answer_format="boxed"` for math).
+    """
+    return ExperimentConfig(
+        name=name,
+        method=method,
+        task=task,
+        optim=OptimSection(learning_rate=learning_rate, warmup_steps=10, weight_decay=0.01),
+        model=ModelSection(preset=preset, dtype="bfloat16", overrides={"remat": True}),
+        train=TrainSection(
+            steps=steps,
+            microbatches=microbatches,
+            mesh=REAL_MESH,
+            kernel_impl="auto",
+            **{
+                "checkpoint_every": 50,
+                "keep_checkpoints": 2,
+                "eval_every": 50,
+                "eval_prompts": 128,
+                "eval_samples": 4,
+                **train_kwargs,
+            },
+        ),
+    )

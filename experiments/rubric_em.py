@@ -42,6 +42,19 @@ PRESETS = {
         optim=OptimSection(learning_rate=5e-7),
         reflection={},
     ),
+    "real": lambda: presets.real(
+        NAME,
+        TaskSection(
+            family="miniresearch",
+            prompts_per_step=8,
+            group_size=8,
+            max_new_tokens=1024,
+            max_turns=10,
+            max_len=12288,
+        ),
+        METHOD,
+        reflection={},
+    ),
 }
 
 if __name__ == "__main__":
