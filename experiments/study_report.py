@@ -158,7 +158,10 @@ def markdown(
         f"- wall time: {_minutes(wall['total'])} in all (SFT warm starts {_minutes(wall['sft'])}, "
         f"RL runs {_minutes(wall['runs'])}); budget {study.budget_minutes:.0f} min",
         "",
-        study.description,
+        study.description
+        if not smoke
+        else "Smoke run: 2 RL steps on a 2-layer model after a 2-step SFT; it checks that the "
+        "pipeline runs, and its numbers mean nothing.",
         "",
         f"## Held-out {metric} after the last step",
         "",

@@ -75,7 +75,7 @@ STUDY = Study(
     },
     baseline="grpo",
     metric="pass@1",
-    target=0.7,
+    target=0.6,
     diagnostics=("clip_fraction", "adv_abs_mean", "entropy", "response_tokens", "groups_kept"),
     tuning=(
         "No arm was tuned for this study. The shared settings (task, model, learning rate 3e-4, "
