@@ -14,6 +14,7 @@ runs), and records the exact command and commit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -42,21 +43,39 @@ def _driver():
     return train, fingerprint
 
 
-def enable_compile_cache(directory: epath.Path) -> None:
-    """Keeps compiled XLA executables in `directory` (unless a cache is configured already).
+@contextlib.contextmanager
+def compile_cache(directory: epath.Path):
+    """Keeps compiled XLA executables in `directory` while the study runs (unless a cache is set).
 
     Arms and seeds of a study compile the same programs again and again; with the persistent cache
     only the first run of each program pays for it (a smoke run of a seed: ~80 s -> ~12 s), and a
-    resumed study does not recompile. Sets process-wide JAX options.
+    resumed study does not recompile. The process's previous JAX settings are restored on exit.
     """
     import jax
 
     if jax.config.jax_compilation_cache_dir:
+        yield
         return
-    jax.config.update("jax_compilation_cache_dir", str(directory))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    try:  # the cache is set up at the first compilation: make a later choice take effect
+    names = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    )
+    before = {name: getattr(jax.config, name) for name in names}
+    for name, value in zip(names, (str(directory), 0.0, 0)):
+        jax.config.update(name, value)
+    _reset_cache()
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+        _reset_cache()
+
+
+def _reset_cache() -> None:
+    # JAX sets its cache up at the first compilation: make a change take effect in this process.
+    try:
         from jax._src import compilation_cache
 
         compilation_cache.reset_cache()
@@ -213,13 +232,13 @@ def main(argv: list[str] | None = None) -> epath.Path:
         for seed in range(num_seeds):
             study.run_config(arm, seed, smoke=args.smoke)
 
-    enable_compile_cache(runs / "xla_cache")
     start = time.perf_counter()
     warm, records = {}, {}
-    for seed in range(num_seeds):
-        warm[seed] = warm_start(study, seed, runs, smoke=args.smoke)
-        for arm in arms:
-            records[(arm, seed)] = run_one(study, arm, seed, runs, smoke=args.smoke)
+    with compile_cache(runs / "xla_cache"):
+        for seed in range(num_seeds):
+            warm[seed] = warm_start(study, seed, runs, smoke=args.smoke)
+            for arm in arms:
+                records[(arm, seed)] = run_one(study, arm, seed, runs, smoke=args.smoke)
     page = study_report.write(
         study,
         out,
