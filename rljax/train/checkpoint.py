@@ -289,7 +289,8 @@ def cached(
 ) -> Any:
     """Returns the arrays cached in `directory`, or builds, saves and verifies them.
 
-    The cache follows the run's checkpoint rules: it is locked against a concurrent writer, an
+    The cache follows the run's checkpoint rules: it is locked against a concurrent writer (a
+    second process waits for the first, then loads what it saved), an
     unreadable entry is moved aside (never deleted) and rebuilt, and "saved" is logged only after
     the new entry has been restored and its checksums verified.
 
@@ -304,7 +305,7 @@ def cached(
         The cached or newly built arrays.
     """
     directory = epath.Path(os.path.abspath(directory))
-    with RunLock(directory):
+    with RunLock(directory, wait=True):
         checkpointer = Checkpointer(directory, max_to_keep=1, async_save=False)
         try:
             restored = checkpointer.restore_latest(abstract, start_fresh=True)

@@ -157,9 +157,9 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def validate(self, *, mesh: Any = None) -> "ExperimentConfig":
+    def validate(self, *, mesh: Any = None, ignore: tuple[str, ...] = ()) -> "ExperimentConfig":
         """Checks every field (see `validate`); returns self so calls can be chained."""
-        validate(self, mesh=mesh)
+        validate(self, mesh=mesh, ignore=ignore)
         return self
 
     def to_json(self) -> str:
@@ -268,7 +268,7 @@ class ConfigError(ValueError):
     """One or more config fields are out of range; the message lists each field, value and rule."""
 
 
-def validate(config: ExperimentConfig, *, mesh: Any = None) -> None:
+def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, ...] = ()) -> None:
     """Checks every field of `config` before anything is built or compiled.
 
     Sizes must be positive integers, rates and coefficients finite, names registered, the batch
@@ -278,6 +278,8 @@ def validate(config: ExperimentConfig, *, mesh: Any = None) -> None:
     Args:
         config: the run's config (as built by a preset, overrides or the Python API).
         mesh: the run's mesh; None builds it from `train.mesh` (no compilation).
+        ignore: fields not to check (the driver skips `task.family`/`method.name` and their
+            kwargs when it is given a family or method object instead of a registry name).
 
     Raises:
         ConfigError listing each bad field as `section.field=value: what is allowed`.
@@ -291,7 +293,8 @@ def validate(config: ExperimentConfig, *, mesh: Any = None) -> None:
     errors: list[str] = []
 
     def bad(key: str, value: Any, allowed: str) -> None:
-        errors.append(f"{key}={value!r}: {allowed}")
+        if key.split("[")[0] not in ignore and not any(key.startswith(f"{i}.") for i in ignore):
+            errors.append(f"{key}={value!r}: {allowed}")
 
     def integer(key: str, value: Any, low: int) -> bool:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= low

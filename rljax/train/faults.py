@@ -2,7 +2,8 @@
 
 - `mask_nonfinite_groups`: a group with a NaN/inf reward is masked out of the update (and counted)
   instead of turning every advantage of the batch into NaN.
-- `call_reward`: a reward function that raises stops the run with the task and the exception.
+- `call_reward` (defined in `rljax.envs.reward`, where the rollout calls it): a reward function
+  that raises stops the run with the task and the exception.
 - `check_update`: after `max_skipped` consecutive non-finite gradients (skipped by
   `optax.apply_if_finite`) or any non-finite parameter, the run stops before its next save, so the
   last checkpoint on disk is the last good state.
@@ -13,21 +14,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rljax.envs.reward import RewardFunctionError, call_reward  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
 
 class NonFiniteTrainingError(FloatingPointError):
     """The run cannot continue: its gradients or parameters are no longer finite."""
-
-
-class RewardFunctionError(RuntimeError):
-    """A reward function raised; the message names the task."""
 
 
 class MaskedGroups(NamedTuple):
@@ -98,24 +97,6 @@ def mask_nonfinite_groups(
         action_mask=np.where(rows[:, None], 0, action_mask).astype(action_mask.dtype),
         count=int(newly.sum()),
     )
-
-
-def call_reward(fn: Callable[..., Any], task: Any, *args: Any) -> Any:
-    """Calls a reward function (`fn(task, *args)`); an exception is re-raised naming the task.
-
-    Raises:
-        RewardFunctionError: "<fn> raised <ExceptionType>: <message> on task <uid>", chained to
-            the original exception.
-    """
-    try:
-        return fn(task, *args)
-    except Exception as err:
-        name = getattr(fn, "__qualname__", repr(fn))
-        uid = getattr(task, "uid", task)
-        raise RewardFunctionError(
-            f"reward function {name} raised {type(err).__name__}: {err} on task {uid!r}; the run "
-            "stops (a reward that cannot be computed is a bug, not a zero)"
-        ) from err
 
 
 @jax.jit

@@ -33,7 +33,7 @@ from rljax.envs.reward import RewardFn, from_reward_fn
 from rljax.methods import PrepareInputs, TrainBatch
 from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
-from rljax.train import collect, heldout, sft
+from rljax.train import collect, faults, heldout, rundir, sft
 from rljax.train.batches import prepare_inputs, train_batch
 from rljax.train.components import build_policy, check_family, prompt_stream
 from rljax.train.config import ExperimentConfig
@@ -109,6 +109,13 @@ class Trainer:
     ):
         self.config = cfg = config
         self.run_dir = epath.Path(run_dir)
+        # Every field is checked before anything is built or compiled. A 0-step run (the SFT warm
+        # start only, as the study harness uses) is allowed; objects replace registry names.
+        self.mesh = parallel.make_mesh(cfg.train.mesh)
+        ignore = ("train.steps",) if cfg.train.steps == 0 else ()
+        ignore += ("task.family", "task.kwargs") if family is not None else ()
+        ignore += ("method.name", "method.kwargs") if method is not None else ()
+        cfg.validate(mesh=self.mesh, ignore=ignore)
         self.method = method or methods_lib.make_method(cfg.method.name, **cfg.method.kwargs)
         family = family if family is not None else registry.make(cfg.task.family, **cfg.task.kwargs)
         if reward_fn is not None:
@@ -119,7 +126,6 @@ class Trainer:
             self.method,
             reflection=cfg.train.reflection is not None,
         )
-        self.mesh = parallel.make_mesh(cfg.train.mesh)
         batch = cfg.task.prompts_per_step * cfg.task.group_size
         if cfg.train.minibatches < 1 or batch % cfg.train.minibatches:
             raise ValueError(
@@ -128,6 +134,7 @@ class Trainer:
             )
         parallel.check_batch_size(batch // cfg.train.minibatches, self.mesh)
         self.tokenizer, model = build_policy(cfg.model, seed=cfg.train.seed, mesh=self.mesh)
+        self.vocab_size = model.config.vocab_size
         total_steps = cfg.train.steps * cfg.train.minibatches
         self.optimizer = (
             make_optimizer(cfg.optim, total_steps)
@@ -207,7 +214,10 @@ class Trainer:
 
     def _restore(self) -> int:
         restored = self._open_checkpoints().restore_latest(
-            ckpt_lib.abstract_like(self.state), check_meta=self._check_meta
+            ckpt_lib.abstract_like(self.state),
+            check_meta=self._check_meta,
+            required_meta=tuple(self._meta()),
+            start_fresh=self.config.train.start_fresh_if_unreadable,
         )
         if restored is None:
             return 0
@@ -304,6 +314,27 @@ class Trainer:
         inputs = prepare_inputs(traj, fwd, group_size=group, group_mask=group_mask)
         return inputs, batch, fwd
 
+    def _mask_nonfinite(
+        self, traj: Trajectories, group_mask: np.ndarray
+    ) -> tuple[Trajectories, np.ndarray, float]:
+        """Masks groups with a NaN/inf reward out of the update; returns how many were masked."""
+        group = len(traj.rewards) // len(group_mask)
+        stage = np.asarray(traj.stage_rewards)
+        stage = stage if stage.size else None  # K = 0: no stage rewards
+        finite = np.isfinite(np.asarray(traj.rewards)).all()
+        if finite and (stage is None or np.isfinite(stage).all()):
+            return traj, group_mask, 0.0
+        masked = faults.mask_nonfinite_groups(
+            np.asarray(traj.rewards).reshape(len(group_mask), group),
+            group_mask,
+            np.asarray(traj.action_mask),
+            None if stage is None else stage.reshape(len(group_mask), group, -1),
+        )
+        traj = traj.replace(rewards=masked.rewards.reshape(-1), action_mask=masked.action_mask)
+        if stage is not None:
+            traj = traj.replace(stage_rewards=masked.stage_rewards.reshape(stage.shape))
+        return traj, masked.group_mask, float(masked.count)
+
     def update_batch(self, batch: TrainBatch) -> dict:
         """The method's update on a batch with advantages: `train.minibatches` optimiser steps.
 
@@ -332,6 +363,14 @@ class Trainer:
             minibatches=self.config.train.minibatches,
             mesh=self.mesh,
         )
+        # Before the step's save: on failure the last checkpoint is the last good state. The
+        # optimiser state is `guard_nonfinite`'s `ApplyIfFiniteState` (any user optimiser is wrapped).
+        faults.check_update(
+            self.state.opt_state,
+            self.state.params,
+            max_skipped=self.config.train.max_skipped_updates,
+            step=int(self.state.step) + 1,
+        )
         return metrics
 
     def step(self) -> dict:
@@ -340,7 +379,19 @@ class Trainer:
         start = time.perf_counter()
         traj, tasks, group_mask, metrics = self.collect(rollout_key)
         rollout_time = time.perf_counter() - start
-        metrics["reward"] = float(np.mean(traj.rewards))
+        faults.check_token_ids(
+            traj.tokens,
+            self.vocab_size,
+            what="rollout batch",
+            env_mask=traj.env_mask,
+            action_mask=traj.action_mask,
+        )
+        rewards = np.asarray(traj.rewards)
+        finite = np.isfinite(rewards)
+        metrics["reward"] = float(np.mean(rewards if finite.all() else rewards[finite]))
+        traj, group_mask, metrics["nonfinite_reward_groups"] = self._mask_nonfinite(
+            traj, group_mask
+        )
         if group_mask.any():
             inputs, batch, fwd = self.prepare_inputs(traj, tasks, group_mask)
             advantages, method_state, prep_metrics = self.prepare(inputs, self.state.method_state)
@@ -375,11 +426,27 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Runs the experiment from its latest checkpoint (or from scratch) to `train.steps`."""
+        """Runs the experiment from its latest checkpoint (or from scratch) to `train.steps`.
+
+        The run directory is locked first (a second process is refused, naming the holder);
+        `train.steps` below the latest checkpoint and an incompatible checkpoint are refused before
+        `config.json` is written; the logs are repaired (a torn last line dropped) or, on a start
+        from step 0, earlier ones renamed aside.
+
+        Raises:
+            rundir.RunDirectoryLockedError, ckpt_lib.IncompatibleCheckpointError,
+            ckpt_lib.NoReadableCheckpointError, faults.NonFiniteTrainingError,
+            RewardFunctionError, ValueError (train.steps, token ids).
+        """
+        with rundir.RunLock(self.run_dir):
+            return self._run()
+
+    def _run(self) -> RunResult:
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(cfg.to_json())
+        rundir.check_steps(cfg.train.steps, self._open_checkpoints().steps())
         start = self._restore()
+        rundir.write_config(self.run_dir, cfg.to_json())
+        rundir.prepare_logs(self.run_dir, resume_step=start)
         if start == 0:
             self._warm_start()
         eval_log = heldout.EvalLog(self.run_dir / "eval.jsonl", resume_step=start)
@@ -436,6 +503,7 @@ class Trainer:
             self.tokenizer,
             cfg,
             directory=self.run_dir.parent / "sft" / sft.fingerprint(cfg),
+            vocab_size=self.vocab_size,
         )
         params = jax.device_put(params, self.state_sharding.params)
         self.state = self.state.replace(

@@ -41,10 +41,13 @@ class RunLock:
 
     Args:
         directory: the run (or cache) directory; created if missing.
+        wait: block until the holder releases the lock instead of refusing (a shared cache, whose
+            readers only wait for a writer to finish).
     """
 
-    def __init__(self, directory: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, *, wait: bool = False):
         self.directory = epath.Path(directory)
+        self.wait = wait
         self.path = self.directory / LOCK_FILE
         self._fd: int | None = None
 
@@ -58,12 +61,19 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 4096).decode(errors="replace").strip() or "a process starting up"
+            if self.wait:
+                log.info("%s is in use by %s: waiting for it", self.directory, holder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                return self._hold(fd)
             os.close(fd)
             raise RunDirectoryLockedError(
                 f"{self.directory} is in use by {holder}; only one process may write a run "
                 "directory. Wait for it to finish, stop it, or choose another directory (the lock "
                 "is released as soon as the holder exits, even if it is killed)."
             ) from None
+        return self._hold(fd)
+
+    def _hold(self, fd: int) -> "RunLock":
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -71,7 +81,7 @@ class RunLock:
             "command": " ".join(sys.argv),
         }
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(holder).encode())
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
         self._fd = fd
         return self
 

@@ -30,6 +30,7 @@ from rljax.train import checkpoint as ckpt_lib
 from rljax.train.batches import train_batch
 from rljax.train.collect import stage_scheme
 from rljax.train.config import ExperimentConfig, OptimSection
+from rljax.train.faults import check_token_ids
 from rljax.train.optim import make_optimizer
 from rljax.train.step import TrainState, make_update_fn
 
@@ -116,8 +117,13 @@ def warm_start(
     config: ExperimentConfig,
     *,
     directory: str | epath.Path,
+    vocab_size: int | None = None,
 ) -> Any:
     """SFT parameters for the policy: loaded from `directory` if already trained, else trained.
+
+    The cache follows the run's checkpoint rules (`checkpoint.cached`): a concurrent writer is
+    waited for, an unreadable entry is moved aside and retrained, and "saved" is logged only after
+    the new entry has been restored and verified.
 
     Args:
         graphdef, params, rest: the policy's split parts (`step.split_model`); `params` is the
@@ -126,17 +132,23 @@ def warm_start(
         tokenizer: the policy's tokenizer.
         config: the run's config.
         directory: where the warm start is kept (keyed by `fingerprint(config)`).
+        vocab_size: the model's vocabulary; demonstration token ids outside it are refused.
 
     Returns:
         The warm-started parameters.
     """
+    return ckpt_lib.cached(
+        directory,
+        ckpt_lib.abstract_like(params),
+        lambda: _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_size),
+        step=config.sft.steps,
+        what="SFT warm start",
+    )
+
+
+def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_size):
+    """Trains the warm start; returns (parameters, meta) for `checkpoint.cached` to save."""
     directory = epath.Path(directory)
-    checkpointer = ckpt_lib.Checkpointer(directory, max_to_keep=1, async_save=False)
-    restored = checkpointer.restore_latest(ckpt_lib.abstract_like(params))
-    if restored is not None:
-        checkpointer.close()
-        log.info("SFT warm start loaded from %s", directory)
-        return restored[1]
     cfg = config.sft
     optimizer = make_optimizer(
         OptimSection(
@@ -159,6 +171,9 @@ def warm_start(
         graphdef, SFT, optimizer, temperature=1.0, impl=config.train.kernel_impl
     )
     batches = demonstrations(family, tokenizer, config)
+    if vocab_size is not None:
+        for batch in batches:
+            check_token_ids(batch.tokens, vocab_size, what="SFT demonstrations")
     history = []
     with tqdm(total=cfg.steps, desc="sft", dynamic_ncols=True) as bar:
         for step in range(cfg.steps):
@@ -169,12 +184,9 @@ def warm_start(
             bar.update(1)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sft_metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    checkpointer.save(cfg.steps, state.params, {"config": config.to_dict()}, force=True)
-    checkpointer.close()
     log.info(
-        "SFT warm start trained for %d steps (final nll %.4f), saved to %s",
+        "SFT warm start trained for %d steps (final nll %.4f)",
         cfg.steps,
         history[-1]["nll"] if history else float("nan"),
-        directory,
     )
-    return state.params
+    return state.params, {"config": config.to_dict()}
