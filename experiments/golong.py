@@ -9,7 +9,8 @@ from rljax.experiments import cli, presets
 from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "golong"
-# Contexts of 150-300 built-in tokens keep CPU runs fast; the pod preset uses tens of thousands.
+# Contexts of 150-300 tokens (of the policy's tokenizer, which the trainer gives the family) keep
+# CPU runs fast; the pod preset uses tens of thousands.
 TASK = TaskSection(
     family="longcontext",
     kwargs={"context_tokens": (150, 300)},

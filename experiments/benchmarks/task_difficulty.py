@@ -3,7 +3,8 @@
 Experiments use it to pick a starting point where rewards are neither all 0 nor all 1. Each suite
 is one line of `SUITES`: a label -> (registry name, family knobs). For each suite and noise level
 the expert (`family.expert(task, rng, noise)`) answers the same held-out tasks and the family's
-verifier scores it. Writes JSON and prints a markdown table.
+verifier scores it. Families that size prompts in tokens (the long-context ones) count the
+built-in tokenizer's. Writes JSON and prints a markdown table.
 
     python -m rljax.experiments.benchmarks.task_difficulty --num-tasks 100 --noise 0 0.1 0.3 0.5
 """
@@ -17,7 +18,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rljax.data import load_tokenizer, token_counter
 from rljax.envs import registry
+from rljax.envs.base import with_token_counter
 
 SUITES: dict[str, tuple[str, dict[str, Any]]] = {
     "longcontext/precise_retrieval": ("longcontext/precise_retrieval", {}),
@@ -57,7 +60,7 @@ def measure_suite(
         (keys are the noise levels as strings; "solved" = share of reward-1 answers), plus
         "mean_context_tokens" when the tasks report their context length.
     """
-    family = registry.make(name, **kwargs)
+    family = with_token_counter(registry.make(name, **kwargs), token_counter(load_tokenizer()))
     tasks = [family.generate("heldout", index) for index in range(num_tasks)]
     result: dict[str, Any] = {
         "family": name,

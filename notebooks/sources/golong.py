@@ -21,6 +21,7 @@ import numpy as np
 from rljax.experiments import golong
 
 from rljax import losses
+from rljax.data import token_counter
 from rljax.envs import registry
 from rljax.envs.longcontext import CAPABILITY_NAMES, NUM_TASKS
 from rljax.train.config import apply_overrides
@@ -57,14 +58,16 @@ fig = nbhelpers.plot_curves(
 # Two prompts per capability, eight answers each by the scripted expert with a 50% mistake rate
 # (`family.expert(task, rng, noise)`), scored by each capability's own verifier. That gives the
 # mix the method was designed for: 0/1 rewards on the exact-match tasks, graded ones on the
-# others.
+# others. Context lengths count the policy's tokens, as in training: the families get the
+# trainer's tokenizer counter.
 
 # %%
 G, PER_TASK, NOISE = 8, 2, 0.5
 rng = np.random.default_rng(0)
+count_tokens = token_counter(golong_trainer.tokenizer)
 rewards, task_ids = [], []
 for name in CAPABILITY_NAMES:
-    family = registry.make(f"longcontext/{name}", **config.task.kwargs)
+    family = registry.make(f"longcontext/{name}", **config.task.kwargs, count_tokens=count_tokens)
     for index in range(PER_TASK):
         task = family.generate("train", index)
         answers = [family.expert(task, rng, NOISE) for _ in range(G)]

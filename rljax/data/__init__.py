@@ -18,7 +18,7 @@ from rljax.data.chat import (
     role_masks,
     stop_token_ids,
 )
-from rljax.data.tokenizer import BUILTIN_DIR, SPECIAL_TOKENS, load_tokenizer
+from rljax.data.tokenizer import BUILTIN_DIR, SPECIAL_TOKENS, load_tokenizer, token_counter
 
 __all__ = [
     "BUILTIN_DIR",
@@ -40,4 +40,5 @@ __all__ = [
     "resolve_format",
     "role_masks",
     "stop_token_ids",
+    "token_counter",
 ]

@@ -18,8 +18,10 @@ byte-level BPE with 1024 ids, small enough that tiny models stay fast:
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
+from typing import Any, Callable
 
 import transformers
 
@@ -63,3 +65,23 @@ def load_tokenizer(path: str | os.PathLike | None = None) -> transformers.PreTra
             "(PreTrainedTokenizerFast) tokenizer"
         )
     return tokenizer
+
+
+def token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """A function text -> its number of tokens under `tokenizer`, no special tokens added.
+
+    It is what a family that sizes its prompts in tokens takes as `count_tokens` (the long-context
+    families); a run passes the policy tokenizer's counter, so lengths are the model's own tokens.
+
+    Args:
+        tokenizer: a Hugging Face tokenizer (`load_tokenizer()`, or a checkpoint's).
+
+    Returns:
+        The counter (picklable when the tokenizer is). No warning for a text longer than the
+        tokenizer's `model_max_length`: counting a document is not feeding it to the model.
+    """
+    return functools.partial(_count_tokens, tokenizer)
+
+
+def _count_tokens(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])

@@ -191,6 +191,34 @@ class ReflectiveFamily(Protocol):
         """Writes the best valid reflection to the bank; whether one was written."""
 
 
+@runtime_checkable
+class TokenCountingFamily(Protocol):
+    """A family that sizes its prompts in tokens (the long-context families).
+
+    `count_tokens` (text -> number of tokens) is left None where the family is declared and set by
+    whoever builds it for a run, to the policy tokenizer's counter (`rljax.data.token_counter`,
+    which the trainer passes through `with_token_counter`); `generate` raises without one.
+    """
+
+    count_tokens: Callable[[str], int] | None
+
+
+def with_token_counter(family: TaskFamily, count_tokens: Callable[[str], int]) -> TaskFamily:
+    """`family` counting tokens with `count_tokens` if it is a `TokenCountingFamily` without one.
+
+    Args:
+        family: any task family; a `TokenCountingFamily` must be a dataclass (it is copied).
+        count_tokens: text -> number of tokens, e.g. `rljax.data.token_counter(tokenizer)`.
+
+    Returns:
+        A copy of `family` with `count_tokens` set (`dataclasses.replace`) when it counts tokens and
+        has no counter yet; otherwise `family` itself (a counter already given is kept).
+    """
+    if isinstance(family, TokenCountingFamily) and family.count_tokens is None:
+        return dataclasses.replace(family, count_tokens=count_tokens)
+    return family
+
+
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")

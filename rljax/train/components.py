@@ -1,4 +1,5 @@
-"""What a run is built from: the policy and its tokenizer, the prompt stream, the family check."""
+"""What a run is built from: the policy and its tokenizer, the task family, the prompt stream, the
+family check."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rljax import parallel
-from rljax.data import load_tokenizer
+from rljax.data import load_tokenizer, token_counter
 from rljax.data.pipeline import FamilySource, task_batches
-from rljax.envs import base
+from rljax.envs import base, registry
 from rljax.methods import Method
 from rljax.models import PRESETS, Decoder, load_hf
-from rljax.train.config import ModelSection
+from rljax.train.config import ModelSection, TaskSection
 
 # What each method need and run setting asks of the task family.
 NEED_CAPABILITIES = {
@@ -61,19 +62,39 @@ def _members(protocol: type) -> set[str]:
     return {n for n in own if not n.startswith("_")} | set(own.get("__annotations__", {}))
 
 
-def build_policy(cfg: ModelSection, *, seed: int, mesh: Mesh | None = None) -> tuple[Any, Decoder]:
+def policy_tokenizer(cfg: ModelSection) -> Any:
+    """The policy's tokenizer: the checkpoint's (`cfg.hf_path`), else the built-in one."""
+    return load_tokenizer(cfg.hf_path)
+
+
+def build_family(
+    task: TaskSection, tokenizer: Any, family: base.TaskFamily | None = None
+) -> base.TaskFamily:
+    """The run's task family: `family`, else `registry.make(task.family, **task.kwargs)`.
+
+    A family that sizes its prompts in tokens (`base.TokenCountingFamily`) and has no counter gets
+    the policy tokenizer's (`rljax.data.token_counter`), so its lengths are the model's tokens.
+    """
+    family = family if family is not None else registry.make(task.family, **task.kwargs)
+    return base.with_token_counter(family, token_counter(tokenizer))
+
+
+def build_policy(
+    cfg: ModelSection, *, seed: int, mesh: Mesh | None = None, tokenizer: Any = None
+) -> tuple[Any, Decoder]:
     """The tokenizer and the policy network a run starts from.
 
     With `cfg.hf_path`, both come from that local Hugging Face checkpoint directory; otherwise the
     built-in tokenizer and a freshly initialised `cfg.preset` (vocabulary sized to the tokenizer)
     with `cfg.overrides` applied. Parameters are placed on `mesh` by the logical partition rules.
+    `tokenizer` is `policy_tokenizer(cfg)` when the caller already loaded it (None: loaded here).
 
     Raises:
         ValueError: an unknown preset, or a model vocabulary that does not cover the tokenizer's
             ids (a preset's must equal it; a checkpoint's may be padded beyond it).
     """
+    tokenizer = policy_tokenizer(cfg) if tokenizer is None else tokenizer
     if cfg.hf_path is not None:
-        tokenizer = load_tokenizer(cfg.hf_path)
         model = load_hf(cfg.hf_path, dtype=cfg.dtype, mesh=mesh)
         if model.config.vocab_size < len(tokenizer):
             raise ValueError(
@@ -83,7 +104,6 @@ def build_policy(cfg: ModelSection, *, seed: int, mesh: Mesh | None = None) -> t
         return tokenizer, model
     if cfg.preset not in PRESETS:
         raise ValueError(f"model.preset={cfg.preset!r} is not one of {sorted(PRESETS)}")
-    tokenizer = load_tokenizer()
     vocab = cfg.overrides.get("vocab_size", len(tokenizer))
     if vocab != len(tokenizer):
         raise ValueError(

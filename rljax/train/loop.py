@@ -27,7 +27,6 @@ from flax import nnx
 
 from rljax import losses, parallel
 from rljax import methods as methods_lib
-from rljax.envs import registry
 from rljax.envs.base import StatefulFamily, Task, TaskFamily
 from rljax.envs.reward import RewardFn, from_reward_fn
 from rljax.methods import PrepareInputs, TrainBatch
@@ -35,7 +34,13 @@ from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
 from rljax.train import collect, faults, heldout, rundir, sft
 from rljax.train.batches import prepare_inputs, train_batch
-from rljax.train.components import build_policy, check_family, prompt_stream
+from rljax.train.components import (
+    build_family,
+    build_policy,
+    check_family,
+    policy_tokenizer,
+    prompt_stream,
+)
 from rljax.train.config import ExperimentConfig
 from rljax.train.metrics import MetricWriter, read_metrics, to_python
 from rljax.train.optim import guard_nonfinite, make_optimizer
@@ -117,7 +122,9 @@ class Trainer:
         ignore += ("method.name", "method.kwargs") if method is not None else ()
         cfg.validate(mesh=self.mesh, ignore=ignore)
         self.method = method or methods_lib.make_method(cfg.method.name, **cfg.method.kwargs)
-        family = family if family is not None else registry.make(cfg.task.family, **cfg.task.kwargs)
+        # The tokenizer first: a family that sizes prompts in tokens counts the policy's tokens.
+        self.tokenizer = policy_tokenizer(cfg.model)
+        family = build_family(cfg.task, self.tokenizer, family)
         if reward_fn is not None:
             family = from_reward_fn(family, reward_fn)
         self.family = family
@@ -133,7 +140,9 @@ class Trainer:
                 f"{batch} sequences (task.prompts_per_step * task.group_size)"
             )
         parallel.check_batch_size(batch // cfg.train.minibatches, self.mesh)
-        self.tokenizer, model = build_policy(cfg.model, seed=cfg.train.seed, mesh=self.mesh)
+        self.tokenizer, model = build_policy(
+            cfg.model, seed=cfg.train.seed, mesh=self.mesh, tokenizer=self.tokenizer
+        )
         self.vocab_size = model.config.vocab_size
         total_steps = cfg.train.steps * cfg.train.minibatches
         self.optimizer = (

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import pathlib
+import pickle
 
 import hypothesis
 import hypothesis.strategies as st
@@ -10,7 +11,7 @@ import pytest
 import tokenizers
 import transformers
 
-from rljax.data import BUILTIN_DIR, SPECIAL_TOKENS, load_tokenizer
+from rljax.data import BUILTIN_DIR, SPECIAL_TOKENS, load_tokenizer, token_counter
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -110,3 +111,15 @@ def test_load_tokenizer_missing_path_is_a_clear_error(tmp_path):
         load_tokenizer(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         load_tokenizer(tmp_path)
+
+
+def test_token_counter_counts_without_special_tokens_or_warnings(tok, caplog):
+    count = token_counter(tok)
+    text = "E17 color = red <|end|> city = oslo"
+    assert count(text) == len(tok(text, add_special_tokens=False)["input_ids"]) and count("") == 0
+    assert pickle.loads(pickle.dumps(count))(text) == count(text)
+    short = load_tokenizer()
+    short.model_max_length = 4
+    with caplog.at_level("WARNING"):
+        assert token_counter(short)(text) == count(text)
+    assert "longer than the specified maximum" not in caplog.text

@@ -5,10 +5,6 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-# Edges of the envs/data layering move still in progress (issue 11): the long-context family
-# renders its documents with rljax.data. Remove an entry when its edge is gone.
-KNOWN_VIOLATIONS = {("rljax.envs.longcontext.context", "rljax.data")}
-
 
 def _tool():
     spec = importlib.util.spec_from_file_location(
@@ -24,7 +20,7 @@ def test_no_cycle_and_no_upward_import():
     edges = tool.graph()
     assert "rljax.train.loop" in edges and "rljax.kernels" in edges
     assert tool.cycles(edges) == []
-    assert set(tool.layer_violations(edges)) <= KNOWN_VIOLATIONS
+    assert tool.layer_violations(edges) == []
 
 
 def test_the_checker_finds_cycles_and_upward_imports():

@@ -13,16 +13,16 @@ Task ids (`Task.task_id`, the order of `CAPABILITY_NAMES`):
     8 summarization          ROUGE-L              one line per flagged record
 
 Each capability is a family registered as `longcontext/<name>`; `LongContextFamily` (registered
-as `longcontext`) mixes them. The context length knob `context_tokens` counts tokens of the
-built-in tokenizer. Example:
+as `longcontext`) mixes them. The context length knob `context_tokens` counts tokens with the
+family's `count_tokens` (text -> number of tokens; a run sets the policy tokenizer's). Example:
 
-    family = LongContextFamily(context_tokens=2000, weights=PAPER_WEIGHTS)
+    count_tokens = rljax.data.token_counter(rljax.data.load_tokenizer())
+    family = LongContextFamily(context_tokens=2000, weights=PAPER_WEIGHTS, count_tokens=count_tokens)
     task = family.generate("train", 0)
     family.verify(task, family.expert(task, np.random.default_rng(0))).reward   # 1.0
 """
 
 from rljax.envs.longcontext.base import CAPABILITY_NAMES, SYSTEM_PROMPT, CapabilityFamily, Draft
-from rljax.envs.longcontext.context import count_tokens
 from rljax.envs.longcontext.mixture import (
     CAPABILITY_FAMILIES,
     NUM_TASKS,
@@ -62,6 +62,5 @@ __all__ = [
     "StructuredExtractionFamily",
     "StructuredMatchingFamily",
     "SummarizationFamily",
-    "count_tokens",
     "per_task_mean_reward",
 ]

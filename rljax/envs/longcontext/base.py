@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Collection, Mapping
+from typing import Any, Callable, ClassVar, Collection, Mapping
 
 import numpy as np
 
@@ -73,16 +73,20 @@ class CapabilityFamily(abc.ABC):
     """Base of the nine long-context task families.
 
     Attributes:
-        context_tokens: context length in built-in-tokenizer tokens, an int >= 1 or an inclusive
+        context_tokens: context length in tokens of `count_tokens`, an int >= 1 or an inclusive
             range (lo, hi) drawn per task; a context never has fewer tokens than the target (more
-            when the task's own lines are longer). About 29 tokens per record, so the default holds
-            ~10-30 records; scales to tens of thousands of tokens (ids widen past 1,000 tokens).
+            when the task's own lines are longer). About 29 built-in-tokenizer tokens per record,
+            so the default holds ~10-30 records; scales to tens of thousands of tokens (ids widen
+            past 1,000 tokens).
         near_duplicates: distractor records per task whose ids are near-duplicates of the task's
             entities (digits swapped or off by one); 0 disables them.
         seed: family seed.
         heldout_fraction: share of the instance space (by content hash) reserved for "heldout".
         system: system-turn text of every task (e.g. `SYSTEM_PROMPT`; None: no system turn).
         name: family name, the first field of every uid.
+        count_tokens: text -> number of tokens, which sizes the contexts (`generate` raises
+            without it): the policy tokenizer's, `rljax.data.token_counter(tokenizer)`, which the
+            trainer sets itself (`envs.base.with_token_counter`). Not part of equality.
     """
 
     context_tokens: int | tuple[int, int] = (300, 900)
@@ -91,6 +95,9 @@ class CapabilityFamily(abc.ABC):
     heldout_fraction: float = 0.2
     system: str | None = None
     name: str = "longcontext"
+    count_tokens: Callable[[str], int] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
     task_id: ClassVar[int]
     metric: ClassVar[str]
 
@@ -125,8 +132,12 @@ class CapabilityFamily(abc.ABC):
             index; `meta` holds "capability", "metric", "evidence" (the task's own lines, the
             hashed content with the question), "distractors" (near-duplicate records),
             "context_tokens" (measured), "target_tokens" and the capability's own fields.
+
+        Raises:
+            ValueError: the family has no `count_tokens`.
         """
         check_split(split)
+        count_tokens = require_counter(self.name, self.count_tokens)
         draft, target, pool, rng = registry.sample_in_split(
             self._candidate,
             seed=self.seed,
@@ -144,6 +155,7 @@ class CapabilityFamily(abc.ABC):
             draft.units + tuple(Unit(d) for d in distractors),
             lambda: records.random_record(rng, pool.take(), avoid=draft.avoid).render(),
             target,
+            count_tokens=count_tokens,
         )
         meta = {
             "capability": self.capability,
@@ -274,6 +286,25 @@ CAPABILITY_NAMES = (
     "summarization",
 )
 """The nine capabilities in task-id order (golongrl.md 8.2 rows 1-9 are task ids 0-8)."""
+
+
+def require_counter(family: str, count_tokens: Callable[[str], int] | None) -> Callable[[str], int]:
+    """`count_tokens`, or a ValueError naming `family` when it is None.
+
+    Args:
+        family: the family name, for the message.
+        count_tokens: the family's token counter.
+
+    Returns:
+        The counter.
+    """
+    if count_tokens is None:
+        raise ValueError(
+            f"task family {family!r} sizes its contexts in tokens but has no count_tokens; build it "
+            "with count_tokens=rljax.data.token_counter(tokenizer), the policy's tokenizer (the "
+            "trainer sets it itself)"
+        )
+    return count_tokens
 
 
 def draw_count(rng: np.random.Generator, low: int, high: int) -> int:

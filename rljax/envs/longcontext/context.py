@@ -1,20 +1,18 @@
-"""Context assembly for the long-context tasks: token counting, filler up to a length, interleaving.
+"""Context assembly for the long-context tasks: filler up to a length in tokens, interleaving.
 
 A context is a list of lines joined by newlines. The task's own lines (the units) are mixed with
-filler lines until the context holds at least the target number of tokens of the built-in
-tokenizer (`rljax.data.load_tokenizer()`), then shuffled: free units anywhere, ordered units (a
-story, a log whose order matters) in their relative order at random positions.
+filler lines until the context holds at least the target number of tokens, as counted by the
+caller's `count_tokens` (a run passes its policy tokenizer's, `rljax.data.token_counter`), then
+shuffled: free units anywhere, ordered units (a story, a log whose order matters) in their
+relative order at random positions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Sequence
 
 import numpy as np
-
-from rljax.data import load_tokenizer
 
 _FIRST_CHUNK = 8
 
@@ -32,31 +30,13 @@ class Unit:
     ordered: bool = False
 
 
-@functools.lru_cache(maxsize=1)
-def _tokenizer():
-    return load_tokenizer()
-
-
-def count_tokens(lines: Sequence[str]) -> list[int]:
-    """Token counts of lines under the built-in tokenizer (no special tokens).
-
-    Args:
-        lines: the lines.
-
-    Returns:
-        One count per line. The built-in tokenizer merges nothing across a newline, so a context's
-        length is the sum of its lines' counts plus one token per newline.
-    """
-    if not lines:
-        return []
-    return [len(ids) for ids in _tokenizer()(list(lines), add_special_tokens=False)["input_ids"]]
-
-
 def build_context(
     rng: np.random.Generator,
     units: Sequence[Unit],
     filler: Callable[[], str],
     target_tokens: int,
+    *,
+    count_tokens: Callable[[str], int],
 ) -> tuple[list[str], int]:
     """Adds filler lines to the units until the context reaches `target_tokens`, then shuffles.
 
@@ -69,20 +49,23 @@ def build_context(
         units: the task's lines.
         filler: draws one filler line (it must not change the task's gold answer).
         target_tokens: the minimum context length in tokens (>= 1).
+        count_tokens: text -> number of tokens (no special tokens), e.g.
+            `rljax.data.token_counter(tokenizer)`.
 
     Returns:
-        (lines, num_tokens): the context lines in order and the context length in tokens
-        (lines joined by newlines).
+        (lines, num_tokens): the context lines in order and the context length in tokens, counted
+        as the sum of the lines' counts plus one token per newline: exact for a tokenizer that
+        merges nothing across a newline (the built-in one, and the usual BPE pre-tokenizers).
     """
     if not isinstance(target_tokens, int) or target_tokens < 1:
         raise ValueError(f"target_tokens must be an int >= 1, got {target_tokens!r}")
-    total = sum(count_tokens([u.text for u in units])) + max(len(units) - 1, 0)
+    total = sum(count_tokens(u.text) for u in units) + max(len(units) - 1, 0)
     filler_lines: list[str] = []
     per_line = None
     while total < target_tokens:
         wanted = _FIRST_CHUNK if per_line is None else (target_tokens - total) // per_line + 1
         chunk = [filler() for _ in range(wanted)]
-        counts = count_tokens(chunk)
+        counts = [count_tokens(line) for line in chunk]
         per_line = max(1, min(counts) + 1)
         for line, count in zip(chunk, counts):
             if total >= target_tokens:

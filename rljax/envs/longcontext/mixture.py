@@ -12,13 +12,13 @@ import collections
 import dataclasses
 import hashlib
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from rljax.envs import registry
 from rljax.envs.base import Task, Verdict, check_split
-from rljax.envs.longcontext.base import CAPABILITY_NAMES, CapabilityFamily
+from rljax.envs.longcontext.base import CAPABILITY_NAMES, CapabilityFamily, require_counter
 from rljax.envs.longcontext.reasoning import (
     ComprehensionFamily,
     GradedRankingFamily,
@@ -65,6 +65,7 @@ class LongContextFamily:
         heldout_fraction: share of each capability's instance space reserved for "heldout".
         system: system-turn text of every task (None: no system turn).
         name: family name, the first field of every uid.
+        count_tokens: see `CapabilityFamily` (given to every capability family).
     """
 
     weights: Sequence[float] | None = None
@@ -75,6 +76,9 @@ class LongContextFamily:
     heldout_fraction: float = 0.2
     system: str | None = None
     name: str = "longcontext"
+    count_tokens: Callable[[str], int] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
     families: tuple[CapabilityFamily, ...] = dataclasses.field(
         init=False, repr=False, compare=False
     )
@@ -92,7 +96,11 @@ class LongContextFamily:
                 f"weights must be {NUM_TASKS} finite non-negative numbers, not all zero, in "
                 f"the order {CAPABILITY_NAMES}; got {self.weights!r}"
             )
-        object.__setattr__(self, "weights", tuple(w / sum(weights) for w in weights))
+        # Weights that already sum to 1 are kept: `dataclasses.replace` (e.g. setting
+        # `count_tokens`) reruns this on normalised weights, and dividing again shifts them.
+        if not math.isclose(sum(weights), 1.0, rel_tol=0.0, abs_tol=1e-9):
+            weights = tuple(w / sum(weights) for w in weights)
+        object.__setattr__(self, "weights", weights)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         families = []
@@ -105,6 +113,7 @@ class LongContextFamily:
                     seed=_derived_seed(self.seed, family.task_id),
                     heldout_fraction=self.heldout_fraction,
                     system=self.system,
+                    count_tokens=self.count_tokens,
                     **extra,
                 )
             )
@@ -119,8 +128,12 @@ class LongContextFamily:
 
         Returns:
             The task, with `task_id` = the capability index and this family's name and uid.
+
+        Raises:
+            ValueError: the family has no `count_tokens`.
         """
         check_split(split)
+        require_counter(self.name, self.count_tokens)
         rng = registry.instance_rng(self.seed, split, index)
         task_id = int(rng.choice(NUM_TASKS, p=self.weights))
         task = self.families[task_id].generate(split, index)

@@ -3,10 +3,17 @@
 import numpy as np
 import pytest
 
-from rljax.data import load_tokenizer
-from rljax.envs.longcontext import PreciseRetrievalFamily, count_tokens
+from rljax.data import load_tokenizer, token_counter
+from rljax.envs.base import TokenCountingFamily, with_token_counter
+from rljax.envs.longcontext import LongContextFamily, PreciseRetrievalFamily
 from rljax.envs.longcontext.context import Unit, build_context, interleave
 from rljax.envs.longcontext.records import IdPool, Record, id_width, parse_record, random_record
+
+COUNT = token_counter(load_tokenizer())
+
+
+def count_tokens(lines):
+    return [COUNT(line) for line in lines]
 
 
 def test_record_render_and_parse():
@@ -86,21 +93,23 @@ def test_build_context_stops_at_the_target():
     rng = np.random.default_rng(4)
     units = [Unit("V01 day = 03 ;", ordered=True), Unit("V02 day = 09 ;", ordered=True)]
     filler = iter(f"E{i:02d} color = red city = oslo year = 1987 score = 42 ;" for i in range(100))
-    lines, total = build_context(rng, units, lambda: next(filler), 300)
+    lines, total = build_context(rng, units, lambda: next(filler), 300, count_tokens=COUNT)
     tokenizer = load_tokenizer()
     exact = len(tokenizer("\n".join(lines), add_special_tokens=False)["input_ids"])
     assert exact == total
     last_line = max(count_tokens(lines)) + 1
     assert 300 <= total < 300 + last_line  # one more filler line was needed, not two
     assert [line for line in lines if line.startswith("V")] == ["V01 day = 03 ;", "V02 day = 09 ;"]
-    short, total = build_context(rng, units, lambda: pytest.fail("no filler needed"), 5)
+    short, total = build_context(
+        rng, units, lambda: pytest.fail("no filler needed"), 5, count_tokens=COUNT
+    )
     assert sorted(short) == sorted(u.text for u in units) and total == sum(count_tokens(short)) + 1
     with pytest.raises(ValueError, match="target_tokens must be an int >= 1"):
-        build_context(rng, units, lambda: "", 0)
+        build_context(rng, units, lambda: "", 0, count_tokens=COUNT)
 
 
 def test_length_knob_scales_to_tens_of_thousands_of_tokens():
-    task = PreciseRetrievalFamily(context_tokens=20_000).generate("train", 0)
+    task = PreciseRetrievalFamily(context_tokens=20_000, count_tokens=COUNT).generate("train", 0)
     context = task.prompt.rsplit("\n<q> ", 1)[0]
     tokens = len(load_tokenizer()(context, add_special_tokens=False)["input_ids"])
     assert tokens == task.meta["context_tokens"] and 20_000 <= tokens < 20_040
@@ -110,3 +119,40 @@ def test_length_knob_scales_to_tens_of_thousands_of_tokens():
     entity, attribute = task.meta["entity"], task.meta["attribute"]
     record = parse_record(next(line for line in lines if line.startswith(entity + " ")))
     assert record.value(attribute) == task.answer
+
+
+def test_contexts_count_the_given_tokenizer():
+    # A counter of whole words: same draw, different lengths; the measured length is its count.
+    def words(text):
+        return len(text.split())
+
+    task = PreciseRetrievalFamily(context_tokens=200, count_tokens=words).generate("train", 0)
+    context = task.prompt.rsplit("\n<q> ", 1)[0]
+    lines = context.split("\n")
+    assert task.meta["context_tokens"] == sum(words(line) for line in lines) + len(lines) - 1
+    assert 200 <= task.meta["context_tokens"] < 200 + max(words(line) for line in lines) + 1
+    builtin = PreciseRetrievalFamily(context_tokens=200, count_tokens=COUNT).generate("train", 0)
+    assert builtin.answer == task.answer and builtin.prompt != task.prompt
+
+
+@pytest.mark.parametrize(
+    "family, name",
+    [
+        (PreciseRetrievalFamily(), "longcontext/precise_retrieval"),
+        (LongContextFamily(), "longcontext"),
+    ],
+)
+def test_a_family_without_a_counter_names_itself(family, name):
+    with pytest.raises(ValueError, match=rf"task family '{name}' .* has no count_tokens"):
+        family.generate("train", 0)
+
+
+def test_the_counter_is_not_part_of_equality_and_is_set_once():
+    bare = LongContextFamily(context_tokens=(150, 300), seed=1)
+    counted = with_token_counter(bare, COUNT)
+    assert isinstance(bare, TokenCountingFamily) and bare.count_tokens is None
+    assert counted == bare and hash(counted) == hash(bare) and counted is not bare
+    assert all(f.count_tokens is COUNT for f in counted.families)
+    assert counted.generate("train", 0).family == "longcontext"  # bare.generate raises
+    assert with_token_counter(counted, len) is counted  # a counter already given is kept
+    assert PreciseRetrievalFamily(count_tokens=len) == PreciseRetrievalFamily()

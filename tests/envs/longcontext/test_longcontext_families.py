@@ -6,10 +6,12 @@ import re
 import numpy as np
 import pytest
 
+from rljax.data import load_tokenizer, token_counter
 from rljax.envs.base import TaskFamily
 from rljax.envs.longcontext import CAPABILITY_FAMILIES, CAPABILITY_NAMES
 
 SHORT = (150, 400)  # short contexts keep these tests fast; one test checks the length knob
+COUNT = token_counter(load_tokenizer())
 
 
 def _context_lines(task):
@@ -105,7 +107,7 @@ def _unordered(task_id, answer):
 
 @pytest.fixture(params=CAPABILITY_FAMILIES, ids=CAPABILITY_NAMES)
 def family(request):
-    return request.param(context_tokens=SHORT, seed=5)
+    return request.param(context_tokens=SHORT, seed=5, count_tokens=COUNT)
 
 
 def test_task_ids_and_names_follow_the_documented_order():
@@ -133,8 +135,8 @@ def test_gold_answer_matches_an_independent_solver(family):
 
 
 def test_deterministic_and_seed_dependent(family):
-    again = type(family)(context_tokens=SHORT, seed=5)
-    other = type(family)(context_tokens=SHORT, seed=6)
+    again = type(family)(context_tokens=SHORT, seed=5, count_tokens=COUNT)
+    other = type(family)(context_tokens=SHORT, seed=6, count_tokens=COUNT)
     tasks = [family.generate("heldout", i) for i in range(6)]
     assert tasks == [again.generate("heldout", i) for i in range(6)]
     assert tasks != [other.generate("heldout", i) for i in range(6)]
@@ -206,17 +208,19 @@ def _near(a, b):
 
 
 def test_near_duplicate_distractors():
-    family = CAPABILITY_FAMILIES[0](context_tokens=SHORT, near_duplicates=3)
+    family = CAPABILITY_FAMILIES[0](context_tokens=SHORT, near_duplicates=3, count_tokens=COUNT)
     for index in range(10):
         task = family.generate("train", index)
         ids = [line.split()[0] for line in task.meta["distractors"]]
         assert len(ids) == 3 and all(_near(i, task.meta["entity"]) for i in ids)
-    none = CAPABILITY_FAMILIES[0](context_tokens=SHORT, near_duplicates=0).generate("train", 0)
+    none = CAPABILITY_FAMILIES[0](
+        context_tokens=SHORT, near_duplicates=0, count_tokens=COUNT
+    ).generate("train", 0)
     assert none.meta["distractors"] == []
 
 
 def test_comprehension_options_hold_the_final_and_previous_holders():
-    family = CAPABILITY_FAMILIES[1](context_tokens=SHORT)
+    family = CAPABILITY_FAMILIES[1](context_tokens=SHORT, count_tokens=COUNT)
     for index in range(10):
         task = family.generate("train", index)
         item = task.meta["item"]

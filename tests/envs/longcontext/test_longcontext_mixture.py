@@ -5,6 +5,7 @@ import collections
 import numpy as np
 import pytest
 
+from rljax.data import load_tokenizer, token_counter
 from rljax.envs import registry
 from rljax.envs.base import Task, TaskFamily, Verdict
 from rljax.envs.longcontext import (
@@ -17,6 +18,7 @@ from rljax.envs.longcontext import (
 )
 
 SHORT = (150, 300)
+COUNT = token_counter(load_tokenizer())
 
 
 def test_registry_names():
@@ -30,7 +32,7 @@ def test_registry_names():
 
 
 def test_uniform_default_samples_every_capability():
-    family = LongContextFamily(context_tokens=SHORT, seed=1)
+    family = LongContextFamily(context_tokens=SHORT, seed=1, count_tokens=COUNT)
     assert isinstance(family, TaskFamily)
     tasks = [family.generate("train", i) for i in range(90)]
     counts = collections.Counter(t.task_id for t in tasks)
@@ -46,7 +48,9 @@ def test_uniform_default_samples_every_capability():
 def test_paper_weights():
     assert sum(PAPER_WEIGHTS) == pytest.approx(1.0)
     assert sum(PAPER_WEIGHTS[:4]) == pytest.approx(0.9) and PAPER_WEIGHTS[4] == 0.05
-    family = LongContextFamily(weights=PAPER_WEIGHTS, context_tokens=1, near_duplicates=0)
+    family = LongContextFamily(
+        weights=PAPER_WEIGHTS, context_tokens=1, near_duplicates=0, count_tokens=COUNT
+    )
     # Which capability a task gets is drawn first, so the ids can be counted without the contexts.
     draws = [
         int(registry.instance_rng(0, "train", i).choice(NUM_TASKS, p=family.weights))
@@ -60,14 +64,16 @@ def test_paper_weights():
 
 
 def test_single_capability_weights_and_normalisation():
-    family = LongContextFamily(weights=[0, 0, 0, 0, 0, 0, 0, 2, 0], context_tokens=SHORT)
+    family = LongContextFamily(
+        weights=[0, 0, 0, 0, 0, 0, 0, 2, 0], context_tokens=SHORT, count_tokens=COUNT
+    )
     assert family.weights == (0, 0, 0, 0, 0, 0, 0, 1.0, 0)
     assert {family.generate("heldout", i).task_id for i in range(10)} == {7}
 
 
 def test_deterministic_and_heldout_disjoint():
-    family = LongContextFamily(context_tokens=SHORT, seed=2)
-    again = LongContextFamily(context_tokens=SHORT, seed=2)
+    family = LongContextFamily(context_tokens=SHORT, seed=2, count_tokens=COUNT)
+    again = LongContextFamily(context_tokens=SHORT, seed=2, count_tokens=COUNT)
     assert [family.generate("train", i) for i in range(10)] == [
         again.generate("train", i) for i in range(10)
     ]
@@ -81,8 +87,11 @@ def test_deterministic_and_heldout_disjoint():
 
 
 def test_options_reach_the_capability_families():
-    family = LongContextFamily(context_tokens=SHORT, near_duplicates=0, rouge_f="f1", system="S")
+    family = LongContextFamily(
+        context_tokens=SHORT, near_duplicates=0, rouge_f="f1", system="S", count_tokens=COUNT
+    )
     assert all(f.near_duplicates == 0 and f.system == "S" for f in family.families)
+    assert all(f.count_tokens is COUNT for f in family.families)
     assert family.families[8].rouge_f == "f1"
     assert len({f.seed for f in family.families}) == NUM_TASKS
     task = family.generate("train", 0)
