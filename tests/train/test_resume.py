@@ -1,4 +1,11 @@
-"""Exact resume: a run SIGKILLed mid-way and restarted ends bitwise equal to an uninterrupted run."""
+"""Exact resume: a run SIGKILLed mid-way and restarted ends bitwise equal to an uninterrupted run.
+
+The run must change its parameters at every step, or equal final parameters prove nothing: an
+untrained smoke policy hits the token budget on every row (reward 0, so a GRPO gradient of 0).
+Anti-SD without its entropy gate subtracts the JSD between the policy with and without the
+privileged teacher context from every token's advantage, which is nonzero whatever the rewards;
+the test asserts a nonzero gradient and a parameter change at every step.
+"""
 
 import json
 import os
@@ -20,13 +27,17 @@ def _command(run_dir):
     return [
         sys.executable,
         "-m",
-        "rljax.experiments.grpo",
+        "rljax.experiments.anti_sd",
         "--preset",
         "smoke",
         "--run-dir",
         str(run_dir),
         "--set",
         f"train.steps={STEPS}",
+        "--set",
+        "method.kwargs.gate=False",
+        "--set",
+        f"train.keep_checkpoints={STEPS}",
         "--set",
         "train.checkpoint_every=1",
         "--set",
@@ -52,10 +63,14 @@ def _records(path):
     return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
 
 
-def _final_params(run_dir):
+def _params(run_dir, step=STEPS):
     with ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "meta")) as manager:
-        restored = manager.restore(STEPS, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return restored["state"]["params"]
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return ocp.tree.to_flat_dict(restored["state"]["params"])
+
+
+def _max_change(a, b):
+    return max(float(np.max(np.abs(np.asarray(a[k]) - np.asarray(b[k])))) for k in a)
 
 
 @pytest.mark.slow
@@ -63,6 +78,13 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path):
     cache = tmp_path / "xla_cache"
     whole, killed = tmp_path / "a" / "run", tmp_path / "b" / "run"
     subprocess.run(_command(whole), env=_env(cache), check=True, capture_output=True, timeout=900)
+    # The parameters change at every step (else the bitwise comparison below would be vacuous).
+    records = _records(whole / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+    assert all(r["grad_norm"] > 0 and r["skipped_updates"] == 0 for r in records), records
+    saved = [_params(whole, step) for step in range(1, STEPS + 1)]
+    changes = [_max_change(a, b) for a, b in zip(saved, saved[1:])]
+    assert all(change > 0 for change in changes), changes
 
     proc = subprocess.Popen(
         _command(killed), env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -83,8 +105,7 @@ def test_sigkill_and_resume_is_bitwise_exact(tmp_path):
 
     assert _records(killed / "metrics.jsonl") == _records(whole / "metrics.jsonl")
     assert _records(killed / "eval.jsonl") == _records(whole / "eval.jsonl")
-    a, b = _final_params(whole), _final_params(killed)
-    flat_a, flat_b = ocp.tree.to_flat_dict(a), ocp.tree.to_flat_dict(b)
+    flat_a, flat_b = _params(whole), _params(killed)
     assert flat_a.keys() == flat_b.keys()
     for key in flat_a:
         np.testing.assert_array_equal(
