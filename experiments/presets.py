@@ -125,6 +125,8 @@ def pod(
 
 # One accelerator (a single GPU, or pass --set train.mesh=data=1,fsdp=4,tensor=1 on a 4-chip TPU host).
 REAL_MESH = "data=1,fsdp=1,tensor=1"
+# Chat-template variables of the real presets (templates ignore the ones they do not use).
+REAL_TEMPLATE_KWARGS = {"enable_thinking": False, "date_string": "26 Jul 2024"}
 
 
 def real(
@@ -142,15 +144,25 @@ def real(
 
     Set the checkpoint with `--set model.hf_path=/path/to/Qwen3-0.6B` (weights, tokenizer and
     chat template load from it; the preset's shapes are what `--dry-run` checks, since the dry run
-    builds models from presets). No SFT warm start: the instruction-tuned model already answers in
-    the task's format (`answer_format="boxed"` for math).
+    builds models from presets); a run without it is refused at start-up (`require_hf_path`). No
+    SFT warm start: the instruction-tuned model already answers in the task's format
+    (`answer_format="boxed"` for math). The chat template renders with thinking off (Qwen3: the
+    budgets below leave no room for a long `<think>` block) and a fixed date (Llama 3.1+ prints
+    today's otherwise), so a resumed run renders the same prompts. The final policy is exported to
+    `<run>/hf/` (`train.export_hf`).
     """
     return ExperimentConfig(
         name=name,
         method=method,
         task=task,
         optim=OptimSection(learning_rate=learning_rate, warmup_steps=10, weight_decay=0.01),
-        model=ModelSection(preset=preset, dtype="bfloat16", overrides={"remat": True}),
+        model=ModelSection(
+            preset=preset,
+            dtype="bfloat16",
+            overrides={"remat": True},
+            chat_template_kwargs=dict(REAL_TEMPLATE_KWARGS),
+            require_hf_path=True,
+        ),
         train=TrainSection(
             steps=steps,
             microbatches=microbatches,

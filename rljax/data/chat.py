@@ -403,6 +403,48 @@ def resolve_format(
     return cached[1]
 
 
+def set_format(tokenizer: transformers.PreTrainedTokenizerFast, fmt: ChatFormat) -> None:
+    """Makes `fmt` what `resolve_format(tokenizer)` returns from now on (every `fmt=None` render).
+
+    A run derives its format once, with the template options of its config and the checkpoint's
+    extra stop tokens, and installs it on its tokenizer, so rollouts, evaluation, SFT and teacher
+    contexts all render the same glue. Changing `tokenizer.chat_template` afterwards drops it.
+    """
+    _FORMATS[tokenizer] = (tokenizer.chat_template, fmt)
+
+
+def with_stop_ids(
+    tokenizer: transformers.PreTrainedTokenizerFast, fmt: ChatFormat, ids
+) -> ChatFormat:
+    """`fmt` with the tokens `ids` added to its stop texts (e.g. a checkpoint's
+    `generation_config.json` eos ids: Qwen3 stops at `<|im_end|>` and `<|endoftext|>`, Llama 3
+    at `<|eot_id|>`, `<|eom_id|>` and `<|end_of_text|>`).
+
+    Raises:
+        ValueError: an id is outside the tokenizer's vocabulary, or its text does not encode back
+            to exactly that one token (stop texts are matched as single tokens).
+    """
+    stops = list(fmt.stops)
+    have = stop_token_ids(tokenizer, fmt)
+    for token_id in ids:
+        token_id = int(token_id)
+        if token_id in have:
+            continue
+        if not 0 <= token_id < len(tokenizer):
+            raise ValueError(
+                f"stop token id {token_id} is outside the tokenizer's {len(tokenizer)} ids"
+            )
+        text = tokenizer.decode([token_id], skip_special_tokens=False)
+        if tokenizer.encode(text, add_special_tokens=False) != [token_id]:
+            raise ValueError(
+                f"stop token id {token_id} ({text!r}) does not encode back to itself; "
+                "stop tokens must be single special tokens"
+            )
+        stops.append(text)
+        have = have | {token_id}
+    return dataclasses.replace(fmt, stops=tuple(stops))
+
+
 def _content(tokenizer, fmt: ChatFormat, role: str, text: str) -> str:
     """A non-assistant content as the template renders it (verbatim for the built-in format)."""
     if fmt.template is None or not text:

@@ -3,6 +3,8 @@ family check."""
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import jax
@@ -10,12 +12,14 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rljax import parallel
-from rljax.data import load_tokenizer, token_counter
+from rljax.data import chat, load_tokenizer, token_counter
 from rljax.data.pipeline import FamilySource, task_batches
 from rljax.envs import base, registry
 from rljax.methods import Method
 from rljax.models import PRESETS, Decoder, load_hf
-from rljax.train.config import ModelSection, TaskSection
+from rljax.train.config import HF_OVERRIDES, ModelSection, TaskSection
+
+GENERATION_CONFIG = "generation_config.json"
 
 # What each method need and run setting asks of the task family.
 NEED_CAPABILITIES = {
@@ -63,8 +67,43 @@ def _members(protocol: type) -> set[str]:
 
 
 def policy_tokenizer(cfg: ModelSection) -> Any:
-    """The policy's tokenizer: the checkpoint's (`cfg.hf_path`), else the built-in one."""
-    return load_tokenizer(cfg.hf_path)
+    """The policy's tokenizer: the checkpoint's (`cfg.hf_path`), else the built-in one, with the
+    run's chat format installed (`configure_chat`: `cfg.chat_template_kwargs`, and the eos ids of
+    the checkpoint's `generation_config.json` as extra stop tokens).
+    """
+    tokenizer = load_tokenizer(cfg.hf_path)
+    eos = () if cfg.hf_path is None else generation_eos_ids(cfg.hf_path)
+    configure_chat(tokenizer, cfg.chat_template_kwargs, eos)
+    return tokenizer
+
+
+def generation_eos_ids(path: str | os.PathLike) -> tuple[int, ...]:
+    """The `eos_token_id`s of a checkpoint's `generation_config.json` (none without the file)."""
+    file = os.path.join(path, GENERATION_CONFIG)
+    if not os.path.isfile(file):
+        return ()
+    with open(file) as f:
+        eos = json.load(f).get("eos_token_id")
+    if eos is None:
+        return ()
+    return tuple(eos) if isinstance(eos, list) else (eos,)
+
+
+def configure_chat(tokenizer: Any, template_kwargs: dict, stop_ids=()) -> chat.ChatFormat:
+    """Derives the run's chat format (template options, extra stop ids) and installs it on
+    `tokenizer` (`chat.set_format`), so every `fmt=None` render of the run uses it; returns it.
+
+    Raises:
+        ValueError: options given to a tokenizer without a chat template, or a stop id that is
+            not a single token.
+    """
+    try:
+        fmt = chat.chat_format(tokenizer, **template_kwargs)
+    except ValueError as err:
+        raise ValueError(f"model.chat_template_kwargs={template_kwargs!r}: {err}") from None
+    fmt = chat.with_stop_ids(tokenizer, fmt, stop_ids)
+    chat.set_format(tokenizer, fmt)
+    return fmt
 
 
 def build_family(
@@ -84,7 +123,8 @@ def build_policy(
 ) -> tuple[Any, Decoder]:
     """The tokenizer and the policy network a run starts from.
 
-    With `cfg.hf_path`, both come from that local Hugging Face checkpoint directory; otherwise the
+    With `cfg.hf_path`, both come from that local Hugging Face checkpoint directory (its
+    `remat`/`scan_layers` overrides applied); otherwise the
     built-in tokenizer and a freshly initialised `cfg.preset` (vocabulary sized to the tokenizer)
     with `cfg.overrides` applied. Parameters are placed on `mesh` by the logical partition rules.
     `tokenizer` is `policy_tokenizer(cfg)` when the caller already loaded it (None: loaded here).
@@ -95,7 +135,8 @@ def build_policy(
     """
     tokenizer = policy_tokenizer(cfg) if tokenizer is None else tokenizer
     if cfg.hf_path is not None:
-        model = load_hf(cfg.hf_path, dtype=cfg.dtype, mesh=mesh)
+        switches = {k: v for k, v in cfg.overrides.items() if k in HF_OVERRIDES}
+        model = load_hf(cfg.hf_path, dtype=cfg.dtype, mesh=mesh, **switches)
         if model.config.vocab_size < len(tokenizer):
             raise ValueError(
                 f"the checkpoint at {cfg.hf_path} has vocab_size={model.config.vocab_size}, "

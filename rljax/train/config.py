@@ -25,14 +25,24 @@ class ModelSection:
     Attributes:
         preset: a name in `rljax.models.PRESETS` (ignored when `hf_path` is set).
         overrides: ModelConfig fields replacing the preset's (e.g. {"num_layers": 2}).
-        hf_path: a local Hugging Face checkpoint directory to load instead of a preset.
+        hf_path: a local Hugging Face checkpoint directory to load instead of a preset (weights,
+            tokenizer, chat template and the eos ids of its `generation_config.json`); only the
+            `remat` and `scan_layers` overrides apply to it.
         dtype: parameter/compute dtype name.
+        chat_template_kwargs: variables passed to the tokenizer's chat template, e.g.
+            {"enable_thinking": False} (Qwen3) or {"date_string": "26 Jul 2024"} (Llama 3.1+,
+            otherwise today's date): fixed in the config, so a run resumed on a later day renders
+            the same prompts.
+        require_hf_path: refuse to start without `hf_path` (the `real` presets: their shapes
+            describe a published checkpoint, and a random one would otherwise train silently).
     """
 
     preset: str = "tiny"
     overrides: dict = dataclasses.field(default_factory=dict)
     hf_path: str | None = None
     dtype: str = "float32"
+    chat_template_kwargs: dict = dataclasses.field(default_factory=dict)
+    require_hf_path: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +116,13 @@ class TrainSection:
         log_every: steps between console log lines.
         max_gen_rounds: DAPO dynamic sampling: rollout batches drawn per step at most.
         reflection: RubricEM's reflection phase and windowed curriculum: None = off, else the
-            keyword arguments of `rljax.train.reflection.ReflectionPhase` ({} = paper defaults).
+            keyword arguments of `rljax.train.reflection_phase.ReflectionPhase` ({} = paper defaults).
         max_skipped_updates: consecutive optimiser updates skipped for a non-finite gradient after
             which the run stops with an error (keeping its last good checkpoint).
         start_fresh_if_unreadable: when checkpoints exist but none is readable, move them aside and
             start from step 0 instead of stopping.
+        export_hf: at the end of the run, write the policy with its tokenizer and generation
+            config to `<run_dir>/hf/` (`rljax.train.export`); None: when `model.hf_path` is set.
     """
 
     steps: int = 20
@@ -129,6 +141,7 @@ class TrainSection:
     reflection: dict | None = None
     max_skipped_updates: int = 10
     start_fresh_if_unreadable: bool = False
+    export_hf: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +277,10 @@ def _set(node: Any, parts: list[str], text: str, key: str) -> Any:
     return new
 
 
+# The ModelConfig switches that apply to a checkpoint loaded from model.hf_path.
+HF_OVERRIDES = frozenset({"remat", "scan_layers"})
+
+
 class ConfigError(ValueError):
     """One or more config fields are out of range; the message lists each field, value and rule."""
 
@@ -333,6 +350,26 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
         bad("name", config.name, "must be a non-empty string without '/'")
 
     m = config.model
+    if m.hf_path is None and m.require_hf_path is True:
+        bad(
+            "model.hf_path",
+            None,
+            f"the {config.name!r} preset trains a published checkpoint (model.require_hf_path): "
+            "pass --set model.hf_path=/path/to/checkpoint, a directory with config.json, "
+            "safetensors and tokenizer files (e.g. Qwen/Qwen3-0.6B)",
+        )
+    if not isinstance(m.require_hf_path, bool):
+        bad("model.require_hf_path", m.require_hf_path, "must be a bool")
+    if not isinstance(m.chat_template_kwargs, dict):
+        bad("model.chat_template_kwargs", m.chat_template_kwargs, "must be a dict")
+    if m.hf_path is not None and isinstance(m.overrides, dict):
+        if set(m.overrides) - HF_OVERRIDES:
+            bad(
+                "model.overrides",
+                m.overrides,
+                f"with model.hf_path only {sorted(HF_OVERRIDES)} apply (the checkpoint's "
+                "config.json fixes the shapes)",
+            )
     if m.hf_path is None:
         choice("model.preset", m.preset, PRESETS)
         if m.preset in PRESETS and isinstance(m.overrides, dict):
@@ -404,6 +441,12 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
     integer("train.max_skipped_updates", tr.max_skipped_updates, 1)
     if tr.reflection is not None and not isinstance(tr.reflection, dict):
         bad("train.reflection", tr.reflection, "must be None or a dict of ReflectionPhase kwargs")
+    if tr.export_hf is not None and not isinstance(tr.export_hf, bool):
+        bad(
+            "train.export_hf",
+            tr.export_hf,
+            "must be None (export when model.hf_path is set) or a bool",
+        )
     if not isinstance(tr.start_fresh_if_unreadable, bool):
         bad("train.start_fresh_if_unreadable", tr.start_fresh_if_unreadable, "must be a bool")
     sizes_ok = all(

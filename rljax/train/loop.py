@@ -32,7 +32,7 @@ from rljax.envs.reward import RewardFn, from_reward_fn
 from rljax.methods import PrepareInputs, TrainBatch
 from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
-from rljax.train import collect, faults, heldout, rundir, sft
+from rljax.train import collect, export, faults, heldout, rundir, sft
 from rljax.train.batches import prepare_inputs, train_batch
 from rljax.train.components import (
     build_family,
@@ -64,6 +64,7 @@ STATE_KEYS = (
     "model.overrides",
     "model.hf_path",
     "model.dtype",
+    "model.chat_template_kwargs",
     "method.name",
     "method.kwargs",
     "task.family",
@@ -231,14 +232,57 @@ class Trainer:
         if restored is None:
             return 0
         step, state, meta = restored
+        self._apply_checkpoint(state, meta)
+        log.info("resumed from step %d", step)
+        return step
+
+    def load_checkpoint(self, step: int | None = None) -> int:
+        """Loads checkpoint `step` of the run directory (None: the latest readable one) into this
+        trainer, e.g. to evaluate or export it; returns its step.
+
+        Raises:
+            FileNotFoundError: the run has no checkpoint `step` (or none at all).
+            ckpt_lib.UnreadableCheckpointError, ckpt_lib.IncompatibleCheckpointError.
+        """
+        directory = self.run_dir / "checkpoints"
+        if not directory.exists():
+            raise FileNotFoundError(f"{directory} does not exist: the run has no checkpoint")
+        checkpointer = ckpt_lib.Checkpointer(directory, async_save=False)
+        try:
+            steps = checkpointer.steps()
+            step = steps[-1] if step is None and steps else step
+            if step not in steps:
+                raise FileNotFoundError(
+                    f"{directory} has no checkpoint of step {step}; it has {steps}"
+                )
+            state, meta = checkpointer.restore_step(
+                step,
+                ckpt_lib.abstract_like(self.state),
+                required_meta=tuple(self._meta()),
+                check_meta=self._check_meta,
+            )
+        finally:
+            checkpointer.close()
+        self._apply_checkpoint(state, meta)
+        return step
+
+    def export(self, directory: str | epath.Path | None = None) -> epath.Path:
+        """Writes the current policy, its tokenizer and generation config as a Hugging Face
+        directory (`rljax.train.export.export_hf`; default `<run_dir>/hf`); returns it."""
+        directory = epath.Path(directory or self.run_dir / "hf")
+        info = {"run_dir": str(self.run_dir), "step": int(self.state.step)}
+        export.export_hf(
+            self.policy, self.tokenizer, directory, source=self.config.model.hf_path, info=info
+        )
+        return directory
+
+    def _apply_checkpoint(self, state, meta: dict) -> None:
         self.state = state
         self.data.set_state(meta["data"])
         if "family" in meta:
             self.family.set_state(meta["family"])
         if self.reflection is not None:
             self.reflection.set_state(meta["reflection"])
-        log.info("resumed from step %d", step)
-        return step
 
     def _save(self, step: int, *, force: bool = False) -> None:
         self._open_checkpoints().save(step, self.state, self._meta(), force=force)
@@ -498,6 +542,11 @@ class Trainer:
         finally:
             writer.close()
             self._open_checkpoints().close()
+        export_hf = cfg.train.export_hf
+        if export_hf is None:
+            export_hf = cfg.model.hf_path is not None
+        if export_hf and (start < final or not (self.run_dir / "hf").exists()):
+            self.export()
         return RunResult(self.run_dir, cfg.train.steps, read_metrics(self.run_dir), eval_log.read())
 
     def _warm_start(self) -> None:
