@@ -19,6 +19,11 @@ from rljax.data.chat import (
     stop_token_ids,
 )
 from rljax.data.tokenizer import BUILTIN_DIR, SPECIAL_TOKENS, load_tokenizer, token_counter
+from rljax.envs import registry as _registry
+
+# A prepared TFDS question/answer dataset as a task family by name, e.g. for a config's
+# task.family="external_qa" (TFDS, an optional extra, is imported only when one is made).
+_registry.register("external_qa", "rljax.data.tfds_builders:external_qa", overwrite=True)
 
 __all__ = [
     "BUILTIN_DIR",

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from rljax.envs import metrics
+from rljax.envs.arithmetic import boxed_integer
 from rljax.envs.base import SPLITS, Task, TaskFamily, Verdict, check_split
 
 BUILDER_NAME = "rljax_tasks"
@@ -220,8 +221,12 @@ def final_number_after_hashes(answer: str) -> str:
 class ExternalQA:
     """A task family over an external question/answer dataset (random-access records per split).
 
-    The prompt is the record's `prompt_field`; the gold answer is `extract(record[answer_field])`;
-    the response must end with `<answer>...</answer>`, whose content `metric(content, gold)` scores.
+    The prompt is the record's `prompt_field`; the gold answer is `extract(record[answer_field])`.
+    With `answer_format="tag"` the response must end with `<answer>...</answer>`; with "boxed" (for
+    real instruction-tuned models) the prompt asks for `\\boxed{}` on a new line
+    (`metrics.BOXED_INSTRUCTION`, as the math papers prompt gsm8k) and the last box of the response
+    is read, tolerating LaTeX around a number (`$`, `\\text{}`, `1{,}234`). `metric(content, gold)`
+    scores the answer.
 
     Attributes:
         name: family name (uid prefix).
@@ -231,6 +236,8 @@ class ExternalQA:
         extract: gold solution text -> gold answer string.
         metric: (predicted answer text, gold answer) -> reward in [0, 1].
         task_id: task type for every instance.
+        answer_format: "tag" or "boxed" (see above).
+        system: system-turn text of every task (None: no system turn).
     """
 
     name: str
@@ -240,6 +247,11 @@ class ExternalQA:
     extract: Callable[[str], str] = final_number_after_hashes
     metric: Callable[[str, Any], float] = metrics.numeric_match
     task_id: int = 0
+    answer_format: str = "tag"
+    system: str | None = None
+
+    def __post_init__(self):
+        metrics.check_answer_format(self.answer_format)
 
     @classmethod
     def from_tfds(
@@ -296,16 +308,20 @@ class ExternalQA:
                 raise ValueError(
                     f"record {index} of {split!r} has no field {field!r}; fields: {sorted(record)}"
                 )
+        prompt = _text(record[self.prompt_field])
+        if self.answer_format == "boxed":
+            prompt = f"{prompt}\n{metrics.BOXED_INSTRUCTION}"
         return Task(
             uid=f"{self.name}/{split}/{index}",
             family=self.name,
-            prompt=_text(record[self.prompt_field]),
+            prompt=prompt,
             answer=self.extract(_text(record[self.answer_field])),
             task_id=self.task_id,
+            system=self.system,
         )
 
     def verify(self, task: Task, response: str) -> Verdict:
-        """Scores the stripped final `<answer>` content with `metric`.
+        """Scores the stripped final answer (`<answer>` content, or the last box) with `metric`.
 
         Args:
             task: a task of this family.
@@ -315,10 +331,10 @@ class ExternalQA:
             The verdict; `info["reason"]` starts with "correct", "partial" (a metric strictly
             between 0 and 1), "wrong" or "malformed" (no single final answer tag: reward 0).
         """
-        content, reason = metrics.extract_answer(response)
+        content, reason = metrics.extract_final_answer(response, self.answer_format)
         if content is None:
             return Verdict(0.0, {"reason": reason})
-        content = content.strip()
+        content = boxed_integer(content) if self.answer_format == "boxed" else content.strip()
         reward = float(self.metric(content, task.answer))
         if reward == 1.0:
             return Verdict(reward, {"reason": "correct"})
@@ -336,6 +352,8 @@ class ExternalQA:
         answer = task.answer
         if rng.random() < noise:
             answer = self._near_miss(task, rng)
+        if self.answer_format == "boxed":
+            return f"\\boxed{{{answer}}}"
         return f"<answer>{answer}</answer>"
 
     def _near_miss(self, task: Task, rng: np.random.Generator) -> str:
@@ -358,6 +376,143 @@ class ExternalQA:
                 f"{self.name} has no {split!r} split; available: {sorted(self.sources)}"
             )
         return self.sources[split]
+
+
+def external_qa(
+    dataset: str,
+    *,
+    data_dir: str,
+    splits: Mapping[str, str] | None = None,
+    name: str | None = None,
+    **kwargs: Any,
+) -> ExternalQA:
+    """The registry's "external_qa" family: `ExternalQA.from_tfds` with config-friendly defaults.
+
+    A run trains on a prepared TFDS dataset with `task.family="external_qa"` and e.g.
+    `task.kwargs={"dataset": "jsonl_qa/gsm8k", "data_dir": "/data/tfds", "answer_format": "boxed"}`.
+
+    Args:
+        dataset: TFDS name ("gsm8k", or "jsonl_qa/<name>" written by `build_jsonl_qa`).
+        data_dir: the TFDS data directory.
+        splits: "train"/"heldout" -> the dataset's split names (default: train and test).
+        name: family name (default: the dataset's name without its builder prefix).
+        **kwargs: the other `ExternalQA` fields (prompt_field, answer_field, answer_format,
+            system, task_id).
+    """
+    splits = {"train": "train", "heldout": "test"} if splits is None else splits
+    default = dataset.split("/")[-1] if dataset.startswith(f"{JSONL_BUILDER}/") else None
+    return ExternalQA.from_tfds(
+        dataset, data_dir=data_dir, splits=splits, name=name or default, **kwargs
+    )
+
+
+JSONL_BUILDER = "jsonl_qa"
+
+
+class JsonlQa(tfds.core.GeneratorBasedBuilder):
+    """Question/answer records from JSON-lines files as a TFDS dataset `jsonl_qa/<config_name>`
+    (array_record), e.g. gsm8k's `{"question": ..., "answer": "... #### 72"}` lines.
+
+    Each split is one file; every line must hold the `fields` as strings, written in file order.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    code_path = None  # nothing is downloaded; see RljaxTasks
+
+    def __init__(
+        self,
+        *,
+        files: Mapping[str, str] | None = None,
+        config_name: str = "default",
+        fields: Sequence[str] = ("question", "answer"),
+        **kwargs: Any,
+    ):
+        self._files = dict(files or {})
+        self._fields = tuple(fields)
+        config = tfds.core.BuilderConfig(name=config_name, description=json.dumps(self._files))
+        super().__init__(config=config, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = {field: tfds.features.Text() for field in self._fields}
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="Question/answer records from JSON-lines files.",
+            features=tfds.features.FeaturesDict(features),
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict:
+        del dl_manager
+        return {split: self._generate_examples(path) for split, path in self._files.items()}
+
+    def _generate_examples(self, path: str):
+        for index, row in enumerate(read_jsonl(path, self._fields)):
+            yield index, row
+
+
+def read_jsonl(path: str, fields: Sequence[str]) -> list[dict[str, str]]:
+    """The `fields` of every non-empty line of a JSON-lines file.
+
+    Raises:
+        ValueError: naming the file and line of a record that is not JSON, lacks a field, or whose
+            field is not a string.
+    """
+    rows = []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number} is not JSON: {err}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{number} is not a JSON object")
+            for field in fields:
+                if not isinstance(record.get(field), str):
+                    raise ValueError(
+                        f"{path}:{number} has no string field {field!r}; fields: {sorted(record)}"
+                    )
+            rows.append({field: record[field] for field in fields})
+    if not rows:
+        raise ValueError(f"{path} holds no records")
+    return rows
+
+
+def build_jsonl_qa(
+    files: Mapping[str, str],
+    data_dir: str,
+    *,
+    name: str,
+    fields: Sequence[str] = ("question", "answer"),
+) -> str:
+    """Writes JSON-lines question/answer files as the TFDS dataset `jsonl_qa/<name>` (offline).
+
+    Args:
+        files: TFDS split name -> JSON-lines file, e.g. {"train": "train.jsonl", "test":
+            "test.jsonl"} (gsm8k's split names, which `external_qa` reads by default).
+        data_dir: the TFDS data directory.
+        name: the dataset's config name.
+        fields: the string fields kept from every line.
+
+    Returns:
+        The dataset name for `external_qa(dataset=..., data_dir=...)` / `tfds.data_source`.
+
+    Raises:
+        ValueError: a malformed file (`read_jsonl`), or `name` already prepared in `data_dir`
+            (datasets are immutable: choose another name or remove its directory).
+    """
+    for path in files.values():
+        read_jsonl(path, fields)  # every line is checked before anything is written
+    builder = JsonlQa(
+        files=files, config_name=name, fields=fields, data_dir=data_dir, file_format="array_record"
+    )
+    if builder.is_prepared():
+        raise ValueError(
+            f"{builder.data_path} already exists; choose another name or remove that directory"
+        )
+    builder.download_and_prepare()
+    return f"{JSONL_BUILDER}/{name}"
 
 
 def _text(value: Any) -> str:
