@@ -10,10 +10,13 @@ from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "echo"
 # The MiniShell world is drawn once from the family seed and shared by every episode (echo.md 8.1);
-# compact rendering keeps the harness wrapper from dominating a small model's CE.
+# compact rendering keeps the harness wrapper from dominating a small model's CE. values="task"
+# (issue 16): each task redraws the values over the shared layout, so a value must be read from the
+# terminal and held-out tasks (training keys, unseen values) measure reading it; with the world's
+# values the policy memorised training answers and held-out keys' files were never a lookup target.
 TASK = TaskSection(
     family="terminal_find_value",
-    kwargs={"seed": 0, "render": "compact"},
+    kwargs={"seed": 0, "render": "compact", "values": "task"},
     prompts_per_step=8,
     group_size=8,
     max_new_tokens=48,

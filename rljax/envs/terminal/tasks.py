@@ -14,7 +14,11 @@
 The first is echo.md section 8.1's episode. All share the world of their seed
 (`world.make_world`); the last two add per-task files. Splits follow the registry's content-hash
 rule; for the key families the hashed content is the key (with the world seed), so a held-out key
-is never a training query of either key family. File-state tasks are judged on the final file
+is never a training query of either key family. The key families take `values`: "world" (the
+spec: a key's value is the world's, so a training key can be answered from memory, and a held-out
+key's file was never a lookup target) or "task" (each task redraws every value over the world's
+layout and is split by key and values: held-out tasks ask for training keys, with values no
+training task shows, so held-out success measures reading the terminal; issue 16). File-state tasks are judged on the final file
 system whatever the answer (`answer done` just ends early). Experts make, per spare turn, a
 mistake with probability `noise`: a look at the wrong file or a misspelt command (both
 recoverable); with noise 0 they solve every task.
@@ -55,8 +59,56 @@ def key_content(seed: int, key: str) -> str:
     return f"world{seed}/{key}"
 
 
+VALUE_SOURCES = ("world", "task")
+
+
 @dataclasses.dataclass(frozen=True)
-class FindValueFamily(TerminalFamily):
+class _KeyFamily(TerminalFamily):
+    """A family whose tasks ask for the value of one key of the world (find / write a value).
+
+    Attributes:
+        values: "world" (echo.md section 8.1: every key keeps the world's value, so a policy can
+            answer a training key from memory) or "task" (each task redraws every value over the
+            world's layout, so the value must be read from the terminal; the split then hashes the
+            key with the task's values, so held-out tasks ask for training keys with values no
+            training task shows).
+    """
+
+    values: str = "world"
+
+    def __post_init__(self):
+        if self.values not in VALUE_SOURCES:
+            raise ValueError(f"values must be one of {VALUE_SOURCES}, got {self.values!r}")
+        super().__post_init__()
+
+    def _draw(self, rng: np.random.Generator) -> tuple[str, tuple[str, dict[str, str] | None]]:
+        key = self.world.keys[int(rng.integers(len(self.world.values)))]
+        if self.values == "world":
+            return key_content(self.seed, key), (key, None)
+        width = len(self.world.values[key])
+        letters = rng.integers(len(VALUE_ALPHABET), size=(len(self.world.keys), width))
+        values = {
+            k: "".join(VALUE_ALPHABET[c] for c in row) for k, row in zip(self.world.keys, letters)
+        }
+        content = f"{key_content(self.seed, key)}:" + ",".join(values[k] for k in self.world.keys)
+        return content, (key, values)
+
+    def _key_task(self, instance: tuple[str, dict[str, str] | None]) -> tuple[str, dict]:
+        """(the key's value, meta) of an instance; meta["files"] holds the task's own values."""
+        key, values = instance
+        meta = {"key": key, "file": self.world.key_file[key]}
+        if values is None:
+            return self.world.values[key], meta
+        files = {
+            path: "".join(f"{line.split('=', 1)[0]}={values[line.split('=', 1)[0]]}\n"
+                          for line in text.splitlines())
+            for path, text in self.world.files.items()
+        }  # fmt: skip
+        return values[key], {**meta, "files": files}
+
+
+@dataclasses.dataclass(frozen=True)
+class FindValueFamily(_KeyFamily):
     """`Q: value of KEY ?`: look the key up, then `answer VALUE` (echo.md section 8.1's episode)."""
 
     max_turns: int = 3
@@ -64,16 +116,9 @@ class FindValueFamily(TerminalFamily):
     task_id: ClassVar[int] = 0
     min_turns: ClassVar[int] = 2
 
-    def _draw(self, rng: np.random.Generator) -> tuple[str, str]:
-        key = self.world.keys[int(rng.integers(len(self.world.values)))]
-        return key_content(self.seed, key), key
-
-    def _task(self, key: str) -> tuple[str, str, dict]:
-        return (
-            f"Q: value of {key} ?",
-            self.world.values[key],
-            {"key": key, "file": self.world.key_file[key]},
-        )
+    def _task(self, instance: tuple[str, dict[str, str] | None]) -> tuple[str, str, dict]:
+        answer, meta = self._key_task(instance)
+        return f"Q: value of {meta['key']} ?", answer, meta
 
     def judge(self, task: Task, backend: TerminalBackend, answer: str | None) -> Verdict:
         """Reward 1 iff the answer is exactly the key's value."""
@@ -93,7 +138,7 @@ class FindValueFamily(TerminalFamily):
 
 
 @dataclasses.dataclass(frozen=True)
-class WriteValueFamily(TerminalFamily):
+class WriteValueFamily(_KeyFamily):
     """`Q: write the value of KEY to /data/out.txt`: look up, `echo VALUE > /data/out.txt`."""
 
     max_turns: int = 4
@@ -101,13 +146,9 @@ class WriteValueFamily(TerminalFamily):
     task_id: ClassVar[int] = 1
     min_turns: ClassVar[int] = 3
 
-    def _draw(self, rng: np.random.Generator) -> tuple[str, str]:
-        key = self.world.keys[int(rng.integers(len(self.world.values)))]
-        return key_content(self.seed, key), key
-
-    def _task(self, key: str) -> tuple[str, str, dict]:
-        prompt = f"Q: write the value of {key} to {OUT_FILE}"
-        return prompt, self.world.values[key], {"key": key, "file": self.world.key_file[key]}
+    def _task(self, instance: tuple[str, dict[str, str] | None]) -> tuple[str, str, dict]:
+        answer, meta = self._key_task(instance)
+        return f"Q: write the value of {meta['key']} to {OUT_FILE}", answer, meta
 
     def judge(self, task: Task, backend: TerminalBackend, answer: str | None) -> Verdict:
         """Reward 1 iff /data/out.txt holds the value (one trailing newline allowed)."""

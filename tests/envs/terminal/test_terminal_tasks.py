@@ -127,6 +127,73 @@ def test_registry_builds_every_family():
     assert len({cls.task_id for cls in FAMILIES.values()}) == len(FAMILIES)
 
 
+# ---- per-task values (issue 16: held-out success must measure reading the terminal)
+
+
+def _echo_preset_family():
+    from rljax.experiments import echo
+
+    task = echo.PRESETS["cpu"]().task
+    return registry.make(task.family, **task.kwargs)
+
+
+def test_echo_preset_answers_cannot_be_memorised():
+    # With the world's values, a key's answer was the same in every task: a policy could answer a
+    # training key from memory without reading the terminal (issue 16's training reward).
+    family = _echo_preset_family()
+    first, later = {}, []
+    for i in range(600):
+        task = family.generate("train", i)
+        if task.meta["key"] in first:
+            later.append(task)
+        else:
+            first[task.meta["key"]] = task.answer
+    assert len(later) > 400
+    assert np.mean([task.answer == first[task.meta["key"]] for task in later]) < 0.01
+
+
+def test_echo_preset_heldout_is_solved_by_reading_the_terminal():
+    # What training shows about the world (where each queried key lives) plus what the terminal
+    # prints solves every held-out task; remembering training answers solves none. With the world's
+    # values and the key split, no held-out key was ever a training lookup, so its file was unknown
+    # and held-out success was 0 whatever the policy read (issue 16).
+    family = _echo_preset_family()
+    train = [family.generate("train", i) for i in range(600)]
+    where = {task.meta["key"]: task.meta["file"] for task in train}
+    answers = {(task.meta["key"], task.answer) for task in train}
+    for index in range(64):
+        task = family.generate("heldout", index)
+        key = task.meta["key"]
+        assert key in where and (key, task.answer) not in answers
+        with family.start(task) as episode:
+            text = episode.step(act(f"grep {key} {where[key]}")).text
+            assert text.splitlines()[-1] == "(exit=0)"
+            episode.step(act(f"answer {text.splitlines()[1].removeprefix(key + '=')}"))
+            assert episode.verdict().reward == 1.0
+
+
+@pytest.mark.parametrize("family_cls", [FindValueFamily, WriteValueFamily])
+def test_task_values_keep_the_world_layout(family_cls):
+    family = family_cls(seed=2, values="task")
+    tasks = [family.generate(split, i) for split in ("train", "heldout") for i in range(40)]
+    for task in tasks:
+        files = task.meta["files"]
+        assert sorted(files) == sorted(family.world.files)
+        for path, text in files.items():
+            world_keys = [line.split("=")[0] for line in family.world.files[path].splitlines()]
+            assert [line.split("=")[0] for line in text.splitlines()] == world_keys
+            assert all(re.fullmatch(r"k\d\d=[a-z0-9]{4}", line) for line in text.splitlines())
+        line = f"{task.meta['key']}={task.answer}"
+        assert line in files[f"/data/{task.meta['file']}"].splitlines()
+        assert family.generate(task.uid.split("/")[1], int(task.uid.split("/")[2])) == task
+        expert = family.expert(task, np.random.default_rng(len(task.uid)), noise=0.5)
+        assert family.verify(task, expert).reward == 1.0
+    assert len({task.answer for task in tasks}) > 70  # values are redrawn per task
+    assert np.mean([t.answer == family.world.values[t.meta["key"]] for t in tasks]) < 0.05
+    with pytest.raises(ValueError, match="values must be one of"):
+        family_cls(values="file")
+
+
 # ---- experts
 
 
