@@ -18,14 +18,17 @@ from rljax.train.collect import sample_trajectories
 from rljax.train.config import TaskSection
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+# A terminal episode's final answer is the command `answer V` (rljax.envs.terminal.actions).
+_COMMAND_ANSWER = re.compile(r"<cmd>\s*answer\s+(.*?)</cmd>", re.S)
 
 
 def final_answers(traj: Trajectories, tokenizer) -> list[str]:
-    """The last `<answer>...</answer>` of each row's generated text (else the whole last action)."""
+    """The last `<answer>...</answer>` of each row's generated text, else its last terminal
+    `<cmd> answer V </cmd>`, else the whole generated text (every turn's actions)."""
     out = []
     for tokens, mask in zip(np.asarray(traj.tokens), np.asarray(traj.action_mask)):
         text = tokenizer.decode(tokens[mask > 0].tolist(), skip_special_tokens=True)
-        found = _ANSWER.findall(text)
+        found = _ANSWER.findall(text) or _COMMAND_ANSWER.findall(text)
         out.append(found[-1].strip() if found else text.strip())
     return out
 

@@ -1,6 +1,7 @@
 """Host-side trainer pieces: held-out scoring, DAPO dynamic sampling with static shapes, configs."""
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -8,7 +9,27 @@ import pytest
 from rljax.rollout.types import Trajectories
 from rljax.train import config as config_lib
 from rljax.train.collect import concat_trajectories, filter_groups
-from rljax.train.heldout import score_samples
+from rljax.train.heldout import final_answers, score_samples
+
+
+def test_final_answers_reads_the_terminal_answer_command():
+    # maj@k votes on final answers; a terminal episode answers with `<cmd> answer V </cmd>`, and
+    # two episodes that looked the value up differently but answer alike must vote together.
+    class Chars:
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(map(chr, ids))
+
+    texts = [
+        "<think> a </think> <cmd> grep k01 f00 </cmd><think> b </think> <cmd> answer ab12 </cmd>",
+        "<think> c </think> <cmd> cat f00 </cmd><think> d </think> <cmd> answer ab12 </cmd>",
+        "<think> 3+4 </think><answer>7</answer>",
+        "no answer",
+    ]
+    width = max(map(len, texts))
+    tokens = np.array([[ord(c) for c in t.ljust(width)] for t in texts])
+    mask = np.array([[i < len(t) for i in range(width)] for t in texts])
+    traj = types.SimpleNamespace(tokens=tokens, action_mask=mask)
+    assert final_answers(traj, Chars()) == ["ab12", "ab12", "7", "no answer"]
 
 
 def test_score_samples_hand_worked():
