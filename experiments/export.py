@@ -38,11 +38,23 @@ def export_checkpoint(
     config_file = run_dir / rundir.CONFIG_FILE
     if not config_file.exists():
         raise FileNotFoundError(f"{config_file} does not exist: is {run_dir} a run directory?")
-    config = ExperimentConfig.from_dict(json.loads(config_file.read_text()))
+    stored = json.loads(config_file.read_text())
+    for section in ("task", "method"):  # JSON stored the presets' tuples (e.g. digits) as lists
+        stored[section]["kwargs"] = _tuples(stored[section]["kwargs"])
+    config = ExperimentConfig.from_dict(stored)
     with rundir.RunLock(run_dir):
         trainer = Trainer(config, run_dir)
         step = trainer.load_checkpoint(step)
         return trainer.export(out or run_dir / f"hf-step{step}")
+
+
+def _tuples(value):
+    """Lists (as JSON stores tuples) back to tuples, inside dicts too."""
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
 
 
 def main(argv: list[str] | None = None) -> epath.Path:

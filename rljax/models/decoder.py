@@ -134,7 +134,9 @@ class Decoder(nnx.Module):
     def _run_layers(
         self, x: jax.Array, inputs: LayerInputs, kv: KVStack | None
     ) -> tuple[jax.Array, KVStack | None]:
-        step = nnx.remat(_layer_step) if self.config.remat else _layer_step
+        # Rematerialisation saves activation memory for a backward pass; a forward with a KV
+        # cache (sampling) never has one, and nnx.remat inside the decode loop's trace fails.
+        step = nnx.remat(_layer_step) if self.config.remat and kv is None else _layer_step
         if self.config.scan_layers:
             scan = nnx.scan(step, in_axes=(0, nnx.Carry, None, 0), out_axes=nnx.Carry)
             return scan(self.layers, (x, kv), inputs, jnp.arange(self.config.num_layers))

@@ -212,3 +212,22 @@ def test_hf_path_run_trains_resumes_and_exports(hf_dir, tmp_path):
     )
     # The trained weights moved away from the source checkpoint.
     assert not np.allclose(_torch_logits(out, tokens), _torch_logits(hf_dir, tokens), atol=1e-4)
+
+
+def test_remat_checkpoint_samples_like_the_plain_one(hf_dir):
+    # The real presets load the checkpoint with remat=True; the sampler's decode loop (a KV cache,
+    # no backward pass) runs the layers without it and samples exactly what the plain model does.
+    import jax
+
+    from rljax.sampling.session import DecodeSession
+    from rljax.sampling.strategies import Temperature
+
+    out = []
+    for remat in (False, True):
+        model = load_hf(hf_dir, remat=remat)
+        session = DecodeSession(
+            model, batch_size=2, max_len=16, strategy=Temperature(1.0), key=jax.random.key(0)
+        )
+        session.prefill([[5, 6, 7], [8, 9]])
+        out.append([list(g.tokens) for g in session.generate(max_new_tokens=6)])
+    assert out[0] == out[1] and all(len(row) == 6 for row in out[0])
