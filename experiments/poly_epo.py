@@ -11,14 +11,33 @@ from rljax.experiments import cli, presets
 from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "poly_epo"
+# The warm start demonstrates uniformly random strategies (poly_epo.md section 8), not a working
+# strategy chosen with the hidden Works(x): that mixture (S_1 30% of the demonstrations, S_6 7%)
+# taught the tiny policy to execute S_1 only, so 73% of its samples were degenerate and groups
+# held 0.89 distinct valid clusters: no diversity for Poly-EPO to reward (issue 21).
 TASK = TaskSection(
-    family="strategy", prompts_per_step=16, group_size=8, max_new_tokens=16, max_len=64
+    family="strategy",
+    kwargs={"expert_mix": "uniform"},
+    prompts_per_step=16,
+    group_size=8,
+    max_new_tokens=16,
+    max_len=64,
 )
 METHOD = MethodSection(name="poly_epo", kwargs={"set_size": 4})
 
 PRESETS = {
     "smoke": lambda: presets.smoke(NAME, TASK, METHOD, prompts=2, group_size=4),
-    "cpu": lambda: presets.cpu(NAME, TASK, METHOD, steps=100, learning_rate=1e-4),
+    # ~95% valid work tokens and a warm start long enough to execute all six strategies (spec 8).
+    "cpu": lambda: presets.cpu(
+        NAME,
+        TASK,
+        METHOD,
+        steps=100,
+        learning_rate=1e-4,
+        sft_steps=600,
+        sft_noise=0.05,
+        sft_demos=4096,
+    ),
     "pod": lambda: presets.pod(
         NAME,
         TaskSection(

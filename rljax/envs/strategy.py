@@ -35,6 +35,7 @@ from rljax.envs import registry
 from rljax.envs.base import Task, Verdict, check_split
 
 DEGENERATE = -1
+EXPERT_MIXES = ("working", "uniform")
 SUCCESS_RATES = (0.55, 0.35, 0.30, 0.25, 0.20, 0.15)
 SYSTEM_PROMPT = (
     "Choose a strategy s and answer [S_s] w1 w2 w3, where w_j = (x_j + s*j) mod 10 and x_j is "
@@ -226,6 +227,9 @@ class HiddenKeyFamily:
         cluster_fn: the judge writing `Verdict.info["cluster"]`.
         system: system-turn text of every task (e.g. `SYSTEM_PROMPT`; None: no system turn).
         name: family name, the first field of every uid.
+        expert_mix: which strategy `expert` demonstrates: "working" (a uniformly chosen working
+            strategy, which reads the hidden Works(x)) or "uniform" (poly_epo.md section 8's SFT
+            mixture: a uniformly random strategy in 1..S, whatever works).
     """
 
     num_digits: int = 6
@@ -237,6 +241,7 @@ class HiddenKeyFamily:
     cluster_fn: ClusterFn = rule_cluster
     system: str | None = None
     name: str = "strategy"
+    expert_mix: str = "working"
 
     def __post_init__(self):
         if not isinstance(self.num_digits, int) or self.num_digits < 1:
@@ -258,6 +263,8 @@ class HiddenKeyFamily:
                 f"cluster_fn must be a callable (task, response) -> int, got {self.cluster_fn!r}"
             )
         registry.check_heldout_fraction(self.heldout_fraction)
+        if self.expert_mix not in EXPERT_MIXES:
+            raise ValueError(f"expert_mix must be one of {EXPERT_MIXES}, got {self.expert_mix!r}")
 
     @property
     def num_strategies(self) -> int:
@@ -329,11 +336,14 @@ class HiddenKeyFamily:
         return Verdict(0.0, {"reason": reason, **info})
 
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
-        """A scripted response: a uniformly chosen working strategy, done right.
+        """A scripted response: a strategy (chosen by `expert_mix`) with the right work tokens.
 
-        With probability `noise` it makes one mistake: a wrong work token (malformed) or a
-        strategy that does not solve the instance. On an instance no strategy solves (10.4% with
-        the spec's rates) it uses S_1, the most reliable one, and scores 0 whatever the noise.
+        "working": a uniformly chosen working strategy; with probability `noise` one mistake, a
+        wrong work token (malformed) or a strategy that does not solve the instance. On an
+        instance no strategy solves (10.4% with the spec's rates) it uses S_1, the most reliable
+        one, and scores 0 whatever the noise.
+        "uniform" (poly_epo.md section 8): a uniformly random strategy in 1..S, so the warm start
+        can execute every strategy; with probability `noise` one work token is wrong (malformed).
 
         Args:
             task: a task of this family.
@@ -347,10 +357,13 @@ class HiddenKeyFamily:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
         works = task.meta["works"]
         failing = [s for s in range(1, self.num_strategies + 1) if s not in works]
-        strategy = int(rng.choice(works)) if works else 1
+        if self.expert_mix == "uniform":
+            strategy = int(rng.integers(1, self.num_strategies + 1))
+        else:
+            strategy = int(rng.choice(works)) if works else 1
         work = work_tokens(task.meta["digits"], strategy, self.work_tokens)
         if rng.random() < noise:
-            if failing and works and rng.random() < 0.5:
+            if self.expert_mix == "working" and failing and works and rng.random() < 0.5:
                 strategy = int(rng.choice(failing))
                 work = work_tokens(task.meta["digits"], strategy, self.work_tokens)
             else:

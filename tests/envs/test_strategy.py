@@ -192,3 +192,20 @@ def test_clusters_feed_poly_epo_advantages():
 def test_bad_knobs(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HiddenKeyFamily(**kwargs)
+
+
+def test_expert_uniform_mix():
+    """poly_epo.md section 8's SFT mixture: uniformly random strategies, noise = a wrong work token."""
+    family = HiddenKeyFamily(expert_mix="uniform")
+    rng = np.random.default_rng(0)
+    tasks = [family.generate("train", i) for i in range(1200)]
+    clean = [family.verify(t, family.expert(t, rng)) for t in tasks]
+    counts = np.bincount([v.info["cluster"] for v in clean], minlength=7)[1:]
+    assert counts.min() > 150 and counts.max() < 250  # 200 expected per strategy
+    # Strategies are chosen blind to Works(x): the reward is the strategies' mean success rate.
+    assert np.mean([v.reward for v in clean]) == pytest.approx(np.mean(SUCCESS_RATES), abs=0.04)
+    for task in tasks[:200]:
+        noisy = family.verify(task, family.expert(task, rng, noise=1.0))
+        assert noisy.info["cluster"] == DEGENERATE and noisy.reward == 0.0
+    with pytest.raises(ValueError, match="expert_mix must be one of"):
+        HiddenKeyFamily(expert_mix="best")
