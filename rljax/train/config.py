@@ -332,9 +332,10 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
             )
             bad(key, value, f"must be a finite number in {interval}")
 
-    def choice(key: str, value: Any, allowed) -> None:
+    def choice(key: str, value: Any, allowed, what: str = "") -> None:
         if value not in allowed:
-            bad(key, value, f"must be one of {sorted(allowed)}")
+            unknown = f" (unknown {what} {value!r})" if what else ""
+            bad(key, value, f"must be one of {sorted(allowed)}{unknown}")
 
     def finite_tree(key: str, value: Any) -> None:
         if isinstance(value, dict):
@@ -371,7 +372,7 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
                 "config.json fixes the shapes)",
             )
     if m.hf_path is None:
-        choice("model.preset", m.preset, PRESETS)
+        choice("model.preset", m.preset, PRESETS, "model preset")
         if m.preset in PRESETS and isinstance(m.overrides, dict):
             try:
                 PRESETS[m.preset](**m.overrides)
@@ -386,7 +387,7 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
     choice("model.dtype", m.dtype, ("float32", "bfloat16", "float16"))
 
     t = config.task
-    choice("task.family", t.family, registry.names())
+    choice("task.family", t.family, registry.names(), "task family")
     if not isinstance(t.kwargs, dict):
         bad("task.kwargs", t.kwargs, "must be a dict")
     integer("task.prompts_per_step", t.prompts_per_step, 1)
@@ -404,7 +405,7 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
         integer("task.num_tasks", t.num_tasks, 1)
 
     me = config.method
-    choice("method.name", me.name, methods.METHODS)
+    choice("method.name", me.name, methods.METHODS, "method")
     if not isinstance(me.kwargs, dict):
         bad("method.kwargs", me.kwargs, "must be a dict")
     else:
@@ -474,13 +475,10 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
             except ValueError as err:
                 bad("train.mesh", tr.mesh, str(err))
             else:
-                ways = parallel.data_parallel_size(mesh)
-                if rows % ways:
-                    bad(
-                        "train.mesh",
-                        tr.mesh,
-                        f"its data-parallel size {ways} must divide a mini-batch of {rows} rows",
-                    )
+                try:
+                    parallel.check_batch_size(rows, mesh)
+                except ValueError as err:
+                    bad("train.mesh", tr.mesh, f"a mini-batch of {rows} rows: {err}")
 
     sf = config.sft
     integer("sft.steps", sf.steps, 0)

@@ -82,5 +82,5 @@ def test_all_problems_are_reported_together():
 def test_batch_must_divide_over_the_mesh():
     mesh = types.SimpleNamespace(shape={"data": 4, "fsdp": 3, "tensor": 1})
     message = _errors(ExperimentConfig(), mesh=mesh)
-    assert "data-parallel size 12 must divide a mini-batch of 64 rows" in message
+    assert "batch size 64 is not divisible by the data-parallel size 12" in message
     ExperimentConfig().validate(mesh=types.SimpleNamespace(shape={"data": 4, "fsdp": 2}))
