@@ -29,9 +29,8 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-import experiments
 import rljax
-from rljax import kernels, methods
+from rljax import experiments, kernels, methods
 from rljax.envs.base import Task
 from rljax.methods import TrainBatch
 from rljax.rollout.types import Trajectories
