@@ -65,7 +65,15 @@ inputs, arrays = nbhelpers.prepare_inputs(delta_trainer, traj, tasks, group_mask
 mask = arrays.action_mask > 0
 print("rewards [P, G]:\n", np.asarray(inputs.rewards))
 
-adv = np.asarray(losses.group_advantages(inputs.rewards)).reshape(-1)  # [B]
+# The preset adds DAPO's overlong shaping (delta.md section 9) to the rewards before normalising.
+shaping = delta_trainer.config.method.kwargs
+rewards = inputs.rewards + losses.overlong_penalty(
+    inputs.lengths,
+    max_len=shaping["overlong_max_len"],
+    buffer_len=shaping["overlong_buffer"],
+    factor=shaping.get("overlong_factor", 1.0),
+).reshape(inputs.rewards.shape)
+adv = np.asarray(losses.group_advantages(rewards)).reshape(-1)  # [B]
 coeffs = np.asarray(
     losses.delta_coefficients(
         inputs.hidden, jnp.exp(inputs.old_logprobs), jnp.asarray(adv), inputs.action_mask
