@@ -247,6 +247,15 @@ def _policy_method(
     )
 
 
+def _overlong(
+    max_len: int | None, buffer: int | None, factor: float
+) -> tuple[int, int, float] | None:
+    """DAPO overlong shaping settings (off without a maximum length; buffer defaults to L_max/4)."""
+    if max_len is None:
+        return None
+    return max_len, buffer or max_len // 4, factor
+
+
 def _shaped_rewards(inputs: PrepareInputs, overlong: tuple[int, int, float] | None) -> Array:
     if overlong is None:
         return inputs.rewards
@@ -323,9 +332,7 @@ def dapo(
     filter_groups: bool = True,
 ) -> Method:
     """DAPO preset: clip-higher, dual clip, token-mean, overlong shaping, dynamic sampling."""
-    overlong = None
-    if overlong_max_len is not None:
-        overlong = (overlong_max_len, overlong_buffer or overlong_max_len // 4, overlong_factor)
+    overlong = _overlong(overlong_max_len, overlong_buffer, overlong_factor)
 
     def credit(inputs, state):
         adv = losses.group_advantages(_shaped_rewards(inputs, overlong))
@@ -396,9 +403,7 @@ def delta(
     it is on only when `overlong_max_len` is given (the experiment presets set it; `overlong_buffer`
     None means L_max / 4).
     """
-    overlong = None
-    if overlong_max_len is not None:
-        overlong = (overlong_max_len, overlong_buffer or overlong_max_len // 4, overlong_factor)
+    overlong = _overlong(overlong_max_len, overlong_buffer, overlong_factor)
 
     def credit(inputs, state):
         adv = _per_row(losses.group_advantages(_shaped_rewards(inputs, overlong)))
