@@ -36,7 +36,7 @@ def main() -> None:
     cli.configure_logging()
     config = cli.resolve("echo", echo.PRESETS, "cpu", args.overrides)
     trainer = Trainer(config, args.run_dir)
-    trainer._warm_start()
+    trainer.load_warm_start()
     kwargs = dict(config.task.kwargs)
     own = trainer.family
     redrawn = registry.make(config.task.family, **{**kwargs, "values": "task"})

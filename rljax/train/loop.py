@@ -501,7 +501,7 @@ class Trainer:
         rundir.write_config(self.run_dir, cfg.to_json())
         rundir.prepare_logs(self.run_dir, resume_step=start)
         if start == 0:
-            self._warm_start()
+            self.load_warm_start()
         eval_log = heldout.EvalLog(self.run_dir / "eval.jsonl", resume_step=start)
         if start == 0:
             eval_log.write(0, self.evaluate())
@@ -549,7 +549,11 @@ class Trainer:
             self.export()
         return RunResult(self.run_dir, cfg.train.steps, read_metrics(self.run_dir), eval_log.read())
 
-    def _warm_start(self) -> None:
+    def load_warm_start(self) -> None:
+        """Puts the SFT warm start (`config.sft`; trained once, then read from the cache beside the
+        run directory, `<run_dir>/../sft/<fingerprint>`) into the policy, a fresh optimiser state
+        and the reference; a no-op when `sft.steps` is 0. `run()` calls it before step 0.
+        """
         cfg = self.config
         if cfg.sft.steps <= 0:
             return
