@@ -7,6 +7,13 @@ Presets: `smoke` (seconds; what the tests run), `cpu` (a real run on a laptop-cl
 state (`jax.eval_shape`, nothing materialised) and reports parameter counts and per-device memory
 on the preset's mesh instead of training; the `pod` preset is meant to be checked that way here
 and run for real on a pod.
+
+Multi-process runs (one process per host of a TPU pod or GPU cluster, or several local processes
+via `python -m rljax.experiments.launch`): every process runs the same command. The CLI joins the
+job first (`rljax.parallel.initialize`: JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+JAX_PROCESS_ID, else the cluster JAX detects: TPU pod slices, SLURM, ...), then the processes
+compare a hash of their resolved config and refuse to run if they differ. Process 0 writes the
+metrics, evaluations and the report; checkpoints are written by all of them.
 """
 
 from __future__ import annotations
@@ -17,9 +24,12 @@ import logging
 import sys
 from typing import Callable, Mapping
 
+import jax
 from etils import epath
 from rljax.experiments import dry_run, report
 
+from rljax import parallel
+from rljax.parallel import multihost
 from rljax.train import Trainer
 from rljax.train import config as config_lib
 from rljax.train.config import ExperimentConfig
@@ -84,23 +94,42 @@ def main(
         summary = dry_run.check(config)
         print(json.dumps(summary, indent=2))
         return summary
+    joined = parallel.initialize(auto_detect=True)
     configure_logging()
+    if joined:
+        try:
+            digest = multihost.check_same_config(config.to_json())
+        except multihost.ConfigMismatchError as err:
+            raise SystemExit(f"error: {err}") from None
+        log.info(
+            "process %d of %d joined (%d local devices of %d); config hash %s",
+            jax.process_index(),
+            jax.process_count(),
+            jax.local_device_count(),
+            jax.device_count(),
+            digest,
+        )
     run_dir = epath.Path(args.run_dir or f"runs/{name}-{args.preset}-seed{config.train.seed}")
     try:
         trainer = Trainer(config, run_dir)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     trainer.run()
-    log.info("writing the report")
-    page = report.write_report(run_dir)
-    print(f"report: {page}")
+    page = run_dir / "report.md"
+    if multihost.is_primary():
+        log.info("writing the report")
+        page = report.write_report(run_dir)
+        print(f"report: {page}")
+    multihost.sync("rljax_report")
     return page
 
 
 def configure_logging() -> None:
-    """INFO lines of rljax on stderr (replacing the handler absl installs at import)."""
+    """INFO lines of rljax on stderr (replacing the handler absl installs at import); in a
+    multi-process run each line names its process."""
+    where = f"[process {jax.process_index()}] " if jax.process_count() > 1 else ""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s {where}%(message)s", force=True
     )
     for noisy in ("absl", "jax._src.xla_bridge"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -6,6 +6,11 @@ or an external dataset through `ExternalQA` (a family). `task_batches` shards th
 processes, shuffles it with a seed (a fresh order every epoch), repeats it and batches it; the
 iterator's `get_state()` is a small dict that `set_state` restores exactly, so a run resumed from a
 checkpoint sees the same prompts it would have seen without stopping.
+
+In a multi-process run each process reads only its own rows of every batch: batch k of the stream
+is the same list of tasks whatever the number of processes, and process i of n reads its i-th
+contiguous part (so the global batch, and everything computed from it, does not depend on how many
+hosts share the run).
 """
 
 from __future__ import annotations
@@ -58,20 +63,24 @@ def task_dataset(
     shard_index: int = 0,
     shard_count: int = 1,
 ) -> grain.MapDataset:
-    """Batches of `batch_size` tasks: shard -> shuffle (new order each epoch) -> repeat -> batch.
+    """This shard's part of batches of `batch_size` tasks: shuffle (new order each epoch) ->
+    repeat -> batch -> shard.
+
+    Shard i of n holds tasks [i * P / n, (i + 1) * P / n) of every global batch of P =
+    `batch_size` tasks (grain reads only those), so the n shards of batch k together are exactly
+    batch k of the unsharded stream.
 
     Args:
         source: random-access tasks (`FamilySource`, `load_tasks(...)`, ...).
-        batch_size: P, tasks per batch; an incomplete last batch is dropped.
+        batch_size: P, tasks per global batch; an incomplete last batch is dropped.
         seed: shuffle seed.
         shuffle: shuffle each epoch (False keeps source order, e.g. for evaluation).
         num_epochs: passes over the source; None repeats forever.
         shard_index: this process's shard (e.g. `jax.process_index()`).
-        shard_count: number of shards (e.g. `jax.process_count()`); shard i holds source items
-            i, i + shard_count, ...
+        shard_count: number of shards (e.g. `jax.process_count()`); must divide `batch_size`.
 
     Returns:
-        A `grain.MapDataset` whose elements are lists of `batch_size` tasks.
+        A `grain.MapDataset` whose elements are lists of `batch_size // shard_count` tasks.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}")
@@ -79,16 +88,27 @@ def task_dataset(
         raise ValueError(
             f"need 0 <= shard_index < shard_count, got shard_index={shard_index}, shard_count={shard_count}"
         )
+    if batch_size % shard_count:
+        raise ValueError(
+            f"batch_size={batch_size} tasks do not split evenly over {shard_count} processes"
+        )
     if num_epochs is not None and num_epochs <= 0:
         raise ValueError(f"num_epochs must be > 0 or None, got {num_epochs}")
-    dataset = grain.MapDataset.source(source)[shard_index::shard_count]
+    dataset = grain.MapDataset.source(source)
     if len(dataset) < batch_size:
         raise ValueError(
-            f"shard {shard_index} holds {len(dataset)} tasks, fewer than batch_size={batch_size}"
+            f"the source holds {len(dataset)} tasks, fewer than batch_size={batch_size}"
         )
     if shuffle:
         dataset = dataset.shuffle(seed=seed)
-    return dataset.repeat(num_epochs).batch(batch_size, drop_remainder=True, batch_fn=list)
+    parts = dataset.repeat(num_epochs).batch(
+        batch_size // shard_count, drop_remainder=True, batch_fn=list
+    )
+    if shard_count == 1:
+        return parts
+    if num_epochs is not None:  # every shard stops after the same number of global batches
+        parts = parts[: len(parts) // shard_count * shard_count]
+    return parts[shard_index::shard_count]
 
 
 def task_batches(

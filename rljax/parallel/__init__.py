@@ -8,6 +8,7 @@ from rljax.parallel.rules import (
     check_batch_size,
     data_parallel_size,
     logical_to_mesh_sharding,
+    place_batch,
     shard_batch,
     shard_model,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "logical_to_mesh_sharding",
     "make_mesh",
     "parse_mesh_spec",
+    "place_batch",
     "shard_batch",
     "shard_model",
 ]

@@ -33,13 +33,15 @@ def initialize(
     Each argument left as None is read from the standard environment variables
     `JAX_COORDINATOR_ADDRESS` ("host:port" of process 0), `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`.
     When nothing is given and `auto_detect` is True, JAX's cluster detection (TPU pod slices, SLURM,
-    Open MPI, Kubernetes jobsets) supplies the values instead. Call it before any other JAX call.
+    Open MPI, Kubernetes jobsets) supplies the values instead when it finds a cluster of more than
+    one process (`detected_cluster`); on a plain machine it is a no-op. Call it before any other
+    JAX call.
 
     Args:
         coordinator_address: "host:port" where process 0 serves the coordination service.
         num_processes: total number of processes.
         process_id: this process's index in [0, num_processes).
-        auto_detect: with no values given or in the environment, let JAX detect the cluster.
+        auto_detect: with no values given or in the environment, join the cluster JAX detects.
 
     Returns:
         True if `jax.distributed.initialize` was called, False for the single-process no-op.
@@ -56,7 +58,7 @@ def initialize(
         "process_id": process_id,
     }
     if all(value is None for value in given.values()):
-        if auto_detect:
+        if auto_detect and detected_cluster() is not None:
             jax.distributed.initialize()
             return True
         return False
@@ -76,3 +78,25 @@ def initialize(
         coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
     )
     return True
+
+
+def detected_cluster() -> str | None:
+    """The name of the multi-process cluster JAX detects around this process (None: none).
+
+    Uses JAX's own cluster environments (`jax._src.clusters`: SLURM, Open MPI, Cloud TPU VMs and
+    GKE TPU pods, Kubernetes), the ones `jax.distributed.initialize()` would use, and reports one
+    only when it has more than one process, so a single-task SLURM job or a single-host TPU VM runs
+    as one process without a coordination service.
+    """
+    from jax._src import clusters  # no public API says whether a cluster is present
+
+    for env in clusters.ClusterEnv._cluster_types:
+        if env.opt_in_only_method or not env.is_env_present():
+            continue
+        try:
+            count = env.get_process_count()
+        except Exception:  # noqa: BLE001 - an environment that cannot say is not joined
+            continue
+        if count > 1:
+            return env.__name__
+    return None

@@ -10,6 +10,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from rljax.parallel import multihost
 from rljax.parallel.mesh import DATA_AXES
 
 LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
@@ -174,5 +175,33 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
             )
         check_batch_size(leaf.shape[0] * jax.process_count(), mesh)
         return jax.make_array_from_process_local_data(sharding, leaf)
+
+    return jax.tree.map(place, batch)
+
+
+def place_batch(batch: Any, mesh: Mesh) -> Any:
+    """Global arrays [B, ...] sharded by `batch_sharding(mesh)` from a batch every process holds
+    whole (host arrays with the same values on every process, or global arrays of any sharding).
+
+    Unlike `shard_batch`, which assembles the global batch from each process's own rows, every
+    process passes all B rows here and keeps only the shards its devices hold. None leaves (absent
+    optional fields) stay None.
+
+    Args:
+        batch: a pytree of arrays [B, ...] (B divisible over the mesh's data axes).
+        mesh: the mesh.
+
+    Returns:
+        The same pytree of global `jax.Array`s.
+    """
+    sharding = batch_sharding(mesh)
+
+    def place(leaf: Any) -> jax.Array:
+        if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+            return leaf
+        if np.ndim(leaf) == 0:
+            raise ValueError(f"place_batch: leaves must have a batch dimension, got {leaf!r}")
+        check_batch_size(np.shape(leaf)[0], mesh)
+        return multihost.place(leaf, sharding)
 
     return jax.tree.map(place, batch)

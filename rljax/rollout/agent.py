@@ -194,7 +194,7 @@ def rollout(
             )
     session.prefill([list(row.tokens) for row in rows])
     per_turn = max_tokens if max_new_tokens is None else max_new_tokens
-    while any(row.active for row in rows):
+    while session.any_active([row.active for row in rows]):
         generations = session.generate(
             max_new_tokens=[
                 min(per_turn, max_tokens - len(row.tokens)) if row.active else 0 for row in rows

@@ -47,6 +47,10 @@ class DecodeSessionProtocol(Protocol):
     def lengths(self) -> list[int]:
         """Current context length of every row."""
 
+    def any_active(self, active: Sequence[bool]) -> bool:
+        """Whether the rollout goes on: any row of the whole batch is active, given `active` of
+        these rows (a session whose batch spans processes asks every process)."""
+
 
 class ScriptedSession:
     """A decode session that replays fixed action texts, one per generate call and row.
@@ -87,6 +91,9 @@ class ScriptedSession:
     @property
     def lengths(self) -> list[int]:
         return [len(context) for context in self._contexts]
+
+    def any_active(self, active: Sequence[bool]) -> bool:
+        return any(active)
 
     def prefill(self, prompts: list[Sequence[int]]) -> None:
         if len(prompts) != len(self._actions):

@@ -17,7 +17,6 @@ Shapes are padded to buckets (powers of two) so each compiled function is traced
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Collection, Sequence
 from typing import Any, NamedTuple
 
@@ -106,8 +105,7 @@ def next_token_logits(model: nnx.Module, last_hidden: jax.Array) -> jax.Array:
     return last_hidden.astype(jnp.float32) @ unembedding
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache", "last_hidden"))
-def extend(
+def extend_fn(
     graphdef: nnx.GraphDef,
     state: nnx.State,
     cache: Any,
@@ -159,12 +157,7 @@ class DecodeResult(NamedTuple):
     last_hidden: jax.Array
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("graphdef", "strategy", "num_steps"),
-    donate_argnames=("cache", "last_hidden"),
-)
-def decode(
+def decode_fn(
     graphdef: nnx.GraphDef,
     state: nnx.State,
     cache: Any,
@@ -239,3 +232,13 @@ def decode(
         cond, body, carry
     )
     return DecodeResult(tokens, logprobs, lengths, stopped, cache, last_hidden)
+
+
+# The jitted forms for an unsharded model (shardings follow the inputs); a model on a mesh is
+# decoded with explicit shardings (`rljax.sampling.placement`).
+extend = jax.jit(extend_fn, static_argnames=("graphdef",), donate_argnames=("cache", "last_hidden"))
+decode = jax.jit(
+    decode_fn,
+    static_argnames=("graphdef", "strategy", "num_steps"),
+    donate_argnames=("cache", "last_hidden"),
+)

@@ -14,11 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
-from rljax.models import KVCache, init_cache
-from rljax.parallel import DATA_AXES, data_parallel_size
-from rljax.sampling.sampler import bucket_size, decode, extend, pad_chunks, pad_stop_tokens
+from rljax.models import KVCache
+from rljax.sampling.placement import Placement
+from rljax.sampling.sampler import bucket_size, pad_chunks, pad_stop_tokens
 from rljax.sampling.strategies import Strategy
 
 MIN_CHUNK_BUCKET = 16
@@ -40,64 +39,30 @@ class Generation(NamedTuple):
     stopped: bool
 
 
-def place_like_params(
-    state: nnx.State, cache: KVCache, last_hidden: jax.Array
-) -> tuple[KVCache, jax.Array]:
-    """Puts the decoding state on the mesh of sharded parameters (unchanged for unsharded ones).
-
-    Rows are split over the data-parallel axes ("data", "fsdp") when the batch divides them, and
-    replicated otherwise; the compiler propagates the parameters' shardings from there.
-
-    Args:
-        state: the model's arrays.
-        cache: a fresh KV cache for B rows.
-        last_hidden: [B, H] float32.
-
-    Returns:
-        (cache, last_hidden), placed.
-    """
-    meshes = {
-        leaf.sharding.mesh
-        for leaf in jax.tree.leaves(state)
-        if isinstance(getattr(leaf, "sharding", None), NamedSharding)
-    }
-    if not meshes:
-        return cache, last_hidden
-    if len(meshes) > 1:
-        raise ValueError(
-            f"the model's parameters live on {len(meshes)} different meshes; expected one"
-        )
-    mesh = meshes.pop()
-    rows = DATA_AXES if last_hidden.shape[0] % data_parallel_size(mesh) == 0 else None
-    by_row, kv_by_row = (
-        NamedSharding(mesh, PartitionSpec(rows)),
-        NamedSharding(mesh, PartitionSpec(None, rows)),
-    )
-    cache = KVCache(
-        k=jax.device_put(cache.k, kv_by_row),
-        v=jax.device_put(cache.v, kv_by_row),
-        segment_ids=jax.device_put(cache.segment_ids, by_row),
-        end=jax.device_put(cache.end, by_row),
-        next_position=jax.device_put(cache.next_position, by_row),
-    )
-    return cache, jax.device_put(last_hidden, by_row)
-
-
 class DecodeSession:
     """Batch of B independent conversations decoded with one KV cache.
 
     The model's parameters are captured at construction (`nnx.split`); build a new session after
     updating the model. Compiled functions are shared between sessions with the same model graph,
     strategy and shape buckets. A model sharded on a mesh (`rljax.parallel.shard_model`) decodes on
-    that mesh, rows split over the data-parallel axes (single process only: the token inputs are host
-    arrays).
+    that mesh with explicit shardings, rows split over the data-parallel axes when they divide them
+    (`rljax.sampling.placement`).
+
+    In a multi-process run every call is a collective that all processes make together. Without
+    `shard_rows` each process passes the whole batch (the same values everywhere). With
+    `shard_rows`, the B rows of each process are its block of a global batch of B x process count
+    rows (process i: rows [i * B, (i + 1) * B), `rljax.parallel.multihost.process_block`): each
+    process runs the environments of its own rows only, and the compiled prefill and decode see
+    the global batch.
 
     Args:
         model: the decoder.
         batch_size: B, the number of rows (conversations).
         max_len: the cache length; no row's context may exceed it.
         strategy: sampling strategy, e.g. `Temperature(1.0)`.
-        key: PRNG key; each `generate` call consumes a fresh split of it.
+        key: PRNG key; each `generate` call consumes a fresh split of it (the same on every
+            process).
+        shard_rows: the rows are this process's block of a batch split over the processes.
     """
 
     def __init__(
@@ -108,6 +73,7 @@ class DecodeSession:
         max_len: int,
         strategy: Strategy,
         key: jax.Array,
+        shard_rows: bool = False,
     ) -> None:
         if batch_size < 1 or max_len < 1:
             raise ValueError(f"batch_size={batch_size} and max_len={max_len} must both be positive")
@@ -115,7 +81,9 @@ class DecodeSession:
         self._config = model.config
         self._hidden_size, self._vocab_size = jnp.shape(model.unembedding)
         self._batch_size = batch_size
-        self._padded_batch = bucket_size(batch_size, 1)
+        # A batch split over processes is not padded: every process's block must be whole rows.
+        self._padded_batch = batch_size if shard_rows else bucket_size(batch_size, 1)
+        self._placement = Placement(self._state, self._padded_batch, shard_rows=shard_rows)
         self._max_len = max_len
         self._strategy = strategy
         self._key = key
@@ -128,7 +96,7 @@ class DecodeSession:
 
     @property
     def cache(self) -> KVCache:
-        """The KV cache of the padded batch (rows >= batch_size are padding); read-only use."""
+        """The KV cache of the padded (global) batch (rows >= batch_size are padding); read-only."""
         return self._cache
 
     @property
@@ -140,6 +108,16 @@ class DecodeSession:
     def max_len(self) -> int:
         """The cache length."""
         return self._max_len
+
+    def any_active(self, active: Sequence[bool]) -> bool:
+        """Whether any row of the batch is active, given `active` of this process's rows (with
+        `shard_rows`, a collective over the processes).
+
+        Args:
+            active: B flags.
+        """
+        self._check_rows("active", active)
+        return bool(self._placement.agree([int(any(active))])[0])
 
     def prefill(self, prompts: list[Sequence[int]]) -> None:
         """Starts every row afresh from its prompt (the previous contexts are discarded).
@@ -164,12 +142,12 @@ class DecodeSession:
                     f"row {row}: context of {self._lengths[row]} tokens + chunk of {len(chunk)} "
                     f"exceeds max_len={self._max_len}"
                 )
-        longest = max(len(chunk) for chunk in chunks)
+        (longest,) = self._placement.agree([max(len(chunk) for chunk in chunks)])
         if longest == 0:
             return
         width = bucket_size(longest, MIN_CHUNK_BUCKET, self._max_len)
         tokens, segment_ids = pad_chunks(chunks, self._padded_batch, width, self._vocab_size)
-        self._cache, self._last_hidden = extend(
+        self._cache, self._last_hidden = self._placement.extend(
             self._graphdef, self._state, self._cache, self._last_hidden, tokens, segment_ids
         )
         self._lengths += np.array([len(chunk) for chunk in chunks], np.int64)
@@ -222,13 +200,16 @@ class DecodeSession:
                     f"row {row}: context of {self._lengths[row]} tokens + max_new_tokens "
                     f"{budget[row]} exceeds max_len={self._max_len}"
                 )
-        if not budget.any():
+        stops = pad_stop_tokens(stop_tokens, self._padded_batch, self._vocab_size)
+        most, stop_width = self._placement.agree([int(budget.max()), stops.shape[1]])
+        if most == 0:
             return [Generation([], [], False) for _ in range(self._batch_size)]
+        if stop_width != stops.shape[1]:  # another process's rows have larger stop sets
+            stops = pad_stop_tokens(stop_tokens, self._padded_batch, self._vocab_size, stop_width)
         padded_budget = np.zeros((self._padded_batch,), np.int32)
         padded_budget[: self._batch_size] = budget
-        stops = pad_stop_tokens(stop_tokens, self._padded_batch, self._vocab_size)
         self._key, key = jax.random.split(self._key)
-        result = decode(
+        result = self._placement.decode(
             self._graphdef,
             self._state,
             self._cache,
@@ -237,11 +218,12 @@ class DecodeSession:
             padded_budget,
             stops,
             strategy=self._strategy,
-            num_steps=bucket_size(int(budget.max()), MIN_STEP_BUCKET, self._max_len),
+            steps=bucket_size(most, MIN_STEP_BUCKET, self._max_len),
         )
         self._cache, self._last_hidden = result.cache, result.last_hidden
-        tokens, logprobs, lengths, stopped = jax.device_get(
-            (result.tokens, result.logprobs, result.lengths, result.stopped)
+        tokens, logprobs, lengths, stopped = (
+            self._placement.read(x)
+            for x in (result.tokens, result.logprobs, result.lengths, result.stopped)
         )
         self._lengths += lengths[: self._batch_size]
         return [
@@ -254,9 +236,7 @@ class DecodeSession:
         ]
 
     def _reset(self) -> None:
-        cache = init_cache(self._config, self._padded_batch, self._max_len)
-        last_hidden = jnp.zeros((self._padded_batch, self._hidden_size), jnp.float32)
-        self._cache, self._last_hidden = place_like_params(self._state, cache, last_hidden)
+        self._cache, self._last_hidden = self._placement.init(self._config, self._max_len)
         self._lengths = np.zeros((self._batch_size,), np.int64)
 
     def _check_rows(self, name: str, values: Sequence[object]) -> None:

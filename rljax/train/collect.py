@@ -13,12 +13,14 @@ import jax
 import numpy as np
 from flax import nnx
 
-from rljax.envs.base import StagedFamily, Task, TaskFamily, TeacherContextFamily
+from rljax.envs.base import StagedFamily, StatefulFamily, Task, TaskFamily, TeacherContextFamily
 from rljax.methods import keep_groups
+from rljax.parallel import multihost
 from rljax.rollout import rollout as run_rollout
 from rljax.rollout.teacher import build_teacher_batch
 from rljax.rollout.types import Trajectories
 from rljax.sampling import DecodeSession, Greedy, Temperature
+from rljax.sampling.placement import params_mesh
 from rljax.train.config import TaskSection
 
 
@@ -60,19 +62,28 @@ def sample_trajectories(
         greedy: decode greedily instead.
 
     Returns:
-        B = P * G rows, row p * G + g playing `tasks[p]`.
+        B = P * G rows, row p * G + g playing `tasks[p]` (the whole batch, on every process).
+
+    In a multi-process run every process passes the same P tasks and gets the same batch back.
+    When the prompts split evenly over the processes (`process_tasks`), each process plays only
+    its own prompts' environments, prefill and decode run on the global batch assembled from every
+    process's rows, and the finished rows are gathered (`gather_trajectories`); otherwise every
+    process plays every row.
     """
+    share = process_tasks(model, family, len(tasks), group_size)
+    own = tasks if share is None else tasks[share]
     session = DecodeSession(
         model,
-        batch_size=len(tasks) * group_size,
+        batch_size=len(own) * group_size,
         max_len=cfg.max_len,
         strategy=sampling_strategy(cfg, greedy=greedy),
         key=key,
+        shard_rows=share is not None,
     )
-    return run_rollout(
+    traj = run_rollout(
         session,
         family,
-        tasks,
+        own,
         tokenizer,
         max_tokens=cfg.max_len,
         group_size=group_size,
@@ -80,6 +91,88 @@ def sample_trajectories(
         max_new_tokens=cfg.max_new_tokens,
         stage_scheme=stage_scheme(family),
     )
+    if share is None:
+        return traj
+    return gather_trajectories(traj, tokenizer.pad_token_id, group_size)
+
+
+def process_tasks(
+    model: nnx.Module, family: TaskFamily, num_prompts: int, group_size: int
+) -> slice | None:
+    """The prompts whose environments this process plays when a batch's rows split over the
+    processes (None: every process plays every row).
+
+    The rows split when the model is on a mesh spanning several processes, the P * G rows divide
+    over its data axes with each process holding whole groups (`parallel.multihost.process_block`),
+    and the family keeps no state across episodes: a `StatefulFamily` (RubricEM's rubric buffer)
+    plays every row on every process, so its state evolves on each as with one process.
+    """
+    if jax.process_count() == 1 or isinstance(family, StatefulFamily):
+        return None
+    mesh = params_mesh(nnx.state(model))
+    if mesh is None:
+        return None
+    block = multihost.process_block(num_prompts * group_size, mesh)
+    if block is None or block.start % group_size or block.stop % group_size:
+        return None
+    return slice(block.start // group_size, block.stop // group_size)
+
+
+def gather_trajectories(traj: Trajectories, pad_id: int, group_size: int) -> Trajectories:
+    """Every process's rollout rows, in process order, as one batch on every process.
+
+    The rows are right-padded to the longest T (the same T one process would have packed), and
+    `group_ids` renumbered over the whole batch.
+    """
+    parts = multihost.allgather_objects(traj)
+    batch = concat_trajectories(parts, pad_id)
+    return batch.replace(group_ids=np.arange(batch.batch_size, dtype=np.int32) // group_size)
+
+
+class SharedPrompts:
+    """The run's prompt stream: each process reads its own part of every batch (the data
+    pipeline's process shard), and `next` returns the whole batch of P tasks on every process.
+
+    `get_state()` returns every process's iterator state (a collective); `set_state` takes that
+    list back (each process restores its own entry).
+
+    Args:
+        local: this process's iterator (`components.prompt_stream`), with get/set_state.
+    """
+
+    def __init__(self, local):
+        self.local = local
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[Task]:
+        return [task for part in multihost.allgather_objects(next(self.local)) for task in part]
+
+    def get_state(self) -> list[dict]:
+        return multihost.allgather_objects(self.local.get_state())
+
+    def set_state(self, states: list[dict] | dict) -> None:
+        """Restores this process's iterator from `get_state()`'s list.
+
+        A list of another length restores when its entries agree (the position in the stream
+        does not depend on the number of processes); a dict is a one-process state.
+
+        Raises:
+            ValueError: the states disagree and their number is not the process count.
+        """
+        if isinstance(states, dict):
+            states = [states]
+        count, index = jax.process_count(), jax.process_index()
+        if len(states) == count:
+            self.local.set_state(states[index])
+        elif all(state == states[0] for state in states):
+            self.local.set_state(states[0])
+        else:
+            raise ValueError(
+                f"the checkpoint holds data iterator states of {len(states)} processes that "
+                f"differ; this run has {count} processes"
+            )
 
 
 def concat_trajectories(parts: Sequence[Trajectories], pad_id: int) -> Trajectories:

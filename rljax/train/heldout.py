@@ -94,17 +94,24 @@ def evaluate(
 
 
 class EvalLog:
-    """`eval.jsonl`: one line per evaluation; on resume, lines after `resume_step` are dropped."""
+    """`eval.jsonl`: one line per evaluation; on resume, lines after `resume_step` are dropped.
 
-    def __init__(self, path: str | epath.Path, *, resume_step: int = 0):
+    With `write=False` (the processes other than 0 of a multi-process run) nothing is written.
+    """
+
+    def __init__(self, path: str | epath.Path, *, resume_step: int = 0, write: bool = True):
         self.path = epath.Path(path)
-        lines = self.read()
-        self.path.write_text(
-            "".join(json.dumps(r) + "\n" for r in lines if resume_step and r["step"] <= resume_step)
-        )
+        self._write = write
+        if write:
+            lines = self.read()
+            self.path.write_text(
+                "".join(
+                    json.dumps(r) + "\n" for r in lines if resume_step and r["step"] <= resume_step
+                )
+            )
 
     def write(self, step: int, metrics: dict) -> None:
-        if not metrics:
+        if not metrics or not self._write:
             return
         with self.path.open("a") as f:
             f.write(json.dumps({"step": int(step), **metrics}) + "\n")

@@ -25,11 +25,12 @@ import optax
 from etils import epath
 from flax import nnx
 
-from rljax import losses, parallel
 from rljax import methods as methods_lib
+from rljax import parallel
 from rljax.envs.base import StatefulFamily, Task, TaskFamily
 from rljax.envs.reward import RewardFn, from_reward_fn
 from rljax.methods import PrepareInputs, TrainBatch
+from rljax.parallel import multihost
 from rljax.rollout.types import Trajectories
 from rljax.train import checkpoint as ckpt_lib
 from rljax.train import collect, export, faults, heldout, rundir, sft
@@ -50,6 +51,7 @@ from rljax.train.step import (
     init_state,
     make_forward_fn,
     make_prepare_fn,
+    make_rollout_stats_fn,
     make_update_fn,
     policy_model,
     split_model,
@@ -157,15 +159,23 @@ class Trainer:
         )
         needs = self.method.needs
         passes = dict(temperature=cfg.task.temperature, impl=cfg.train.kernel_impl)
+        placed = dict(mesh=self.mesh, param_sharding=self.state_sharding.params)
         self.forward = make_forward_fn(
-            self.graphdef, with_hidden="hidden" in needs, with_teacher="teacher" in needs, **passes
+            self.graphdef,
+            with_hidden="hidden" in needs,
+            with_teacher="teacher" in needs,
+            **passes,
+            **placed,
         )
         self.ref_forward = (
-            make_forward_fn(self.graphdef, with_hidden=False, with_teacher=False, **passes)
+            make_forward_fn(
+                self.graphdef, with_hidden=False, with_teacher=False, **passes, **placed
+            )
             if "reference" in needs
             else None
         )
-        self.prepare = make_prepare_fn(self.method)
+        self.prepare = make_prepare_fn(self.method, self.mesh)
+        self.rollout_stats = make_rollout_stats_fn(self.mesh)
         self.update = make_update_fn(
             self.graphdef,
             self.method,
@@ -175,8 +185,14 @@ class Trainer:
             state_sharding=self.state_sharding,
             **passes,
         )
-        self.data = prompt_stream(
-            family, cfg.task.prompts_per_step, seed=cfg.train.seed, num_tasks=cfg.task.num_tasks
+        # Each process reads its part of every batch; `next` gives the whole batch everywhere.
+        self.data = collect.SharedPrompts(
+            prompt_stream(
+                family,
+                cfg.task.prompts_per_step,
+                seed=cfg.train.seed,
+                num_tasks=cfg.task.num_tasks,
+            )
         )
         self.checkpointer = None
         # RubricEM REM-10/11: reflection meta-policy (deferred Phase A) and windowed curriculum.
@@ -285,6 +301,7 @@ class Trainer:
             self.reflection.set_state(meta["reflection"])
 
     def _save(self, step: int, *, force: bool = False) -> None:
+        # Every process takes part (Orbax writes each process's shards; process 0 the metadata).
         self._open_checkpoints().save(step, self.state, self._meta(), force=force)
 
     # -- one RL step ---------------------------------------------------------------------------
@@ -349,7 +366,8 @@ class Trainer:
             group_size: G of the batch (default: `task.group_size`).
 
         Returns:
-            (inputs, the batch's token arrays, the forward pass's outputs).
+            (inputs, the batch's token arrays as global arrays split by rows over the mesh, the
+            forward pass's outputs).
         """
         group = self.config.task.group_size if group_size is None else group_size
         batch = train_batch(traj)
@@ -363,6 +381,9 @@ class Trainer:
                 group_size=group,
                 seed=self.config.train.seed,
             )
+        batch = parallel.place_batch(batch, self.mesh)
+        if teacher is not None:
+            teacher = parallel.place_batch(teacher, self.mesh)
         fwd = self.forward(self.state.params, self.rest, batch, teacher)
         inputs = prepare_inputs(traj, fwd, group_size=group, group_mask=group_mask)
         return inputs, batch, fwd
@@ -400,6 +421,7 @@ class Trainer:
         Returns:
             The update's metrics, averaged over the mini-batches.
         """
+        batch = parallel.place_batch(batch, self.mesh)
         if batch.old_logprobs is None:
             batch = batch.replace(
                 old_logprobs=self.forward(self.state.params, self.rest, batch).logprobs
@@ -451,9 +473,13 @@ class Trainer:
             # To host now: metrics may alias method-state buffers that the update donates.
             metrics.update(to_python(prep_metrics))
             self.state = self.state.replace(method_state=method_state)
-            metrics["rollout_entropy"] = float(losses.aggregate(fwd.entropy, batch.action_mask))
-            gap = jnp.abs(fwd.logprobs - jnp.asarray(traj.sampler_logprobs, jnp.float32))
-            metrics["sampler_logprob_gap"] = float(losses.aggregate(gap, batch.action_mask))
+            sampler_logprobs = parallel.place_batch(
+                np.asarray(traj.sampler_logprobs, np.float32), self.mesh
+            )
+            stats = self.rollout_stats(
+                fwd.entropy, fwd.logprobs, sampler_logprobs, batch.action_mask
+            )
+            metrics.update(to_python(stats))
             batch = batch.replace(old_logprobs=fwd.logprobs, advantages=advantages)
             metrics.update(self.update_batch(batch))
             metrics["update_skipped"] = 0.0
@@ -498,11 +524,13 @@ class Trainer:
         cfg = self.config
         rundir.check_steps(cfg.train.steps, self._open_checkpoints().steps())
         start = self._restore()
-        rundir.write_config(self.run_dir, cfg.to_json())
-        rundir.prepare_logs(self.run_dir, resume_step=start)
+        primary = multihost.is_primary()  # process 0 writes the config, metrics and evaluations
+        if primary:
+            rundir.write_config(self.run_dir, cfg.to_json())
+            rundir.prepare_logs(self.run_dir, resume_step=start)
         if start == 0:
             self.load_warm_start()
-        eval_log = heldout.EvalLog(self.run_dir / "eval.jsonl", resume_step=start)
+        eval_log = heldout.EvalLog(self.run_dir / "eval.jsonl", resume_step=start, write=primary)
         if start == 0:
             eval_log.write(0, self.evaluate())
         if start < cfg.train.steps:
@@ -511,12 +539,17 @@ class Trainer:
                 start + 1,
                 cfg.train.steps,
             )
-        writer = MetricWriter(self.run_dir, resume_step=start, progress_total=cfg.train.steps)
+        writer = (
+            MetricWriter(self.run_dir, resume_step=start, progress_total=cfg.train.steps)
+            if primary
+            else None
+        )
         try:
             with ckpt_lib.PreemptionGuard() as guard:
                 for step in range(start + 1, cfg.train.steps + 1):
                     metrics = self.step()
-                    writer.write(step, metrics)
+                    if writer is not None:
+                        writer.write(step, metrics)
                     if step % cfg.train.log_every == 0:
                         log.info(
                             "step %d %s",
@@ -530,7 +563,8 @@ class Trainer:
                     ):
                         eval_log.write(step, self.evaluate())
                     self._save(step)
-                    if guard.requested:
+                    # SIGTERM may reach one process only: all of them stop at the same step.
+                    if multihost.global_max([guard.requested])[0]:
                         log.warning("SIGTERM: saving step %d and stopping", step)
                         self._save(step, force=True)
                         self.checkpointer.wait()
@@ -540,13 +574,15 @@ class Trainer:
                     eval_log.write(final, self.evaluate())
                 self._save(final, force=True)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
             self._open_checkpoints().close()
         export_hf = cfg.train.export_hf
         if export_hf is None:
             export_hf = cfg.model.hf_path is not None
-        if export_hf and (start < final or not (self.run_dir / "hf").exists()):
+        if export_hf and primary and (start < final or not (self.run_dir / "hf").exists()):
             self.export()
+        multihost.sync("rljax_run_end")  # the others read what process 0 wrote
         return RunResult(self.run_dir, cfg.train.steps, read_metrics(self.run_dir), eval_log.read())
 
     def load_warm_start(self) -> None:
@@ -566,6 +602,7 @@ class Trainer:
             cfg,
             directory=self.run_dir.parent / "sft" / sft.fingerprint(cfg),
             vocab_size=self.vocab_size,
+            mesh=self.mesh,
         )
         params = jax.device_put(params, self.state_sharding.params)
         self.state = self.state.replace(

@@ -20,11 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from rljax import losses
 from rljax.envs.base import TaskFamily, WarmStartFamily
 from rljax.methods import Method, PrepareInputs, TrainBatch
+from rljax.parallel import multihost
 from rljax.rollout import expert_trajectories
 from rljax.train import checkpoint as ckpt_lib
 from rljax.train.batches import train_batch
@@ -118,6 +120,7 @@ def warm_start(
     *,
     directory: str | epath.Path,
     vocab_size: int | None = None,
+    mesh: Mesh | None = None,
 ) -> Any:
     """SFT parameters for the policy: loaded from `directory` if already trained, else trained.
 
@@ -133,6 +136,8 @@ def warm_start(
         config: the run's config.
         directory: where the warm start is kept (keyed by `fingerprint(config)`).
         vocab_size: the model's vocabulary; demonstration token ids outside it are refused.
+        mesh: the parameters' mesh; every process holds every demonstration batch whole and
+            places it replicated there (a multi-process run trains the same warm start).
 
     Returns:
         The warm-started parameters.
@@ -140,13 +145,15 @@ def warm_start(
     return ckpt_lib.cached(
         directory,
         ckpt_lib.abstract_like(params),
-        lambda: _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_size),
+        lambda: _train(
+            graphdef, params, rest, family, tokenizer, config, directory, vocab_size, mesh
+        ),
         step=config.sft.steps,
         what="SFT warm start",
     )
 
 
-def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_size):
+def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_size, mesh):
     """Trains the warm start; returns (parameters, meta) for `checkpoint.cached` to save."""
     directory = epath.Path(directory)
     cfg = config.sft
@@ -177,7 +184,12 @@ def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_s
     history = []
     with tqdm(total=cfg.steps, desc="sft", dynamic_ncols=True) as bar:
         for step in range(cfg.steps):
-            batch = jax.tree.map(jnp.asarray, batches[step % len(batches)])
+            batch = batches[step % len(batches)]
+            if mesh is None:
+                batch = jax.tree.map(jnp.asarray, batch)
+            else:
+                replicated = NamedSharding(mesh, PartitionSpec())
+                batch = jax.tree.map(lambda x: multihost.place(x, replicated), batch)
             state, metrics = update(state, rest, batch)
             history.append({"step": step + 1, "nll": float(metrics["nll"])})
             bar.set_postfix(nll=f"{history[-1]['nll']:.3g}")

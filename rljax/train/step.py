@@ -12,6 +12,7 @@ exactly the gradient of the full mini-batch loss.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
@@ -178,7 +179,14 @@ def teacher_stats(
 
 
 def make_forward_fn(
-    graphdef: nnx.GraphDef, *, temperature: float, impl: str, with_hidden: bool, with_teacher: bool
+    graphdef: nnx.GraphDef,
+    *,
+    temperature: float,
+    impl: str,
+    with_hidden: bool,
+    with_teacher: bool,
+    mesh: Mesh | None = None,
+    param_sharding: Any = None,
 ) -> Callable[..., ForwardOutputs]:
     """A jitted no-grad pass `forward(params, rest, batch, teacher=None) -> ForwardOutputs`.
 
@@ -188,12 +196,14 @@ def make_forward_fn(
         impl: `kernels.token_stats` implementation.
         with_hidden: also return the predicting hidden states (DelTA).
         with_teacher: also score the tokens under `teacher` (Anti-SD; see `teacher_stats`).
+        mesh, param_sharding: with a mesh, the pass is compiled with explicit shardings: the
+            parameters as `param_sharding`, the rest replicated, the batch's and the teacher's rows
+            (and the outputs' rows) over the data axes.
 
     Returns:
         The jitted forward pass (compiled once per batch shape).
     """
 
-    @jax.jit
     def forward(
         params: Any, rest: Any, batch: TrainBatch, teacher: dict | None = None
     ) -> ForwardOutputs:
@@ -212,21 +222,101 @@ def make_forward_fn(
             out = out._replace(teacher_logprobs=t_lp, teacher_entropy=t_ent)
         return jax.lax.stop_gradient(out)
 
-    return forward
+    if mesh is None:
+        jitted = jax.jit(forward)
+    else:
+        rows = parallel.batch_sharding(mesh)
+        replicated = NamedSharding(mesh, PartitionSpec())
+        jitted = jax.jit(
+            forward,
+            in_shardings=(param_sharding, replicated, rows, rows),
+            out_shardings=rows,
+        )
+
+    def call(params: Any, rest: Any, batch: TrainBatch, teacher: dict | None = None):
+        return jitted(params, rest, batch, teacher)
+
+    return call
+
+
+# PrepareInputs fields with one row per sequence [B, ...]; the others have one per prompt [P, ...].
+ROW_FIELDS = frozenset(
+    {
+        "action_mask",
+        "env_mask",
+        "warning_mask",
+        "stage_ids",
+        "old_logprobs",
+        "old_entropy",
+        "lengths",
+        "hidden",
+        "teacher_logprobs",
+        "teacher_entropy",
+    }
+)
 
 
 def make_prepare_fn(
-    method: Method,
+    method: Method, mesh: Mesh | None = None
 ) -> Callable[[PrepareInputs, Any], tuple[Array, Any, dict]]:
     """`method.prepare` under `jax.jit`: compiled once per batch shape, like the update.
 
+    With a mesh, it is compiled with explicit shardings: per-sequence inputs and the advantages
+    split by rows over the data axes, per-prompt inputs (rewards, task ids, clusters, stage
+    rewards, the group mask), the method state and the metrics replicated. Statistics that span the
+    batch (group advantages, centroids, task scales, medians) are computed on the global arrays, so
+    they do not depend on how the rows are spread over devices or processes.
+
     Args:
         method: the method whose prepare to compile.
+        mesh: the device mesh (None: shardings follow the inputs).
 
     Returns:
         prepare(inputs, state) -> (advantages, state, metrics).
     """
-    return jax.jit(method.prepare)
+    if mesh is None:
+        return jax.jit(method.prepare)
+    rows = parallel.batch_sharding(mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    compiled = {}
+
+    def prepare(inputs: PrepareInputs, state: Any) -> tuple[Array, Any, dict]:
+        present = tuple(
+            name for name in PrepareInputs.__dataclass_fields__ if getattr(inputs, name) is not None
+        )
+        if present not in compiled:
+            shardings = PrepareInputs(
+                **{
+                    name: (rows if name in ROW_FIELDS else replicated) if name in present else None
+                    for name in PrepareInputs.__dataclass_fields__
+                }
+            )
+            compiled[present] = jax.jit(
+                method.prepare,
+                in_shardings=(shardings, replicated),
+                out_shardings=(rows, replicated, replicated),
+            )
+        return compiled[present](inputs, state)
+
+    return prepare
+
+
+def make_rollout_stats_fn(mesh: Mesh | None = None) -> Callable[..., dict]:
+    """`stats(entropy, logprobs, sampler_logprobs, action_mask) -> {"rollout_entropy",
+    "sampler_logprob_gap"}`: the token-mean entropy of the batch under the current policy and the
+    token-mean |log-prob - sampler log-prob|, jitted (replicated scalars with a mesh)."""
+
+    def stats(entropy, logprobs, sampler_logprobs, action_mask):
+        gap = jnp.abs(logprobs - sampler_logprobs.astype(jnp.float32))
+        return {
+            "rollout_entropy": losses.aggregate(entropy, action_mask),
+            "sampler_logprob_gap": losses.aggregate(gap, action_mask),
+        }
+
+    if mesh is None:
+        return jax.jit(stats)
+    rows = parallel.batch_sharding(mesh)
+    return jax.jit(stats, in_shardings=rows, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
 def _split_micro(batch: TrainBatch, microbatches: int) -> TrainBatch:
@@ -341,17 +431,30 @@ def update_minibatches(
         rest: the policy's non-parameter state.
         batch: B rows; `minibatches` must divide B.
         minibatches: optimiser steps per batch.
-        mesh: with a mesh, each slice's rows are placed over its data axes.
+        mesh: with a mesh, the batch (host arrays every process holds whole, or global arrays)
+            is placed by rows over the data axes and each mini-batch sliced from it on the mesh.
 
     Returns:
         (state, metrics averaged over the mini-batches).
     """
     rows = batch.tokens.shape[0] // minibatches
+    if mesh is not None:
+        batch = parallel.place_batch(batch, mesh)
     metrics = []
     for i in range(minibatches):
-        part = jax.tree.map(lambda x: np.asarray(x[i * rows : (i + 1) * rows]), batch)
-        if mesh is not None:
-            part = parallel.shard_batch(part, mesh)
+        if minibatches == 1:
+            part = batch
+        elif mesh is None:
+            part = jax.tree.map(lambda x: np.asarray(x[i * rows : (i + 1) * rows]), batch)
+        else:
+            part = _take_rows(batch, i * rows, rows, parallel.batch_sharding(mesh))
         state, m = update(state, rest, part)
         metrics.append(m)
     return state, jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _take_rows(batch: TrainBatch, start: int, size: int, sharding: NamedSharding) -> TrainBatch:
+    """Rows [start, start + size) of a global batch, split by rows again (a mini-batch)."""
+    part = jax.tree.map(lambda x: x[start : start + size], batch)
+    return jax.lax.with_sharding_constraint(part, sharding)

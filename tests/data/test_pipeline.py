@@ -92,15 +92,18 @@ def test_resume_mid_epoch_gives_the_identical_continuation():
     assert _take(resumed, 8) == expected  # the same Task objects' contents, not only uids
 
 
-def test_shards_partition_the_source():
+def test_shards_split_every_batch_into_contiguous_parts():
     source = pipeline.FamilySource(ArithmeticFamily(), "train", 12)
-    kwargs = {"batch_size": 2, "seed": 3, "num_epochs": 1, "shard_count": 3}
+    kwargs = {"batch_size": 4, "seed": 3, "num_epochs": 1}
+    whole = _uids(pipeline.task_batches(source, **kwargs))
     shards = [
-        sum(_uids(pipeline.task_batches(source, shard_index=i, **kwargs)), []) for i in range(3)
+        _uids(pipeline.task_batches(source, shard_index=i, shard_count=2, **kwargs)) for i in (0, 1)
     ]
-    assert [len(s) for s in shards] == [4, 4, 4]
-    assert sorted(sum(shards, [])) == sorted(f"arithmetic/train/{i}" for i in range(12))
-    assert set(shards[1]) == {f"arithmetic/train/{i}" for i in (1, 4, 7, 10)}
+    assert [len(s) for s in shards] == [3, 3] and all(len(b) == 2 for s in shards for b in s)
+    assert [a + b for a, b in zip(*shards)] == whole  # shard i reads part i of each batch
+    assert sorted(sum(whole, [])) == sorted(f"arithmetic/train/{i}" for i in range(12))
+    with pytest.raises(ValueError, match="batch_size=3 tasks do not split evenly over 2"):
+        pipeline.task_dataset(source, batch_size=3, seed=0, shard_count=2)
 
 
 def test_tfds_source_matches_the_family_source(tmp_path):
@@ -136,8 +139,8 @@ def test_external_dataset_plugs_in(tmp_path):
         ({"batch_size": 2, "seed": 0, "shard_index": 2, "shard_count": 2}, "need 0 <= shard_index"),
         ({"batch_size": 2, "seed": 0, "num_epochs": 0}, "num_epochs must be > 0"),
         (
-            {"batch_size": 4, "seed": 0, "shard_count": 2},
-            "shard 0 holds 3 tasks, fewer than batch_size=4",
+            {"batch_size": 6, "seed": 0, "shard_count": 2},
+            "the source holds 5 tasks, fewer than batch_size=6",
         ),
     ],
 )
