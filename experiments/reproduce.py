@@ -4,7 +4,8 @@
 
 Runs go one after another, seed by seed: for each seed the SFT warm start is trained once (its own
 step, timed on its own) and cached under `<runs>/sft/<fingerprint>`, then every arm of that seed
-starts from it. A finished run leaves `study_run.json` in its directory and is skipped next time;
+starts from it (a study's `sft_arms` have their own, also trained once per seed). A study with a
+`probe` measures each warm start and each run's final policy once more (`probe.json`). A finished run leaves `study_run.json` in its directory and is skipped next time;
 an interrupted one is resumed by the trainer from its latest checkpoint, so a killed study
 restarted with the same command continues where it stopped. The report (`report.md`,
 `summary.json`, `curves.png`) goes to `experiments/results/<study>/` (with `--smoke`: beside the
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RESULTS = epath.Path(__file__).parent / "results"
 MARKER = "study_run.json"  # written when a run has finished; its presence means "skip"
+PROBE = "probe.json"  # the study's probe of the run's final policy
 SEGMENTS = "study_segments.jsonl"  # one line per (re)start of a run: resumed step and wall time
 
 
@@ -120,39 +122,93 @@ def _config_json(config: ExperimentConfig) -> dict:
     return json.loads(config.to_json())
 
 
-def warm_start(study: Study, seed: int, runs: epath.Path, *, smoke: bool) -> dict:
-    """Trains (or finds) seed `seed`'s SFT warm start: a 0-step run of the baseline arm.
+def warm_starts(study: Study, seed: int, runs: epath.Path, arms: list[str], *, smoke: bool):
+    """Trains (or finds) seed `seed`'s SFT warm starts, each a 0-step run.
 
-    Its parameters land in `<runs>/sft/<fingerprint>`, which every arm of the seed shares (the
-    study checks that all arms have the same fingerprint). Returns the fingerprint and the time.
+    The arms of a seed share one warm start, except the study's `sft_arms`, whose own SFT is
+    trained once per distinct config. Parameters land in `<runs>/sft/<fingerprint>`, where each
+    run of the seed finds its own. Returns one record per warm start: fingerprint, the arms
+    that use it, its directory (`sft-seed<s>`, or `sft-seed<s>-<arm>` for an SFT arm's) and the
+    time it took.
     """
-    train, fingerprint = _driver()
-    config = study.run_config(study.baseline, seed, smoke=smoke)
-    prints = {fingerprint(study.run_config(a, seed, smoke=smoke)) for a in study.arms}
-    if prints != {fingerprint(config)}:
-        raise ValueError(
-            f"study {study.name!r}: arms of seed {seed} have different SFT warm starts"
-        )
-    warmup_dir = runs / f"sft-seed{seed}"
+    _, fingerprint = _driver()
+    groups: dict[str, list[str]] = {}
+    shared = fingerprint(study.run_config(study.baseline, seed, smoke=smoke))
+    groups[shared] = []
+    for arm in arms:
+        groups.setdefault(fingerprint(study.run_config(arm, seed, smoke=smoke)), []).append(arm)
+    records = []
+    for print_, users in groups.items():
+        if not users and print_ == shared and set(arms) <= set(study.sft_arms):
+            continue  # only SFT arms were asked for: the shared warm start is not needed
+        owner = study.baseline if print_ == shared else users[0]
+        config = study.run_config(owner, seed, smoke=smoke)
+        name = f"sft-seed{seed}" if print_ == shared else f"sft-seed{seed}-{owner}"
+        record = _warm_start(study, config, runs / name, print_, sorted(users), smoke=smoke)
+        records.append({**record, "shared": print_ == shared})
+    return records
+
+
+def _warm_start(
+    study: Study,
+    config: ExperimentConfig,
+    warmup_dir: epath.Path,
+    print_: str,
+    users: list[str],
+    *,
+    smoke: bool,
+) -> dict:
+    train, _ = _driver()
     marker = warmup_dir / "warm_start.json"
-    if marker.exists():
-        stored = json.loads(marker.read_text())
-        if stored["fingerprint"] == fingerprint(config):
-            return stored
-    if config.sft.steps <= 0:
-        return {"seed": seed, "fingerprint": fingerprint(config), "wall_s": 0.0}
-    start = time.perf_counter()
+    record = json.loads(marker.read_text()) if marker.exists() else None
     warmup = dataclasses.replace(
         config, train=dataclasses.replace(config.train, steps=0, eval_prompts=0)
     )
-    train(warmup, warmup_dir)
-    record = {
-        "seed": seed,
-        "fingerprint": fingerprint(config),
-        "wall_s": time.perf_counter() - start,
-    }
-    marker.write_text(json.dumps(record, indent=2))
-    return record
+    if record is None or record["fingerprint"] != print_:
+        start = time.perf_counter()
+        if config.sft.steps > 0:
+            train(warmup, warmup_dir)
+        warmup_dir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "seed": config.train.seed,
+            "fingerprint": print_,
+            "wall_s": time.perf_counter() - start,
+        }
+        marker.write_text(json.dumps(record, indent=2))
+    record = {**record, "arms": users, "dir": warmup_dir.name}
+    probe = run_probe(study, warmup, warmup_dir, warm_start=True, smoke=smoke)
+    return record if probe is None else {**record, "probe": probe}
+
+
+def run_probe(
+    study: Study,
+    config: ExperimentConfig,
+    run_dir: epath.Path,
+    *,
+    warm_start: bool,
+    smoke: bool,
+) -> dict | None:
+    """The study's probe of a finished run's final policy (or of a warm start), cached in
+    `<run_dir>/probe.json` with the config it measured; None when the study has no probe."""
+    if study.probe is None:
+        return None
+    path = run_dir / PROBE
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored["config"] == _config_json(config):
+            return stored["result"]
+    from rljax.train.loop import Trainer
+
+    start = time.perf_counter()
+    trainer = Trainer(config, run_dir)
+    if warm_start:
+        trainer.load_warm_start()
+    else:
+        trainer.load_checkpoint()
+    result = studies.check_probe(study.name, study.probe(trainer, smoke=smoke))
+    log.info("probe of %s done in %.1f s", run_dir.name, time.perf_counter() - start)
+    path.write_text(json.dumps({"config": _config_json(config), "result": result}, indent=2))
+    return result
 
 
 def run_one(study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool) -> dict:
@@ -169,7 +225,7 @@ def run_one(study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool)
                 "choose another --runs-dir"
             )
         log.info("%s seed %d: finished earlier, skipped", arm, seed)
-        return record
+        return _with_probe(study, config, run_dir, record, smoke=smoke)
     resumed_from = latest_checkpoint(run_dir)
     log.info(
         "%s seed %d: %s",
@@ -194,7 +250,14 @@ def run_one(study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool)
         "config": _config_json(config),
     }
     marker.write_text(json.dumps(record, indent=2))
-    return record
+    return _with_probe(study, config, run_dir, record, smoke=smoke)
+
+
+def _with_probe(
+    study: Study, config: ExperimentConfig, run_dir: epath.Path, record: dict, *, smoke: bool
+) -> dict:
+    probe = run_probe(study, config, run_dir, warm_start=False, smoke=smoke)
+    return record if probe is None else {**record, "probe": probe}
 
 
 def command_line(argv: list[str]) -> str:
@@ -236,7 +299,7 @@ def main(argv: list[str] | None = None) -> epath.Path:
     warm, records = {}, {}
     with compile_cache(runs / "xla_cache"):
         for seed in range(num_seeds):
-            warm[seed] = warm_start(study, seed, runs, smoke=args.smoke)
+            warm[seed] = warm_starts(study, seed, runs, arms, smoke=args.smoke)
             for arm in arms:
                 records[(arm, seed)] = run_one(study, arm, seed, runs, smoke=args.smoke)
     page = study_report.write(

@@ -107,7 +107,7 @@ def summarize(
             per_arm[arm]["diff_to_baseline"] = stats.paired_difference(
                 mine, base, level=LEVEL
             ).to_dict()
-    sft_s = sum(w["wall_s"] for w in warm_starts.values())
+    sft_s = sum(w["wall_s"] for ws in warm_starts.values() for w in ws)
     runs_s = sum(r["wall_s"] for r in records.values())
     return {
         "study": study.name,
@@ -118,9 +118,57 @@ def summarize(
         "seeds": seeds,
         "arms": {a: list(study.arms[a]) for a in arms},
         "results": per_arm,
+        "probes": summarize_probes(study, arms=arms, seeds=seeds, records=records, warm=warm_starts)
+        if study.probe is not None
+        else None,
         "warm_starts": {str(s): w for s, w in warm_starts.items()},
         "wall_s": {"sft": sft_s, "runs": runs_s, "total": sft_s + runs_s},
     }
+
+
+def summarize_probes(
+    study: Study, *, arms: list[str], seeds: list[int], records: dict, warm: dict
+) -> dict:
+    """Per probe scalar: each arm's interval over seeds and paired difference to the baseline,
+    and the warm start's (the policy every arm of a seed started from); curves per arm and seed."""
+    scalars: dict[str, dict] = {}
+    names = sorted({n for r in records.values() for n in r["probe"]["scalars"]})
+    for name in names:
+        per_arm = {}
+        for arm in arms:
+            values = {s: records[(arm, s)]["probe"]["scalars"].get(name) for s in seeds}
+            if any(v is None for v in values.values()):
+                continue
+            entry = {
+                "per_seed": values,
+                "interval": stats.t_interval(list(values.values()), level=LEVEL).to_dict(),
+            }
+            base = records.get((study.baseline, seeds[0]))
+            if arm != study.baseline and base is not None and name in base["probe"]["scalars"]:
+                base_values = {
+                    s: records[(study.baseline, s)]["probe"]["scalars"][name] for s in seeds
+                }
+                entry["diff_to_baseline"] = stats.paired_difference(
+                    values, base_values, level=LEVEL
+                ).to_dict()
+            per_arm[arm] = entry
+        starts = [_shared_warm_start(warm[s]) for s in seeds]
+        start_values = [w["probe"]["scalars"].get(name) for w in starts if w is not None]
+        scalars[name] = {
+            "arms": per_arm,
+            "warm_start": stats.t_interval(start_values, level=LEVEL).to_dict()
+            if start_values and None not in start_values
+            else None,
+        }
+    curves = {arm: {s: records[(arm, s)]["probe"]["curves"] for s in seeds} for arm in arms}
+    starts = {s: _shared_warm_start(warm[s]) for s in seeds}
+    curves["warm start"] = {s: w["probe"]["curves"] for s, w in starts.items() if w is not None}
+    return {"scalars": scalars, "curves": curves}
+
+
+def _shared_warm_start(records: list[dict]) -> dict | None:
+    """The warm start that the seed's non-SFT arms share (its directory has no arm suffix)."""
+    return next((w for w in records if w.get("shared") and "probe" in w), None)
 
 
 def _f(value, digits: int = 3, signed: bool = False) -> str:
@@ -211,6 +259,8 @@ def markdown(
         ]
     else:
         lines.append("Not drawn: matplotlib is not installed (`pip install -e '.[plot]'`).")
+    if summary.get("probes"):
+        lines += _probe_lines(summary["probes"], base, plots)
     lines += [
         "",
         "## Equal effort",
@@ -230,6 +280,76 @@ def markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:
+    lines = [
+        "",
+        "## Probes of the final policies",
+        "",
+        "The study's own measurements of each run's final policy and of the SFT warm start every "
+        f"arm of a seed began from: mean +- sd over seeds, the {LEVEL:.0%} Student-t interval, and "
+        f"the difference to `{base}` paired by seed.",
+        "",
+        f"| probe | arm | mean +- sd | {LEVEL:.0%} CI | vs {base} (paired) | {LEVEL:.0%} CI of diff |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in probes["scalars"].items():
+        start = entry["warm_start"]
+        if start is not None:
+            lines.append(
+                f"| {name} | (warm start) | {_f(start['mean'])} +- {_f(start['sd'])} | "
+                f"{_interval(start)} | | |"
+            )
+        for arm, r in entry["arms"].items():
+            fin, diff = r["interval"], r.get("diff_to_baseline")
+            diff_text = (
+                ("(baseline)" if arm == base else "n/a")
+                if diff is None
+                else f"{_f(diff['mean'], signed=True)} +- {_f(diff['sd'])}"
+            )
+            diff_ci = "" if diff is None else _interval(diff, signed=True)
+            lines.append(
+                f"| {name} | {arm} | {_f(fin['mean'])} +- {_f(fin['sd'])} | {_interval(fin)} | "
+                f"{diff_text} | {diff_ci} |"
+            )
+    if any(probes["curves"].values()) and plots:
+        lines += ["", "![probes](probes.png)", "", "Probe curves: mean over seeds, band +-1 sd."]
+    return lines
+
+
+def plot_probes(curves: dict, title: str, path: epath.Path) -> bool:
+    """Draws `probes.png` (one panel per probe curve, a band over seeds per arm); False when
+    there is no curve or no matplotlib."""
+    names = sorted({n for per_seed in curves.values() for c in per_seed.values() for n in c})
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    if not names:
+        return False
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = Figure(figsize=(4.4 * cols, 3.1 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for i, (arm, per_seed) in enumerate(curves.items()):
+            series = [c[name] for c in per_seed.values() if name in c]
+            if not series:
+                continue
+            as_dicts = [dict(zip(c["x"], c["y"])) for c in series]
+            color = "black" if arm == "warm start" else f"C{i}"
+            _band(ax, as_dicts, arm, color)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: probes, mean over seeds, band +-1 sd", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return True
 
 
 def _band(ax, per_seed: list[dict[int, float]], label: str, color) -> None:
@@ -340,6 +460,8 @@ def write(
         }
     )
     plots = plot(study, runs, arms, seeds, out / "curves.png")
+    if summary["probes"]:
+        plot_probes(summary["probes"]["curves"], study.title, out / "probes.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     page = out / "report.md"
     page.write_text(markdown(study, summary, command=command, sha=sha, plots=plots, smoke=smoke))

@@ -12,11 +12,22 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import pkgutil
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from rljax.train import config as config_lib
 from rljax.train.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from rljax.train.loop import Trainer
+
+
+class Probe(Protocol):
+    """Measures the policy loaded in `trainer`; `smoke` asks for the smallest meaningful sizes."""
+
+    def __call__(self, trainer: "Trainer", *, smoke: bool) -> dict: ...
+
 
 # What every arm of a study must share with the base config (the shared warm start, task and
 # evaluation, and an equal RL budget). The seed is set by the study, never by an arm.
@@ -44,6 +55,16 @@ class Study:
         tuning: how the arms were tuned (the equal-effort statement quoted in the report).
         seeds: the default number of seeds (seed values 0 .. seeds-1).
         budget_minutes: the wall-time budget the full study is designed for.
+        probe: measurements of a trained policy beyond the trainer's held-out evaluation, run once
+            on each run's final checkpoint and once per seed on the shared SFT warm start (the
+            "base model" of the report): `probe(trainer, smoke=...)` with the policy loaded in
+            `trainer`, returning `{"scalars": {name: number}, "curves": {name: {"x": [...],
+            "y": [...]}}}` (either key may be left out; a curve's x must not depend on the run).
+            The report tabulates every scalar per arm with its interval and paired difference,
+            and draws every curve with a band over seeds.
+        sft_arms: arms that may change the `sft` section (e.g. a warm start on fewer
+            demonstrations); each distinct SFT of a seed is trained once and shared by the arms
+            that use it. Every other arm keeps the base config's SFT.
     """
 
     name: str
@@ -59,6 +80,8 @@ class Study:
     tuning: str
     seeds: int = 3
     budget_minutes: float = 90.0
+    probe: Probe | None = None
+    sft_arms: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.baseline not in self.arms:
@@ -68,6 +91,11 @@ class Study:
             )
         if self.seeds < 1:
             raise ValueError(f"study {self.name!r}: seeds must be >= 1, got {self.seeds}")
+        unknown = sorted(set(self.sft_arms) - set(self.arms))
+        if unknown:
+            raise ValueError(
+                f"study {self.name!r}: sft_arms {unknown} are not arms of it {sorted(self.arms)}"
+            )
 
     def run_config(self, arm: str, seed: int, *, smoke: bool = False) -> ExperimentConfig:
         """The config of one run: the (smoke) base config, the arm's overrides, the seed.
@@ -87,22 +115,53 @@ class Study:
             train=dataclasses.replace(config.train, seed=seed),
         )
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
-        _check_shared(self.name, arm, seeded, config)
+        sections = tuple(s for s in SHARED_SECTIONS if not (s == "sft" and arm in self.sft_arms))
+        _check_shared(self.name, arm, seeded, config, sections)
         return config
 
 
-def _check_shared(study: str, arm: str, base: ExperimentConfig, config: ExperimentConfig) -> None:
-    shared = {s: getattr(base, s) for s in SHARED_SECTIONS}
+def _check_shared(
+    study: str,
+    arm: str,
+    base: ExperimentConfig,
+    config: ExperimentConfig,
+    sections: tuple[str, ...],
+) -> None:
+    shared = {s: getattr(base, s) for s in sections}
     shared.update({f"train.{f}": getattr(base.train, f) for f in SHARED_TRAIN_FIELDS})
-    mine = {s: getattr(config, s) for s in SHARED_SECTIONS}
+    mine = {s: getattr(config, s) for s in sections}
     mine.update({f"train.{f}": getattr(config.train, f) for f in SHARED_TRAIN_FIELDS})
     changed = sorted(k for k in shared if _canon(shared[k]) != _canon(mine[k]))
     if changed:
         raise ValueError(
             f"study {study!r}, arm {arm!r}: overrides change {changed}, which every arm must "
             "share (the warm start, task, evaluation and budget); change them in the study's base "
-            "config instead"
+            "config instead" + ("" if "sft" not in sections else ", or list the arm in sft_arms")
         )
+
+
+def check_probe(study: str, result: Any) -> dict:
+    """`result` of a study's probe in canonical form (plain floats); ValueError naming what is wrong."""
+    if not isinstance(result, Mapping) or set(result) - {"scalars", "curves"}:
+        raise ValueError(
+            f"study {study!r}: a probe returns {{'scalars': {{...}}, 'curves': {{...}}}}, got "
+            f"{result!r:.200}"
+        )
+    scalars, curves = {}, {}
+    for name, value in dict(result.get("scalars", {})).items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"study {study!r}: probe scalar {name!r} is {value}, expected finite")
+        scalars[str(name)] = value
+    for name, curve in dict(result.get("curves", {})).items():
+        x, y = [float(v) for v in curve["x"]], [float(v) for v in curve["y"]]
+        if len(x) != len(y) or not x:
+            raise ValueError(
+                f"study {study!r}: probe curve {name!r} needs x and y of one non-zero length, "
+                f"got {len(x)} and {len(y)}"
+            )
+        curves[str(name)] = {"x": x, "y": y}
+    return {"scalars": scalars, "curves": curves}
 
 
 def _canon(value) -> str:
@@ -123,4 +182,4 @@ def get(name: str) -> Study:
     return importlib.import_module(f"{__name__}.{name}").STUDY
 
 
-__all__ = ["Study", "get", "names"]
+__all__ = ["Probe", "Study", "check_probe", "get", "names"]

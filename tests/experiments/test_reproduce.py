@@ -95,7 +95,7 @@ def test_report_numbers_hand_worked(tmp_path):
         for seed, final in enumerate(values):
             _write_run(runs, arm, seed, [(0, 0.3), (1, 0.66 if arm == "b" else 0.4), (2, final)])
     records = {(a, s): {"wall_s": 60.0 * (s + 1)} for a in finals for s in range(3)}
-    warm = {s: {"wall_s": 30.0} for s in range(3)}
+    warm = {s: [{"wall_s": 30.0, "shared": True}] for s in range(3)}
     page = study_report.write(
         study,
         tmp_path / "report",
@@ -191,3 +191,113 @@ def test_smoke_study_skips_finished_and_resumes_interrupted_runs(tmp_path, name)
     assert f"python -m rljax.experiments.reproduce {name} --smoke" in text
     assert summary["commit"] in text
     assert (out / "curves.png").stat().st_size > 0
+
+
+def _probe_record(value, curve):
+    return {"wall_s": 1.0, "probe": {"scalars": {"p": value}, "curves": {"c": curve}}}
+
+
+def test_probe_report_numbers_hand_worked(tmp_path):
+    study = _toy_study(probe=lambda trainer, smoke: {})
+    runs = tmp_path / "runs"
+    # Probe scalar p by seed: a = [1, 2, 3], b = [2, 4, 3]; warm starts [0, 0.5, 1].
+    values = {"a": [1.0, 2.0, 3.0], "b": [2.0, 4.0, 3.0]}
+    records = {}
+    for arm, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            _write_run(runs, arm, seed, [(0, 0.3), (2, 0.5)])
+            curve = {"x": [1.0, 2.0], "y": [value, value + seed]}
+            records[(arm, seed)] = _probe_record(value, curve)
+    warm = {
+        s: [{**_probe_record(0.5 * s, {"x": [1.0, 2.0], "y": [0.0, 0.0]}), "shared": True}]
+        for s in range(3)
+    }
+    study_report.write(
+        study,
+        tmp_path / "report",
+        runs=runs,
+        arms=["a", "b"],
+        seeds=[0, 1, 2],
+        warm_starts=warm,
+        records=records,
+        command="c",
+        session_wall_s=1.0,
+        smoke=False,
+    )
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    p = summary["probes"]["scalars"]["p"]
+    # a: mean 2, sd 1, half-width 4.302653 / sqrt(3) = 2.484138.
+    assert p["arms"]["a"]["interval"]["mean"] == pytest.approx(2.0)
+    assert p["arms"]["a"]["interval"]["low"] == pytest.approx(2.0 - 2.484138, abs=1e-6)
+    assert "diff_to_baseline" not in p["arms"]["a"]
+    # b - a by seed: [1, 2, 0] -> mean 1, sd 1, [-1.484138, 3.484138].
+    diff = p["arms"]["b"]["diff_to_baseline"]
+    assert (diff["mean"], diff["sd"]) == pytest.approx((1.0, 1.0))
+    assert diff["high"] == pytest.approx(3.484138, abs=1e-6)
+    assert p["warm_start"]["mean"] == pytest.approx(0.5)
+    curves = summary["probes"]["curves"]
+    assert curves["b"]["1"]["c"]["y"] == [4.0, 5.0] and "warm start" in curves
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| p | (warm start) | 0.500 +- 0.500 |" in text
+    assert (
+        "| p | b | 3.000 +- 1.000 | [0.516, 5.484] | +1.000 +- 1.000 | [-1.484, +3.484] |" in text
+    )
+    assert (tmp_path / "report" / "probes.png").stat().st_size > 0
+
+
+def test_probe_results_are_checked():
+    assert studies.check_probe("s", {"scalars": {"x": 1}}) == {"scalars": {"x": 1.0}, "curves": {}}
+    with pytest.raises(ValueError, match="'x' is nan"):
+        studies.check_probe("s", {"scalars": {"x": float("nan")}})
+    with pytest.raises(ValueError, match="one non-zero length"):
+        studies.check_probe("s", {"curves": {"c": {"x": [1, 2], "y": [1]}}})
+    with pytest.raises(ValueError, match="a probe returns"):
+        studies.check_probe("s", {"scalar": {}})
+
+
+def test_sft_arms_may_change_only_the_warm_start():
+    study = _toy_study(arms={"a": (), "b": ("sft.num_demos=1024",)}, sft_arms=("b",))
+    assert study.run_config("b", 0).sft.num_demos == 1024
+    assert fingerprint(study.run_config("b", 0)) != fingerprint(study.run_config("a", 0))
+    with pytest.raises(ValueError, match=r"arm 'b'.*sft.*sft_arms"):
+        _toy_study(arms={"a": (), "b": ("sft.num_demos=1024",)}).run_config("b", 0)
+    with pytest.raises(ValueError, match="sft_arms"):
+        _toy_study(sft_arms=("c",))
+
+
+def _param_probe(trainer, *, smoke):
+    import jax
+    import numpy as np
+
+    leaves = jax.tree.leaves(trainer.state.params)
+    total = float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in leaves))
+    return {"scalars": {"abs_sum": total}, "curves": {"flat": {"x": [0, 1], "y": [total, 1.0]}}}
+
+
+def test_smoke_study_with_probe_and_sft_arm(tmp_path, monkeypatch):
+    """An SFT arm trains its own warm start once per seed; the probe measures every warm start
+    and every final policy once, and a rerun reads the stored probes."""
+    # Weight decay moves the parameters even when the smoke's 2 steps see no reward.
+    decay = "optim.weight_decay=0.5"
+    study = _toy_study(
+        arms={"a": (decay,), "b": (decay, "sft.num_demos=4")}, sft_arms=("b",), probe=_param_probe
+    )
+    monkeypatch.setattr(studies, "get", lambda name: study)
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    argv = ["toy", "--smoke", "--seeds", "1", "--runs-dir", str(runs), "--out", str(out)]
+    reproduce.main(argv)
+    # Two warm starts for seed 0 (a's shared one and b's own), in the SFT cache and probed.
+    assert len([p for p in (runs / "sft").iterdir() if p.is_dir()]) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    (shared,) = [w for w in summary["warm_starts"]["0"] if w["shared"]]
+    (own,) = [w for w in summary["warm_starts"]["0"] if not w["shared"]]
+    assert (shared["arms"], own["arms"], own["dir"]) == (["a"], ["b"], "sft-seed0-b")
+    start_a, start_b = shared["probe"]["scalars"]["abs_sum"], own["probe"]["scalars"]["abs_sum"]
+    assert start_a != start_b  # different demonstrations, different warm starts
+    final = summary["probes"]["scalars"]["abs_sum"]["arms"]
+    # Training moved the parameters away from the warm start the run began with.
+    assert final["a"]["per_seed"]["0"] != start_a and final["b"]["per_seed"]["0"] != start_b
+    stored = {p: p.stat().st_mtime_ns for p in runs.glob("*/" + reproduce.PROBE)}
+    assert len(stored) == 4  # 2 warm starts + 2 runs
+    reproduce.main(argv)
+    assert {p: p.stat().st_mtime_ns for p in runs.glob("*/" + reproduce.PROBE)} == stored
