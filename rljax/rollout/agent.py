@@ -158,7 +158,8 @@ def rollout(
             `rljax.data.chat.resolve_format`). A turn stops at its end marker or the tokenizer's eos.
         stage_scheme: stage tags for `stage_ids` (None: -1 everywhere).
         truncation_reward: reward of a row that ran out of token budget.
-        pad_multiple: the padded length T is a multiple of this.
+        pad_multiple: the padded length T is a power of two or a multiple of this
+            (`batch.rollout_width`).
 
     Returns:
         `Trajectories` with B = P * G rows.

@@ -9,6 +9,7 @@ from keyhunt import KeyHuntFamily, masked_spans
 from rljax.data import ChatFormat, load_tokenizer
 from rljax.envs.arithmetic import ArithmeticFamily
 from rljax.rollout import ScriptedSession, rollout
+from rljax.rollout.batch import rollout_width
 from rljax.sampling import Generation
 
 OBS_F00 = "$ cat f00\nk00=ab12\n(exit=0)"
@@ -88,7 +89,7 @@ def test_chat_glue_is_in_no_mask_and_column_zero_is_never_masked(tok):
 
 def test_padding_and_layout(tok):
     traj, session, _ = run(tok, pad_multiple=64)
-    assert traj.tokens.shape[1] % 64 == 0 and traj.tokens.shape[1] >= traj.lengths.max()
+    assert traj.tokens.shape[1] == rollout_width(traj.lengths.max(), 64) >= traj.lengths.max()
     for b in range(4):
         n = traj.lengths[b]
         assert traj.tokens[b, :n].tolist() == session.contexts[b]  # the session's own record
@@ -347,3 +348,22 @@ def test_bad_arguments_raise(tok):
         rollout(session, family, [task], tok, max_tokens=512, group_size=0)
     with pytest.raises(ValueError, match="tasks"):
         rollout(session, family, [], tok, max_tokens=512)
+
+
+@pytest.mark.parametrize(
+    "length, multiple, width",
+    [
+        (1, 64, 16),
+        (16, 64, 16),
+        (17, 64, 32),
+        (24, 64, 32),
+        (33, 64, 64),
+        (65, 64, 128),
+        (130, 64, 192),
+        (300, 64, 320),
+        (24, 16, 32),
+        (20, 8, 24),
+    ],
+)
+def test_rollout_width_is_the_smaller_of_power_of_two_and_multiple(length, multiple, width):
+    assert rollout_width(length, multiple) == width
