@@ -594,31 +594,76 @@ def rubric_em(
     )
 
 
+def strategy_metrics(
+    rewards: Array, cluster_ids: Array, advantages: Array, *, degenerate: int = -1
+) -> dict[str, Array]:
+    """Diversity diagnostics of a batch's groups (poly_epo.md section 8), means over prompts.
+
+    Args:
+        rewards: [P, G] rewards.
+        cluster_ids: [P, G] strategy clusters (`degenerate` for malformed responses).
+        advantages: [P, G] the method's advantages.
+
+    Returns:
+        "strategy_clusters": distinct valid clusters per group; "successful_strategies": distinct
+        clusters among rewarded responses; "strategy_entropy": entropy (nats) of the cluster
+        distribution of a group's valid responses; "zero_reward_positive_adv": the fraction of
+        reward-0 responses with a positive advantage (0 for any per-response baseline).
+    """
+    ids = jnp.asarray(cluster_ids)
+    rewards = jnp.asarray(rewards, jnp.float32)
+    valid = ids != degenerate
+    same = ids[:, :, None] == ids[:, None, :]
+
+    def distinct(members: Array) -> Array:
+        share = jnp.sum(same & members[:, None, :], axis=-1)
+        return jnp.sum(jnp.where(members, 1.0 / jnp.maximum(share, 1), 0.0), axis=-1)
+
+    share = jnp.sum(same & valid[:, None, :], axis=-1).astype(jnp.float32)
+    num_valid = jnp.sum(valid, axis=-1, keepdims=True).astype(jnp.float32)
+    fraction = share / jnp.maximum(num_valid, 1.0)
+    entropy = -jnp.sum(
+        jnp.where(valid, jnp.log(jnp.where(valid, fraction, 1.0)), 0.0)
+        / jnp.maximum(num_valid, 1.0),
+        axis=-1,
+    )
+    zero = rewards == 0
+    positive = jnp.sum(zero & (advantages > 0)) / jnp.maximum(jnp.sum(zero), 1)
+    return {
+        "strategy_clusters": jnp.mean(distinct(valid)),
+        "successful_strategies": jnp.mean(distinct(valid & (rewards > 0))),
+        "strategy_entropy": jnp.mean(entropy),
+        "zero_reward_positive_adv": positive.astype(jnp.float32),
+    }
+
+
 def poly_epo(
     *,
     set_size: int = 4,
     max_len: int | None = None,
     degenerate: int = -1,
+    min_clusters: int = 1,
     clip_low: float = 0.2,
     clip_high: float = 0.28,
     dual_clip: float | None = 3.0,
 ) -> Method:
-    """Poly-EPO: marginal set advantages from mean reward x strategy diversity (methods/poly_epo.md)."""
+    """Poly-EPO: marginal set advantages from mean reward x strategy diversity (methods/poly_epo.md).
+
+    `min_clusters=2` is the paper's indicator variant (a set with fewer than two distinct valid
+    strategies scores 0).
+    """
+    score = functools.partial(losses.polychromic_score, min_clusters=min_clusters)
 
     def credit(inputs, state):
         adv = losses.poly_epo_advantages(
-            inputs.rewards, inputs.cluster_ids, set_size=set_size, degenerate=degenerate
+            inputs.rewards,
+            inputs.cluster_ids,
+            set_size=set_size,
+            degenerate=degenerate,
+            score_fn=score,
         )
-        valid = inputs.cluster_ids != degenerate
-        distinct = jax.vmap(
-            lambda c, v: jnp.sum(
-                (
-                    jnp.unique(jnp.where(v, c, degenerate), size=c.shape[0], fill_value=degenerate)
-                    != degenerate
-                )
-            )
-        )(inputs.cluster_ids, valid)
-        return _per_row(adv), state, {"poly_epo_clusters": distinct.astype(jnp.float32).mean()}
+        metrics = strategy_metrics(inputs.rewards, inputs.cluster_ids, adv, degenerate=degenerate)
+        return _per_row(adv), state, metrics
 
     return _policy_method(
         "poly_epo",
@@ -630,6 +675,34 @@ def poly_epo(
             dual_clip=dual_clip,
             mode="seq-mean-token-sum-norm",
             max_len=max_len,
+        ),
+    )
+
+
+def grpo_div(
+    *,
+    coef: float = 0.5,
+    max_len: int | None = None,
+    degenerate: int = -1,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+) -> Method:
+    """GRPO+DIV: Dr.GRPO on the shaped reward r + coef * div (poly_epo.md PEPO-10), the paper's
+    diversity-bonus baseline; `coef=0` is Dr.GRPO with the diversity diagnostics logged."""
+
+    def credit(inputs, state):
+        adv = losses.grpo_div_advantages(
+            inputs.rewards, inputs.cluster_ids, coef=coef, degenerate=degenerate
+        )
+        metrics = strategy_metrics(inputs.rewards, inputs.cluster_ids, adv, degenerate=degenerate)
+        return _per_row(adv), state, metrics
+
+    return _policy_method(
+        "grpo_div",
+        credit,
+        needs=frozenset({"clusters"}),
+        policy_kwargs=dict(
+            clip_low=clip_low, clip_high=clip_high, mode="seq-mean-token-sum-norm", max_len=max_len
         ),
     )
 
@@ -646,6 +719,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "anti_sd": anti_sd,
     "rubric_em": rubric_em,
     "poly_epo": poly_epo,
+    "grpo_div": grpo_div,
 }
 
 

@@ -50,8 +50,8 @@ poly_trainer, poly_run = nbhelpers.train(config)
 grpo_trainer, grpo_run = nbhelpers.train(nbhelpers.with_method(config, "grpo"))
 fig = nbhelpers.plot_curves(
     {"Poly-EPO": poly_run.metrics, "GRPO": grpo_run.metrics},
-    ["reward", "poly_epo_clusters", "adv_abs_mean"],
-    title="training curves (poly_epo_clusters: strategies per group)",
+    ["reward", "strategy_clusters", "adv_abs_mean"],
+    title="training curves (strategy_clusters: distinct valid strategies per group)",
 )
 
 # %%

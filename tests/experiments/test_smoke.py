@@ -16,7 +16,7 @@ DIAGNOSTICS = {
     "golong": ("tmn_task_cv",),
     "anti_sd": ("anti_sd_gate", "teacher_entropy_median", "anti_sd_penalty_mean"),
     "rubric_em": ("stage_adv_abs_0", "stage_adv_abs_3", "kl"),
-    "poly_epo": ("poly_epo_clusters",),
+    "poly_epo": ("strategy_clusters", "successful_strategies", "strategy_entropy"),
 }
 
 
