@@ -199,9 +199,12 @@ def decode_fn(
         step, done = carry[0], carry[5]
         return (step < num_steps) & ~jnp.all(done)
 
+    # The model's arrays ride in the carry (unchanged): a model merged from arrays closed over
+    # from outside the loop cannot run an nnx transform inside it (the layer scan of a
+    # `scan_layers` model fails with "Cannot extract graph node from different trace level").
     def body(carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        step, cache, hidden_last, tokens, logprobs, done, lengths, stopped = carry
-        model = nnx.merge(graphdef, state)
+        step, cache, hidden_last, tokens, logprobs, done, lengths, stopped, params = carry
+        model = nnx.merge(graphdef, params)
         sample = strategy(next_token_logits(model, hidden_last), jax.random.fold_in(key, step))
         active = ~done
         new_tokens = jnp.where(active, sample.tokens, 0)
@@ -215,7 +218,7 @@ def decode_fn(
         hit = active & jnp.any(new_tokens[:, None] == stop_tokens, axis=-1)
         stopped = stopped | hit
         done = done | hit | (lengths >= max_new_tokens)
-        return step + 1, cache, hidden_last, tokens, logprobs, done, lengths, stopped
+        return step + 1, cache, hidden_last, tokens, logprobs, done, lengths, stopped, params
 
     zeros = jnp.zeros((batch,), jnp.int32)
     carry = (
@@ -227,8 +230,9 @@ def decode_fn(
         max_new_tokens <= 0,
         zeros,
         jnp.zeros((batch,), bool),
+        state,
     )
-    _, cache, last_hidden, tokens, logprobs, _, lengths, stopped = jax.lax.while_loop(
+    _, cache, last_hidden, tokens, logprobs, _, lengths, stopped, _ = jax.lax.while_loop(
         cond, body, carry
     )
     return DecodeResult(tokens, logprobs, lengths, stopped, cache, last_hidden)

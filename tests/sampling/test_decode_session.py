@@ -3,8 +3,10 @@
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 from sampling_oracles import log_softmax, numpy_sampling_log_probs
 
+from rljax.models import Decoder, ModelConfig
 from rljax.sampling import DecodeSession, Greedy, Temperature, decode, extend
 
 PROMPTS = [[1, 2, 3, 4, 5], [7, 8], [9, 10, 11, 12, 13, 14, 15, 16, 17]]
@@ -205,3 +207,20 @@ def test_one_setting_for_every_row_equals_per_row_lists(tiny_model):
     gens = defaults.generate(max_new_tokens=4)  # no stop tokens, every row active
     assert [len(g.tokens) for g in gens] == [4, 4, 4] and not any(g.stopped for g in gens)
     assert defaults.generate(max_new_tokens=4, active=False) == [type(gens[0])([], [], False)] * 3
+
+
+def test_a_scan_layers_model_decodes_inside_the_loop(full_logits):
+    """The decode loop runs a model whose layers are an nnx scan (the pod presets' scan_layers);
+    greedy tokens equal the argmax of the scanned model's own uncached forward pass."""
+    model = Decoder(
+        ModelConfig.tiny(vocab_size=64, num_layers=2, scan_layers=True), rngs=nnx.Rngs(3)
+    )
+    graphdef, state = nnx.split(model)
+    session = make_session(model, Greedy())
+    session.prefill(PROMPTS)
+    gens = session.generate(max_new_tokens=[6, 6, 6], stop_tokens=NO_STOPS, active=[True] * 3)
+    for prompt, gen in zip(PROMPTS, gens):
+        sequence = np.asarray([prompt + gen.tokens], np.int32)
+        logits = nnx.merge(graphdef, state).logits(sequence, segment_ids=np.ones_like(sequence))
+        expected = np.argmax(np.asarray(logits)[0, generated_positions(len(prompt), 6)], axis=-1)
+        assert gen.tokens == expected.tolist()
