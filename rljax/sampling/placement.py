@@ -133,7 +133,25 @@ class Placement:
         if self._sh is None:
             cache = init_cache(config, self.global_rows, max_len)
             return cache, jnp.zeros((self.global_rows, config.hidden_size), jnp.float32)
-        return _sharded_init(config, self.global_rows, max_len, self._sh)()
+        return self.init_fn(config, max_len)()
+
+    def init_fn(self, config: Any, max_len: int):
+        """The jitted `() -> (cache, last_hidden)` of a mesh placement (what `init` calls)."""
+        return _sharded_init(config, self.global_rows, max_len, self._mesh_shardings())
+
+    def extend_fn(self, graphdef: nnx.GraphDef):
+        """The jitted `sampler.extend_fn(graphdef, ...)` of a mesh placement, with explicit in/out
+        shardings (what `extend` calls; `jax.eval_shape` traces it on an abstract mesh)."""
+        return _sharded_extend(graphdef, self._mesh_shardings())
+
+    def decode_fn(self, graphdef: nnx.GraphDef, strategy: Strategy, steps: int):
+        """The jitted `sampler.decode_fn` of a mesh placement for `steps` decode steps."""
+        return _sharded_decode(graphdef, self._mesh_shardings(), strategy, steps)
+
+    def _mesh_shardings(self) -> _Shardings:
+        if self._sh is None:
+            raise ValueError("the model's parameters are on no mesh: there are no shardings")
+        return self._sh
 
     def agree(self, values: list[int]) -> list[int]:
         """Element-wise maxima over the processes that share the rows (identity otherwise)."""
@@ -162,7 +180,7 @@ class Placement:
         """`sampler.extend` with this placement's shardings."""
         if self._sh is None:
             return sampler.extend(graphdef, state, cache, last_hidden, tokens, segment_ids)
-        fn = _sharded_extend(graphdef, self._sh)
+        fn = self.extend_fn(graphdef)
         return fn(state, cache, last_hidden, self.rows(tokens), self.rows(segment_ids))
 
     def decode(self, graphdef, state, cache, last_hidden, key, budget, stops, *, strategy, steps):
@@ -179,5 +197,5 @@ class Placement:
                 strategy=strategy,
                 num_steps=steps,
             )
-        fn = _sharded_decode(graphdef, self._sh, strategy, steps)
+        fn = self.decode_fn(graphdef, strategy, steps)
         return fn(state, cache, last_hidden, self.key(key), self.rows(budget), self.rows(stops))
