@@ -211,8 +211,12 @@ def run_probe(
     return result
 
 
-def run_one(study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool) -> dict:
-    """Runs (arm, seed) to completion, skipping it if finished and resuming it if interrupted."""
+def run_one(
+    study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool, sha: str = "unknown"
+) -> dict:
+    """Runs (arm, seed) to completion, skipping it if finished and resuming it if interrupted.
+
+    `sha` (the source tree's commit when the study started) is recorded with the run."""
     train, _ = _driver()
     config = study.run_config(arm, seed, smoke=smoke)
     run_dir = run_dir_of(runs, arm, seed)
@@ -247,6 +251,7 @@ def run_one(study: Study, arm: str, seed: int, runs: epath.Path, *, smoke: bool)
         "resumed_from": [s["resumed_from"] for s in segments],
         # Time of the segments that finished; a killed segment's time is not counted.
         "wall_s": sum(s["wall_s"] for s in segments),
+        "commit": sha,
         "config": _config_json(config),
     }
     marker.write_text(json.dumps(record, indent=2))
@@ -296,12 +301,13 @@ def main(argv: list[str] | None = None) -> epath.Path:
             study.run_config(arm, seed, smoke=args.smoke)
 
     start = time.perf_counter()
+    sha = study_report.commit()  # the code this session runs (the tree may change meanwhile)
     warm, records = {}, {}
     with compile_cache(runs / "xla_cache"):
         for seed in range(num_seeds):
             warm[seed] = warm_starts(study, seed, runs, arms, smoke=args.smoke)
             for arm in arms:
-                records[(arm, seed)] = run_one(study, arm, seed, runs, smoke=args.smoke)
+                records[(arm, seed)] = run_one(study, arm, seed, runs, smoke=args.smoke, sha=sha)
     page = study_report.write(
         study,
         out,

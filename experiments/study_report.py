@@ -201,7 +201,8 @@ def markdown(
         f"({', '.join(map(str, seeds))}), paired by seed, baseline `{base}`.",
         "",
         f"- command: `{command}`",
-        f"- commit: `{sha}`",
+        f"- commit (report written): `{sha}`",
+        *_run_commit_lines(summary["run_commits"]),
         f"- generated: {summary['generated']}",
         f"- wall time: {_minutes(wall['total'])} in all (SFT warm starts {_minutes(wall['sft'])}, "
         f"RL runs {_minutes(wall['runs'])}); budget {study.budget_minutes:.0f} min",
@@ -280,6 +281,15 @@ def markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _run_commit_lines(run_commits: dict) -> list[str]:
+    by_commit: dict[str, list[str]] = {}
+    for run, sha in run_commits.items():
+        by_commit.setdefault(sha, []).append(run)
+    if len(by_commit) == 1:
+        return [f"- runs made at: `{next(iter(by_commit))}` (every run)"]
+    return [f"- runs made at: `{sha}`: {', '.join(runs)}" for sha, runs in by_commit.items()]
 
 
 def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:
@@ -451,6 +461,10 @@ def write(
         {
             "command": command,
             "commit": sha,
+            "run_commits": {
+                f"{arm}-seed{seed}": record.get("commit", "unknown (not recorded)")
+                for (arm, seed), record in sorted(records.items())
+            },
             "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "session_wall_s": session_wall_s,
             "smoke": smoke,
