@@ -25,9 +25,16 @@ def test_arms_share_the_setup_and_seeds_pair_them(name, smoke):
     for seed in range(3):
         configs = {a: study.run_config(a, seed, smoke=smoke) for a in study.arms}
         assert {c.train.seed for c in configs.values()} == {seed}
-        # Every arm of a seed: same model, task, SFT, evaluation and budget, hence one warm start.
-        assert len({json.dumps(_sections(c), sort_keys=True) for c in configs.values()}) == 1
-        assert len({fingerprint(c) for c in configs.values()}) == 1
+        # Every arm of a seed: same model, task, SFT, evaluation and budget, hence one warm start;
+        # an SFT arm differs in its `sft` section only, so its warm start is its own.
+        shared = [c for a, c in configs.items() if a not in study.sft_arms]
+        assert len({json.dumps(_sections(c), sort_keys=True) for c in shared}) == 1
+        assert len({fingerprint(c) for c in shared}) == 1
+        base_model, base_task, _, base_train = _sections(configs[study.baseline])
+        for arm in study.sft_arms:
+            model, task, _, train = _sections(configs[arm])
+            assert (model, task, train) == (base_model, base_task, base_train)
+            assert fingerprint(configs[arm]) != fingerprint(configs[study.baseline])
     # Seeds change the warm start (initialisation, SFT data order) ...
     base = [study.run_config(study.baseline, s, smoke=smoke) for s in range(3)]
     assert len({fingerprint(c) for c in base}) == 3
@@ -172,8 +179,10 @@ def test_smoke_study_skips_finished_and_resumes_interrupted_runs(tmp_path, name)
     assert _lines(interrupted / "metrics.jsonl")[0] == step1
     assert [json.loads(x)["step"] for x in _lines(interrupted / "metrics.jsonl")] == [1, 2]
 
-    # One SFT warm start per seed, shared by every arm of that seed.
-    assert len([p for p in (runs / "sft").iterdir() if p.is_dir()]) == 2
+    # One SFT warm start per seed, shared by every arm of that seed (an SFT arm's own: one per
+    # seed and distinct SFT section).
+    starts = {a: fingerprint(study.run_config(a, 0, smoke=True)) for a in study.arms}
+    assert len([p for p in (runs / "sft").iterdir() if p.is_dir()]) == 2 * len(set(starts.values()))
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["results"]) == set(study.arms)
     assert summary["seeds"] == [0, 1]
@@ -181,8 +190,10 @@ def test_smoke_study_skips_finished_and_resumes_interrupted_runs(tmp_path, name)
         for seed in (0, 1):
             evals = [json.loads(x) for x in _lines(runs / f"{arm}-seed{seed}" / "eval.jsonl")]
             assert [e["step"] for e in evals] == [0, 1, 2]
-            # Paired by seed: every arm starts from the seed's warm start, evaluated identically.
-            first = json.loads(_lines(runs / f"{base}-seed{seed}" / "eval.jsonl")[0])
+            # Paired by seed: every arm starts from the seed's warm start (the arms sharing it
+            # alike), evaluated identically.
+            twin = next(a for a in study.arms if starts[a] == starts[arm])
+            first = json.loads(_lines(runs / f"{twin}-seed{seed}" / "eval.jsonl")[0])
             assert evals[0] == first
             final = summary["results"][arm]["final_per_seed"][str(seed)]
             assert final == evals[-1][study.metric]
