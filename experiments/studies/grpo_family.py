@@ -79,16 +79,21 @@ STUDY = Study(
     },
     baseline="grpo",
     metric="pass@1",
-    target=0.6,
+    # Set after the first full run: the warm start's 0.613 already passed the 0.6 first declared.
+    target=0.75,
     diagnostics=("clip_fraction", "adv_abs_mean", "entropy", "response_tokens", "groups_kept"),
     tuning=(
-        "No arm was tuned for this study. The shared settings (task, model, learning rate 3e-4, "
-        "batch 16 x 8, gradient clip 1.0) are those of the GRPO `cpu` preset, chosen once for "
-        "GRPO before this study existed; the SFT length, 200 steps and two mini-batches were set "
-        "to fit the 90-minute budget, the same for every arm. Each method's own knobs are the "
-        "paper defaults of `rljax.methods` (Dr.GRPO: no std scaling, seq-mean-token-sum-norm; "
-        "DAPO: clip 0.2/0.28, dual clip 3, dynamic sampling; RLOO: leave-one-out). Every arm got "
-        "zero tuning runs, so any edge the shared settings give is GRPO's."
+        "No arm's own knobs were tuned: they are the paper defaults of `rljax.methods` (Dr.GRPO: "
+        "no std scaling, seq-mean-token-sum-norm; DAPO: clip 0.2/0.28, dual clip 3, token-mean, "
+        "dynamic sampling with at most 3 generation rounds; RLOO: leave-one-out). The shared "
+        "settings were chosen for GRPO only, so any edge they give is GRPO's: the task, model, "
+        "SFT, lr 3e-4, batch 16 x 8 and gradient clip 1.0 are the GRPO `cpu` preset's; a first "
+        "attempt (600-step SFT, 64-token padding) was stopped because it ran at 2.5 s/step and "
+        "GRPO's held-out pass@1 fell; then two short GRPO runs of the preset (30-60 steps, one vs "
+        "two mini-batches) chose two mini-batches (so the clip ranges act), and rollout padding "
+        "was cut to 32 tokens for speed. Equal budget means equal RL steps and updates: DAPO's "
+        "dynamic sampling drew 2.57-2.77 rollout batches per step (mean over steps, by seed) to "
+        "keep 12.2-14.9 of 16 groups, so it generated about 2.7x the samples of the other arms."
     ),
     seeds=3,
     budget_minutes=90.0,
