@@ -81,9 +81,21 @@ METHODS = {
 }
 
 # float32, the same programs on the same mesh; the cross-process (gloo) reductions sum in another
-# order. Measured (anti_sd smoke, 2 steps): metrics within 5e-7, parameters within 3.6e-5 (Adam
-# divides by sqrt(v): a gradient element near zero amplifies a last-bit difference up to ~lr).
+# order. Measured (2 steps, 2026-12-02): metrics within 1.9e-6 (ECHO), parameters within 5.2e-5
+# (RubricEM); Adam divides by sqrt(v), so a gradient element near zero amplifies a last-bit
+# difference up to ~lr (1e-3).
 METRIC_ATOL, PARAM_ATOL = 1e-5, 1e-4
+
+
+# Found by this test (measured 2026-12-02), not fixed yet: strict, so a fix shows up as XPASS.
+KNOWN_FAILURES = {
+    "grpo": pytest.mark.xfail(
+        strict=True,
+        reason="2x4 and 1x8 step-1 rollouts differ with the peaked GRPO warm start (SFT nll 0.04, "
+        "bitwise-equal in both runs): reward 0.75 vs 0.875, adv_abs_mean 0 vs 0.179, rollout "
+        "entropy 0.159 vs 0.152; parameters then differ by up to 0.017. Cause not found.",
+    )
+}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +154,13 @@ def _max_diff(a: dict, b: dict) -> float:
 
 
 @pytest.mark.slow  # per method: a 2-process and a 1-process run, 1.5-4 min on 2 shared cores
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=KNOWN_FAILURES[name]) if name in KNOWN_FAILURES else name
+        for name in sorted(METHODS)
+    ],
+)
 def test_two_processes_match_one(runs, name):
     runs = runs / name
     extra, moving = METHODS[name]
