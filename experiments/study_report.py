@@ -338,10 +338,7 @@ def plot_probes(curves: dict, title: str, path: epath.Path) -> bool:
         return False
     if not names:
         return False
-    cols = min(3, len(names))
-    rows = math.ceil(len(names) / cols)
-    fig = Figure(figsize=(4.4 * cols, 3.1 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = _grid(Figure, len(names), cols=min(3, len(names)))
     for ax, name in zip(axes.flat, names):
         for i, (arm, per_seed) in enumerate(curves.items()):
             series = [c[name] for c in per_seed.values() if name in c]
@@ -354,12 +351,24 @@ def plot_probes(curves: dict, title: str, path: epath.Path) -> bool:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(names) :]:
+    _save(fig, axes, len(names), f"{title}: probes, mean over seeds, band +-1 sd", path)
+    return True
+
+
+def _grid(figure, panels: int, cols: int = 3):
+    """A figure with `panels` panels on rows of `cols`."""
+    rows = math.ceil(panels / cols)
+    fig = figure(figsize=(4.4 * cols, 3.1 * rows))
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _save(fig, axes, used: int, title: str, path: epath.Path) -> None:
+    """Hides the unused panels, titles the figure and writes it to `path`."""
+    for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    fig.suptitle(f"{title}: probes, mean over seeds, band +-1 sd", fontsize=11)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    return True
 
 
 def _band(ax, per_seed: list[dict[int, float]], label: str, color) -> None:
@@ -405,10 +414,7 @@ def plot(
     window = max(1, last // 25)
     panels = [("eval", study.metric), ("train", "reward")]
     panels += [("train", k) for k in study.diagnostics]
-    cols = 3
-    rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(4.4 * cols, 3.1 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig, axes = _grid(Figure, len(panels))
     colors = {a: f"C{i}" for i, a in enumerate(arms)}
     for ax, (source, key) in zip(axes.flat, panels):
         for arm in arms:
@@ -429,11 +435,7 @@ def plot(
         if source == "eval":
             ax.axhline(study.target, color="gray", ls=":", lw=1)
             ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    fig.suptitle(f"{study.title}: mean over {len(seeds)} seeds, band +-1 sd", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    _save(fig, axes, len(panels), f"{study.title}: mean over {len(seeds)} seeds, band +-1 sd", path)
     return True
 
 

@@ -93,6 +93,22 @@ def _write_run(runs, arm, seed, evals):
     (run_dir / "metrics.jsonl").write_text("\n".join(metrics) + "\n")
 
 
+def _write_report(study, tmp_path, runs, records, warm, command):
+    """The report of arms a and b over seeds 0-2, written to `tmp_path / "report"`."""
+    return study_report.write(
+        study,
+        tmp_path / "report",
+        runs=runs,
+        arms=["a", "b"],
+        seeds=[0, 1, 2],
+        warm_starts=warm,
+        records=records,
+        command=command,
+        session_wall_s=1.0,
+        smoke=False,
+    )
+
+
 def test_report_numbers_hand_worked(tmp_path):
     study = _toy_study()
     runs = tmp_path / "runs"
@@ -103,17 +119,8 @@ def test_report_numbers_hand_worked(tmp_path):
             _write_run(runs, arm, seed, [(0, 0.3), (1, 0.66 if arm == "b" else 0.4), (2, final)])
     records = {(a, s): {"wall_s": 60.0 * (s + 1)} for a in finals for s in range(3)}
     warm = {s: [{"wall_s": 30.0, "shared": True}] for s in range(3)}
-    page = study_report.write(
-        study,
-        tmp_path / "report",
-        runs=runs,
-        arms=["a", "b"],
-        seeds=[0, 1, 2],
-        warm_starts=warm,
-        records=records,
-        command="python -m rljax.experiments.reproduce toy",
-        session_wall_s=1.0,
-        smoke=False,
+    page = _write_report(
+        study, tmp_path, runs, records, warm, "python -m rljax.experiments.reproduce toy"
     )
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     a, b = summary["results"]["a"], summary["results"]["b"]
@@ -227,18 +234,7 @@ def test_probe_report_numbers_hand_worked(tmp_path):
         s: [{**_probe_record(0.5 * s, {"x": [1.0, 2.0], "y": [0.0, 0.0]}), "shared": True}]
         for s in range(3)
     }
-    study_report.write(
-        study,
-        tmp_path / "report",
-        runs=runs,
-        arms=["a", "b"],
-        seeds=[0, 1, 2],
-        warm_starts=warm,
-        records=records,
-        command="c",
-        session_wall_s=1.0,
-        smoke=False,
-    )
+    _write_report(study, tmp_path, runs, records, warm, "c")
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     p = summary["probes"]["scalars"]["p"]
     # a: mean 2, sd 1, half-width 4.302653 / sqrt(3) = 2.484138.
