@@ -63,7 +63,9 @@ STUDY = Study(
         "x 8 samples, two AdamW updates (lr 3e-4) per rollout batch, sequences of 32 tokens. "
         "Held-out metric: pass@1 on the same 128 held-out sums (4 samples each, temperature 1) "
         "for every arm and seed. methods/grpo.md expects all arms to improve over the SFT start "
-        "and to reach similar accuracy."
+        "and to reach similar accuracy. Not reproduced in the committed run: the arms "
+        "separate, DAPO ahead of GRPO and Dr.GRPO and RLOO behind it, each paired interval "
+        "excluding 0 (DAPO drawing about 2.7x the rollouts: see Equal effort)."
     ),
     config=config,
     smoke_config=smoke_config,
