@@ -358,14 +358,28 @@ def echo(
     normalization: str = "full_observation_tokens",
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    env_only: bool = False,
 ) -> Method:
-    """ECHO: GRPO on action tokens + coef * cross-entropy on observation tokens (methods/echo.md)."""
+    """ECHO: GRPO on action tokens + coef * cross-entropy on observation tokens (methods/echo.md).
+
+        L = L_GRPO(action tokens) + coef * L_Env
+    `env_only=True` is echo.md 8.2's env-only arm: every row is an `env_only_rows` row of
+    `losses.echo_loss` (its action mask is zeroed), so L = coef * L_Env and the reward never
+    reaches the gradient; it needs coef > 0.
+    """
+    if not isinstance(env_only, bool):
+        raise ValueError(f"echo: env_only must be a bool, got {env_only!r}")
+    if env_only and not coef > 0:
+        raise ValueError(
+            f"echo: env_only=True trains only coef * L_Env, so coef must be > 0, got {coef!r}"
+        )
 
     def prepare(inputs, state):
         adv = losses.group_advantages(inputs.rewards)
         return jax.lax.stop_gradient(_per_row(adv)), state, {}
 
     def loss(logprobs, batch):
+        rows = jnp.ones(logprobs.shape[:1], bool) if env_only else None
         return losses.echo_loss(
             logprobs,
             batch.old_logprobs,
@@ -375,6 +389,7 @@ def echo(
             batch.warning_mask,
             coef=coef,
             normalization=normalization,
+            env_only_rows=rows,
             clip_low=clip_low,
             clip_high=clip_high,
         )
