@@ -528,23 +528,74 @@ def golong_tmn(
     )
 
 
+_ANTI_SD_KERNELS = {"jsd": losses.jsd_token_penalty, "rkl": losses.rkl_token_penalty}
+_ANTI_SD_TEACHERS = ("self", "none")
+
+
 def anti_sd(
     *,
     coef_max: float = 0.5,
     warmup_steps: int = 5,
     down_ratio: float = 0.93,
     gate: bool = True,
+    divergence: str = "jsd",
+    direction: str = "ascent",
+    compose: str = "add",
+    teacher: str = "self",
     clip_low: float = 0.2,
     clip_high: float = 0.2,
 ) -> Method:
-    """Anti-SD: GRPO advantage minus a gated JSD penalty against a self-teacher (methods/anti_sd.md)."""
+    """Anti-SD: GRPO advantage plus a gated per-token self-teacher term (methods/anti_sd.md).
 
-    def init_state():
-        return losses.entropy_gate_init(warmup_steps=warmup_steps, down_ratio=down_ratio)
+    A_tok = sg((A_seq + g * coef_max * delta(u)) * mask), u = t_lp - s (ASD-4), g the entropy gate
+    (ASD-5). The defaults are Anti-SD (JSD ascent, additive, gated); the section 8 arms are
+    compositions of the knobs:
+
+        plain self-distillation (SD)   divergence="rkl", direction="descent", gate=False
+        reverse-KL ascent              divergence="rkl"
+        Anti-SD without the gate       gate=False
+        multiplicative composition     compose="mult"   (A_seq * (1 + coef * delta), library form)
+        no teacher                     teacher="none"
+
+    `teacher="none"` (library choice, spec section 8): u = -s (the teacher log-prob replaced by
+    0), no teacher forward pass, and the gate reads the median of the student's own entropy
+    (there is no teacher entropy); logged as "student_entropy_median" instead of
+    "teacher_entropy_median". "anti_sd_penalty_mean" is the token mean of the kernel k(u) (phi for
+    JSD, u for reverse KL) and "anti_sd_u_mean" the token mean of u.
+    """
+    for name, value, choices in (
+        ("divergence", divergence, tuple(_ANTI_SD_KERNELS)),
+        ("direction", direction, ("ascent", "descent")),
+        ("compose", compose, ("add", "mult")),
+        ("teacher", teacher, _ANTI_SD_TEACHERS),
+    ):
+        if value not in choices:
+            raise ValueError(f"anti_sd: {name}={value!r} is not one of {list(choices)}")
+    if not coef_max >= 0:
+        raise ValueError(
+            f"coef_max must be >= 0 (the sign comes from `direction`), got {coef_max!r}"
+        )
+    kernel = _ANTI_SD_KERNELS[divergence]
+    init = functools.partial(
+        losses.entropy_gate_init, warmup_steps=warmup_steps, down_ratio=down_ratio
+    )
+    init()  # bad gate settings fail when the method is built, not at the first step
 
     def credit(inputs, state):
         adv = _per_row(losses.group_advantages(inputs.rewards))
-        median = losses.teacher_entropy_median(inputs.teacher_entropy, inputs.action_mask)
+        if teacher == "self":
+            teacher_logprobs, signal, signal_name = (
+                inputs.teacher_logprobs,
+                inputs.teacher_entropy,
+                "teacher_entropy_median",
+            )
+        else:
+            teacher_logprobs, signal, signal_name = (
+                jnp.zeros_like(inputs.old_logprobs),
+                inputs.old_entropy,
+                "student_entropy_median",
+            )
+        median = losses.teacher_entropy_median(signal, inputs.action_mask)
         if gate:
             state, open_ = losses.entropy_gate_update(state, median)
         else:
@@ -552,26 +603,34 @@ def anti_sd(
         token_adv = losses.anti_sd_advantages(
             adv,
             inputs.old_logprobs,
-            inputs.teacher_logprobs,
+            teacher_logprobs,
             inputs.action_mask,
             coef=open_ * coef_max,
+            kernel=kernel,
+            direction=direction,
+            compose=compose,
         )
-        penalty = losses.jsd_token_penalty(inputs.old_logprobs, inputs.teacher_logprobs)
+        valid = inputs.action_mask > 0
+        student = jnp.where(valid, inputs.old_logprobs, 0.0)
+        target = jnp.where(valid, teacher_logprobs, 0.0)
         return (
             token_adv,
             state,
             {
                 "anti_sd_gate": open_,
-                "teacher_entropy_median": median,
-                "anti_sd_penalty_mean": losses.aggregate(penalty, inputs.action_mask),
+                signal_name: median,
+                "anti_sd_penalty_mean": losses.aggregate(
+                    kernel(student, target), inputs.action_mask
+                ),
+                "anti_sd_u_mean": losses.aggregate(target - student, inputs.action_mask),
             },
         )
 
     return _policy_method(
         "anti_sd",
         credit,
-        init_state=init_state,
-        needs=frozenset({"teacher"}),
+        init_state=init,
+        needs=frozenset({"teacher"}) if teacher == "self" else frozenset(),
         policy_kwargs=dict(clip_low=clip_low, clip_high=clip_high, mode="token-mean"),
     )
 
