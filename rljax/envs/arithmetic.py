@@ -5,6 +5,13 @@ papers do ("Please reason step by step, and put your final answer within \\boxed
 last `\\boxed{}` of the response, tolerating LaTeX formatting of the integer; `system` adds a system
 turn to every task.
 
+`filler=F` (methods/delta.md section 8, "formatted arithmetic with filler") makes the expert write F
+filler words drawn uniformly from the small shared set `FILLER_WORDS` before its answer, e.g.
+" think. now:<answer>82</answer>" for F = 4: structure that correct and wrong responses share,
+which dilutes DelTA's side centroids. Each filler word is one token of the built-in tokenizer (and
+their concatenations tokenize word by word), so F words are F tokens there. The verifier reads only
+the final answer, as without filler.
+
 A single-turn verifiable family small enough for a tiny model to learn on CPU. Difficulty knobs:
 operand digit counts, number of operands and the operator set (+, -, *; standard precedence, `*`
 binds tighter). Instances are deterministic in (seed, split, index), and the split of an instance
@@ -22,6 +29,9 @@ from rljax.envs import metrics, registry
 from rljax.envs.base import Task, Verdict, check_split
 
 OPERATORS = "+-*"
+# The shared filler set: delta.md section 8's "Let me think. Step:" words, each picked to be one
+# token of the built-in tokenizer ("Let", "me" and "Step" are two there).
+FILLER_WORDS = (" think", " step", " now", " so", ".", ":")
 _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 
 
@@ -40,6 +50,8 @@ class ArithmeticFamily:
         answer_format: "tag" (answer as `<answer>N</answer>` ending the response) or "boxed" (the
             prompt asks for `\\boxed{N}`; the last box of the response is read).
         system: system-turn text of every task (None: no system turn).
+        filler: F >= 0, the number of words from `FILLER_WORDS` the expert writes before its
+            answer (0: none).
     """
 
     digits: int | tuple[int, int] = 2
@@ -50,9 +62,14 @@ class ArithmeticFamily:
     name: str = "arithmetic"
     answer_format: str = "tag"
     system: str | None = None
+    filler: int = 0
 
     def __post_init__(self):
         metrics.check_answer_format(self.answer_format)
+        if not isinstance(self.filler, int) or isinstance(self.filler, bool) or self.filler < 0:
+            raise ValueError(
+                f"filler must be an int >= 0 (filler words before the answer), got {self.filler!r}"
+            )
         _check_range("digits", self.digits, minimum=1)
         _check_range("num_operands", self.num_operands, minimum=2)
         ops = self.operators
@@ -122,21 +139,28 @@ class ArithmeticFamily:
         """A scripted answer; with probability `noise` the value carries a realistic mistake.
 
         Mistakes: a dropped or extra carry/borrow (off by a power of ten), an off-by-one digit,
-        left-to-right evaluation ignoring precedence, a lost minus sign.
+        left-to-right evaluation ignoring precedence, a lost minus sign. With `filler` F > 0 the
+        answer follows F words drawn uniformly from `FILLER_WORDS` (drawn after the mistake, so
+        F = 0 consumes `rng` exactly as before the option existed).
 
         Args:
             task: a task of this family.
-            rng: randomness for the mistake.
+            rng: randomness for the mistake and the filler.
             noise: probability of a mistake, in [0, 1].
 
         Returns:
-            "<answer>N</answer>" ("\\boxed{N}" with answer_format="boxed").
+            F filler words, then "<answer>N</answer>" ("\\boxed{N}" with answer_format="boxed").
         """
         _check_noise(noise)
         value = task.answer
         if rng.random() < noise:
             value = _mistake(task.meta["expression"], value, rng)
-        return (
+        filler = ""
+        if self.filler:
+            filler = "".join(
+                FILLER_WORDS[i] for i in rng.integers(len(FILLER_WORDS), size=self.filler)
+            )
+        return filler + (
             f"\\boxed{{{value}}}" if self.answer_format == "boxed" else f"<answer>{value}</answer>"
         )
 

@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from rljax.envs.arithmetic import ArithmeticFamily, evaluate
+from rljax.data.tokenizer import load_tokenizer
+from rljax.envs.arithmetic import FILLER_WORDS, ArithmeticFamily, evaluate
 from rljax.envs.base import TaskFamily
 
 
@@ -196,3 +197,79 @@ class TestExpert:
     def test_bad_noise(self):
         with pytest.raises(ValueError, match="noise must be in"):
             self.family.expert(self.tasks[0], np.random.default_rng(0), noise=1.5)
+
+
+_FILLER_FAMILY = ArithmeticFamily(digits=(1, 2), operators="+", filler=8)
+
+
+class TestFiller:
+    """`filler=F`: F shared filler words before the expert's answer (delta.md section 8)."""
+
+    family = _FILLER_FAMILY
+    tasks = [_FILLER_FAMILY.generate("train", i) for i in range(100)]
+    words = "|".join(re.escape(w) for w in FILLER_WORDS)
+
+    def _split(self, response):
+        match = re.fullmatch(rf"((?:{self.words})*)(<answer>.*</answer>)", response)
+        assert match, response
+        return re.findall(self.words, match.group(1)), match.group(2)
+
+    def test_expert_writes_f_filler_words_then_the_answer(self):
+        rng = np.random.default_rng(0)
+        seen = set()
+        for task in self.tasks:
+            response = self.family.expert(task, rng)
+            filler, answer = self._split(response)
+            assert len(filler) == 8
+            seen.update(filler)
+            assert answer == f"<answer>{task.answer}</answer>"
+            assert self.family.verify(task, response).reward == 1.0
+        assert seen == set(FILLER_WORDS)  # all six words drawn (800 uniform draws)
+
+    def test_deterministic_in_the_rng(self):
+        first = [self.family.expert(t, np.random.default_rng(3), noise=0.5) for t in self.tasks]
+        again = [self.family.expert(t, np.random.default_rng(3), noise=0.5) for t in self.tasks]
+        other = [self.family.expert(t, np.random.default_rng(4), noise=0.5) for t in self.tasks]
+        assert first == again and first != other
+
+    def test_filler_is_drawn_after_the_mistake(self):
+        # The same rng state gives the same (possibly wrong) answer with and without filler.
+        plain = ArithmeticFamily(digits=(1, 2), operators="+")
+        for index, task in enumerate(self.tasks):
+            with_filler = self.family.expert(task, np.random.default_rng(index), noise=0.5)
+            without = plain.expert(task, np.random.default_rng(index), noise=0.5)
+            assert self._split(with_filler)[1] == without
+
+    def test_verifier_still_checks_the_answer(self):
+        task = self.tasks[0]
+        filler = "".join(FILLER_WORDS)
+        wrong = self.family.verify(task, f"{filler}<answer>{task.answer + 1}</answer>")
+        assert wrong.reward == 0.0 and wrong.info["reason"].startswith("wrong:")
+        assert self.family.verify(task, filler).reward == 0.0  # filler without an answer
+        assert self.family.verify(task, f"{filler}<answer>{task.answer}</answer>").reward == 1.0
+
+    def test_each_filler_word_is_one_builtin_token(self):
+        tokenizer = load_tokenizer()
+        ids = [tokenizer.encode(w, add_special_tokens=False) for w in FILLER_WORDS]
+        assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(FILLER_WORDS)
+        family = ArithmeticFamily(filler=32)
+        rng = np.random.default_rng(5)
+        for index in range(50):
+            response = family.expert(family.generate("train", index), rng)
+            tokens = tokenizer.encode(response, add_special_tokens=False)
+            assert len(tokens) == 32 + len(
+                tokenizer.encode(response[response.index("<answer>") :], add_special_tokens=False)
+            )
+            assert set(tokens[:32]) <= {i[0] for i in ids}
+
+    def test_zero_filler_is_the_plain_expert(self):
+        plain, zero = ArithmeticFamily(), ArithmeticFamily(filler=0)
+        task = plain.generate("train", 0)
+        assert plain.expert(task, np.random.default_rng(0), noise=0.5) == zero.expert(
+            task, np.random.default_rng(0), noise=0.5
+        )
+
+    @pytest.mark.parametrize("filler", [-1, 1.5, True, "8", None])
+    def test_bad_filler(self, filler):
+        with pytest.raises(ValueError, match=r"filler must be an int >= 0 .* got"):
+            ArithmeticFamily(filler=filler)
