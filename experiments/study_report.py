@@ -62,6 +62,16 @@ def steps_to_target(evals: dict[int, float], target: float) -> int | None:
     return next((step for step in sorted(evals) if evals[step] >= target), None)
 
 
+def _reached(reach: dict[int, int | None]) -> dict:
+    """{"mean_over_reached", "reached", "seeds"} of per-seed steps (None: not reached)."""
+    steps = [v for v in reach.values() if v is not None]
+    return {
+        "mean_over_reached": (sum(steps) / len(steps)) if steps else None,
+        "reached": len(steps),
+        "seeds": len(reach),
+    }
+
+
 def summarize(
     study: Study,
     *,
@@ -73,29 +83,38 @@ def summarize(
 ) -> dict:
     """Every number of the report, with its per-seed values."""
     metric = study.metric
-    per_arm: dict[str, dict] = {}
+    evals_of = {}
     for arm in arms:
-        final, start, reach, wall = {}, {}, {}, {}
         for seed in seeds:
             run_dir = runs / f"{arm}-seed{seed}"
-            evals = _series(_read_jsonl(run_dir / "eval.jsonl"), metric)
-            if not evals:
+            evals_of[arm, seed] = _series(_read_jsonl(run_dir / "eval.jsonl"), metric)
+            if not evals_of[arm, seed]:
                 raise ValueError(f"{run_dir}: no held-out {metric!r} in eval.jsonl")
+    # "Steps to the baseline's peak": per seed, the baseline's best evaluation is the target.
+    peaks = (
+        {s: max(evals_of[study.baseline, s].values()) for s in seeds}
+        if study.baseline in arms
+        else None
+    )
+    per_arm: dict[str, dict] = {}
+    for arm in arms:
+        final, start, reach, to_peak, wall = {}, {}, {}, {}, {}
+        for seed in seeds:
+            evals = evals_of[arm, seed]
             final[seed] = evals[max(evals)]
             start[seed] = evals.get(0)
             reach[seed] = steps_to_target(evals, study.target)
+            if peaks is not None:
+                to_peak[seed] = steps_to_target(evals, peaks[seed])
             wall[seed] = records[(arm, seed)]["wall_s"]
-        reached = [v for v in reach.values() if v is not None]
         per_arm[arm] = {
             "final": stats.t_interval(list(final.values()), level=LEVEL).to_dict(),
             "final_per_seed": final,
             "start_per_seed": start,
             "steps_to_target_per_seed": reach,
-            "steps_to_target": {
-                "mean_over_reached": (sum(reached) / len(reached)) if reached else None,
-                "reached": len(reached),
-                "seeds": len(seeds),
-            },
+            "steps_to_target": _reached(reach),
+            "steps_to_baseline_peak_per_seed": to_peak if peaks is not None else None,
+            "steps_to_baseline_peak": _reached(to_peak) if peaks is not None else None,
             "wall_s_per_seed": wall,
             "wall_s": stats.t_interval(list(wall.values()), level=LEVEL).to_dict(),
         }
@@ -114,6 +133,7 @@ def summarize(
         "metric": metric,
         "target": study.target,
         "baseline": study.baseline,
+        "baseline_peak_per_seed": peaks,
         "level": LEVEL,
         "seeds": seeds,
         "arms": {a: list(study.arms[a]) for a in arms},
@@ -216,11 +236,13 @@ def markdown(
         "",
         f"Mean +- sd over seeds and the {LEVEL:.0%} Student-t interval; the difference to `{base}` "
         f"is paired by seed (same warm start, same task draws); steps to target is the first "
-        f"evaluated step with {metric} >= {target} (mean over the seeds that reached it).",
+        f"evaluated step with {metric} >= {target}, and steps to `{base}`'s peak the first with "
+        f"{metric} >= `{base}`'s best evaluation of the same seed (each mean over the seeds that "
+        "reached it).",
         "",
         f"| arm | start (SFT) | final {metric} | {LEVEL:.0%} CI | vs {base} (paired) | "
-        f"{LEVEL:.0%} CI of diff | steps to {target} | wall time / run |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{LEVEL:.0%} CI of diff | steps to {target} | steps to {base}'s peak | wall time / run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for arm, r in results.items():
         starts = [v for v in r["start_per_seed"].values() if v is not None]
@@ -232,15 +254,10 @@ def markdown(
         else:
             diff_text = f"{_f(diff['mean'], signed=True)} +- {_f(diff['sd'])}"
             diff_ci = _interval(diff, signed=True)
-        reach = r["steps_to_target"]
-        reach_text = (
-            "not reached"
-            if reach["mean_over_reached"] is None
-            else f"{reach['mean_over_reached']:.0f} ({reach['reached']}/{reach['seeds']})"
-        )
         lines.append(
             f"| {arm} | {_f(start)} | {_f(fin['mean'])} +- {_f(fin['sd'])} | {_interval(fin)} | "
-            f"{diff_text} | {diff_ci} | {reach_text} | {_minutes(r['wall_s']['mean'])} |"
+            f"{diff_text} | {diff_ci} | {_reach_text(r['steps_to_target'])} | "
+            f"{_reach_text(r['steps_to_baseline_peak'])} | {_minutes(r['wall_s']['mean'])} |"
         )
     lines += [
         "",
@@ -281,6 +298,14 @@ def markdown(
         "",
     ]
     return "\n".join(lines)
+
+
+def _reach_text(reach: dict | None) -> str:
+    if reach is None:
+        return "n/a"
+    if reach["mean_over_reached"] is None:
+        return "not reached"
+    return f"{reach['mean_over_reached']:.0f} ({reach['reached']}/{reach['seeds']})"
 
 
 def _run_commit_lines(run_commits: dict) -> list[str]:

@@ -136,14 +136,49 @@ def test_report_numbers_hand_worked(tmp_path):
     # Target 0.65: b reaches it at step 1 in every seed; a only at step 2 in seed 2.
     assert b["steps_to_target"] == {"mean_over_reached": 1.0, "reached": 3, "seeds": 3}
     assert a["steps_to_target"] == {"mean_over_reached": 2.0, "reached": 1, "seeds": 3}
+    # a's peak by seed: 0.5, 0.6, 0.7 (step 2). b reaches it at steps 1, 1 (0.66) and 2 (0.7).
+    assert summary["baseline_peak_per_seed"] == pytest.approx({"0": 0.5, "1": 0.6, "2": 0.7})
+    assert b["steps_to_baseline_peak_per_seed"] == {"0": 1, "1": 1, "2": 2}
+    assert b["steps_to_baseline_peak"] == {"mean_over_reached": 4 / 3, "reached": 3, "seeds": 3}
+    assert a["steps_to_baseline_peak"] == {"mean_over_reached": 2.0, "reached": 3, "seeds": 3}
     assert a["wall_s"]["mean"] == pytest.approx(120.0)
     assert summary["wall_s"] == {"sft": 90.0, "runs": 720.0, "total": 810.0}
     text = page.read_text()
     assert (
         "| b | 0.300 | 0.700 +- 0.100 | [0.452, 0.948] | +0.100 +- 0.100 | [-0.148, +0.348]" in text
     )
+    assert "| 2 (1/3) | 2 (3/3) | 2.0 min |" in text  # a: steps to 0.65, to its own peak
     assert "python -m rljax.experiments.reproduce toy" in text and summary["commit"] in text
     assert (tmp_path / "report" / "curves.png").stat().st_size > 0
+
+
+def test_steps_to_baseline_peak_per_seed_hand_worked(tmp_path):
+    runs = tmp_path / "runs"
+    # Baseline a peaks at 0.5 (step 10) in seed 0 and at 0.6 (step 20) in seed 1. b reaches 0.5
+    # at step 10 in seed 0 and never 0.6 in seed 1 (its own peak there is 0.55).
+    curves = {
+        ("a", 0): [(0, 0.2), (10, 0.5), (20, 0.4)],
+        ("a", 1): [(0, 0.2), (10, 0.3), (20, 0.6)],
+        ("b", 0): [(0, 0.2), (10, 0.55), (20, 0.3)],
+        ("b", 1): [(0, 0.2), (10, 0.5), (20, 0.55)],
+    }
+    for (arm, seed), evals in curves.items():
+        _write_run(runs, arm, seed, evals)
+    records = {key: {"wall_s": 1.0} for key in curves}
+    summary = study_report.summarize(
+        _toy_study(), runs=runs, arms=["a", "b"], seeds=[0, 1], records=records, warm_starts={}
+    )
+    assert summary["baseline_peak_per_seed"] == {0: 0.5, 1: 0.6}
+    a, b = summary["results"]["a"], summary["results"]["b"]
+    assert a["steps_to_baseline_peak_per_seed"] == {0: 10, 1: 20}
+    assert b["steps_to_baseline_peak_per_seed"] == {0: 10, 1: None}
+    assert b["steps_to_baseline_peak"] == {"mean_over_reached": 10.0, "reached": 1, "seeds": 2}
+    # Without the baseline among the arms there is no peak to reach.
+    alone = study_report.summarize(
+        _toy_study(), runs=runs, arms=["b"], seeds=[0, 1], records=records, warm_starts={}
+    )
+    assert alone["baseline_peak_per_seed"] is None
+    assert alone["results"]["b"]["steps_to_baseline_peak"] is None
 
 
 def _lines(path):
