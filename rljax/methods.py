@@ -32,6 +32,7 @@ import numpy as np
 from rljax import losses
 from rljax.losses import rubric_em as rubric_em_losses
 from rljax.losses.aggregation import MODES
+from rljax.losses.delta_stats import PROXIES as DELTA_PROXIES
 
 Array = jax.Array
 
@@ -409,15 +410,20 @@ def delta(
     overlong_max_len: int | None = None,
     overlong_buffer: int | None = None,
     overlong_factor: float = 1.0,
+    proxy: str = "one_minus_p_h",
 ) -> Method:
     """DelTA: GRPO advantages times per-token centroid-discriminator coefficients (methods/delta.md).
 
     Defaults are the paper's runs (delta.md sections 4 and 9): n_refine 1, coefficient range
-    [0.8, 1.2], clip 0.2 / 0.28, dual clip 10, token-mean, no KL, no dynamic sampling. The paper's
-    DAPO overlong shaping (L_max 20480, L_buf 4096, factor 1.0) depends on the response budget, so
-    it is on only when `overlong_max_len` is given (the experiment presets set it; `overlong_buffer`
-    None means L_max / 4).
+    [0.8, 1.2], gradient proxy (1 - p) h, clip 0.2 / 0.28, dual clip 10, token-mean, no KL, no
+    dynamic sampling. The paper's DAPO overlong shaping (L_max 20480, L_buf 4096, factor 1.0)
+    depends on the response budget, so it is on only when `overlong_max_len` is given (the
+    experiment presets set it; `overlong_buffer` None means L_max / 4). `proxy="h"` is section 8's
+    ablation (the LM-head input without the (1 - p) factor); c_min = c_max = 1 gives c = 1 on every
+    token, i.e. the plain DAPO-style update.
     """
+    if proxy not in DELTA_PROXIES:
+        raise ValueError(f"delta: proxy={proxy!r} is not one of {list(DELTA_PROXIES)}")
     overlong = _overlong(overlong_max_len, overlong_buffer, overlong_factor)
 
     def credit(inputs, state):
@@ -431,6 +437,7 @@ def delta(
             c_min=c_min,
             c_max=c_max,
             n_refine=n_refine,
+            proxy=proxy,
         )
         on = inputs.action_mask > 0
         spread = jnp.where(on, coeffs, jnp.nan)
