@@ -26,7 +26,11 @@ TASK = TaskSection(
 METHOD = MethodSection(name="poly_epo", kwargs={"set_size": 4})
 
 PRESETS = {
-    "smoke": lambda: presets.smoke(NAME, TASK, METHOD, prompts=2, group_size=4),
+    # Subsets of 2 of the 4 samples: with set size = group size every set is the whole group and
+    # every advantage is 0, so the smoke run would train nothing.
+    "smoke": lambda: presets.smoke(
+        NAME, TASK, MethodSection(name="poly_epo", kwargs={"set_size": 2}), prompts=2, group_size=4
+    ),
     # ~95% valid work tokens and a warm start long enough to execute all six strategies (spec 8).
     "cpu": lambda: presets.cpu(
         NAME,

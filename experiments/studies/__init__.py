@@ -65,6 +65,11 @@ class Study:
         sft_arms: arms that may change the `sft` section (e.g. a warm start on fewer
             demonstrations); each distinct SFT of a seed is trained once and shared by the arms
             that use it. Every other arm keeps the base config's SFT.
+        arm_task_kwargs: task-family kwargs an arm may change although the task section is
+            shared: only knobs that leave the prompts, rewards, demonstrations and evaluation as
+            they are and change what the method is told (Poly-EPO's cluster-judge noise). The SFT
+            cache is keyed by the whole task section, so such an arm trains its own warm start
+            (the same demonstrations and seed as the shared one).
     """
 
     name: str
@@ -82,6 +87,7 @@ class Study:
     budget_minutes: float = 90.0
     probe: Probe | None = None
     sft_arms: tuple[str, ...] = ()
+    arm_task_kwargs: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.baseline not in self.arms:
@@ -116,7 +122,7 @@ class Study:
         )
         seeded = dataclasses.replace(base, train=dataclasses.replace(base.train, seed=seed))
         sections = tuple(s for s in SHARED_SECTIONS if not (s == "sft" and arm in self.sft_arms))
-        _check_shared(self.name, arm, seeded, config, sections)
+        _check_shared(self.name, arm, seeded, config, sections, self.arm_task_kwargs)
         return config
 
 
@@ -126,10 +132,18 @@ def _check_shared(
     base: ExperimentConfig,
     config: ExperimentConfig,
     sections: tuple[str, ...],
+    free_task_kwargs: tuple[str, ...],
 ) -> None:
-    shared = {s: getattr(base, s) for s in sections}
+    def section(cfg: ExperimentConfig, name: str):
+        value = getattr(cfg, name)
+        if name == "task":
+            kwargs = {k: v for k, v in value.kwargs.items() if k not in free_task_kwargs}
+            value = dataclasses.replace(value, kwargs=kwargs)
+        return value
+
+    shared = {s: section(base, s) for s in sections}
     shared.update({f"train.{f}": getattr(base.train, f) for f in SHARED_TRAIN_FIELDS})
-    mine = {s: getattr(config, s) for s in sections}
+    mine = {s: section(config, s) for s in sections}
     mine.update({f"train.{f}": getattr(config.train, f) for f in SHARED_TRAIN_FIELDS})
     changed = sorted(k for k in shared if _canon(shared[k]) != _canon(mine[k]))
     if changed:

@@ -151,7 +151,7 @@ STUDY = Study(
     name=NAME,
     title="Poly-EPO on HiddenKey strategies",
     description=(
-        "Seven arms fine-tune the same SFT warm start (the Poly-EPO `cpu` preset's: a 4-layer, "
+        "Eight arms fine-tune the same SFT warm start (the Poly-EPO `cpu` preset's: a 4-layer, "
         "128-wide decoder trained for 600 steps on 4,096 demonstrations of uniformly random "
         "strategies, 5% with a wrong work token) for 100 RL steps of 16 prompts x 8 samples "
         "(AdamW lr 1e-4, gradient clip 1.0, temperature 1). Held-out pass@8 (64 instances x 8) "
@@ -159,7 +159,9 @@ STUDY = Study(
         "final policy and from the warm start (the 'base model'). poly_epo.md section 8 expects "
         "Dr.GRPO's pass@1 to rise towards 0.55 while its pass@k flattens below the base model's at "
         "moderate k, and Poly-EPO to keep a strategy mixture and the highest pass@k at large k "
-        "(the paper: up to 20% better pass@k)."
+        "(the paper: up to 20% better pass@k). The judge-noise arm relabels each response's cluster "
+        "at random with probability 0.2 (rewards unchanged); the SFT cache is keyed by the task "
+        "section, so it trains its own warm start from the same demonstrations and seed."
     ),
     config=config,
     smoke_config=smoke_config,
@@ -175,7 +177,15 @@ STUDY = Study(
         "poly_epo_n6": (POLY_EPO, "method.kwargs={'set_size': 6}"),
         # Indicator variant: a set with fewer than two distinct valid strategies scores 0.
         "poly_epo_indicator": (POLY_EPO, "method.kwargs={'set_size': 4, 'min_clusters': 2}"),
+        # Cluster-judge noise epsilon = 0.2 (epsilon 0 is the `poly_epo` arm): each response's
+        # cluster is relabelled uniformly at random with probability 0.2; rewards are unchanged.
+        "poly_epo_judge_noise": (
+            POLY_EPO,
+            "method.kwargs={'set_size': 4}",
+            f"task.kwargs={ {**experiment.TASK.kwargs, 'judge_noise': 0.2}!r}",
+        ),
     },
+    arm_task_kwargs=("judge_noise",),
     baseline="drgrpo",
     metric="pass@8",
     target=0.75,
@@ -194,8 +204,7 @@ STUDY = Study(
         "settings); the paper's gradient clip 0.3 for Poly-EPO was not used, so every arm has the "
         "same optimiser. Each arm's own knobs are the paper's (Poly-EPO n = 4, clip 0.2/0.28, dual "
         "clip 3; Dr.GRPO clip 0.2/0.2) or the grid of section 8 (lambda 0.1/0.5, n 2/6, "
-        "indicator). Zero tuning runs per arm. Not run: the cluster-judge noise arms "
-        "(epsilon 0.2): the judge is part of the task section, which every arm must share."
+        "indicator, judge noise epsilon 0.2). Zero tuning runs per arm."
     ),
     seeds=3,
     budget_minutes=90.0,

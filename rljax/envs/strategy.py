@@ -225,6 +225,9 @@ class HiddenKeyFamily:
         seed: family seed (which instances are drawn).
         heldout_fraction: share of the instance space (by a hash of x) reserved for "heldout".
         cluster_fn: the judge writing `Verdict.info["cluster"]`.
+        judge_noise: epsilon of poly_epo.md section 8's judge noise: `cluster_fn`'s id is relabelled
+            at random with this probability (`NoisyJudge`, seeded by `secret`). The reward and the
+            executed strategy are unchanged: only the cluster the method reads is noisy.
         system: system-turn text of every task (e.g. `SYSTEM_PROMPT`; None: no system turn).
         name: family name, the first field of every uid.
         expert_mix: which strategy `expert` demonstrates: "working" (a uniformly chosen working
@@ -239,6 +242,7 @@ class HiddenKeyFamily:
     seed: int = 0
     heldout_fraction: float = 0.2
     cluster_fn: ClusterFn = rule_cluster
+    judge_noise: float = 0.0
     system: str | None = None
     name: str = "strategy"
     expert_mix: str = "working"
@@ -262,6 +266,8 @@ class HiddenKeyFamily:
             raise ValueError(
                 f"cluster_fn must be a callable (task, response) -> int, got {self.cluster_fn!r}"
             )
+        if not 0.0 <= self.judge_noise <= 1.0:
+            raise ValueError(f"judge_noise must be in [0, 1], got {self.judge_noise!r}")
         registry.check_heldout_fraction(self.heldout_fraction)
         if self.expert_mix not in EXPERT_MIXES:
             raise ValueError(f"expert_mix must be one of {EXPERT_MIXES}, got {self.expert_mix!r}")
@@ -321,7 +327,10 @@ class HiddenKeyFamily:
             The verdict; `info` holds "reason" ("correct", "wrong" or "malformed"), "cluster" (from
             `cluster_fn`) and, when well formed, "strategy" and "answer" (the executed answer).
         """
-        cluster = self.cluster_fn(task, response)
+        judge = self.cluster_fn
+        if self.judge_noise > 0:
+            judge = NoisyJudge(self.judge_noise, self.num_strategies, base=judge, seed=self.secret)
+        cluster = judge(task, response)
         if not isinstance(cluster, (int, np.integer)) or isinstance(cluster, bool):
             raise ValueError(f"cluster_fn must return an int cluster id, got {cluster!r}")
         strategy, reason = parse_response(task, response)

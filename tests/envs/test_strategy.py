@@ -164,6 +164,19 @@ def test_noisy_judge():
         NoisyJudge(1.5)
 
 
+def test_family_judge_noise_changes_clusters_not_rewards():
+    task = _hand_task(works=(1, 2))
+    responses = [f"[S_2] 6 4 3{' ' * i}" for i in range(400)] + ["garbage"] * 5
+    clean = [FAMILY.verify(task, r) for r in responses]
+    noisy = [HiddenKeyFamily(judge_noise=0.5).verify(task, r) for r in responses]
+    assert [v.reward for v in noisy] == [v.reward for v in clean]
+    assert [v.info.get("strategy") for v in noisy] == [v.info.get("strategy") for v in clean]
+    relabelled = np.mean([n.info["cluster"] != c.info["cluster"] for n, c in zip(noisy, clean)])
+    assert relabelled == pytest.approx(0.5 * 5 / 6, abs=0.06)
+    with pytest.raises(ValueError, match="judge_noise must be in"):
+        HiddenKeyFamily(judge_noise=-0.1)
+
+
 def test_clusters_feed_poly_epo_advantages():
     # poly_epo.md 6 E1: G = 4, n = 2, r = [1, 1, 1, 0], clusters [A, A, B, C] -> [0, 0, 1/6, -1/6].
     task = _hand_task(works=(1, 2))

@@ -12,9 +12,11 @@ from rljax.experiments.studies import Study
 from rljax.train.sft import fingerprint
 
 
-def _sections(config):
+def _sections(config, free_task_kwargs=()):
     d = json.loads(config.to_json())
-    return d["model"], d["task"], d["sft"], {k: d["train"][k] for k in studies.SHARED_TRAIN_FIELDS}
+    kwargs = {k: v for k, v in d["task"]["kwargs"].items() if k not in free_task_kwargs}
+    task = {**d["task"], "kwargs": kwargs}
+    return d["model"], task, d["sft"], {k: d["train"][k] for k in studies.SHARED_TRAIN_FIELDS}
 
 
 @pytest.mark.parametrize("name", studies.names())
@@ -26,13 +28,16 @@ def test_arms_share_the_setup_and_seeds_pair_them(name, smoke):
         configs = {a: study.run_config(a, seed, smoke=smoke) for a in study.arms}
         assert {c.train.seed for c in configs.values()} == {seed}
         # Every arm of a seed: same model, task, SFT, evaluation and budget, hence one warm start;
-        # an SFT arm differs in its `sft` section only, so its warm start is its own.
+        # an SFT arm differs in its `sft` section only, so its warm start is its own (so does an
+        # arm that changes one of the study's `arm_task_kwargs`).
+        free = study.arm_task_kwargs
         shared = [c for a, c in configs.items() if a not in study.sft_arms]
-        assert len({json.dumps(_sections(c), sort_keys=True) for c in shared}) == 1
-        assert len({fingerprint(c) for c in shared}) == 1
-        base_model, base_task, _, base_train = _sections(configs[study.baseline])
+        assert len({json.dumps(_sections(c, free), sort_keys=True) for c in shared}) == 1
+        base_task = configs[study.baseline].task
+        assert len({fingerprint(c) for c in shared if c.task == base_task}) == 1
+        base_model, base_task, _, base_train = _sections(configs[study.baseline], free)
         for arm in study.sft_arms:
-            model, task, _, train = _sections(configs[arm])
+            model, task, _, train = _sections(configs[arm], free)
             assert (model, task, train) == (base_model, base_task, base_train)
             assert fingerprint(configs[arm]) != fingerprint(configs[study.baseline])
     # Seeds change the warm start (initialisation, SFT data order) ...
@@ -64,6 +69,22 @@ def _toy_study(**kwargs):
     )
     fields.update(kwargs)
     return Study(**fields)
+
+
+def test_arm_task_kwargs_may_differ_between_arms():
+    base = dict(_toy_study().run_config("a", 0).task.kwargs)
+    noisy = f"task.kwargs={ {**base, 'judge_noise': 0.2}!r}"
+    study = _toy_study(arms={"a": (), "b": (noisy,)}, arm_task_kwargs=("judge_noise",))
+    assert study.run_config("b", 0).task.kwargs == {**base, "judge_noise": 0.2}
+    assert fingerprint(study.run_config("b", 0)) != fingerprint(study.run_config("a", 0))
+    with pytest.raises(ValueError, match=r"arm 'b'.*task"):
+        _toy_study(arms={"a": (), "b": (noisy,)}).run_config("b", 0)
+    other = _toy_study(
+        arms={"a": (), "b": (f"task.kwargs={ {'judge_noise': 0.2}!r}",)},
+        arm_task_kwargs=("judge_noise",),
+    )
+    with pytest.raises(ValueError, match=r"arm 'b'.*task"):
+        other.run_config("b", 0)
 
 
 def test_arm_may_not_change_the_shared_setup():
