@@ -31,12 +31,16 @@ PROBE_KEY = 20260  # the probe's sampling key: the same draws for every arm and 
 
 
 def config():
-    """The Poly-EPO `cpu` preset (uniform-strategy SFT, 16 prompts x 8 samples, lr 1e-4) with
-    32-token sequences (a 16-token prompt and the 16-token response budget; a well-formed
-    response takes about 8) and eight held-out samples."""
+    """The Poly-EPO `cpu` preset (uniform-strategy SFT, 16 prompts x 8 samples, lr 1e-4, 64-token
+    episodes) for 100 RL steps, eight held-out samples.
+
+    An episode takes 22 tokens of prompt (the tokenizer is character-level) and 12 of response
+    with its end token; the 32-token budget first declared cut every demonstration before its end
+    token, so the warm start never stopped and every sample was malformed (now refused by
+    `sft.demonstrations`)."""
     return presets.cpu(
         NAME,
-        dataclasses.replace(experiment.TASK, max_len=32),
+        experiment.TASK,
         MethodSection(name="grpo_div", kwargs={"coef": 0.0}),
         steps=STEPS,
         learning_rate=1e-4,

@@ -96,6 +96,13 @@ def demonstrations(
     log.info(
         "SFT warm start: %d demonstrations in %.1f s", traj.batch_size, time.perf_counter() - start
     )
+    cut = [i for i, info in enumerate(traj.info) if info.get("stop") == "token_budget"]
+    if cut:
+        raise ValueError(
+            f"{len(cut)} of {traj.batch_size} SFT demonstrations do not fit "
+            f"task.max_len={config.task.max_len} tokens (e.g. {tasks[cut[0]].uid!r}): the policy "
+            "would learn responses that never end; raise task.max_len"
+        )
     batch = train_batch(traj)
     order = rng.permutation(traj.batch_size)
     usable = (traj.batch_size // cfg.batch_size) * cfg.batch_size

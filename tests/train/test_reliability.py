@@ -23,6 +23,7 @@ import pytest
 from rljax.experiments.presets import SMOKE_MODEL
 
 from rljax import methods
+from rljax.envs import registry
 from rljax.envs.arithmetic import ArithmeticFamily
 from rljax.envs.reward import RewardFamily, RewardFunctionError
 from rljax.train import checkpoint, faults, loop, rundir, sft
@@ -295,6 +296,24 @@ def test_out_of_vocabulary_demonstration_token_is_refused(tmp_path, monkeypatch)
     config = _config("sft.steps=1", "sft.num_demos=4", "sft.batch_size=4", "train.steps=1")
     with pytest.raises(ValueError, match="SFT demonstrations: token id -1 at row 0, position 3"):
         loop.train(config, tmp_path / "run")
+
+
+def test_demonstrations_cut_by_the_context_budget_are_refused(tmp_path):
+    # A cut demonstration loses its end token: the warm start would learn responses that never
+    # end (the poly_epo study's first attempt: max_len 32 < 34 tokens, every sample malformed).
+    fits = _config("sft.steps=1", "sft.num_demos=4", "sft.batch_size=4")
+    family = registry.make(fits.task.family, **fits.task.kwargs)
+    tokenizer = loop.Trainer(fits, tmp_path / "fits").tokenizer
+    (batch,) = sft.demonstrations(family, tokenizer, fits)
+    longest = int(np.max(np.sum(np.asarray(batch.segment_ids) > 0, axis=1)))
+    # One token short for the longest demonstration; every prompt still fits with room to spare.
+    cut = _config(
+        "sft.steps=1", "sft.num_demos=4", "sft.batch_size=4", f"task.max_len={longest - 1}"
+    )
+    with pytest.raises(
+        ValueError, match=rf"[1-4] of 4 SFT .* do not fit task.max_len={longest - 1}"
+    ):
+        sft.demonstrations(family, tokenizer, cut)
 
 
 def test_sft_cache_follows_the_checkpoint_rules(tmp_path, caplog):
