@@ -2,7 +2,11 @@
 
 A checkpoint holds three items: `state` (the array pytree: parameters, optimiser state, step, PRNG
 key, method state), `meta` (JSON: the resolved config, the data iterator state, the metric history
-cursor) and `checksums` (JSON: a CRC-32 of every array, computed from the host copy each save makes).
+cursor) and `checksums` (JSON: a CRC-32 of every array, computed from the host copy each save makes;
+null for an array sharded across processes, which no host holds whole). The checksums do not depend
+on the number of processes: a checkpoint saved by one process restores in a multi-process run and
+the other way round, each array that the restoring process holds whole and the saving process held
+whole being verified.
 Orbax writes each step into a temporary directory and renames it when complete, so a save
 interrupted by SIGKILL leaves no directory that `latest_step` would pick.
 
@@ -59,14 +63,15 @@ def array_checksum(array: np.ndarray) -> dict:
     }
 
 
-def host_copy(tree: Any) -> tuple[Any, dict[str, dict]]:
+def host_copy(tree: Any) -> tuple[Any, dict[str, dict | None]]:
     """The host (numpy) copy of `tree` that a save writes, and the checksum of each array in it.
 
     Arrays that span several processes (multi-host sharding) cannot be copied whole to one host:
-    they are passed through unchanged and get no checksum.
+    they are passed through unchanged and their checksum is None (so that every array of the tree
+    is named, whatever the number of processes).
 
     Returns:
-        (the tree with host arrays, {`jax.tree_util.keystr` path: `array_checksum`}).
+        (the tree with host arrays, {`jax.tree_util.keystr` path: `array_checksum` or None}).
     """
     paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
     local = [
@@ -76,30 +81,39 @@ def host_copy(tree: Any) -> tuple[Any, dict[str, dict]]:
     ]
     copies = jax.device_get([paths_leaves[i][1] for i in local])
     leaves = [leaf for _, leaf in paths_leaves]
-    checksums = {}
+    checksums = {jax.tree_util.keystr(path): None for path, _ in paths_leaves}
     for i, copy in zip(local, copies):
         leaves[i] = np.asarray(copy)
         checksums[jax.tree_util.keystr(paths_leaves[i][0])] = array_checksum(leaves[i])
     return jax.tree_util.tree_unflatten(treedef, leaves), checksums
 
 
-def verify_checksums(tree: Any, checksums: dict[str, dict]) -> None:
-    """Raises UnreadableCheckpointError naming the first array whose checksum differs or is missing."""
+def verify_checksums(tree: Any, checksums: dict[str, dict | None]) -> None:
+    """Raises UnreadableCheckpointError naming the first array whose checksum differs or is missing.
+
+    An array is verified when its checksum is stored and this process holds it whole; one sharded
+    across processes now, or when it was saved (stored checksum None), is not: no host holds it
+    whole. Every other array of `tree` must have a stored checksum, and every stored name must be
+    an array of `tree`.
+    """
     paths_leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    local = [
-        (jax.tree_util.keystr(path), leaf)
-        for path, leaf in paths_leaves
-        if not (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable)
-    ]
-    unexpected = sorted(set(checksums) - {name for name, _ in local})
+    names = [jax.tree_util.keystr(path) for path, _ in paths_leaves]
+    unexpected = sorted(set(checksums) - set(names))
     if unexpected:
         raise UnreadableCheckpointError(
             f"checksums name arrays the restored state lacks: {unexpected[:3]}"
         )
-    copies = jax.device_get([leaf for _, leaf in local])
-    for (name, _), copy in zip(local, copies):
+    local = [
+        (name, leaf)
+        for name, (_, leaf) in zip(names, paths_leaves)
+        if not (isinstance(leaf, jax.Array) and not leaf.is_fully_addressable)
+    ]
+    for name, _ in local:
         if name not in checksums:
             raise UnreadableCheckpointError(f"no checksum stored for array {name}")
+    checked = [(name, leaf) for name, leaf in local if checksums[name] is not None]
+    copies = jax.device_get([leaf for _, leaf in checked])
+    for (name, _), copy in zip(checked, copies):
         found = array_checksum(np.asarray(copy))
         if found != checksums[name]:
             raise UnreadableCheckpointError(
