@@ -206,7 +206,16 @@ def _lines(path):
     return path.read_text().splitlines()
 
 
-@pytest.mark.parametrize("name", studies.names())
+# The harness's skip/resume/pairing mechanics run in the default suite on grpo_family (the
+# cheapest study); every other study's whole smoke (all arms x 2 seeds, probes) is slow: each takes
+# minutes, and its configs and arms are checked in the default suite above.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[] if name == "grpo_family" else [pytest.mark.slow])
+        for name in studies.names()
+    ],
+)
 def test_smoke_study_skips_finished_and_resumes_interrupted_runs(tmp_path, name):
     study = studies.get(name)
     runs, out = tmp_path / "runs", tmp_path / "report"

@@ -2,8 +2,8 @@
 
 Each notebook is executed with nbclient in a new `python3` kernel (matplotlib's Agg backend, one
 CPU device, as on a laptop); any cell that raises fails the test. The method notebooks train
-small models and are marked slow, except ECHO's, which stays in the default suite with the
-quickstart and the model notebook.
+small models and are marked slow (ECHO's too: minutes of CPU); the quickstart and the model
+notebook run in the default suite.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import build_notebooks  # noqa: E402
 NOTEBOOK_SPEED = {
     "quickstart": False,
     "model": False,
-    "echo": False,
+    "echo": True,
     "delta": True,
     "golong": True,
     "anti_sd": True,

@@ -214,6 +214,7 @@ def test_hf_path_run_trains_resumes_and_exports(hf_dir, tmp_path):
     assert not np.allclose(_torch_logits(out, tokens), _torch_logits(hf_dir, tokens), atol=1e-4)
 
 
+@pytest.mark.slow  # minutes; the decoder tests check remat's forward and gradients in the default suite
 def test_remat_checkpoint_samples_like_the_plain_one(hf_dir):
     # The real presets load the checkpoint with remat=True; the sampler's decode loop (a KV cache,
     # no backward pass) runs the layers without it and samples exactly what the plain model does.

@@ -87,7 +87,15 @@ def _assert_params_close(a, b, atol=1e-4):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=1e-4)
 
 
-@pytest.mark.parametrize("spec", ["data=8", "fsdp=4,tensor=2", "data=2,fsdp=2,tensor=2"])
+# The mixed mesh (every axis > 1) runs in the default suite; the single-axis layouts are slow.
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param("data=8", marks=pytest.mark.slow),
+        pytest.param("fsdp=4,tensor=2", marks=pytest.mark.slow),
+        "data=2,fsdp=2,tensor=2",
+    ],
+)
 def test_sharded_update_equals_single_device(spec):
     single, m1, _ = _single_device()
     sharded, m8, _ = _run(spec, jax.devices())
