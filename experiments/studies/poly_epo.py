@@ -192,7 +192,7 @@ STUDY = Study(
     arm_task_kwargs=("judge_noise",),
     baseline="drgrpo",
     metric="pass@8",
-    target=0.75,
+    target=0.85,  # set from the seed-0 warm start (pass@8 0.81) before any RL result
     diagnostics=(
         "strategy_clusters",
         "successful_strategies",
