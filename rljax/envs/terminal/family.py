@@ -48,6 +48,7 @@ class TerminalFamily(abc.ABC):
         seed: experiment seed: fixes the world and the instances.
         num_files: files in /data (echo.md: 20).
         lines_per_file: key=value lines per file (echo.md: 5).
+        value_chars: characters of every value (echo.md: 4).
         heldout_fraction: share of the instance space (by content hash) reserved for "heldout".
         max_turns: turn limit of an episode (the final answer included).
         render: observation rendering, "harness" or "compact".
@@ -61,6 +62,7 @@ class TerminalFamily(abc.ABC):
     seed: int = 0
     num_files: int = 20
     lines_per_file: int = 5
+    value_chars: int = 4
     heldout_fraction: float = 0.2
     max_turns: int = 3
     render: str = "harness"
@@ -85,7 +87,12 @@ class TerminalFamily(abc.ABC):
             raise ValueError(
                 f"backend must be a callable (files, dirs, cwd) -> TerminalBackend, got {self.backend!r}"
             )
-        world = make_world(self.seed, num_files=self.num_files, lines_per_file=self.lines_per_file)
+        world = make_world(
+            self.seed,
+            num_files=self.num_files,
+            lines_per_file=self.lines_per_file,
+            value_chars=self.value_chars,
+        )
         object.__setattr__(self, "world", world)  # drawn once, shared by every episode
 
     def generate(self, split: str, index: int) -> Task:
@@ -166,8 +173,11 @@ class TerminalFamily(abc.ABC):
 
     @property
     def world_id(self) -> str:
-        """Identifies the world the tasks refer to, e.g. "seed=0,files=20,lines=5"."""
-        return f"seed={self.seed},files={self.num_files},lines={self.lines_per_file}"
+        """Identifies the world the tasks refer to, e.g. "seed=0,files=20,lines=5,chars=4"."""
+        return (
+            f"seed={self.seed},files={self.num_files},lines={self.lines_per_file},"
+            f"chars={self.value_chars}"
+        )
 
     def _check_task(self, task: Task) -> None:
         if task.family != self.name or task.meta.get("world") != self.world_id:

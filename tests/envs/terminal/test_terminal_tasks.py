@@ -68,6 +68,16 @@ def test_world_sizes_and_validation():
         make_world(-1)
 
 
+def test_value_chars_sets_the_length_of_every_value():
+    family = FindValueFamily(num_files=5, lines_per_file=4, value_chars=1, values="task")
+    assert {len(v) for v in family.world.values.values()} == {1}
+    task = family.generate("heldout", 0)
+    assert len(task.answer) == 1 and task.meta["world"] == "seed=0,files=5,lines=4,chars=1"
+    assert all(len(line) == len("k00=x") for line in task.meta["files"]["/data/f00"].split())
+    with pytest.raises(ValueError, match="value_chars must be an int >= 1, got 0"):
+        FindValueFamily(value_chars=0)
+
+
 # ---- generation and splits
 
 
@@ -391,7 +401,7 @@ def test_family_validation():
         match="does not belong to family 'terminal_find_value' with world 'seed=2,files=20",
     ):
         FindValueFamily(seed=2).start(task)
-    with pytest.raises(ValueError, match="with world 'seed=1,files=10,lines=5'"):
+    with pytest.raises(ValueError, match="with world 'seed=1,files=10,lines=5,chars=4'"):
         FindValueFamily(seed=1, num_files=10).start(task)
     with pytest.raises(ValueError, match="split must be one of"):
         FindValueFamily().generate("test", 0)
