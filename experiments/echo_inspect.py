@@ -1,27 +1,36 @@
-"""Inspects the ECHO cpu preset's SFT warm start on MiniShell (issue 16's diagnosis).
+"""Inspects an ECHO SFT warm start on MiniShell (issue 16's diagnosis).
 
     python -m rljax.experiments.echo_inspect --run-dir runs/diag/before [--set FIELD=VALUE ...]
+        [--study]
 
-Builds the preset's policy with the given overrides (the SFT warm start is loaded from, or trained
-into, `<run-dir>/../sft/`), rolls out held-out and training tasks of the run's family and of the
+Builds the policy of the echo `cpu` preset (with `--study`: of the echo study's base config,
+`experiments/studies/echo.py`) with the given overrides; the SFT warm start is loaded from, or
+trained into, `<run-dir>/../sft/`, and the CPU seconds of this process (all threads) spent getting
+it are printed (training: scripting, compiling and the SFT steps). With `--study` it then prints the
+study's probe of the warm start (held-out success, first-response accuracy, observation CE/accuracy)
+as one JSON line. Then it rolls out held-out and training tasks of the run's family and of the
 `values="task"` family (same keys, redrawn values: a counterfactual for a policy that answers from
-memory), prints a few full episodes and, per set, the success rate, the share of episodes whose
+memory), prints `--show` full episodes and, per set, the success rate, the share of episodes whose
 first lookup names the key's file, whose answer appears in an observation (read from the terminal)
-and whose answer is the world's value of the key (memorised).
+and whose answer is the world's value of the key (memorised); `--tasks 0` skips this part.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import time
 
 import jax
 import numpy as np
 from rljax.experiments import cli, echo
+from rljax.experiments.studies import echo as echo_study
 
 from rljax.envs import registry
 from rljax.train import Trainer
 from rljax.train.collect import sample_trajectories
+from rljax.train.config import apply_overrides
 
 _CMD = re.compile(r"<cmd>(.*?)</cmd>", re.S)
 
@@ -32,20 +41,32 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--show", type=int, default=3)
+    parser.add_argument("--study", action="store_true", help="the echo study's base config")
     args = parser.parse_args()
     cli.configure_logging()
-    config = cli.resolve("echo", echo.PRESETS, "cpu", args.overrides)
+    if args.study:
+        config = apply_overrides(echo_study.config(), args.overrides)
+    else:
+        config = cli.resolve("echo", echo.PRESETS, "cpu", args.overrides)
     trainer = Trainer(config, args.run_dir)
+    cpu, wall = time.process_time(), time.perf_counter()
     trainer.load_warm_start()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"warm start ready: {cpu:.0f} CPU-s, {wall:.0f} s wall (cached: ~0)")
+    if args.study:
+        cpu = time.process_time()
+        scalars = echo_study.probe(trainer, smoke=False)["scalars"]
+        print(f"probe ({time.process_time() - cpu:.0f} CPU-s): {json.dumps(scalars)}")
     kwargs = dict(config.task.kwargs)
     own = trainer.family
     redrawn = registry.make(config.task.family, **{**kwargs, "values": "task"})
     print(f"policy: SFT warm start of {args.run_dir} (task kwargs {kwargs})")
-    for label, family, split in (
+    sets = (
         ("heldout", own, "heldout"),
         ("train", own, "train"),
         ("train, values redrawn", redrawn, "train"),
-    ):
+    )
+    for label, family, split in sets if args.tasks > 0 else ():
         tasks = [family.generate(split, i) for i in range(args.tasks)]
         traj = sample_trajectories(
             trainer.policy, family, tasks, trainer.tokenizer, config.task, jax.random.key(7),

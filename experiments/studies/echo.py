@@ -10,12 +10,11 @@ keys with values no training task shows.
 
 Arms (echo.md section 8.2), all from the same SFT warm start of a seed unless marked:
 GRPO (lambda 0, the baseline: `echo` with coef 0 is exactly GRPO's update and still logs the
-observation CE of its rollouts), ECHO lambda 0.05 (the paper's), 0.2 and 1.0; and the
-demonstration-reliance test, GRPO and ECHO 0.05 after an SFT warm start on a quarter of the
-demonstrations (`sft_arms`, one extra warm start per seed). Not declared: the env-only arm
-(no reward term): `rljax.methods.echo` has no option to zero the action mask
-(`losses.echo_loss(env_only_rows=...)` exists, the method factory does not pass it), and this
-study may not change the method registry.
+observation CE of its rollouts), ECHO lambda 0.05 (the paper's), 0.2 and 1.0; env-only
+(`echo(env_only=True)`, lambda 0.05: every row's action mask zeroed, so only the observation CE
+trains and the reward never reaches the gradient; under Adam the coefficient matters little); and
+the demonstration-reliance test, GRPO and ECHO 0.05 after an SFT warm start on a quarter of the
+demonstrations (`sft_arms`, one extra warm start per seed).
 
 The probe scores held-out scripted-expert episodes (the family's noisy expert, as the SFT uses it)
 under each final policy and each warm start: pooled observation-token cross-entropy (at the
@@ -280,6 +279,10 @@ def _coef(value: float) -> str:
     return f"method.kwargs={{'coef': {value}}}"
 
 
+# echo.md 8.2's env-only arm: the observation CE alone (no reward term), at the paper's lambda.
+ENV_ONLY = "method.kwargs={'coef': 0.05, 'env_only': True}"
+
+
 # A quarter of the demonstrations (`sft_arms`): the same SFT steps, batch and noise. The smoke
 # config keeps `DEMOS`, so the override is a quarter in both configs.
 QUARTER = f"sft.num_demos={QUARTER_DEMOS}"
@@ -288,12 +291,13 @@ STUDY = Study(
     name=NAME,
     title="ECHO on MiniShell: the world model for free",
     description=(
-        "Six arms fine-tune SFT warm starts of a tiny 2-layer, 128-wide decoder on MiniShell's "
+        "Seven arms fine-tune SFT warm starts of a tiny 2-layer, 128-wide decoder on MiniShell's "
         "`terminal_find_value` (echo.md section 8: one world of 20 files x 5 key=value lines, "
         '`values="task"` so that a value must be read from the terminal while the layout is '
         "learnable), 8 prompts x 8 samples per step, temperature 0.8, AdamW lr 1e-4. GRPO is "
         "`echo` with lambda 0; ECHO adds lambda times the cross-entropy of the observation "
-        "tokens of the same rollouts (0.05, the paper's; 0.2; 1.0). `grpo_quarter` and "
+        "tokens of the same rollouts (0.05, the paper's; 0.2; 1.0); `env_only` trains that "
+        "cross-entropy alone (lambda 0.05, no reward term). `grpo_quarter` and "
         "`echo_quarter` start from a warm start trained on a quarter of the demonstrations (same "
         "steps). Held-out pass@1 (64 tasks x 2 samples) every 10 steps; the probe scores "
         "held-out scripted-expert episodes in the training world and in two unseen worlds under "
@@ -310,6 +314,7 @@ STUDY = Study(
         "echo_0.05": (_coef(0.05),),
         "echo_0.2": (_coef(0.2),),
         "echo_1.0": (_coef(1.0),),
+        "env_only": (ENV_ONLY,),
         "grpo_quarter": (QUARTER,),
         "echo_quarter": (QUARTER, _coef(0.05)),
     },
