@@ -132,9 +132,9 @@ def trainer(tmp_path_factory):
     return Trainer(config, tmp_path_factory.mktemp("delta") / "run")
 
 
-# The two trainer tests compile a forward and an update (~40 s idle, 2-3 min under load): slow.
-# The default suite runs the probe end to end in the smoke study of every delta study
-# (tests/experiments/test_reproduce.py), there with a random policy (no mixed group).
+# The two trainer tests compile a forward and an update (~40 s of CPU, 2-3 min under load): slow,
+# like the delta studies' whole smoke runs in tests/experiments/test_reproduce.py (there the probe
+# runs end to end on a random policy). The default suite checks the probe's statistics above.
 @pytest.mark.slow
 def test_measure_on_expert_groups_leaves_the_policy_as_it_was(trainer):
     """`measure` on 4 groups of 2 noisy expert responses (F = 8 filler words, then the answer):
