@@ -116,6 +116,7 @@ def test_token_type_u_sums_each_word_of_each_role(trainer):
     assert set(by_type["key"]) | set(by_type["non_key"]) == {2.0}
 
 
+@pytest.mark.slow  # ~20 s; test_reproduce's --smoke of every study runs this probe end to end
 def test_probe_smoke(trainer):
     result = anti_sd.probe(trainer, smoke=True)
     scalars, curve = result["scalars"], result["curves"]["pass@k"]
