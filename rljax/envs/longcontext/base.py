@@ -24,9 +24,13 @@ import numpy as np
 from rljax.envs import metrics, registry
 from rljax.envs.base import Task, Verdict, check_split
 from rljax.envs.longcontext import records
-from rljax.envs.longcontext.context import Unit, build_context
+from rljax.envs.longcontext.context import Unit, build_context, context_length
 
 _FULL_MARKS = 1.0 - 1e-9  # ROUGE-L's package variant gives 2 / (2 + 1e-12) for a perfect match
+# Drafts drawn per candidate before giving up on fitting the context range and response budget.
+_DRAFT_ATTEMPTS = 200
+# Mistakes drawn before giving up on one that fits the response budget.
+_MISTAKE_ATTEMPTS = 32
 SYSTEM_PROMPT = (
     "Read the document, then answer the question after <q>. Think inside <think> ... </think>, "
     "then give the answer inside <answer> ... </answer>, one item per line."
@@ -44,11 +48,15 @@ class Draft:
         entities: entity ids that get near-duplicate distractor records.
         avoid: attribute -> values no distractor or filler record may take.
         meta: capability data the expert needs (JSON-serialisable).
+        thinking: what the expert writes inside `<think> ... </think>`: the intermediate fact the
+            answer follows from (e.g. the last transfer of the asked item), or "" when the answer
+            is read off the context directly.
     """
 
     units: tuple[Unit, ...]
     question: str
     answer: Any
+    thinking: str = ""
     entities: tuple[str, ...] = ()
     avoid: Mapping[str, Collection[str]] = dataclasses.field(default_factory=dict)
     meta: dict = dataclasses.field(default_factory=dict)
@@ -68,16 +76,39 @@ def answer_text(answer: Any) -> str:
     return str(answer)
 
 
+def expert_response(thinking: str, text: str) -> str:
+    """The expert's response: `<think> THINKING </think>\n<answer>\nTEXT\n</answer>`.
+
+    Args:
+        thinking: the thinking text ("" gives `<think> </think>`).
+        text: the answer text.
+
+    Returns:
+        The response.
+    """
+    inner = f"{thinking} " if thinking else ""
+    return f"<think> {inner}</think>\n<answer>\n{text}\n</answer>"
+
+
 @dataclasses.dataclass(frozen=True)
 class CapabilityFamily(abc.ABC):
     """Base of the nine long-context task families.
 
     Attributes:
         context_tokens: context length in tokens of `count_tokens`, an int >= 1 or an inclusive
-            range (lo, hi) drawn per task; a context never has fewer tokens than the target (more
-            when the task's own lines are longer). About 29 built-in-tokenizer tokens per record,
-            so the default holds ~10-30 records; scales to tens of thousands of tokens (ids widen
+            range (lo, hi). An int is a minimum: the context has at least that many tokens (more
+            when the task's own lines are longer). A range bounds every context: a target is drawn
+            in it, filler goes up to the target but never past hi, a draft whose own lines would
+            pass hi is redrawn (smaller structures: fewer transfers, listed entities, ...) and
+            distractors that would pass it are left out, so a context holds at most hi tokens,
+            and at least lo when hi - lo exceeds one record. About 29 built-in-tokenizer tokens per record, so
+            the default holds ~10-30 records; scales to tens of thousands of tokens (ids widen
             past 1,000 tokens).
+        response_tokens: the longest expert response (`expert`, mistakes included) in tokens of
+            `count_tokens`, None for no limit. A run's generation budget counts the end token, so
+            a run sets `task.max_new_tokens - 1`: a response the policy cannot generate in full is
+            useless as a demonstration. Drafts whose correct response is longer are redrawn (fewer
+            items in list answers), and so are longer mistakes.
         near_duplicates: distractor records per task whose ids are near-duplicates of the task's
             entities (digits swapped or off by one); 0 disables them.
         seed: family seed.
@@ -90,6 +121,7 @@ class CapabilityFamily(abc.ABC):
     """
 
     context_tokens: int | tuple[int, int] = (300, 900)
+    response_tokens: int | None = None
     near_duplicates: int = 2
     seed: int = 0
     heldout_fraction: float = 0.2
@@ -116,6 +148,9 @@ class CapabilityFamily(abc.ABC):
                 f"context_tokens must be an int >= 1 or a range (lo, hi) with "
                 f"1 <= lo <= hi, got {knob!r}"
             )
+        budget = self.response_tokens
+        if budget is not None and (not isinstance(budget, int) or budget < 1):
+            raise ValueError(f"response_tokens must be an int >= 1 or None, got {budget!r}")
         if not isinstance(self.near_duplicates, int) or self.near_duplicates < 0:
             raise ValueError(f"near_duplicates must be an int >= 0, got {self.near_duplicates!r}")
         registry.check_heldout_fraction(self.heldout_fraction)
@@ -130,11 +165,13 @@ class CapabilityFamily(abc.ABC):
         Returns:
             The task: `prompt` = context lines, then `<q> QUESTION`; `task_id` = the capability
             index; `meta` holds "capability", "metric", "evidence" (the task's own lines, the
-            hashed content with the question), "distractors" (near-duplicate records),
-            "context_tokens" (measured), "target_tokens" and the capability's own fields.
+            hashed content with the question), "distractors" (near-duplicate records, as many
+            of `near_duplicates` as fit under the context range), "context_tokens" (measured),
+            "target_tokens", "thinking" (the expert's) and the capability's own fields.
 
         Raises:
-            ValueError: the family has no `count_tokens`.
+            ValueError: the family has no `count_tokens`, or no draft fits `context_tokens` and
+                `response_tokens` (the message names the smallest sizes drawn).
         """
         check_split(split)
         count_tokens = require_counter(self.name, self.count_tokens)
@@ -145,17 +182,25 @@ class CapabilityFamily(abc.ABC):
             index=index,
             heldout_fraction=self.heldout_fraction,
         )
+        cap = self._max_context()
+        total = context_length([u.text for u in draft.units], count_tokens)
         distractors = []
         for _ in range(self.near_duplicates if draft.entities else 0):
             near = pool.near(draft.entities[int(rng.integers(len(draft.entities)))])
-            if near is not None:
-                distractors.append(records.random_record(rng, near, avoid=draft.avoid).render())
+            if near is None:
+                continue
+            line = records.random_record(rng, near, avoid=draft.avoid).render()
+            added = count_tokens(line) + 1
+            if cap is None or total + added <= cap:
+                distractors.append(line)
+                total += added
         lines, num_tokens = build_context(
             rng,
             draft.units + tuple(Unit(d) for d in distractors),
             lambda: records.random_record(rng, pool.take(), avoid=draft.avoid).render(),
             target,
             count_tokens=count_tokens,
+            max_tokens=cap,
         )
         meta = {
             "capability": self.capability,
@@ -164,6 +209,7 @@ class CapabilityFamily(abc.ABC):
             "distractors": distractors,
             "context_tokens": num_tokens,
             "target_tokens": target,
+            "thinking": draft.thinking,
             **draft.meta,
         }
         return Task(
@@ -208,8 +254,9 @@ class CapabilityFamily(abc.ABC):
     def expert(self, task: Task, rng: np.random.Generator, noise: float = 0.0) -> str:
         """A scripted response; with probability `noise` its answer carries one realistic mistake.
 
-        The thinking quotes the task's own lines (`meta["evidence"]`); a mistake always lowers the
-        reward below 1 (see each capability's `mistake`).
+        The thinking is the draft's (`meta["thinking"]`: a short intermediate fact, or nothing);
+        a mistake always lowers the reward below 1 (see each capability's `mistake`) and is
+        redrawn while its response is longer than `response_tokens`.
 
         Args:
             task: a task of this family.
@@ -217,12 +264,26 @@ class CapabilityFamily(abc.ABC):
             noise: probability of a mistake, in [0, 1].
 
         Returns:
-            `<think> EVIDENCE </think>\\n<answer>\\nANSWER\\n</answer>`.
+            `<think> THINKING </think>\\n<answer>\\nANSWER\\n</answer>`.
+
+        Raises:
+            ValueError: bad `noise`, or no mistake of the task fits `response_tokens`.
         """
         if not 0.0 <= noise <= 1.0:
             raise ValueError(f"noise must be in [0, 1], got {noise!r}")
-        text = self.mistake(task, rng) if rng.random() < noise else answer_text(task.answer)
-        return f"<think> {' '.join(task.meta['evidence'])} </think>\n<answer>\n{text}\n</answer>"
+        thinking = task.meta["thinking"]
+        if rng.random() >= noise:
+            return expert_response(thinking, answer_text(task.answer))
+        for _ in range(_MISTAKE_ATTEMPTS):
+            response = expert_response(thinking, self.mistake(task, rng))
+            if self.response_tokens is None:
+                return response
+            if require_counter(self.name, self.count_tokens)(response) <= self.response_tokens:
+                return response
+        raise ValueError(
+            f"no mistake of task {task.uid!r} in {_MISTAKE_ATTEMPTS} draws fits "
+            f"response_tokens={self.response_tokens}"
+        )
 
     @property
     def capability(self) -> str:
@@ -261,17 +322,36 @@ class CapabilityFamily(abc.ABC):
     def _draft(self, rng: np.random.Generator, pool: records.IdPool) -> Draft:
         """Draws the capability's lines, question and gold answer."""
 
+    def _max_context(self) -> int | None:
+        """The most tokens a context may hold: hi of a range, None for an int (a minimum)."""
+        return None if isinstance(self.context_tokens, int) else self.context_tokens[1]
+
     def _candidate(
         self, rng: np.random.Generator
     ) -> tuple[str, tuple[Draft, int, records.IdPool, np.random.Generator]]:
         # The instance carries its stream on, so filler is drawn after the split is decided.
-        knob = self.context_tokens
+        count_tokens = require_counter(self.name, self.count_tokens)
+        knob, cap = self.context_tokens, self._max_context()
         low, high = (knob, knob) if isinstance(knob, int) else knob
-        target = int(rng.integers(low, high + 1))
-        pool = records.IdPool("E", records.id_width(target), rng)
-        draft = self._draft(rng, pool)
-        content = "\n".join(u.text for u in draft.units) + f"\n<q> {draft.question}"
-        return content, (draft, target, pool, rng)
+        smallest = (float("inf"), float("inf"))
+        for _ in range(_DRAFT_ATTEMPTS):
+            target = int(rng.integers(low, high + 1))
+            pool = records.IdPool("E", records.id_width(target), rng)
+            draft = self._draft(rng, pool)
+            own = context_length([u.text for u in draft.units], count_tokens)
+            response = count_tokens(expert_response(draft.thinking, answer_text(draft.answer)))
+            if (cap is None or own <= cap) and (
+                self.response_tokens is None or response <= self.response_tokens
+            ):
+                content = "\n".join(u.text for u in draft.units) + f"\n<q> {draft.question}"
+                return content, (draft, target, pool, rng)
+            smallest = (min(smallest[0], own), min(smallest[1], response))
+        raise ValueError(
+            f"{self.name}: no draft in {_DRAFT_ATTEMPTS} fits context_tokens={knob!r} (its own "
+            f"lines at most {cap} tokens) and response_tokens={self.response_tokens!r} (the "
+            f"expert response); the smallest drawn had {smallest[0]} context tokens and a "
+            f"{smallest[1]}-token response: raise context_tokens or response_tokens"
+        )
 
 
 CAPABILITY_NAMES = (

@@ -37,20 +37,24 @@ def build_context(
     target_tokens: int,
     *,
     count_tokens: Callable[[str], int],
+    max_tokens: int | None = None,
 ) -> tuple[list[str], int]:
     """Adds filler lines to the units until the context reaches `target_tokens`, then shuffles.
 
     Filler is drawn in chunks sized from the tokens per filler line seen so far; lines of the last
     chunk beyond the target are dropped. A context whose units alone exceed the target gets no
-    filler.
+    filler. With `max_tokens`, filling stops before a line that would take the context past it
+    (the units themselves must fit).
 
     Args:
         rng: the random stream (filler and shuffling).
         units: the task's lines.
         filler: draws one filler line (it must not change the task's gold answer).
-        target_tokens: the minimum context length in tokens (>= 1).
+        target_tokens: the minimum context length in tokens (>= 1), unless `max_tokens` stops the
+            filling first.
         count_tokens: text -> number of tokens (no special tokens), e.g.
             `rljax.data.token_counter(tokenizer)`.
+        max_tokens: the maximum context length in tokens (None: no maximum).
 
     Returns:
         (lines, num_tokens): the context lines in order and the context length in tokens, counted
@@ -59,22 +63,40 @@ def build_context(
     """
     if not isinstance(target_tokens, int) or target_tokens < 1:
         raise ValueError(f"target_tokens must be an int >= 1, got {target_tokens!r}")
-    total = sum(count_tokens(u.text) for u in units) + max(len(units) - 1, 0)
+    total = context_length([u.text for u in units], count_tokens)
+    if max_tokens is not None and total > max_tokens:
+        raise ValueError(f"the units alone hold {total} tokens, more than max_tokens={max_tokens}")
     filler_lines: list[str] = []
     per_line = None
-    while total < target_tokens:
+    full = False
+    while total < target_tokens and not full:
         wanted = _FIRST_CHUNK if per_line is None else (target_tokens - total) // per_line + 1
         chunk = [filler() for _ in range(wanted)]
         counts = [count_tokens(line) for line in chunk]
         per_line = max(1, min(counts) + 1)
         for line, count in zip(chunk, counts):
-            if total >= target_tokens:
+            added = count + (1 if total else 0)
+            full = max_tokens is not None and total + added > max_tokens
+            if total >= target_tokens or full:
                 break
             filler_lines.append(line)
-            total += count + (1 if total else 0)
+            total += added
     free = [u.text for u in units if not u.ordered] + filler_lines
     ordered = [u.text for u in units if u.ordered]
     return interleave(rng, ordered, free), total
+
+
+def context_length(lines: Sequence[str], count_tokens: Callable[[str], int]) -> int:
+    """Tokens of lines joined by newlines: their counts plus one token per newline.
+
+    Args:
+        lines: the lines.
+        count_tokens: text -> number of tokens.
+
+    Returns:
+        The length (0 for no lines).
+    """
+    return sum(count_tokens(line) for line in lines) + max(len(lines) - 1, 0)
 
 
 def interleave(rng: np.random.Generator, ordered: Sequence[str], free: Sequence[str]) -> list[str]:

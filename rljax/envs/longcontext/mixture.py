@@ -59,6 +59,7 @@ class LongContextFamily:
         weights: sampling weights of the nine capabilities in task-id order (non-negative, not all
             zero; normalised), e.g. `PAPER_WEIGHTS`; None: uniform.
         context_tokens: see `CapabilityFamily`.
+        response_tokens: see `CapabilityFamily` (a run sets `task.max_new_tokens - 1`).
         near_duplicates: see `CapabilityFamily`.
         rouge_f: ROUGE-L variant of the summarisation task, "package" or "f1".
         seed: family seed; each capability family gets its own seed derived from it.
@@ -70,6 +71,7 @@ class LongContextFamily:
 
     weights: Sequence[float] | None = None
     context_tokens: int | tuple[int, int] = (300, 900)
+    response_tokens: int | None = None
     near_duplicates: int = 2
     rouge_f: str = "package"
     seed: int = 0
@@ -109,6 +111,7 @@ class LongContextFamily:
             families.append(
                 family(
                     context_tokens=self.context_tokens,
+                    response_tokens=self.response_tokens,
                     near_duplicates=self.near_duplicates,
                     seed=_derived_seed(self.seed, family.task_id),
                     heldout_fraction=self.heldout_fraction,

@@ -42,7 +42,8 @@ class ComprehensionFamily(CapabilityFamily):
     The story opens with `Ea has Ix ;` for the asked item and 1-2 other items, then 6-12 transfers
     `Ea gives Ix to Eb ;` of the asked item (and 2-4 of each other item) among a cast of four
     entities, interleaved; the story keeps its order in the context. The four options are the
-    final holder and three entities that held Ix before (always the one before last).
+    final holder and three entities that held Ix before (always the one before last). The expert
+    thinks the last transfer of Ix, then answers its letter.
     """
 
     name: str = "longcontext/comprehension"
@@ -80,6 +81,7 @@ class ComprehensionFamily(CapabilityFamily):
             units=tuple(Unit(line, ordered=True) for line in lines),
             question=f"who holds {asked} at the end ? {listing}",
             answer=LETTERS[options.index(final)],
+            thinking=f"{previous} gives {asked} to {final} ;",
             entities=tuple(cast),
             meta={
                 "item": asked,
@@ -115,7 +117,8 @@ class NumericalReasoningFamily(CapabilityFamily):
     """Numerical reasoning (task id 3, numeric EM): a total score or a year difference.
 
     Half the tasks ask "total score of entities with city = c" (2-5 entities), half "year of Ea
-    minus year of Eb" (may be negative).
+    minus year of Eb" (may be negative). The expert thinks the terms (`42 + 17 + 55`,
+    `1987 - 1950`), then answers the result.
     """
 
     name: str = "longcontext/numerical_reasoning"
@@ -146,6 +149,7 @@ class NumericalReasoningFamily(CapabilityFamily):
             units=tuple(Unit(r.render()) for r in found),
             question=question,
             answer=answer,
+            thinking=(" + " if kind == "total_score" else " - ").join(str(t) for t in terms),
             entities=tuple(r.entity for r in found),
             avoid=avoid,
             meta={"kind": kind, "terms": terms},

@@ -108,6 +108,24 @@ def test_build_context_stops_at_the_target():
         build_context(rng, units, lambda: "", 0, count_tokens=COUNT)
 
 
+def test_build_context_never_passes_max_tokens():
+    units = [Unit("V01 day = 03 ;"), Unit("V02 day = 09 ;")]  # 9 tokens each, 19 with the newline
+    record = "E17 color = red city = oslo year = 1987 score = 42 ;"  # 29 tokens, 30 with a newline
+    # Target 120 would take 4 records (139 tokens); 130 holds only 3 (109 tokens).
+    lines, total = build_context(
+        np.random.default_rng(5), units, lambda: record, 120, count_tokens=COUNT, max_tokens=130
+    )
+    assert total == 109 and len(lines) == 5
+    lines, total = build_context(
+        np.random.default_rng(5), units, lambda: record, 120, count_tokens=COUNT, max_tokens=139
+    )
+    assert total == 139 and len(lines) == 6
+    with pytest.raises(ValueError, match="the units alone hold 19 tokens, more than max_tokens=18"):
+        build_context(
+            np.random.default_rng(5), units, lambda: record, 20, count_tokens=COUNT, max_tokens=18
+        )
+
+
 def test_length_knob_scales_to_tens_of_thousands_of_tokens():
     task = PreciseRetrievalFamily(context_tokens=20_000, count_tokens=COUNT).generate("train", 0)
     context = task.prompt.rsplit("\n<q> ", 1)[0]

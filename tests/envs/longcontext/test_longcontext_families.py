@@ -11,7 +11,8 @@ from rljax.envs.base import TaskFamily
 from rljax.envs.longcontext import CAPABILITY_FAMILIES, CAPABILITY_NAMES
 
 SHORT = (150, 400)  # short contexts keep these tests fast; one test checks the length knob
-COUNT = token_counter(load_tokenizer())
+TOKENIZER = load_tokenizer()
+COUNT = token_counter(TOKENIZER)
 
 
 def _context_lines(task):
@@ -187,9 +188,53 @@ def test_context_respects_the_length_target(family):
         lines, _ = _context_lines(task)
         own = len(task.meta["evidence"]) + len(task.meta["distractors"])
         assert SHORT[0] <= task.meta["target_tokens"] <= SHORT[1]
-        # Filler is added only while the context is below its target.
-        assert task.meta["context_tokens"] >= task.meta["target_tokens"] or len(lines) == own
+        tokens, target = task.meta["context_tokens"], task.meta["target_tokens"]
+        assert tokens <= SHORT[1]
+        # Filler is added only while the context is below its target, and stops before a line
+        # that would pass the range's top.
+        longest = max(COUNT(line) for line in lines) + 1
+        assert tokens - longest < target or len(lines) == own
+        assert tokens >= target or SHORT[1] - tokens < longest
         assert set(task.meta["evidence"]) | set(task.meta["distractors"]) <= set(lines)
+
+
+def test_every_context_lies_in_the_range_and_every_response_in_its_budget(family):
+    # The GoLongRL cpu preset's sizes. Before the generators sized their structures to the range,
+    # structured matching's 8-15 listed entities made 300-570-token contexts, comprehension's
+    # stories up to 360, and the expert's thinking (every evidence line) 50-540-token responses.
+    sized = type(family)(context_tokens=(150, 300), response_tokens=47, count_tokens=COUNT)
+    for index in range(40):
+        task = sized.generate("train", index)
+        context = "\n".join(_context_lines(task)[0])
+        measured = len(TOKENIZER(context, add_special_tokens=False)["input_ids"])
+        assert measured == task.meta["context_tokens"] and 150 <= measured <= 300, task.uid
+        for noise in (0.0, 1.0):
+            response = sized.expert(task, np.random.default_rng(index), noise=noise)
+            assert COUNT(response) <= 47, (noise, response)
+
+
+def test_budgets_that_no_draft_fits_are_refused_naming_the_smallest_draw():
+    # Structured matching lists at least 8 entities in two sources: 16 lines of ~16 tokens.
+    tight = CAPABILITY_FAMILIES[5](context_tokens=(100, 200), count_tokens=COUNT)
+    with pytest.raises(
+        ValueError, match=r"structured_matching: no draft in 200 fits .*\(100, 200\)"
+    ):
+        tight.generate("train", 0)
+    # Sequence ordering answers at least 5 event ids (3 tokens each, one line each).
+    terse = CAPABILITY_FAMILIES[7](context_tokens=SHORT, response_tokens=20, count_tokens=COUNT)
+    with pytest.raises(ValueError, match=r"response_tokens=20 .* a 3[0-9]-token response"):
+        terse.generate("train", 0)
+
+
+def test_drafts_shrink_to_the_budgets():
+    # Sequence ordering's 5-10 events: a 47-token response holds at most 8 ids.
+    family = CAPABILITY_FAMILIES[7](
+        context_tokens=SHORT, response_tokens=47, seed=3, count_tokens=COUNT
+    )
+    sizes = {len(family.generate("train", i).answer) for i in range(40)}
+    assert max(sizes) == 8 and min(sizes) == 5
+    unbounded = CAPABILITY_FAMILIES[7](context_tokens=SHORT, seed=3, count_tokens=COUNT)
+    assert max(len(unbounded.generate("train", i).answer) for i in range(40)) > 8
 
 
 def _near(a, b):
@@ -238,6 +283,8 @@ def test_comprehension_options_hold_the_final_and_previous_holders():
         ({"context_tokens": 0}, "context_tokens must be"),
         ({"context_tokens": (500, 100)}, "context_tokens must be"),
         ({"near_duplicates": -1}, "near_duplicates must be"),
+        ({"response_tokens": 0}, "response_tokens must be an int >= 1 or None, got 0"),
+        ({"response_tokens": 4.5}, "response_tokens must be an int >= 1 or None, got 4.5"),
         ({"heldout_fraction": 0.0}, "heldout_fraction must be"),
     ],
 )

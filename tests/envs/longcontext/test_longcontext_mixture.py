@@ -1,11 +1,14 @@
 """The mixed long-context family, its registry names and the per-task evaluation helper."""
 
 import collections
+import dataclasses
 
 import numpy as np
 import pytest
+from rljax.experiments import golong
 
 from rljax.data import load_tokenizer, token_counter
+from rljax.data.chat import render_prompt
 from rljax.envs import registry
 from rljax.envs.base import Task, TaskFamily, Verdict
 from rljax.envs.longcontext import (
@@ -124,3 +127,26 @@ def test_per_task_mean_reward():
     assert list(means) == [0, 3, 8]
     assert means == pytest.approx({0: 0.5, 3: 0.5, 8: 0.1})
     assert per_task_mean_reward([]) == {}
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu"])
+def test_golong_preset_demonstrations_fit_the_generation_and_context_budgets(preset):
+    # The SFT warm start refuses demonstrations cut by task.max_len, and one longer than
+    # task.max_new_tokens teaches a response the policy can never generate whole. Before the
+    # generators sized their structures, 13 of the cpu preset's first 64 demonstrations were cut
+    # (up to 1010 tokens: 471-token contexts, 435-token expert responses against 48 new tokens).
+    config = golong.PRESETS[preset]()
+    tokenizer = load_tokenizer()
+    family = registry.make(config.task.family, **config.task.kwargs)
+    family = dataclasses.replace(family, count_tokens=token_counter(tokenizer))
+    low, high = config.task.kwargs["context_tokens"]
+    rng = np.random.default_rng(0)
+    for index in range(64):
+        task = family.generate("train", index)
+        assert low <= task.meta["context_tokens"] <= high, task.uid
+        prompt = render_prompt(tokenizer, task.prompt, task.system)
+        for noise in (0.0, 1.0):
+            response = family.expert(task, rng, noise)
+            generated = len(tokenizer(response, add_special_tokens=False)["input_ids"]) + 1
+            assert generated <= config.task.max_new_tokens, (task.uid, response)
+            assert len(prompt.tokens) + generated <= config.task.max_len, task.uid
