@@ -1,5 +1,6 @@
-"""The Anti-SD study's method arms (anti_sd.md ASD-4/ASD-5 and section 8): SD descent, reverse-KL
-ascent, no gate, multiplicative composition and no teacher, on hand-worked tokens, jitted and not."""
+"""The Anti-SD study's method arms (anti_sd.md ASD-4/ASD-5 and section 8): SD descent,
+reverse-KL ascent, no gate, multiplicative composition and no teacher, on hand-worked tokens,
+jitted and not."""
 
 import numpy as np
 import pytest
