@@ -135,7 +135,7 @@ def smoke_config():
     short turns and an 8-demonstration, 2-step warm start (the quarter arms: 2 demonstrations)."""
     base = presets.smoke(
         NAME,
-        _task(max_len=160, max_new_tokens=16),
+        _task(max_len=256, max_new_tokens=16),
         MethodSection(name="echo", kwargs={"coef": 0.0}),
     )
     return dataclasses.replace(base, sft=dataclasses.replace(base.sft, noise=0.3, num_demos=DEMOS))
