@@ -11,7 +11,8 @@ keys with values no training task shows.
 
 Arms (echo.md section 8.2), all from the same SFT warm start of a seed unless marked:
 GRPO (lambda 0, the baseline: `echo` with coef 0 is exactly GRPO's update and still logs the
-observation CE of its rollouts), ECHO lambda 0.05 (the paper's), 0.2 and 1.0; env-only
+observation CE of its rollouts), ECHO lambda 0.05 (the paper's), 0.2 and 1.0 (and 0.01 and
+0.001, added after seed 0 of the others showed every lambda above hurting success); env-only
 (`echo(env_only=True)`, lambda 0.05: every row's action mask zeroed, so only the observation CE
 trains and the reward never reaches the gradient; under Adam the coefficient matters little); and
 the demonstration-reliance test, GRPO and ECHO 0.05 after an SFT warm start on a quarter of the
@@ -310,13 +311,14 @@ STUDY = Study(
     name=NAME,
     title="ECHO on MiniShell: the world model for free",
     description=(
-        "Seven arms fine-tune SFT warm starts of a tiny 2-layer, 128-wide decoder on MiniShell's "
+        "Nine arms fine-tune SFT warm starts of a tiny 2-layer, 128-wide decoder on MiniShell's "
         "`terminal_find_value` (echo.md section 8, on a smaller world: 5 files x 4 key=value "
         "lines, 1-character values, "
         '`values="task"` so that a value must be read from the terminal while the layout is '
         "learnable), 8 prompts x 8 samples per step, temperature 0.8, AdamW lr 1e-4. GRPO is "
         "`echo` with lambda 0; ECHO adds lambda times the cross-entropy of the observation "
-        "tokens of the same rollouts (0.05, the paper's; 0.2; 1.0); `env_only` trains that "
+        "tokens of the same rollouts (0.05, the paper's; 0.2; 1.0; and, added after seed 0, 0.01 "
+        "and 0.001); `env_only` trains that "
         "cross-entropy alone (lambda 0.05, no reward term). `grpo_quarter` and "
         "`echo_quarter` start from a warm start trained on a quarter of the demonstrations (same "
         "steps). Held-out pass@1 (64 tasks x 2 samples) every 10 steps; the probe scores "
@@ -334,6 +336,8 @@ STUDY = Study(
         "echo_0.05": (_coef(0.05),),
         "echo_0.2": (_coef(0.2),),
         "echo_1.0": (_coef(1.0),),
+        "echo_0.01": (_coef(0.01),),
+        "echo_0.001": (_coef(0.001),),
         "env_only": (ENV_ONLY,),
         "grpo_quarter": (QUARTER,),
         "echo_quarter": (QUARTER, _coef(0.05)),
@@ -363,7 +367,11 @@ STUDY = Study(
         "0. Zero tuning runs per arm. The world (5 files x 4 lines, 1-character values) and the SFT "
         "lr 3e-3 were chosen on seed 0's warm start alone (three warm-start candidates measured, a fourth stopped; none with "
         "RL), for a non-zero held-out success before RL (6%); see "
-        "experiments/results/echo_diagnosis.md."
+        "experiments/results/echo_diagnosis.md. Added after seeing seed 0 of the seven arms "
+        "above (every ECHO lambda lowered held-out success below GRPO's while the observation "
+        "CE fell from 10 to 2-2.5 nats): lambda 0.01 and 0.001, to test whether the harm comes "
+        "from the observation loss's gradient (norm 0.97 at lambda 0.05 against GRPO's 0.11 on "
+        "the first step) swamping the policy gradient under Adam; the same settings otherwise."
     ),
     seeds=3,
     budget_minutes=90.0,

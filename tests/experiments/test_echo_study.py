@@ -94,7 +94,7 @@ def test_arms(smoke):
     configs = {arm: study.run_config(arm, 1, smoke=smoke) for arm in study.arms}
     coefs = {arm: c.method.kwargs["coef"] for arm, c in configs.items()}
     assert coefs == {"grpo": 0.0, "echo_0.05": 0.05, "echo_0.2": 0.2, "echo_1.0": 1.0,
-                     "env_only": 0.05, "grpo_quarter": 0.0, "echo_quarter": 0.05}  # fmt: skip
+                     "echo_0.01": 0.01, "echo_0.001": 0.001, "env_only": 0.05, "grpo_quarter": 0.0, "echo_quarter": 0.05}  # fmt: skip
     assert {c.method.name for c in configs.values()} == {"echo"}
     only = {arm for arm, c in configs.items() if c.method.kwargs.get("env_only")}
     assert only == {"env_only"}
