@@ -9,8 +9,14 @@ interface, the evolving rubric buffer (REM-9) and the reflection bank (REM-10, R
 from rljax.envs.research.buffer import DEFAULT_ADDITIONS, DEFAULT_CAPS, RubricBuffer, StageScores
 from rljax.envs.research.corpus import ATTRIBUTES, Corpus, Document, make_corpus
 from rljax.envs.research.episode import ResearchEpisode
-from rljax.envs.research.expert import IMPERFECTION_RATES, SFT_NOISE, expert_actions
-from rljax.envs.research.family import SYSTEM_PROMPT, MiniResearchFamily
+from rljax.envs.research.expert import (
+    IMPERFECTION_RATES,
+    REFLECTION_IMPERFECTION_RATES,
+    SFT_NOISE,
+    expert_actions,
+    expert_reflection,
+)
+from rljax.envs.research.family import SYSTEM_PROMPT, MiniResearchFamily, is_reflection_task
 from rljax.envs.research.grammar import ParsedTurn, Transcript, parse_turn
 from rljax.envs.research.judge import ProgrammaticJudge, Rubric, StageJudge
 from rljax.envs.research.queries import KINDS, Query
@@ -18,6 +24,7 @@ from rljax.envs.research.reflection import (
     BankEntry,
     Reflection,
     ReflectionBank,
+    ReflectionEpisode,
     ReflectionScore,
     parse_reflection,
     score_reflections,
@@ -29,6 +36,7 @@ __all__ = [
     "DEFAULT_CAPS",
     "IMPERFECTION_RATES",
     "KINDS",
+    "REFLECTION_IMPERFECTION_RATES",
     "SFT_NOISE",
     "SYSTEM_PROMPT",
     "BankEntry",
@@ -40,6 +48,7 @@ __all__ = [
     "Query",
     "Reflection",
     "ReflectionBank",
+    "ReflectionEpisode",
     "ReflectionScore",
     "ResearchEpisode",
     "Rubric",
@@ -48,6 +57,8 @@ __all__ = [
     "StageScores",
     "Transcript",
     "expert_actions",
+    "expert_reflection",
+    "is_reflection_task",
     "make_corpus",
     "parse_reflection",
     "parse_turn",

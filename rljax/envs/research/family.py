@@ -26,6 +26,11 @@ question's persistent rubrics (0 without an `<answer>`). `info` holds "reason", 
 process metrics of section 8.3 ("fact_recall", "rumor_used", "duplicate_calls", "premature_done",
 "dishonest_map", "calls"), "failures" (the true failure set a reflection should diagnose),
 "transcript" (the episode's text, for the reflection prompt), "turns" and "warning_turns".
+
+Reflection tasks (`reflection_task`) are tasks of the family too: `start` plays one as a single-turn
+`ReflectionEpisode` (reward: the judged utility), `expert_actions` writes the scripted reflection
+(`expert.expert_reflection`), and the SFT warm start mixes them in (`warm_start_tasks`,
+`reflection_demos`), so the meta-policy starts from valid reflections.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from rljax.envs.research.queries import FILTER_SIZE, KINDS, Query, draw_query, g
 from rljax.envs.research.reflection import (
     REFLECT_PREFIX,
     ReflectionBank,
+    ReflectionEpisode,
     ReflectionScore,
     reference_block,
     score_reflections,
@@ -66,6 +72,9 @@ SYSTEM_PROMPT = (
     "[CMP e1 e2 >|<|=] [SEL e] </answer>."
 )
 RETRIEVAL_MODES = ("within", "cross")
+_REFLECT_SUFFIX = "/reflect"
+# Folded into the seed of a reflection demonstration's episode: independent of the SFT expert's.
+_DEMO_STREAM = 0xDE30
 _TOOL_OUTPUT = re.compile(r"<tool_output>.*?</tool_output>", re.S)
 
 
@@ -90,6 +99,11 @@ class MiniResearchFamily:
         top_k: reflections retrieved by similarity in "cross" mode (2).
         system: system-turn text of every task (e.g. `SYSTEM_PROMPT`; None: no system turn).
         judge: the stage judge (None: the rule-based `ProgrammaticJudge`); any `StageJudge`.
+        reflection_demos: share of the warm-start (SFT) demonstrations that are scripted
+            reflections (`warm_start_tasks`), in [0, 1).
+        scaffold: the scripted expert writes the plan, states and review (False: bare calls and
+            the answer, rubric_em.md 8.3's unstructured SFT). Prompts, episodes and judging are
+            the same either way.
         name: family name, the first field of every uid.
     """
 
@@ -107,6 +121,8 @@ class MiniResearchFamily:
     top_k: int = 2
     system: str | None = None
     judge: StageJudge | None = None
+    reflection_demos: float = 0.0
+    scaffold: bool = True
     name: str = "miniresearch"
     stage_scheme: ClassVar[StageScheme] = MINI_RESEARCH_STAGES
 
@@ -135,6 +151,8 @@ class MiniResearchFamily:
             raise ValueError(f"judge_noise must be >= 0, got {self.judge_noise!r}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k!r}")
+        if not 0.0 <= self.reflection_demos < 1.0:
+            raise ValueError(f"reflection_demos must be in [0, 1), got {self.reflection_demos!r}")
         self.corpus: Corpus = make_corpus(
             self.seed,
             num_entities=self.num_entities,
@@ -206,6 +224,8 @@ class MiniResearchFamily:
             The verdict of the replayed episode.
         """
         self._check_task(task)
+        if is_reflection_task(task):
+            return replay(self.start(task), [response])
         episode = ResearchEpisode(
             self.corpus,
             functools.partial(self._episode_verdict, task),
@@ -229,16 +249,18 @@ class MiniResearchFamily:
 
     # -- MultiTurnFamily -----------------------------------------------------------------------
 
-    def start(self, task: Task) -> ResearchEpisode:
+    def start(self, task: Task) -> ResearchEpisode | ReflectionEpisode:
         """Starts an episode and adds it to the open group of `task` (judged at its first verdict).
 
         Args:
             task: a task of this family.
 
         Returns:
-            The episode.
+            The episode (a one-turn `ReflectionEpisode` for a reflection task).
         """
         self._check_task(task)
+        if is_reflection_task(task):
+            return ReflectionEpisode(task.meta["failures"], num_stages=NUM_STAGES)
         episode = ResearchEpisode(
             self.corpus,
             functools.partial(self._episode_verdict, task),
@@ -257,12 +279,39 @@ class MiniResearchFamily:
             noise: imperfection scale in [0, 1]; 0 gives answer reward 1 and full stage marks.
 
         Returns:
-            One action per turn, ending with the answer turn.
+            One action per turn, ending with the answer turn (a reflection task: the scripted
+            reflection, `expert.expert_reflection`).
         """
         self._check_task(task)
+        query = Query.from_meta(task.meta["query"])
+        if is_reflection_task(task):
+            return [expert_lib.expert_reflection(query, task.meta["failures"], rng, noise)]
         return expert_lib.expert_actions(
-            self.corpus, Query.from_meta(task.meta["query"]), rng, noise, max_calls=self.max_calls
+            self.corpus, query, rng, noise, max_calls=self.max_calls, scaffold=self.scaffold
         )
+
+    def warm_start_tasks(self, num_tasks: int) -> list[Task]:
+        """The SFT demonstrations' tasks: training questions, and reflections on some of them.
+
+        The last `round(reflection_demos * num_tasks)` are reflection tasks: each reflects on the
+        expert's episode of training question `index` at the warm-start imperfection rates
+        (`expert.SFT_NOISE`; its own seeded draws), so its failure set is varied; the others are
+        training questions 0, 1, ... as for any family.
+
+        Args:
+            num_tasks: how many demonstrations.
+
+        Returns:
+            `num_tasks` tasks.
+        """
+        reflections = round(self.reflection_demos * num_tasks)
+        tasks = [self.generate("train", i) for i in range(num_tasks)]
+        for index in range(num_tasks - reflections, num_tasks):
+            task = tasks[index]
+            rng = np.random.default_rng([self.seed, index, _DEMO_STREAM])
+            verdict = self.verify(task, self.expert(task, rng, expert_lib.SFT_NOISE))
+            tasks[index] = self.reflection_task(task, verdict.info)
+        return tasks
 
     # -- judging -------------------------------------------------------------------------------
 
@@ -376,11 +425,17 @@ class MiniResearchFamily:
         """
         question = task.meta["question"]
         return Task(
-            uid=f"{task.uid}/reflect",
+            uid=f"{task.uid}{_REFLECT_SUFFIX}",
             family=self.name,
             prompt=f"{REFLECT_PREFIX} {question} {info['transcript']}",
             answer=list(info["failures"]),
-            meta={"question": question, "failures": list(info["failures"])},
+            meta={
+                "question": question,
+                "failures": list(info["failures"]),
+                "query": task.meta["query"],
+                "split": task.meta["split"],
+                "world_seed": self.seed,
+            },
         )
 
     def judge_reflections(
@@ -432,3 +487,8 @@ class MiniResearchFamily:
             raise ValueError(f"state must have keys 'buffer' and 'bank', got {sorted(state)}")
         self.buffer.set_state(state["buffer"])
         self.bank.set_state(state["bank"])
+
+
+def is_reflection_task(task: Task) -> bool:
+    """Whether `task` is a reflection prompt (`MiniResearchFamily.reflection_task`)."""
+    return task.uid.endswith(_REFLECT_SUFFIX)

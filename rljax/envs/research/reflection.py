@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rljax.envs import metrics
+from rljax.envs.base import Observation, Verdict
 from rljax.envs.research.corpus import ATTRIBUTES
 from rljax.losses.rubric_em import reflection_utility
 
@@ -139,6 +140,47 @@ def _dimensions(reflection: Reflection, failures: Sequence[str]) -> tuple[float,
     categories = {item.split()[0] for item in items}
     scope = len(categories) / 3 - 0.1 * (len(items) - len(set(items)))
     return diagnostic, specificity, float(np.clip(scope, 0.0, 1.0))
+
+
+class ReflectionEpisode:
+    """A reflection prompt played as one turn: the reflection, then its judged utility as reward.
+
+    The rollout of a warm-start demonstration or of a probe samples reflections through it (the
+    trainer's reflection phase judges its samples by group instead). `info` holds the judge's
+    dimensions, and "stage_rewards" [0, 0, 0, 0]: a reflection is not a staged research response,
+    and the zeros keep its rows stackable with research rows in one batch.
+
+    Args:
+        failures: the reflected trajectory's true failure set.
+        num_stages: K of the research responses it is batched with.
+    """
+
+    def __init__(self, failures: Sequence[str], *, num_stages: int):
+        self._failures, self._num_stages = list(failures), num_stages
+        self._response: str | None = None
+
+    def step(self, action: str) -> Observation:
+        """Records the reflection; the episode is over."""
+        if self._response is not None:
+            raise RuntimeError("a reflection episode takes one turn")
+        self._response = action
+        return Observation("", done=True)
+
+    def verdict(self) -> Verdict:
+        """The reflection's judged utility u (0 before any turn or when malformed)."""
+        score = score_reflections([self._response or ""], self._failures)[0]
+        reason = "valid reflection" if score.valid else "malformed reflection"
+        return Verdict(
+            score.utility,
+            {
+                "reason": f"{reason}: utility {score.utility:.3f}",
+                "reflection_valid": score.valid,
+                "reflection_diagnostic": score.diagnostic,
+                "reflection_specificity": score.specificity,
+                "reflection_scope": score.scope,
+                "stage_rewards": [0.0] * self._num_stages,
+            },
+        )
 
 
 def _question_tokens(question: str) -> set[str]:
