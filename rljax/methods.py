@@ -643,19 +643,31 @@ def anti_sd(
 
 
 def rubric_em(
-    *, dependence: Any = None, kl_beta: float = 0.001, clip_low: float = 0.2, clip_high: float = 0.2
+    *,
+    dependence: Any = None,
+    terminal_broadcast: bool = False,
+    kl_beta: float = 0.001,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
 ) -> Method:
     """RubricEM SS-GRPO: stage returns, stagewise normalisation, stage-token credit (methods/rubric_em.md).
 
     `dependence` is the K x K upper-triangular Lambda; None takes the spec's default
-    (`rljax.losses.rubric_em.PAPER_STAGE_DEPENDENCE`).
+    (`rljax.losses.rubric_em.PAPER_STAGE_DEPENDENCE`). `terminal_broadcast=True` is REM-7's
+    answer-only GRPO baseline: every stage's tokens get the normalised answer score
+    (`losses.terminal_broadcast_advantages`), with the same loss, clip and KL.
     """
+    if terminal_broadcast and dependence is not None:
+        raise ValueError("rubric_em: terminal_broadcast ignores the stage scores; drop dependence")
     lam = jnp.asarray(
         rubric_em_losses.PAPER_STAGE_DEPENDENCE if dependence is None else dependence, jnp.float32
     )
 
     def credit(inputs, state):
-        stage_adv = losses.stagewise_advantages(inputs.stage_rewards, lam)  # [P, G, K]
+        if terminal_broadcast:
+            stage_adv = losses.terminal_broadcast_advantages(inputs.stage_rewards)  # [P, G, K]
+        else:
+            stage_adv = losses.stagewise_advantages(inputs.stage_rewards, lam)  # [P, G, K]
         num_stages = stage_adv.shape[-1]
         token_adv = losses.stage_token_advantages(
             stage_adv.reshape(-1, num_stages), inputs.stage_ids
