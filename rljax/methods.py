@@ -470,17 +470,34 @@ def _task_normalised(
     clip_high: float,
     dual_clip: float | None,
     filter_groups: bool,
+    pass_rate_alpha: float | None = None,
 ) -> Method:
-    """GoLongRL's composition: a task-level advantage function, dual clip, token-mean."""
+    """GoLongRL's composition: a task-level advantage function, dual clip, token-mean.
+
+    Logs the cross-task CV of mean |A| (LONG-10, `tmn_task_cv`) and, with `pass_rate_alpha`,
+    the mean p_hat over the kept prompts (`tmn_p_hat_mean`, LONG-6 at that alpha).
+    """
 
     def credit(inputs, state):
         adv = advantage_fn(
             inputs.rewards, inputs.task_ids, num_tasks=num_tasks, group_mask=inputs.group_mask
         )
-        cv = losses.task_advantage_cv(
-            adv, inputs.task_ids, num_tasks=num_tasks, group_mask=inputs.group_mask
-        )
-        return _per_row(adv), state, {"tmn_task_cv": cv}
+        metrics = {
+            "tmn_task_cv": losses.task_advantage_cv(
+                adv, inputs.task_ids, num_tasks=num_tasks, group_mask=inputs.group_mask
+            )
+        }
+        if pass_rate_alpha is not None:
+            pass_rates = losses.tmn_pass_rates(
+                inputs.rewards,
+                inputs.task_ids,
+                num_tasks=num_tasks,
+                alpha=pass_rate_alpha,
+                group_mask=inputs.group_mask,
+            )
+            keep = jnp.asarray(inputs.group_mask, jnp.float32)
+            metrics["tmn_p_hat_mean"] = jnp.sum(pass_rates * keep) / jnp.maximum(keep.sum(), 1.0)
+        return _per_row(adv), state, metrics
 
     return _policy_method(
         name,
@@ -512,6 +529,7 @@ def golong(
         clip_high=clip_high,
         dual_clip=dual_clip,
         filter_groups=filter_groups,
+        pass_rate_alpha=alpha,
     )
 
 
@@ -527,6 +545,58 @@ def golong_tmn(
     return _task_normalised(
         "golong_tmn",
         losses.tmn_advantages,
+        num_tasks=num_tasks,
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip=dual_clip,
+        filter_groups=filter_groups,
+    )
+
+
+def _group_estimator(scale: str) -> Callable[..., Array]:
+    """GRPO-family group advantages with the task-level estimators' signature (0 on dropped
+    prompts; the task ids are not used)."""
+
+    def advantages(rewards, task_ids, *, num_tasks, group_mask):
+        del task_ids, num_tasks
+        keep = jnp.asarray(group_mask, jnp.float32)[:, None]
+        return losses.group_advantages(rewards, scale=scale) * keep
+
+    return advantages
+
+
+GOLONG_REFERENCE_ESTIMATORS = {
+    "grpo": _group_estimator("std"),
+    "drgrpo": _group_estimator("none"),
+    "task_mean": losses.task_mean_advantages,
+}
+
+
+def golong_reference(
+    *,
+    estimator: str,
+    num_tasks: int = 9,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    dual_clip: float | None = 3.0,
+    filter_groups: bool = True,
+) -> Method:
+    """GoLongRL's reference estimators (golongrl.md section 3) in its composition.
+
+    `estimator` picks the advantage: "grpo" (per-prompt z-score), "drgrpo" (A = r - mu_p) or
+    "task_mean" (QwenLong-style z-score over all samples of the task in the batch); the rest is
+    `golong`'s (dynamic sampling, clip 0.2 / 0.28, dual clip 3, token-mean) and the cross-task CV
+    is logged, so an ablation changes the advantage alone. `drgrpo` here is Dr.GRPO's estimator
+    only: the `drgrpo` method also changes the aggregation (seq-mean-token-sum-norm) and clip.
+    """
+    if estimator not in GOLONG_REFERENCE_ESTIMATORS:
+        raise ValueError(
+            f"golong_reference: estimator={estimator!r} is not one of "
+            f"{sorted(GOLONG_REFERENCE_ESTIMATORS)}"
+        )
+    return _task_normalised(
+        "golong_reference",
+        GOLONG_REFERENCE_ESTIMATORS[estimator],
         num_tasks=num_tasks,
         clip_low=clip_low,
         clip_high=clip_high,
@@ -809,6 +879,7 @@ METHODS: dict[str, Callable[..., Method]] = {
     "delta": delta,
     "golong": golong,
     "golong_tmn": golong_tmn,
+    "golong_reference": golong_reference,
     "anti_sd": anti_sd,
     "rubric_em": rubric_em,
     "poly_epo": poly_epo,

@@ -58,6 +58,9 @@ class LongContextFamily:
     Attributes:
         weights: sampling weights of the nine capabilities in task-id order (non-negative, not all
             zero; normalised), e.g. `PAPER_WEIGHTS`; None: uniform.
+        warm_start_weights: the same for the SFT demonstrations (`warm_start_tasks`); None: as
+            `weights`. A capability with warm-start weight but RL weight 0 is learnt in the warm
+            start and never trained by RL (a no-degradation probe).
         context_tokens: see `CapabilityFamily`.
         response_tokens: see `CapabilityFamily` (a run sets `task.max_new_tokens - 1`).
         near_duplicates: see `CapabilityFamily`.
@@ -70,6 +73,7 @@ class LongContextFamily:
     """
 
     weights: Sequence[float] | None = None
+    warm_start_weights: Sequence[float] | None = None
     context_tokens: int | tuple[int, int] = (300, 900)
     response_tokens: int | None = None
     near_duplicates: int = 2
@@ -86,23 +90,10 @@ class LongContextFamily:
     )
 
     def __post_init__(self):
-        weights = (
-            (1.0,) * NUM_TASKS if self.weights is None else tuple(float(w) for w in self.weights)
-        )
-        if (
-            len(weights) != NUM_TASKS
-            or not all(math.isfinite(w) and w >= 0 for w in weights)
-            or not sum(weights)
-        ):
-            raise ValueError(
-                f"weights must be {NUM_TASKS} finite non-negative numbers, not all zero, in "
-                f"the order {CAPABILITY_NAMES}; got {self.weights!r}"
-            )
-        # Weights that already sum to 1 are kept: `dataclasses.replace` (e.g. setting
-        # `count_tokens`) reruns this on normalised weights, and dividing again shifts them.
-        if not math.isclose(sum(weights), 1.0, rel_tol=0.0, abs_tol=1e-9):
-            weights = tuple(w / sum(weights) for w in weights)
-        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "weights", _normalised("weights", self.weights))
+        if self.warm_start_weights is not None:
+            weights = _normalised("warm_start_weights", self.warm_start_weights)
+            object.__setattr__(self, "warm_start_weights", weights)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         families = []
@@ -136,9 +127,27 @@ class LongContextFamily:
             ValueError: the family has no `count_tokens`.
         """
         check_split(split)
+        return self._draw(split, index, self.weights)
+
+    def warm_start_tasks(self, num_tasks: int) -> list[Task]:
+        """Training tasks 0 .. num_tasks - 1 of the warm-start mixture (the SFT demonstrations).
+
+        Task i draws its capability as `generate("train", i)` does, with `warm_start_weights`
+        (None: `weights`, and then the tasks are `generate`'s).
+
+        Args:
+            num_tasks: how many tasks.
+
+        Returns:
+            The tasks, uids `<name>/train/<i>`.
+        """
+        weights = self.weights if self.warm_start_weights is None else self.warm_start_weights
+        return [self._draw("train", i, weights) for i in range(num_tasks)]
+
+    def _draw(self, split: str, index: int, weights: tuple[float, ...]) -> Task:
         require_counter(self.name, self.count_tokens)
         rng = registry.instance_rng(self.seed, split, index)
-        task_id = int(rng.choice(NUM_TASKS, p=self.weights))
+        task_id = int(rng.choice(NUM_TASKS, p=weights))
         task = self.families[task_id].generate(split, index)
         return dataclasses.replace(task, uid=f"{self.name}/{split}/{index}", family=self.name)
 
@@ -173,6 +182,25 @@ class LongContextFamily:
                 f"task.task_id must be a capability index in [0, {NUM_TASKS}), got {task.task_id!r}"
             )
         return self.families[task.task_id]
+
+
+def _normalised(field: str, weights: Sequence[float] | None) -> tuple[float, ...]:
+    """`weights` checked and normalised to sum 1 (None: uniform); ValueError naming `field`."""
+    values = (1.0,) * NUM_TASKS if weights is None else tuple(float(w) for w in weights)
+    if (
+        len(values) != NUM_TASKS
+        or not all(math.isfinite(w) and w >= 0 for w in values)
+        or not sum(values)
+    ):
+        raise ValueError(
+            f"{field} must be {NUM_TASKS} finite non-negative numbers, not all zero, in "
+            f"the order {CAPABILITY_NAMES}; got {weights!r}"
+        )
+    # Weights that already sum to 1 are kept: `dataclasses.replace` (e.g. setting `count_tokens`)
+    # reruns `__post_init__` on normalised weights, and dividing again shifts them.
+    if not math.isclose(sum(values), 1.0, rel_tol=0.0, abs_tol=1e-9):
+        values = tuple(w / sum(values) for w in values)
+    return values
 
 
 def per_task_mean_reward(results: Iterable[tuple[Task, Verdict]]) -> dict[int, float]:

@@ -10,7 +10,7 @@ from rljax.experiments import golong
 from rljax.data import load_tokenizer, token_counter
 from rljax.data.chat import render_prompt
 from rljax.envs import registry
-from rljax.envs.base import Task, TaskFamily, Verdict
+from rljax.envs.base import Task, TaskFamily, Verdict, WarmStartFamily
 from rljax.envs.longcontext import (
     CAPABILITY_FAMILIES,
     CAPABILITY_NAMES,
@@ -72,6 +72,38 @@ def test_single_capability_weights_and_normalisation():
     )
     assert family.weights == (0, 0, 0, 0, 0, 0, 0, 1.0, 0)
     assert {family.generate("heldout", i).task_id for i in range(10)} == {7}
+
+
+def test_warm_start_tasks_follow_their_own_weights():
+    # RL never draws numerical reasoning (3); the warm start draws all nine uniformly.
+    rl = [1.0] * NUM_TASKS
+    rl[3] = 0.0
+    family = LongContextFamily(
+        weights=rl, warm_start_weights=[2.0] * NUM_TASKS, context_tokens=SHORT, count_tokens=COUNT
+    )
+    assert isinstance(family, WarmStartFamily)
+    assert family.warm_start_weights == (1 / NUM_TASKS,) * NUM_TASKS
+    warm = family.warm_start_tasks(60)
+    draws = [
+        int(registry.instance_rng(0, "train", i).choice(NUM_TASKS, p=family.warm_start_weights))
+        for i in range(60)
+    ]
+    assert [t.task_id for t in warm] == draws and 3 in draws
+    assert [t.uid for t in warm] == [f"longcontext/train/{i}" for i in range(60)]
+    assert 3 not in {family.generate("train", i).task_id for i in range(60)}
+    # A task whose capability both mixtures draw is the same instance.
+    same = [i for i, t in enumerate(warm) if t.task_id == family.generate("train", i).task_id]
+    assert same and all(warm[i] == family.generate("train", i) for i in same)
+
+
+def test_warm_start_tasks_default_to_the_training_tasks():
+    family = LongContextFamily(context_tokens=SHORT, seed=4, count_tokens=COUNT)
+    assert family.warm_start_tasks(12) == [family.generate("train", i) for i in range(12)]
+
+
+def test_bad_warm_start_weights():
+    with pytest.raises(ValueError, match="warm_start_weights must be 9 finite non-negative"):
+        LongContextFamily(warm_start_weights=[1.0] * 8)
 
 
 def test_deterministic_and_heldout_disjoint():
