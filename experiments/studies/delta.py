@@ -23,9 +23,13 @@ themselves, and a response that runs out of budget already scores 0 (no closing 
 The probe measures what the report needs beyond held-out accuracy, on 32 held-out prompts x 8
 samples drawn with one key for every arm and seed: DelTA's raw coefficient (paper settings) by token
 type (answer digits, filler, format) and side (A > 0: correct responses of mixed groups; A < 0:
-wrong ones), the contrast of the refined side centroids (with and without the filler tokens), and
-how far one update moves the log-probs of filler and digit tokens, with c = 1 and with DelTA's
-coefficients from the same parameters and optimiser state.
+wrong ones), the share of saturated coefficients, the side centroids' distance before and after
+the refinement and the refined contrast with and without the filler tokens, and how far one update
+moves the log-probs of filler and digit tokens, with c = 1 and with DelTA's coefficients from the
+same parameters and optimiser state. On this task DelTA's coefficients saturate at the range ends,
+in a direction that flips between batches of one policy (experiments/results/delta_direction.md:
+the proxy sees a correct and a wrong answer digit as collinear, and the lagged temperature turns a
+tiny initial contrast into a split by proxy length).
 
 Task and warm start: single-digit sums (79 distinct training sums, 21 held out), because the
 2-layer model's 400-step SFT on 1-2 digit sums reached only 1.8% held-out pass@1 (F = 8, seed 0);
@@ -33,14 +37,30 @@ with single digits and 50% wrong demonstrations the 300-step warm start is at 31
 section 8 asks for 20-40%), and 20 steps of the baseline raised the training reward from 0.44 to
 0.67 and held-out pass@1 to 35.4%.
 
-Budget, measured on seed 0 at F = 8 under `nice -n 19` beside another study on this 2-core CPU
-(load ~4.4): SFT 203 s (300 steps, compilation included), 3.0 s per RL step, ~16 s per held-out
-evaluation, 75 s per probe (mostly compilation). 25 runs of 100 steps with 5 evaluations and a
-probe each, plus 5 warm starts and their probes, come to ~3.5 h under that load. The 90-minute
-budget holds only if idle cores run it ~2.3x faster, which was not measured (the grpo_family
-study ran a 4-layer model at 1.5 s per step); if it does not, run the headline pair first
-(`--arms dapo_c1,delta`, 0.4x). `delta_f0` and `delta_llama` (10 runs each) take about 0.4x,
-`delta_f32` (longer responses) about 0.8x.
+Budget, in CPU-seconds (user + sys of the process, `resource.getrusage`), measured on seed 0 under
+`nice -n 19` beside another study on this 2-core CPU. Wall time there is set by the load (the
+earlier ~3.5 h extrapolation was 3.0 s of wall per 0.9 CPU-s step at load ~4.4); CPU-seconds are
+not, and on idle cores a run's wall time is at most its CPU-seconds (it waits on no I/O to speak
+of), whatever the second core adds. At F = 8:
+
+* warm start: 300 SFT steps with compilation, plus its probe and the process start: 107 per seed;
+* RL step (16 x 8 rollouts, the no-grad forward with hidden states, DelTA's coefficients, two
+  updates): 0.92 (c = 1, mean of steps 2-20, max 1.09) and 0.87 (DelTA, steps 2-10); a run's first
+  step 9-21 (compilation, partly read from the study's persistent cache);
+* held-out evaluation (128 prompts x 4): 1.1, a run's first 6-7; probe of a final policy 11-12;
+  the rest of a run (trainer, checkpoints, logs) 4.
+
+One 100-step run with its 5 evaluations and probe: 20 + 100 x 0.92 + 6 + 5 x 1.13 + 12 + 4 = 140
+at most. This study: 25 runs x 140 + 5 warm starts x 107 = 4,035 CPU-s = 67 min of one core, so
+the whole study (every arm, 5 seeds, 100 steps) fits the 90-minute budget on 2 idle cores with
+23 minutes to spare; nothing was cut. `--smoke` (5 arms x 2 seeds x 2 steps, empty compilation
+cache) took 93 CPU-s. The variants, from 6 steps of an untrained policy whose responses run to the
+budget (an upper bound): F = 32 steps 1.85 and evaluations 2.3 CPU-s, so runs of ~246 and (SFT on
+sequences 1.7x longer, not measured) ~170 per warm start: 10 x 246 + 5 x 170 = 3,310 CPU-s, 55 min;
+F = 0 steps 0.8, evaluations 0.75: ~1,700 CPU-s, 28 min; `delta_llama` has this study's shapes:
+10 x 140 + 5 x 107 = 1,935 CPU-s, 32 min. Each fits 90 minutes alone; all four take ~3 h of one
+core, so run them as three sessions: `delta` (67 min), `delta_f0` + `delta_llama` (60 min),
+`delta_f32` (55 min).
 """
 
 from __future__ import annotations
@@ -170,10 +190,14 @@ def coefficient_stats(
     `coef_<type>_<side>`: mean raw c (c_min + (c_max - c_min) sigmoid(margin / gamma), in
     [0.8, 1.2], 1.0 for a token equidistant from both centroids) over the valid tokens of that
     type in rows with A > 0 ("pos") or A < 0 ("neg"); `coef_scale`: the self-normalisation factor
-    that turns them into the c~ multiplying the advantage. `centroid_cos`, `centroid_dist`: cosine
-    and Euclidean distance of the refined side centroids (n_refine 1); `centroid_cos_no_filler`:
-    the cosine with the filler tokens left out of the statistics. A quantity whose token set is
-    empty (no wrong response, no filler at F = 0) is left out.
+    that turns them into the c~ multiplying the advantage; `coef_saturated`: the share of Pos and
+    Neg tokens whose raw c lies within 1% of the range width of an end. `centroid_cos`,
+    `centroid_dist`: cosine and Euclidean distance of the refined side centroids (n_refine 1);
+    `centroid_dist_initial`: the distance before the refinement (experiments/results/
+    delta_direction.md: on this task the refinement multiplies it 12-28x and the lagged
+    temperature then saturates c); `centroid_cos_no_filler`: the refined cosine with the filler
+    tokens left out of the statistics. A quantity whose token set is empty (no wrong response, no
+    filler at F = 0) is left out.
 
     Args:
         hidden: [B, T, H] LM-head inputs of the probed policy.
@@ -190,6 +214,11 @@ def coefficient_stats(
     raw = np.asarray(losses.delta_coefficients(hidden, probs, advantages, mask, normalize=False))
     out = {"coef_scale": float(mask.sum() / max(raw[mask].sum(), 1e-8))}
     sides = {"pos": np.asarray(advantages) > 0, "neg": np.asarray(advantages) < 0}
+    signed = mask & (sides["pos"] | sides["neg"])[:, None]
+    if signed.any():
+        c_min, c_max = 0.8, 1.2  # losses.delta_coefficients' defaults, used above
+        near_end = np.minimum(raw - c_min, c_max - raw) <= 0.01 * (c_max - c_min)
+        out["coef_saturated"] = float(near_end[signed].mean())
     types = {**types, "format": ~(types["digits"] | types["filler"])}
     for kind, is_kind in types.items():
         for side, rows in sides.items():
@@ -198,8 +227,8 @@ def coefficient_stats(
                 out[f"coef_{kind}_{side}"] = float(raw[sel].mean())
     if not (sides["pos"].any() and sides["neg"].any()):
         return out
-    cos, dist = _contrast(hidden, probs, advantages, mask)
-    out.update(centroid_cos=cos, centroid_dist=dist)
+    cos, dist, initial = _contrast(hidden, probs, advantages, mask)
+    out.update(centroid_cos=cos, centroid_dist=dist, centroid_dist_initial=initial)
     no_filler = mask & ~types["filler"]
     if (mask & types["filler"]).any() and all(
         (no_filler & r[:, None]).any() for r in sides.values()
@@ -208,8 +237,9 @@ def coefficient_stats(
     return out
 
 
-def _contrast(hidden, probs, advantages, mask) -> tuple[float, float]:
-    """Cosine and distance of the side centroids after one refinement (delta.md DELTA-3..6)."""
+def _contrast(hidden, probs, advantages, mask) -> tuple[float, float, float]:
+    """Cosine and distance of the side centroids after one refinement (delta.md DELTA-3..6), and
+    their distance before it."""
     first = losses.delta_centroids_from_sums(
         losses.delta_centroid_sums(hidden, probs, advantages, mask)
     )
@@ -224,7 +254,12 @@ def _contrast(hidden, probs, advantages, mask) -> tuple[float, float]:
     )
     mu_pos, mu_neg = np.asarray(refined.mu_pos), np.asarray(refined.mu_neg)
     norm = np.linalg.norm(mu_pos) * np.linalg.norm(mu_neg)
-    return float(mu_pos @ mu_neg / max(norm, 1e-12)), float(np.linalg.norm(mu_pos - mu_neg))
+    initial = float(np.linalg.norm(np.asarray(first.mu_pos) - np.asarray(first.mu_neg)))
+    return (
+        float(mu_pos @ mu_neg / max(norm, 1e-12)),
+        float(np.linalg.norm(mu_pos - mu_neg)),
+        initial,
+    )
 
 
 def update_moves(trainer, batch, old_logprobs, credit: dict, types, mask) -> dict[str, float]:
@@ -327,7 +362,10 @@ def make_study(
         "filler, and how far one update moves filler and digit log-probs with c = 1 and with "
         "DelTA's coefficients from the same state. delta.md section 8 expects answer-digit tokens of "
         "correct responses to get c > 1 and filler c ~ 1, DelTA to move filler log-probs less, "
-        "and its advantage over the baseline to grow with F; the paper's gain is about 3 points."
+        "and its advantage over the baseline to grow with F; the paper's gain is about 3 points. "
+        "Probes before the study found the coefficients saturated at 0.8 / 1.2 by token type, in "
+        "a direction that flips between batches of one policy "
+        "(experiments/results/delta_direction.md)."
     )
     return Study(
         name=name,

@@ -102,18 +102,25 @@ def test_coefficient_stats_worked_example():
     assert got["coef_digits_neg"] == pytest.approx(1.16203, abs=1e-5)
     assert got["coef_filler_neg"] == pytest.approx(0.913975, abs=1e-5)
     assert got["coef_scale"] == pytest.approx(6 / 5.83590, abs=1e-5)
+    assert got["coef_saturated"] == 0.0  # the nearest end is 1.2 - 1.18004 > 1% of 0.4 away
     assert "coef_format_pos" not in got and "coef_format_neg" not in got  # only Zero rows
     mu_pos, mu_neg = np.array([1.32109, 0.339457]), np.array([-1.05229, 0.315903])
     cos = mu_pos @ mu_neg / np.linalg.norm(mu_pos) / np.linalg.norm(mu_neg)
     assert got["centroid_cos"] == pytest.approx(cos, abs=1e-5)
     assert got["centroid_dist"] == pytest.approx(np.linalg.norm(mu_pos - mu_neg), abs=1e-5)
+    assert got["centroid_dist_initial"] == pytest.approx(1.5, abs=1e-6)  # (1, .5) vs (-.5, .5)
     # Without the filler each side is its decisive token: (2, 0) and (-2, 0), opposite.
     assert got["centroid_cos_no_filler"] == pytest.approx(-1.0, abs=1e-6)
     # No wrong response: no Neg statistics and no contrast.
     one_side = delta.coefficient_stats(
         hidden, logprobs, jnp.array([0.707106, 0.0, 0.0, 0.0]), mask, types
     )
-    assert set(one_side) == {"coef_scale", "coef_digits_pos", "coef_filler_pos"}
+    assert set(one_side) == {"coef_scale", "coef_saturated", "coef_digits_pos", "coef_filler_pos"}
+    # A one-token side takes c = c_max (delta.md section 3, edge cases): saturated.
+    lone = np.array([[1, 0], [1, 1], [1, 0], [1, 0]], bool)
+    assert delta.coefficient_stats(hidden, logprobs, advantages, lone, types)[
+        "coef_saturated"
+    ] == pytest.approx(1 / 3)
 
 
 def test_token_types_refuse_a_multi_token_filler_word():
@@ -152,9 +159,11 @@ def test_measure_on_expert_groups_leaves_the_policy_as_it_was(trainer):
     kinds = [f"coef_{k}_{s}" for k in ("digits", "filler", "format") for s in ("pos", "neg")]
     moves = [f"dlogp_{k}_{c}" for k in ("digits", "filler") for c in ("c1", "delta")]
     assert set(got) == {
-        "probe_accuracy", "coef_scale", *kinds, "centroid_cos", "centroid_dist",
-        "centroid_cos_no_filler", *moves, "filler_move_ratio",
+        "probe_accuracy", "coef_scale", "coef_saturated", *kinds, "centroid_cos",
+        "centroid_dist", "centroid_dist_initial", "centroid_cos_no_filler", *moves,
+        "filler_move_ratio",
     }  # fmt: skip
+    assert 0.0 <= got["coef_saturated"] <= 1.0
     assert got["probe_accuracy"] == pytest.approx(np.mean(rewards))
     assert all(0.8 <= got[k] <= 1.2 for k in kinds)
     assert all(got[k] > 0 for k in moves)

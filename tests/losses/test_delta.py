@@ -153,6 +153,23 @@ def test_symmetric_shared_token(variant):
     np.testing.assert_allclose(coeffs[2:, 0], 0.807789, rtol=5e-6)
 
 
+def test_shared_tokens_saturate_when_only_the_answer_proxy_differs(variant):
+    """experiments/results/delta_direction.md: a correct and a wrong row share a format token
+    (0, 0) and a filler token (1, 0); their answer proxies are collinear, the correct one shorter.
+    The initial centroids differ by 0.033, so gamma is tiny; the refinement splits the tokens by
+    length and the lagged gamma saturates every coefficient, the shared filler at opposite ends."""
+    v = np.array([[[0, 0], [1, 0], [0, 0.4]], [[0, 0], [1, 0], [0, 0.5]]], np.float32)
+    args = (v, np.zeros((2, 3), np.float32), np.array([1.0, -1.0], np.float32), np.ones((2, 3)))
+    fn = functools.partial(delta_coefficients, normalize=False)
+    no_refine = variant(functools.partial(fn, n_refine=0))(*args)
+    np.testing.assert_allclose(
+        no_refine, [[1.075604, 1.075604, 0.883940], [0.938425, 0.938425, 1.126126]], rtol=5e-6
+    )
+    np.testing.assert_allclose(
+        variant(fn)(*args), [[0.802216, 1.2, 0.8], [1.193806, 0.8, 1.2]], atol=5e-6
+    )
+
+
 def test_proxy_uses_one_minus_p(variant):
     # h = v / (1 - p) with p = 0.5 reproduces the example; proxy "h" ignores p.
     probs = np.full((4, 2), 0.5, np.float32)
