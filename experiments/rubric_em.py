@@ -11,10 +11,12 @@ from rljax.experiments import cli, presets
 from rljax.train.config import MethodSection, OptimSection, TaskSection
 
 NAME = "rubric_em"
-# Lookup and compare questions fit a CPU context of 640 tokens (filter questions need ~900).
+# Lookup and compare questions fit a CPU context of 640 tokens (filter questions need ~900). A
+# quarter of the warm start's demonstrations are scripted reflections, so the reflection phase
+# starts from valid ones.
 TASK = TaskSection(
     family="miniresearch",
-    kwargs={"kinds": ("lookup", "compare")},
+    kwargs={"kinds": ("lookup", "compare"), "reflection_demos": 0.25},
     prompts_per_step=8,
     group_size=8,
     max_new_tokens=64,

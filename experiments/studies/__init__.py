@@ -66,10 +66,11 @@ class Study:
             demonstrations); each distinct SFT of a seed is trained once and shared by the arms
             that use it. Every other arm keeps the base config's SFT.
         arm_task_kwargs: task-family kwargs an arm may change although the task section is
-            shared: only knobs that leave the prompts, rewards, demonstrations and evaluation as
-            they are and change what the method is told (Poly-EPO's cluster-judge noise). The SFT
-            cache is keyed by the whole task section, so such an arm trains its own warm start
-            (the same demonstrations and seed as the shared one).
+            shared: only knobs that leave the prompts, rewards and evaluation as they are and
+            change what the method is told (Poly-EPO's cluster-judge noise) or only what the
+            scripted expert demonstrates (RubricEM's unstructured warm start). The SFT cache is
+            keyed by the whole task section, so such an arm trains its own warm start (the same
+            seed as the shared one).
     """
 
     name: str
