@@ -55,10 +55,24 @@ one busy core: ~81-94 minutes on 2 idle cores at the 1.3-1.5 busy cores XLA reac
 study's estimate (not measured as a whole). That is why G = 4 (not 8) and only 14 RL steps:
 the warm starts take a third of the budget. The 4-layer tiny model costs about 1.8x per step (measured for the echo study, not here).
 
-The warm start (golongrl.md 8.3 stage A: 20-70% reward per capability) is not measured yet;
-experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward, the
-reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was set
-without it.
+The warm start (golongrl.md 8.3 stage A asks for 20-70% reward per capability) was measured only
+at 100 SFT steps, seed 0 (this config with `sft.steps=100`, so a cosine schedule over 100 steps;
+304 CPU-s including scripting and compiling, final NLL ~1.0): the probe's held-out reward is
+0.000 precise retrieval, 0.063 comprehension (chance 0.25), 0.015 exhaustive retrieval, 0.000
+numerical reasoning, 0.000 structured extraction, 0.000 structured matching, 0.000 graded
+ranking, 0.000 sequence ordering, 0.026 summarisation: 0.013 macro over the eight RL
+capabilities, far below the target, so RL from it would see almost no reward. Two sampled
+answers per capability show why: the format is learnt (16 of 18 with one `</think>`, an answer
+list, the end token) but the ids are not copied from the context (`E4`, `E1973` for two-digit ids
+like `E60`): retrieval, not format, is what the warm start lacks. The declared
+300-step warm start was started but stopped after 163 of its ~880 CPU-s (the shared CPU gave this
+work ~0.1 core). Measure it before the arms: `--arms grpo --seeds 1` trains and probes seed 0's
+warm start (`runs/studies/golongrl/sft-seed0/probe.json`) before its first RL step. If it is
+still far below 20%, the study needs a stronger warm start (more SFT steps, less noise, the 4-layer
+model) or shorter contexts before its arms mean anything, and the budget above changes with it.
+experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward,
+the reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was
+set before any measurement.
 """
 
 from __future__ import annotations
