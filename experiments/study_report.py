@@ -348,7 +348,7 @@ def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:
                 f"| {name} | {arm} | {_f(fin['mean'])} +- {_f(fin['sd'])} | {_interval(fin)} | "
                 f"{diff_text} | {diff_ci} |"
             )
-    if any(probes["curves"].values()) and plots:
+    if plots and any(c for per_seed in probes["curves"].values() for c in per_seed.values()):
         lines += ["", "![probes](probes.png)", "", "Probe curves: mean over seeds, band +-1 sd."]
     return lines
 

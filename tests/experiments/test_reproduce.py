@@ -321,6 +321,25 @@ def test_probe_report_numbers_hand_worked(tmp_path):
     assert (tmp_path / "report" / "probes.png").stat().st_size > 0
 
 
+def test_scalar_only_probe_links_no_curves(tmp_path):
+    # The echo study's probe returns scalars only: the report must not link a probes.png that
+    # was never drawn.
+    study = _toy_study(probe=lambda trainer, smoke: {})
+    runs = tmp_path / "runs"
+    records = {}
+    for arm in ("a", "b"):
+        for seed in range(3):
+            _write_run(runs, arm, seed, [(0, 0.3), (2, 0.5)])
+            probe = {"scalars": {"p": 1.0 + seed}, "curves": {}}
+            records[(arm, seed)] = {"wall_s": 1.0, "probe": probe}
+    start = {"scalars": {"p": 0.0}, "curves": {}}
+    warm = {s: [{"wall_s": 1.0, "probe": start, "shared": True}] for s in range(3)}
+    _write_report(study, tmp_path, runs, records, warm, "c")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| p | (warm start) | 0.000 +- 0.000 |" in text
+    assert "probes.png" not in text and not (tmp_path / "report" / "probes.png").exists()
+
+
 def test_probe_results_are_checked():
     assert studies.check_probe("s", {"scalars": {"x": 1}}) == {"scalars": {"x": 1.0}, "curves": {}}
     with pytest.raises(ValueError, match="'x' is nan"):
