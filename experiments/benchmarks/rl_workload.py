@@ -22,7 +22,6 @@ import resource
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -56,7 +55,9 @@ class Workload:
     prompts: int = 8
     group: int = 8
     max_new_tokens: int = 32
-    prompt_len_padded: int = 8  # the peer's left-padded prompt width (rljax packs rows to the right)
+    prompt_len_padded: int = (
+        8  # the peer's left-padded prompt width (rljax packs rows to the right)
+    )
     layers: int = 4
     hidden: int = 128
     mlp: int = 512
@@ -125,8 +126,18 @@ def _records(prompts, gens, rewards, group):
         roles = np.asarray([Role.TEMPLATE] * len(prompt) + [Role.ACTION] * len(gen.tokens), np.int8)
         logprobs = np.asarray([0.0] * len(prompt) + gen.logprobs, np.float32)
         records.append(
-            RowRecord(tokens, roles, logprobs, float(rewards[b]), b // group, 0, 1, not gen.stopped,
-                      None, {})
+            RowRecord(
+                tokens,
+                roles,
+                logprobs,
+                float(rewards[b]),
+                b // group,
+                0,
+                1,
+                not gen.stopped,
+                None,
+                {},
+            )
         )
     return records
 
@@ -197,12 +208,16 @@ def run(work: Workload, opts: Options) -> dict:
         gens = session.generate(max_new_tokens=work.max_new_tokens, stop_tokens=(EOS,))
         answers = [VALUE_BASE + (int(x) + int(y)) % NUM_VALUES for x, y in zip(a, b)]
         rewards = np.asarray(
-            [float(bool(g.tokens) and g.tokens[0] == answers[i // work.group])
-             for i, g in enumerate(gens)],
+            [
+                float(bool(g.tokens) and g.tokens[0] == answers[i // work.group])
+                for i, g in enumerate(gens)
+            ],
             np.float32,
         )
         traj = pack_rows(
-            _records(prompts, gens, rewards, work.group), None, pad_id=PAD,
+            _records(prompts, gens, rewards, work.group),
+            None,
+            pad_id=PAD,
             pad_multiple=opts.pad_multiple,
         )
         timer.lap("rollout")
