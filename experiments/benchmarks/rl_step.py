@@ -291,6 +291,7 @@ def build_report(args, limit: dict, runs: dict, levers: list, scaling: list) -> 
 def worker(spec: str) -> dict:
     """One rljax run in this process; prints its JSON line."""
     from rljax.experiments.benchmarks import rl_workload
+
     from rljax.train import compile_cache
 
     spec = json.loads(spec)
