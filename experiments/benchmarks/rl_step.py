@@ -149,6 +149,7 @@ def summarise_rljax(record: dict) -> dict:
         "steady_step_s": statistics.median(s["total"] for s in steady),
         "steady_phases_s_mean": {k: statistics.fmean(s[k] for s in steady) for k in phases},
         "steady_cpu_s_median": statistics.median(s["cpu_total"] for s in steady),
+        "gen_tokens_per_step_mean": statistics.fmean(record["gen_tokens_per_step"][1:]),
         "step_times_s": [s["total"] for s in steps],
         **record,
     }
