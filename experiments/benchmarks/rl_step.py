@@ -36,18 +36,18 @@ DEFAULT_OUT = RESULTS / "rl_step_cpu.json"
 PEER_SCRIPT = pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "peers"
 PEER_SCRIPT = (PEER_SCRIPT / "tunix_grpo_cpu.py").resolve()
 
-# (name, workload overrides) of the scaling points; each doubles one size of the base workload.
+# (name, workload overrides) of the scaling points; each doubles one size of the base workload
+# (the base point is the interleaved runs).
 SCALING = (
-    ("base", {}),
     ("2x P*G", {"prompts": 16}),
     ("2x response length", {"max_new_tokens": 64}),
     ("2x model width", {"hidden": 256, "mlp": 1024, "heads": 8, "kv_heads": 4}),
 )
-# (name, options overrides): each lever turned back to the unoptimised path, and all of them.
+# (name, options overrides): each lever turned back to the unoptimised path, then all of them
+# (the optimised point is the interleaved runs).
 LEVERS = (
-    ("optimised", {}),
-    ("width bucket 64 (was: rows to a multiple of 4)", {"pad_multiple": 64}),
-    ("separate old-logprob forward", {"old_logprobs": "forward"}),
+    ("width to a multiple of 64 (optimised: of 4)", {"pad_multiple": 64}),
+    ("separate no-grad old-logprob forward", {"old_logprobs": "forward"}),
     ("unoptimised (both)", {"pad_multiple": 64, "old_logprobs": "forward"}),
 )
 
@@ -129,7 +129,8 @@ def tunix_run(python: str, timeout: float, steps: int) -> dict:
         },
         "step_times_s": steps_s,
         "gen_tokens_per_step_mean": record["gen_tokens_per_step_mean"],
-        "train_width": record["train_tokens_per_step_padded"] // 64,
+        "train_width": record["train_tokens_per_step_padded"]
+        // (record["grpo"]["P"] * record["grpo"]["G"]),
         "other_procs_cpu_frac": record["other_procs_cpu_frac"],
         "process_other_cpu_frac": record["process_other_cpu_frac"],
         "process_wall_s": record["process_wall_s"],
@@ -150,6 +151,7 @@ def summarise_rljax(record: dict) -> dict:
         "steady_phases_s_mean": {k: statistics.fmean(s[k] for s in steady) for k in phases},
         "steady_cpu_s_median": statistics.median(s["cpu_total"] for s in steady),
         "gen_tokens_per_step_mean": statistics.fmean(record["gen_tokens_per_step"][1:]),
+        "train_width": record["train_width_per_step"][-1],
         "step_times_s": [s["total"] for s in steps],
         **record,
     }
@@ -170,6 +172,7 @@ def side_summary(runs: list[dict], limit: float) -> dict:
     return {
         "runs": len(runs),
         "clean_runs": len(clean),
+        "other_procs_cpu_frac": [round(r["other_procs_cpu_frac"], 3) for r in runs],
         "steady_step_s": median_of(clean, "steady_step_s"),
         "first_step_s": median_of(clean, "first_step_s"),
         "steady_phases_s": {
@@ -182,25 +185,25 @@ def side_summary(runs: list[dict], limit: float) -> dict:
 def matmul_limit(timeout: float) -> dict:
     """The fp32 matmul FLOP/s of these cores, measured in a fresh process (`--matmul`)."""
     argv = [sys.executable, "-m", "rljax.experiments.benchmarks.rl_step", "--matmul"]
-    return run_process(argv, worker_env(None), timeout)
+    record = run_process(argv, worker_env(None), timeout)
+    record["other_procs_cpu_frac"] = record["process_other_cpu_frac"]
+    return record
 
 
-def model_fractions(work: dict, run: dict, limit_flops: float, width: int) -> dict:
-    """FLOPs of the rollout and the update of `run` and the fraction of the matmul limit they reach."""
+def model_fractions(phases: dict, generated: float, limit_flops: float, width: int) -> dict:
+    """Model FLOPs of a step's rollout and update (`flops`) and the fraction of the matmul limit
+    they reach in the phases' seconds."""
     from rljax.experiments.benchmarks.rl_workload import Workload
 
-    w = Workload(**work)
-    tokens = run["gen_tokens_per_step_mean"]
-    phases = run["steady_phases_s_mean"]
-    rollout = flops.rollout_flops(w, generated=tokens)
-    update = flops.update_flops(w, width=width)
-    out = {
+    work = Workload()
+    rollout = flops.rollout_flops(work, generated=generated)
+    update = flops.update_flops(work, width=width)
+    return {
         "rollout_gflop": rollout / 1e9,
         "update_gflop": update / 1e9,
-        "rollout_frac_of_limit": rollout / phases["rollout"] / limit_flops,
-        "update_frac_of_limit": update / phases["update"] / limit_flops,
+        "rollout": rollout / phases["rollout"] / limit_flops,
+        "update": update / phases["update"] / limit_flops,
     }
-    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -213,11 +216,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling runs")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per process")
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--table", type=pathlib.Path, default=None, help="print the README tables of a result JSON"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--matmul", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
         return worker(args.worker)
+    if args.table is not None:
+        print(tables(json.loads(args.table.read_text())))
+        return {}
     if args.matmul:
         result = flops.measure_matmul()
         print(json.dumps(result), flush=True)
@@ -260,20 +269,31 @@ def build_report(args, limit: dict, runs: dict, levers: list, scaling: list) -> 
     scaling."""
     from rljax.experiments.benchmarks.rl_workload import BASELINE, Options, Workload
 
-    sides = {side: side_summary(r, args.max_other_cpu) for side, r in runs.items() if r}
-    summary = {"sides": sides, "max_other_cpu": args.max_other_cpu}
-    rl, tx = sides.get("rljax"), sides.get("tunix")
-    if rl and tx and rl["steady_step_s"] and tx["steady_step_s"]:
+    cap = args.max_other_cpu
+    sides = {side: side_summary(r, cap) for side, r in runs.items() if r}
+    rl = sides["rljax"]
+    warm = [r for r in runs["rljax"][1:] if is_clean(r, cap)]
+    rl["first_step_cold_s"] = runs["rljax"][0]["first_step_s"]  # empty compilation cache
+    rl["first_step_cold_clean"] = is_clean(runs["rljax"][0], cap)
+    rl["first_step_warm_s"] = median_of(warm, "first_step_s")  # programs read from the cache
+    summary = {"sides": sides, "max_other_cpu": cap, "matmul_limit_gflops": limit["flops"] / 1e9}
+    tx = sides.get("tunix")
+    if tx and rl["steady_step_s"] and tx["steady_step_s"]:
         summary["steady_throughput_ratio"] = tx["steady_step_s"] / rl["steady_step_s"]
-        summary["first_step_ratio"] = tx["first_step_s"] / rl["first_step_s"]
-    enough = all(s["clean_runs"] >= 3 for s in sides.values())
-    summary["final"] = bool(enough and len(sides) == 2)
-    clean = [r for r in runs["rljax"] if is_clean(r, args.max_other_cpu)] or runs["rljax"]
-    best = min(clean, key=lambda r: r["steady_step_s"])
-    summary["fraction_of_matmul_limit"] = model_fractions(
-        {}, best, limit["flops"], best["train_width_per_step"][-1]
-    )
-    summary["cold_first_step_s"] = runs["rljax"][0]["first_step_s"]
+        summary["first_step_ratio_cold"] = tx["first_step_s"] / rl["first_step_cold_s"]
+        if rl["first_step_warm_s"]:
+            summary["first_step_ratio_warm"] = tx["first_step_s"] / rl["first_step_warm_s"]
+    summary["final"] = bool(tx) and all(s["clean_runs"] >= 3 for s in sides.values())
+    summary["limit_clean"] = is_clean(limit, cap)
+    for side, info in sides.items():
+        clean = [r for r in runs[side] if is_clean(r, cap)]
+        if clean:
+            info["fraction_of_matmul_limit"] = model_fractions(
+                info["steady_phases_s"],
+                statistics.median(r["gen_tokens_per_step_mean"] for r in clean),
+                limit["flops"],
+                clean[0]["train_width"],
+            )
     return {
         "benchmark": "GRPO step, rljax vs Tunix, same workload",
         "machine": flops.machine_info(),
@@ -283,9 +303,31 @@ def build_report(args, limit: dict, runs: dict, levers: list, scaling: list) -> 
         "baseline_options": dataclasses.asdict(BASELINE),
         "matmul_limit": limit,
         "summary": summary,
+        "levers": [lever_row(r, cap) for r in levers],
+        "scaling": [scaling_row(r, cap) for r in scaling],
         "runs": runs,
-        "levers": levers,
-        "scaling": scaling,
+    }
+
+
+def lever_row(run: dict, cap: float) -> dict:
+    return {
+        "lever": run["lever"],
+        "steady_step_s": run["steady_step_s"],
+        "steady_phases_s": run["steady_phases_s_mean"],
+        "first_step_s": run["first_step_s"],
+        "clean": is_clean(run, cap),
+        "other_procs_cpu_frac": run["other_procs_cpu_frac"],
+    }
+
+
+def scaling_row(run: dict, cap: float) -> dict:
+    return {
+        "point": run["point"],
+        "workload": run["workload"],
+        "steady_step_s": run["steady_step_s"],
+        "peak_rss_mib": run["peak_rss_mib"],
+        "clean": is_clean(run, cap),
+        "other_procs_cpu_frac": run["other_procs_cpu_frac"],
     }
 
 
@@ -302,6 +344,79 @@ def worker(spec: str) -> dict:
     )
     print(json.dumps(result), flush=True)
     return result
+
+
+def tables(report: dict) -> str:
+    """The README's markdown tables of a report: the comparison, the levers, the scaling."""
+    summary = report["summary"]
+    sides = summary["sides"]
+    rl, tx = sides["rljax"], sides.get("tunix")
+    phases = ("rollout", "old_logprobs_prepare", "ref_logprobs", "update")
+
+    def ms(x):
+        return "-" if x is None else f"{1000 * x:.0f} ms"
+
+    lines = [
+        "| | steady step | rollout | old log-probs + prepare | ref log-probs | update "
+        "| first step | clean runs |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| rljax | {ms(rl['steady_step_s'])} | "
+        + " | ".join(ms(rl["steady_phases_s"].get(k)) for k in phases)
+        + f" | {rl['first_step_cold_s']:.1f} s cold, "
+        + (f"{rl['first_step_warm_s']:.1f} s cached" if rl["first_step_warm_s"] else "-")
+        + f" | {rl['clean_runs']}/{rl['runs']} |",
+    ]
+    if tx:
+        tp = tx["steady_phases_s"]
+        lines.append(
+            f"| Tunix | {ms(tx['steady_step_s'])} | {ms(tp.get('rollout'))} | - | "
+            f"{ms(tp.get('ref_logprobs'))} | {ms(tp.get('update'))} | "
+            f"{tx['first_step_s']:.1f} s | {tx['clean_runs']}/{tx['runs']} |"
+        )
+    lines.append("")
+    ratio = summary.get("steady_throughput_ratio")
+    if ratio:
+        lines.append(
+            f"Steady throughput rljax / Tunix: **{ratio:.2f}x**; first step Tunix / rljax: "
+            f"{summary['first_step_ratio_cold']:.2f}x cold, "
+            f"{summary.get('first_step_ratio_warm', float('nan')):.2f}x with the cache "
+            f"({'final: clean interleaved runs' if summary['final'] else 'NOT final'})."
+        )
+    fractions = rl.get("fraction_of_matmul_limit")
+    if fractions:
+        lines.append(
+            f"Measured fp32 matmul limit {summary['matmul_limit_gflops']:.0f} GFLOP/s; rljax's "
+            f"update reaches {100 * fractions['update']:.0f}% of it "
+            f"({fractions['update_gflop']:.1f} GFLOP), the rollout "
+            f"{100 * fractions['rollout']:.0f}% ({fractions['rollout_gflop']:.1f} GFLOP)"
+            + (
+                f"; Tunix {100 * tx['fraction_of_matmul_limit']['update']:.0f}% and "
+                f"{100 * tx['fraction_of_matmul_limit']['rollout']:.0f}%."
+                if tx and tx.get("fraction_of_matmul_limit")
+                else "."
+            )
+        )
+    if report["levers"]:
+        lines += ["", "| lever turned back | steady step | update | clean |", "|---|---|---|---|"]
+        lines.append(
+            f"| none (optimised) | {ms(rl['steady_step_s'])} | "
+            f"{ms(rl['steady_phases_s'].get('update'))} | yes |"
+        )
+        for row in report["levers"]:
+            lines.append(
+                f"| {row['lever']} | {ms(row['steady_step_s'])} | "
+                f"{ms(row['steady_phases_s']['update'])} | {'yes' if row['clean'] else 'no'} |"
+            )
+    if report["scaling"]:
+        base_rss = statistics.median(r["peak_rss_mib"] for r in report["runs"]["rljax"])
+        lines += ["", "| point | steady step | peak RSS | clean |", "|---|---|---|---|"]
+        lines.append(f"| base | {ms(rl['steady_step_s'])} | {base_rss:.0f} MiB | yes |")
+        for row in report["scaling"]:
+            lines.append(
+                f"| {row['point']} | {ms(row['steady_step_s'])} | {row['peak_rss_mib']:.0f} MiB | "
+                f"{'yes' if row['clean'] else 'no'} |"
+            )
+    return "\n".join(lines)
 
 
 def log(message: str) -> None:
