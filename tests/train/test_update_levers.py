@@ -124,3 +124,50 @@ def test_unknown_old_logprobs_source_is_refused():
             impl="xla_chunked",
             old_logprobs="sampler",
         )
+
+
+def test_trainer_step_without_the_forward_pass_equals_the_step_with_it(tmp_path):
+    """One GRPO step with a KL term through the trainer: skipping the no-grad forward (the
+    default with one update per batch) gives the parameters of the step that runs it."""
+    from rljax.experiments.presets import SMOKE_MODEL
+
+    from rljax.envs.arithmetic import ArithmeticFamily
+    from rljax.train import (
+        ExperimentConfig,
+        MethodSection,
+        SFTSection,
+        TaskSection,
+        Trainer,
+        TrainSection,
+    )
+
+    config = ExperimentConfig(
+        name="levers",
+        model=SMOKE_MODEL,
+        method=MethodSection(name="grpo", kwargs={"kl_beta": 0.04}),
+        task=TaskSection(prompts_per_step=2, group_size=4, max_new_tokens=4, max_len=32),
+        train=TrainSection(steps=1, eval_prompts=0, mesh="data=1"),
+        sft=SFTSection(steps=0),
+    )
+
+    def rewards(task, response):  # varied groups: a live policy gradient
+        return float(len(response) % 2)
+
+    def one_step(reuse):
+        trainer = Trainer(config, tmp_path / str(reuse), family=ArithmeticFamily(digits=1),
+                          reward_fn=rewards)  # fmt: skip
+        assert trainer.reuse_logprobs
+        if not reuse:  # the unoptimised path: a separate forward gives the old log-probs
+            trainer.reuse_logprobs = False
+            trainer.update = make_update_fn(
+                trainer.graphdef, trainer.method, trainer.optimizer, temperature=1.0,
+                impl="auto", mesh=trainer.mesh, state_sharding=trainer.state_sharding,
+            )  # fmt: skip
+        metrics = trainer.step()
+        return metrics, jax.tree.map(np.asarray, trainer.state.params)
+
+    fast, slow = one_step(True), one_step(False)
+    assert fast[0]["loss"] == pytest.approx(slow[0]["loss"], abs=2e-6)
+    assert fast[0]["rollout_entropy"] == pytest.approx(slow[0]["rollout_entropy"], rel=1e-5)
+    assert "sampler_logprob_gap" in slow[0]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=2e-6), fast[1], slow[1])
