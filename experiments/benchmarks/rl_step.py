@@ -248,13 +248,14 @@ def main(argv: list[str] | None = None) -> dict:
                 log_run(f"tunix {i + 1}", runs["tunix"][-1])
         levers = []
         for name, opts in () if args.no_levers else LEVERS:
-            levers.append({"lever": name, **rljax_run({}, opts, cache, args.timeout, args.steps)})
-            log_run(name, levers[-1])
+            run = attempt(rljax_run, {}, opts, cache, args.timeout, args.steps)
+            levers.append({"lever": name, **run})
+            log_run(name, run)
         scaling = []
         for name, work in () if args.no_scaling else SCALING:
-            run = rljax_run(work, {}, cache, args.timeout, args.steps)
+            run = attempt(rljax_run, work, {}, cache, args.timeout, args.steps)
             scaling.append({"point": name, "workload": work, **run})
-            log_run(name, scaling[-1])
+            log_run(name, run)
     report = build_report(args, limit, runs, levers, scaling)
     report["benchmark_wall_s"] = time.perf_counter() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -310,6 +311,8 @@ def build_report(args, limit: dict, runs: dict, levers: list, scaling: list) -> 
 
 
 def lever_row(run: dict, cap: float) -> dict:
+    if "error" in run:
+        return run
     return {
         "lever": run["lever"],
         "steady_step_s": run["steady_step_s"],
@@ -321,6 +324,8 @@ def lever_row(run: dict, cap: float) -> dict:
 
 
 def scaling_row(run: dict, cap: float) -> dict:
+    if "error" in run:
+        return run
     return {
         "point": run["point"],
         "workload": run["workload"],
@@ -396,13 +401,17 @@ def tables(report: dict) -> str:
                 else "."
             )
         )
+    clean_runs = f"{rl['clean_runs']}/{rl['runs']} runs"
     if report["levers"]:
         lines += ["", "| lever turned back | steady step | update | clean |", "|---|---|---|---|"]
         lines.append(
             f"| none (optimised) | {ms(rl['steady_step_s'])} | "
-            f"{ms(rl['steady_phases_s'].get('update'))} | yes |"
+            f"{ms(rl['steady_phases_s'].get('update'))} | {clean_runs} |"
         )
         for row in report["levers"]:
+            if "error" in row:
+                lines.append(f"| {row['lever']} | failed | | |")
+                continue
             lines.append(
                 f"| {row['lever']} | {ms(row['steady_step_s'])} | "
                 f"{ms(row['steady_phases_s']['update'])} | {'yes' if row['clean'] else 'no'} |"
@@ -410,8 +419,11 @@ def tables(report: dict) -> str:
     if report["scaling"]:
         base_rss = statistics.median(r["peak_rss_mib"] for r in report["runs"]["rljax"])
         lines += ["", "| point | steady step | peak RSS | clean |", "|---|---|---|---|"]
-        lines.append(f"| base | {ms(rl['steady_step_s'])} | {base_rss:.0f} MiB | yes |")
+        lines.append(f"| base | {ms(rl['steady_step_s'])} | {base_rss:.0f} MiB | {clean_runs} |")
         for row in report["scaling"]:
+            if "error" in row:
+                lines.append(f"| {row['point']} | failed | | |")
+                continue
             lines.append(
                 f"| {row['point']} | {ms(row['steady_step_s'])} | {row['peak_rss_mib']:.0f} MiB | "
                 f"{'yes' if row['clean'] else 'no'} |"
@@ -419,11 +431,23 @@ def tables(report: dict) -> str:
     return "\n".join(lines)
 
 
+def attempt(fn, *args) -> dict:
+    """`fn(*args)`, or {"error": why} when the process failed or ran out of time (a lever or
+    scaling point that fails leaves the rest of the benchmark standing)."""
+    try:
+        return fn(*args)
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        log(f"failed: {str(err)[-500:]}")
+        return {"error": str(err)[-2000:]}
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 def log_run(name: str, run: dict) -> None:
+    if "error" in run:
+        return
     log(
         f"{name}: first {run['first_step_s']:.2f} s, steady {run['steady_step_s']:.3f} s, "
         f"other CPU {run['other_procs_cpu_frac']:.2f}"

@@ -146,7 +146,7 @@ def test_trainer_step_without_the_forward_pass_equals_the_step_with_it(tmp_path)
         model=SMOKE_MODEL,
         method=MethodSection(name="grpo", kwargs={"kl_beta": 0.04}),
         task=TaskSection(prompts_per_step=2, group_size=4, max_new_tokens=4, max_len=32),
-        train=TrainSection(steps=1, eval_prompts=0, mesh="data=1"),
+        train=TrainSection(steps=1, eval_prompts=0),
         sft=SFTSection(steps=0),
     )
 
