@@ -284,8 +284,10 @@ def build_report(args, limit: dict, runs: dict, levers: list, scaling: list) -> 
         summary["first_step_ratio_cold"] = tx["first_step_s"] / rl["first_step_cold_s"]
         if rl["first_step_warm_s"]:
             summary["first_step_ratio_warm"] = tx["first_step_s"] / rl["first_step_warm_s"]
-    summary["final"] = bool(tx) and all(s["clean_runs"] >= 3 for s in sides.values())
     summary["limit_clean"] = is_clean(limit, cap)
+    summary["final"] = (
+        bool(tx) and summary["limit_clean"] and all(s["clean_runs"] >= 3 for s in sides.values())
+    )
     for side, info in sides.items():
         clean = [r for r in runs[side] if is_clean(r, cap)]
         if clean:
