@@ -33,8 +33,8 @@ from rljax.experiments.benchmarks import flops
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = RESULTS / "rl_step_cpu.json"
-PEER_SCRIPT = pathlib.Path(__file__).resolve().parents[2] / ".." / "shared" / "peers"
-PEER_SCRIPT = (PEER_SCRIPT / "tunix_grpo_cpu.py").resolve()
+# The peer script beside the repository: <repo>/../shared/peers/tunix_grpo_cpu.py.
+PEER_SCRIPT = pathlib.Path(__file__).resolve().parents[3] / "shared/peers/tunix_grpo_cpu.py"
 
 # (name, workload overrides) of the scaling points; each doubles one size of the base workload
 # (the base point is the interleaved runs).
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--runs must be >= 3 and --steps >= 2, got {args.runs} and {args.steps}")
     if args.tunix_python is not None and not os.path.exists(args.tunix_python):
         parser.error(f"--tunix-python {args.tunix_python} does not exist")
+    if args.tunix_python is not None and not PEER_SCRIPT.exists():
+        parser.error(f"the peer script {PEER_SCRIPT} does not exist")
     start = time.perf_counter()
     limit = matmul_limit(args.timeout)
     log(f"matmul limit: {limit['flops'] / 1e9:.1f} GFLOP/s")
