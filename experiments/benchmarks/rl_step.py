@@ -377,10 +377,11 @@ def tables(report: dict) -> str:
     ]
     if tx:
         tp = tx["steady_phases_s"]
+        first = "-" if tx["first_step_s"] is None else f"{tx['first_step_s']:.1f} s"
         lines.append(
             f"| Tunix | {ms(tx['steady_step_s'])} | {ms(tp.get('rollout'))} | - | "
-            f"{ms(tp.get('ref_logprobs'))} | {ms(tp.get('update'))} | "
-            f"{tx['first_step_s']:.1f} s | {tx['clean_runs']}/{tx['runs']} |"
+            f"{ms(tp.get('ref_logprobs'))} | {ms(tp.get('update'))} | {first} | "
+            f"{tx['clean_runs']}/{tx['runs']} |"
         )
     lines.append("")
     ratio = summary.get("steady_throughput_ratio")
