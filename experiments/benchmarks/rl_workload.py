@@ -89,8 +89,9 @@ class Workload:
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """The levers; `Options()` is the optimised path, `BASELINE` the one `Trainer.step` ran before
-    issue 24.
+    """The levers the benchmark can turn back; `Options()` is the optimised path, `BASELINE` the
+    trainer's earlier path (64-column multiple, separate forward). The library-level changes (2-D
+    projections, 4-token chunk bucket, compilation cache) are on in both.
 
     Attributes:
         pad_multiple: `pack_rows`'s width multiple: the update batch is as wide as the longest
