@@ -396,7 +396,10 @@ class Trainer:
         if teacher is not None:
             teacher = parallel.place_batch(teacher, self.mesh)
         if sampled:
-            logprobs = jnp.asarray(traj.sampler_logprobs, jnp.float32)
+            # Global arrays over the mesh, as the forward pass's would be (multi-process too).
+            logprobs = parallel.place_batch(
+                np.asarray(traj.sampler_logprobs, np.float32), self.mesh
+            )
             outputs = ForwardOutputs(logprobs, jnp.zeros_like(logprobs))
             inputs = prepare_inputs(traj, outputs, group_size=group, group_mask=group_mask)
             return inputs, batch, None
