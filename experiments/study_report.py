@@ -155,21 +155,23 @@ def summarize_probes(
     names = sorted({n for r in records.values() for n in r["probe"]["scalars"]})
     for name in names:
         per_arm = {}
+        base_values = _defined(records, study.baseline, seeds, name)
         for arm in arms:
-            values = {s: records[(arm, s)]["probe"]["scalars"].get(name) for s in seeds}
-            if any(v is None for v in values.values()):
+            # A probe may leave a scalar undefined for a policy (DelTA's coefficients need a
+            # group with both outcomes); the arm is reported over the seeds that define it.
+            values = _defined(records, arm, seeds, name)
+            if not values:
                 continue
             entry = {
                 "per_seed": values,
                 "interval": stats.t_interval(list(values.values()), level=LEVEL).to_dict(),
             }
-            base = records.get((study.baseline, seeds[0]))
-            if arm != study.baseline and base is not None and name in base["probe"]["scalars"]:
-                base_values = {
-                    s: records[(study.baseline, s)]["probe"]["scalars"][name] for s in seeds
-                }
+            shared = sorted(set(values) & set(base_values))
+            if arm != study.baseline and shared:
                 entry["diff_to_baseline"] = stats.paired_difference(
-                    values, base_values, level=LEVEL
+                    {s: values[s] for s in shared},
+                    {s: base_values[s] for s in shared},
+                    level=LEVEL,
                 ).to_dict()
             per_arm[arm] = entry
         starts = [_shared_warm_start(warm[s]) for s in seeds]
@@ -183,7 +185,13 @@ def summarize_probes(
     curves = {arm: {s: records[(arm, s)]["probe"]["curves"] for s in seeds} for arm in arms}
     starts = {s: _shared_warm_start(warm[s]) for s in seeds}
     curves["warm start"] = {s: w["probe"]["curves"] for s, w in starts.items() if w is not None}
-    return {"scalars": scalars, "curves": curves}
+    return {"scalars": scalars, "curves": curves, "seeds": list(seeds)}
+
+
+def _defined(records: dict, arm: str, seeds: list[int], name: str) -> dict[int, float]:
+    """{seed: value} of probe scalar `name` for `arm`, over the seeds whose probe defines it."""
+    values = {s: records[(arm, s)]["probe"]["scalars"].get(name) for s in seeds}
+    return {s: v for s, v in values.items() if v is not None}
 
 
 def _shared_warm_start(records: list[dict]) -> dict | None:
@@ -324,7 +332,9 @@ def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:
         "",
         "The study's own measurements of each run's final policy and of the SFT warm start every "
         f"arm of a seed began from: mean +- sd over seeds, the {LEVEL:.0%} Student-t interval, and "
-        f"the difference to `{base}` paired by seed.",
+        f"the difference to `{base}` paired by seed. A scalar that a probe leaves undefined for "
+        "some seed's policy is shown over the seeds that define it (paired over the seeds both "
+        "arms define), with their count.",
         "",
         f"| probe | arm | mean +- sd | {LEVEL:.0%} CI | vs {base} (paired) | {LEVEL:.0%} CI of diff |",
         "|---|---|---|---|---|---|",
@@ -344,8 +354,10 @@ def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:
                 else f"{_f(diff['mean'], signed=True)} +- {_f(diff['sd'])}"
             )
             diff_ci = "" if diff is None else _interval(diff, signed=True)
+            n, total = len(r["per_seed"]), len(probes["seeds"])
+            label = arm if n == total else f"{arm} ({n} of {total} seeds)"
             lines.append(
-                f"| {name} | {arm} | {_f(fin['mean'])} +- {_f(fin['sd'])} | {_interval(fin)} | "
+                f"| {name} | {label} | {_f(fin['mean'])} +- {_f(fin['sd'])} | {_interval(fin)} | "
                 f"{diff_text} | {diff_ci} |"
             )
     if plots and any(c for per_seed in probes["curves"].values() for c in per_seed.values()):

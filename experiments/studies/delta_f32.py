@@ -20,4 +20,12 @@ STUDY = delta.make_study(
         "With 32 shared filler tokens per response (four times the `delta` study's), does "
         "DelTA's advantage over the same update with every coefficient 1 grow?"
     ),
+    outcome=(
+        "no gain: final pass@1 0.221 against the baseline's 0.241, -0.020 [-0.041, +0.001] "
+        "paired over 5 seeds (warm start 0.116), so DelTA's advantage does not grow with F "
+        "(F = 0: -0.010, F = 8: +0.014). Seed 4 of both arms raised the training reward to "
+        "0.65 while held-out pass@1 fell to 0.012 / 0.004 (the 79 training sums memorised); "
+        "its probe found no group with both outcomes, so the coefficient scalars are over "
+        "seeds 0-3. Every warm-start coefficient is saturated (100%)."
+    ),
 )

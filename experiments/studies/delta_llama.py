@@ -20,4 +20,11 @@ STUDY = delta.make_study(
         "Does DelTA's gain over the same update with every coefficient 1 hold on a second "
         "architecture (Llama-style: no QK-norm, untied embeddings)?"
     ),
+    outcome=(
+        "within seed noise: final pass@1 0.352 against the baseline's 0.332, +0.019 [-0.061, "
+        "+0.099] paired over 5 seeds (warm start 0.184); the architecture changes the level, "
+        "not the comparison. DelTA's final policies give answer digits of correct responses "
+        "0.89 +- 0.09 and their filler 1.09 +- 0.11 (the reverse of the expected pattern; 24% "
+        "saturated against 99.6% on the warm start)."
+    ),
 )

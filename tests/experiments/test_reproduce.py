@@ -340,6 +340,34 @@ def test_scalar_only_probe_links_no_curves(tmp_path):
     assert "probes.png" not in text and not (tmp_path / "report" / "probes.png").exists()
 
 
+def test_probe_scalar_undefined_for_a_seed(tmp_path):
+    # delta_f32's seed 4 policies answered nothing right, so DelTA's coefficients (which need a
+    # group with both outcomes) were undefined there: the arm is reported over the other seeds.
+    study = _toy_study(probe=lambda trainer, smoke: {})
+    runs = tmp_path / "runs"
+    values = {"a": [1.0, 2.0, 3.0], "b": [2.0, 4.0, None]}
+    records = {}
+    for arm, per_seed in values.items():
+        for seed, value in enumerate(per_seed):
+            _write_run(runs, arm, seed, [(0, 0.3), (2, 0.5)])
+            scalars = {"q": 1.0} if value is None else {"p": value, "q": 1.0}
+            records[(arm, seed)] = {"wall_s": 1.0, "probe": {"scalars": scalars, "curves": {}}}
+    start = {"scalars": {"p": 0.0, "q": 0.0}, "curves": {}}
+    warm = {s: [{"wall_s": 1.0, "probe": start, "shared": True}] for s in range(3)}
+    _write_report(study, tmp_path, runs, records, warm, "c")
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    b = summary["probes"]["scalars"]["p"]["arms"]["b"]
+    assert b["interval"]["n"] == 2 and b["interval"]["mean"] == pytest.approx(3.0)
+    # b - a over seeds 0 and 1: [1, 2] -> mean 1.5, sd 0.707107.
+    assert b["diff_to_baseline"]["n"] == 2
+    assert (b["diff_to_baseline"]["mean"], b["diff_to_baseline"]["sd"]) == pytest.approx(
+        (1.5, 0.707107), abs=1e-6
+    )
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| p | b (2 of 3 seeds) | 3.000 +- 1.414 |" in text
+    assert "| q | b | 1.000 +- 0.000 |" in text
+
+
 def test_probe_results_are_checked():
     assert studies.check_probe("s", {"scalars": {"x": 1}}) == {"scalars": {"x": 1.0}, "curves": {}}
     with pytest.raises(ValueError, match="'x' is nan"):
