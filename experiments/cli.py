@@ -6,7 +6,8 @@ Presets: `smoke` (seconds; what the tests run), `cpu` (a real run on a laptop-cl
 (paper-scale settings for a real model on a TPU/GPU mesh). `--dry-run` builds the run's abstract
 state (`jax.eval_shape`, nothing materialised) and reports parameter counts and per-device memory
 on the preset's mesh instead of training; the `pod` preset is meant to be checked that way here
-and run for real on a pod.
+and run for real on a pod. Compiled programs are kept on disk (`rljax.train.compile_cache`) so a
+resumed or repeated run does not compile again; `--no-compile-cache` turns that off.
 
 Multi-process runs (one process per host of a TPU pod or GPU cluster, or several local processes
 via `python -m rljax.experiments.launch`): every process runs the same command. The CLI joins the
@@ -30,7 +31,7 @@ from rljax.experiments import dry_run, report
 
 from rljax import parallel
 from rljax.parallel import multihost
-from rljax.train import Trainer
+from rljax.train import Trainer, compile_cache
 from rljax.train import config as config_lib
 from rljax.train.config import ExperimentConfig
 
@@ -61,6 +62,11 @@ def parse_args(name: str, argv: list[str] | None) -> argparse.Namespace:
         help="check shapes, shardings and memory with jax.eval_shape; no training",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config")
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not keep compiled programs on disk (default: rljax.train.compile_cache's directory)",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,6 +102,8 @@ def main(
         return summary
     joined = parallel.initialize(auto_detect=True)
     configure_logging()
+    if not args.no_compile_cache:
+        log.info("compilation cache: %s", compile_cache.enable())
     if joined:
         try:
             digest = multihost.check_same_config(config.to_json())

@@ -112,6 +112,8 @@ def pod(
             steps=steps,
             minibatches=minibatches,
             mesh=POD_MESH,
+            # "auto" is xla_chunked on every backend until the Pallas kernel has run on a GPU
+            # or TPU (kernels/gpu_check.sh, results committed); kernel_impl="pallas" asks for it.
             kernel_impl="auto",
             checkpoint_every=50,
             keep_checkpoints=3,
@@ -167,6 +169,8 @@ def real(
             steps=steps,
             microbatches=microbatches,
             mesh=REAL_MESH,
+            # "auto" is xla_chunked on every backend until the Pallas kernel has run on a GPU
+            # or TPU (kernels/gpu_check.sh, results committed); kernel_impl="pallas" asks for it.
             kernel_impl="auto",
             **{
                 "checkpoint_every": 50,

@@ -15,7 +15,6 @@ runs), and records the exact command and commit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -27,6 +26,7 @@ from etils import epath
 from rljax.experiments import studies, study_report
 from rljax.experiments.studies import Study
 
+from rljax.train import compile_cache
 from rljax.train.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
@@ -43,46 +43,6 @@ def _driver():
     from rljax.train.sft import fingerprint
 
     return train, fingerprint
-
-
-@contextlib.contextmanager
-def compile_cache(directory: epath.Path):
-    """Keeps compiled XLA executables in `directory` while the study runs (unless a cache is set).
-
-    Arms and seeds of a study compile the same programs again and again; with the persistent cache
-    only the first run of each program pays for it (a smoke run of a seed: ~80 s -> ~12 s), and a
-    resumed study does not recompile. The process's previous JAX settings are restored on exit.
-    """
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        yield
-        return
-    names = (
-        "jax_compilation_cache_dir",
-        "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes",
-    )
-    before = {name: getattr(jax.config, name) for name in names}
-    for name, value in zip(names, (str(directory), 0.0, 0)):
-        jax.config.update(name, value)
-    _reset_cache()
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            jax.config.update(name, value)
-        _reset_cache()
-
-
-def _reset_cache() -> None:
-    # JAX sets its cache up at the first compilation: make a change take effect in this process.
-    try:
-        from jax._src import compilation_cache
-
-        compilation_cache.reset_cache()
-    except (ImportError, AttributeError):
-        pass
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -303,7 +263,9 @@ def main(argv: list[str] | None = None) -> epath.Path:
     start = time.perf_counter()
     sha = study_report.commit()  # the code this session runs (the tree may change meanwhile)
     warm, records = {}, {}
-    with compile_cache(runs / "xla_cache"):
+    # Arms and seeds compile the same programs again and again: only the first run of each pays
+    # (a smoke run of a seed: ~80 s -> ~12 s), and a resumed study does not recompile.
+    with compile_cache.enabled(runs / "xla_cache"):
         for seed in range(num_seeds):
             warm[seed] = warm_starts(study, seed, runs, arms, smoke=args.smoke)
             for arm in arms:

@@ -72,7 +72,9 @@ def resolve_impl(impl: str) -> tuple[str, str]:
     """The implementation and Pallas platform for `impl` on the default JAX backend.
 
     Args:
-        impl: one of IMPLS; "auto" picks pallas on GPU and TPU, xla_chunked on CPU.
+        impl: one of IMPLS; "auto" picks xla_chunked on every backend: the Pallas kernel has not
+            yet run on a GPU or TPU (`kernels/gpu_check.sh` has no committed device results), so
+            it is used only when asked for by name ("pallas").
 
     Returns:
         (implementation, platform), platform in {"cpu", "gpu", "tpu"}.
@@ -82,7 +84,7 @@ def resolve_impl(impl: str) -> tuple[str, str]:
     backend = jax.default_backend()
     platform = "tpu" if backend == "tpu" else "gpu" if backend in ("gpu", "cuda", "rocm") else "cpu"
     if impl == "auto":
-        impl = "xla_chunked" if platform == "cpu" else "pallas"
+        impl = "xla_chunked"
     return impl, platform
 
 
@@ -275,7 +277,7 @@ def token_stats(
     style) and skips statistics whose cotangent is symbolically zero.
     Implementations: "pallas" (one kernel source: Triton on GPU, Mosaic on TPU, interpret mode on
     CPU), "xla_chunked" (lax loops, any backend), "reference" (materialises [N, V]; the oracle);
-    "auto" = pallas on GPU/TPU, xla_chunked on CPU.
+    "auto" = xla_chunked on every backend until the Pallas kernel has run on a device.
 
     Args:
         hidden: [N, H] student hidden states (float32, bfloat16 or float16).

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests never write compiled programs to the home directory (rljax.train.compile_cache).
+os.environ.setdefault("RLJAX_COMPILATION_CACHE", "off")
 
 import jax  # noqa: E402
 

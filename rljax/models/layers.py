@@ -2,8 +2,9 @@
 
 Every parameter carries logical sharding names (`out_sharding` metadata) drawn only from
 "vocab", "embed", "mlp", "heads", "kv_heads", "head_dim", "layers" and "norm"; `rljax.parallel.rules`
-maps them to mesh axes. Projections are einsums. Shape letters: B batch, T new tokens, S key slots,
+maps them to mesh axes. Shape letters: B batch, T new tokens, S key slots,
 H hidden size, N query heads, K kv heads, G = N / K, D head dim, F MLP width, L layers.
+Projections are 2-D matmuls over the flattened tokens (`dense`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,19 @@ def rope_inverse_frequencies(
         )
         inv_freq = np.where(medium, smoothed, scaled)
     return inv_freq.astype(np.float32)
+
+
+def dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x [..., H] times kernel [H, *O] over H -> [..., *O], as one 2-D matmul over the flattened
+    leading axes.
+
+    The same products as `einsum("...H,HO->...O")`, but its autodiff transpose is a plain 2-D
+    matmul too: the einsum's weight gradient contracts two batch axes, which XLA on CPU ran 1.7x
+    slower (the SwiGLU projections of a [64, 36, 128] batch: 21.6 vs 12.5 ms, one core).
+    """
+    lead, out = x.shape[:-1], kernel.shape[1:]
+    y = x.reshape(-1, x.shape[-1]) @ kernel.reshape(kernel.shape[0], -1)
+    return y.reshape(*lead, *out)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -168,7 +182,7 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(d, **norm)
 
     def _project(self, x: jax.Array, kernel: nnx.Param, bias_name: str) -> jax.Array:
-        out = jnp.einsum("BTH,HND->BTND", x, kernel[...].astype(x.dtype))
+        out = dense(x, kernel[...].astype(x.dtype))  # [B, T, N, D]
         if self.config.qkv_bias:
             out = out + getattr(self, bias_name)[...].astype(x.dtype)[None, None]
         return out
@@ -200,7 +214,9 @@ class Attention(nnx.Module):
             kv = (k_stack, v_stack)
             k, v = k_stack[layer].astype(x.dtype), v_stack[layer].astype(x.dtype)
         out = attend(q, k, v, inputs.mask)
-        return jnp.einsum("BTND,NDH->BTH", out, self.o_proj[...].astype(x.dtype)), kv
+        out = out.reshape(*out.shape[:2], -1)  # [B, T, N * D]
+        o_proj = self.o_proj[...].astype(x.dtype)
+        return dense(out, o_proj.reshape(-1, o_proj.shape[-1])), kv
 
 
 class MLP(nnx.Module):
@@ -213,11 +229,9 @@ class MLP(nnx.Module):
         self.down_proj = make_param(rngs, (f, h), ("mlp", "embed"), pd, f**-0.5)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        gate = jnp.einsum("BTH,HF->BTF", x, self.gate_proj[...].astype(x.dtype))
-        up = jnp.einsum("BTH,HF->BTF", x, self.up_proj[...].astype(x.dtype))
-        return jnp.einsum(
-            "BTF,FH->BTH", jax.nn.silu(gate) * up, self.down_proj[...].astype(x.dtype)
-        )
+        gate = dense(x, self.gate_proj[...].astype(x.dtype))  # [B, T, F]
+        up = dense(x, self.up_proj[...].astype(x.dtype))
+        return dense(jax.nn.silu(gate) * up, self.down_proj[...].astype(x.dtype))
 
 
 class DecoderLayer(nnx.Module):

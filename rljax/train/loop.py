@@ -6,9 +6,11 @@ a run killed at any point and restarted from its last checkpoint continues exact
 uninterrupted one (bitwise on CPU).
 
 Each RL step: collect a batch (`collect`, with DAPO dynamic sampling or the RubricEM reflection
-phase), the no-grad forward pass, the jitted `method.prepare`, then the jitted updates
-(`step.update_minibatches`); when dynamic sampling keeps no group, the update is skipped (no
-optimiser step, no schedule advance) and the metrics say `update_skipped=1`.
+phase), the no-grad forward pass (skipped with one update per batch when `prepare` needs no hidden
+states or teacher statistics: the update then uses its own log-probs as the old ones), the jitted
+`method.prepare`, then the jitted updates (`step.update_minibatches`); when dynamic sampling keeps
+no group, the update is skipped (no optimiser step, no schedule advance) and the metrics say
+`update_skipped=1`.
 """
 
 from __future__ import annotations
@@ -176,11 +178,16 @@ class Trainer:
         )
         self.prepare = make_prepare_fn(self.method, self.mesh)
         self.rollout_stats = make_rollout_stats_fn(self.mesh)
+        # One optimiser step per batch: the old policy is the current one, so the update uses its
+        # own log-probs (under stop_gradient) and the step skips the no-grad forward pass, unless
+        # `prepare` reads what only that pass gives (hidden states, teacher statistics).
+        self.reuse_logprobs = cfg.train.minibatches == 1 and not needs & {"hidden", "teacher"}
         self.update = make_update_fn(
             self.graphdef,
             self.method,
             self.optimizer,
             microbatches=cfg.train.microbatches,
+            old_logprobs="current" if self.reuse_logprobs else "batch",
             mesh=self.mesh,
             state_sharding=self.state_sharding,
             **passes,
@@ -353,11 +360,15 @@ class Trainer:
         group_mask: np.ndarray,
         *,
         group_size: int | None = None,
-    ) -> tuple[PrepareInputs, TrainBatch, ForwardOutputs]:
+        sampled: bool = False,
+    ) -> tuple[PrepareInputs, TrainBatch, ForwardOutputs | None]:
         """What `method.prepare` reads for a rollout batch, under the current policy.
 
         Runs the no-grad forward pass (log-probs and entropies through `kernels.token_stats`,
-        plus hidden states and teacher statistics when the method needs them).
+        plus hidden states and teacher statistics when the method needs them), unless
+        `sampled` is set: then the inputs' old log-probs are the sampler's (equal to the
+        forward's to about 2e-6), their entropies zero, and the forward outputs returned None
+        (what `step` does with `reuse_logprobs`: no `prepare` of such a method reads them).
 
         Args:
             traj: a rollout batch of P groups.
@@ -367,7 +378,7 @@ class Trainer:
 
         Returns:
             (inputs, the batch's token arrays as global arrays split by rows over the mesh, the
-            forward pass's outputs).
+            forward pass's outputs, or None when `sampled`).
         """
         group = self.config.task.group_size if group_size is None else group_size
         batch = train_batch(traj)
@@ -384,6 +395,14 @@ class Trainer:
         batch = parallel.place_batch(batch, self.mesh)
         if teacher is not None:
             teacher = parallel.place_batch(teacher, self.mesh)
+        if sampled:
+            # Global arrays over the mesh, as the forward pass's would be (multi-process too).
+            logprobs = parallel.place_batch(
+                np.asarray(traj.sampler_logprobs, np.float32), self.mesh
+            )
+            outputs = ForwardOutputs(logprobs, jnp.zeros_like(logprobs))
+            inputs = prepare_inputs(traj, outputs, group_size=group, group_mask=group_mask)
+            return inputs, batch, None
         fwd = self.forward(self.state.params, self.rest, batch, teacher)
         inputs = prepare_inputs(traj, fwd, group_size=group, group_mask=group_mask)
         return inputs, batch, fwd
@@ -412,8 +431,9 @@ class Trainer:
     def update_batch(self, batch: TrainBatch) -> dict:
         """The method's update on a batch with advantages: `train.minibatches` optimiser steps.
 
-        Old log-probs (when the batch has none) and reference log-probs (for a KL term) are
-        computed at the current parameters.
+        Old log-probs (when the batch has none and the update does not use its own,
+        `reuse_logprobs`) and reference log-probs (for a KL term) are computed at the current
+        parameters.
 
         Args:
             batch: B rows with `advantages` set.
@@ -422,7 +442,7 @@ class Trainer:
             The update's metrics, averaged over the mini-batches.
         """
         batch = parallel.place_batch(batch, self.mesh)
-        if batch.old_logprobs is None:
+        if batch.old_logprobs is None and not self.reuse_logprobs:
             batch = batch.replace(
                 old_logprobs=self.forward(self.state.params, self.rest, batch).logprobs
             )
@@ -468,20 +488,25 @@ class Trainer:
             traj, group_mask
         )
         if group_mask.any():
-            inputs, batch, fwd = self.prepare_inputs(traj, tasks, group_mask)
+            inputs, batch, fwd = self.prepare_inputs(
+                traj, tasks, group_mask, sampled=self.reuse_logprobs
+            )
             advantages, method_state, prep_metrics = self.prepare(inputs, self.state.method_state)
             # To host now: metrics may alias method-state buffers that the update donates.
             metrics.update(to_python(prep_metrics))
             self.state = self.state.replace(method_state=method_state)
-            sampler_logprobs = parallel.place_batch(
-                np.asarray(traj.sampler_logprobs, np.float32), self.mesh
-            )
-            stats = self.rollout_stats(
-                fwd.entropy, fwd.logprobs, sampler_logprobs, batch.action_mask
-            )
-            metrics.update(to_python(stats))
-            batch = batch.replace(old_logprobs=fwd.logprobs, advantages=advantages)
-            metrics.update(self.update_batch(batch))
+            if fwd is not None:
+                sampler_logprobs = parallel.place_batch(
+                    np.asarray(traj.sampler_logprobs, np.float32), self.mesh
+                )
+                stats = self.rollout_stats(
+                    fwd.entropy, fwd.logprobs, sampler_logprobs, batch.action_mask
+                )
+                metrics.update(to_python(stats))
+                batch = batch.replace(old_logprobs=fwd.logprobs)
+            metrics.update(self.update_batch(batch.replace(advantages=advantages)))
+            if fwd is None:  # the same token-mean entropy, from the update's forward pass
+                metrics["rollout_entropy"] = metrics["entropy"]
             metrics["update_skipped"] = 0.0
         else:
             log.warning(

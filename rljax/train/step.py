@@ -319,6 +319,10 @@ def make_rollout_stats_fn(mesh: Mesh | None = None) -> Callable[..., dict]:
     return jax.jit(stats, in_shardings=rows, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
 
+# Where the update's old log-probs come from (`make_update_fn`).
+OLD_LOGPROBS = ("batch", "current")
+
+
 def _split_micro(batch: TrainBatch, microbatches: int) -> TrainBatch:
     def split(x):
         if x.shape[0] % microbatches:
@@ -338,6 +342,7 @@ def make_update_fn(
     temperature: float,
     impl: str,
     microbatches: int = 1,
+    old_logprobs: str = "batch",
     mesh: Mesh | None = None,
     state_sharding: Any = None,
 ) -> Callable[[TrainState, Any, TrainBatch], tuple[TrainState, dict]]:
@@ -352,12 +357,20 @@ def make_update_fn(
         impl: `kernels.token_stats` implementation.
         microbatches: gradient-accumulation chunks; micro-batch losses are weighted by
             normalizer(micro) / normalizer(full), so the result is the full-batch gradient.
+        old_logprobs: "batch" reads `batch.old_logprobs`; "current" uses the log-probs this update
+            computes, under `stop_gradient` (the batch's field is ignored), which saves the no-grad
+            forward pass. "current" is exact only when the batch's old policy is the state's
+            parameters, i.e. one optimiser step per rollout batch (`update_minibatches` with
+            minibatches=1): the same loss and gradient as "batch" with `forward(params).logprobs`.
         mesh, state_sharding: with a mesh, the update is compiled with explicit shardings: the
             state as `state_sharding`, the batch's rows over the data axes, the rest replicated.
 
     Returns:
         The jitted update, compiled once per batch shape, with the state donated.
     """
+
+    if old_logprobs not in OLD_LOGPROBS:
+        raise ValueError(f"old_logprobs={old_logprobs!r} is not one of {list(OLD_LOGPROBS)}")
 
     def loss_fn(params, rest, batch: TrainBatch):
         model = nnx.merge(graphdef, params, rest)
@@ -369,6 +382,8 @@ def make_update_fn(
             temperature=temperature,
             impl=impl,
         )
+        if old_logprobs == "current":
+            batch = batch.replace(old_logprobs=jax.lax.stop_gradient(lp))
         loss, metrics = method.loss(lp, batch)
         metrics = {**metrics, "entropy": losses.aggregate(ent, batch.action_mask)}
         return loss, metrics
