@@ -65,11 +65,11 @@ capabilities, far below the target, so RL from it would see almost no reward. Tw
 answers per capability show why: the format is learnt (16 of 18 with one `</think>`, an answer
 list, the end token) but the ids are not copied from the context (`E4`, `E1973` for two-digit ids
 like `E60`): retrieval, not format, is what the warm start lacks. The declared
-300-step warm start was started but stopped after 163 of its ~880 CPU-s (the shared CPU gave this
-work ~0.1 core). Measure it before the arms: `--arms grpo --seeds 1` trains and probes seed 0's
-warm start (`runs/studies/golongrl/sft-seed0/probe.json`) before its first RL step. If it is
-still far below 20%, the study needs a stronger warm start (more SFT steps, less noise, the 4-layer
-model) or shorter contexts before its arms mean anything, and the budget above changes with it.
+300-step warm start, measured later (2026-12-03, seed 0, `--arms grpo --seeds 1` stopped after
+the warm start's probe), reaches only 0.091 macro (summarisation 0.282, comprehension 0.250 =
+chance, the retrieval capabilities at most 0.075; golong_warm_start.md has the table). So the
+study needs a stronger warm start (more SFT steps, less noise, the 4-layer model) or shorter
+contexts before its arms mean anything, and the budget above changes with it.
 experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward,
 the reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was
 set before any measurement.
