@@ -15,35 +15,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import pathlib
-import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from rljax.experiments.benchmarks.machine import machine_info
 
 from rljax.models import Decoder, ModelConfig
 from rljax.sampling import DecodeSession, Greedy
 
 DEFAULT_OUT = pathlib.Path(__file__).resolve().parent / "results" / "decode_cpu.json"
-
-
-def machine_info() -> dict[str, object]:
-    """Platform, CPU count and JAX version/backend of this run."""
-    device = jax.devices()[0]
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": device.device_kind,
-        "device_count": jax.device_count(),
-    }
 
 
 def make_recompute_decoder(model: nnx.Module, length: int):

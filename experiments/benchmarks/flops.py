@@ -9,27 +9,9 @@ plus one forward token per generated token.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 
 PROMPT_LEN = 4  # [BOS, a, b, SEP]
-
-
-def machine_info() -> dict[str, object]:
-    """Platform, CPU count and JAX version/backend of this run."""
-    import jax
-
-    device = jax.devices()[0]
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_kind": device.device_kind,
-    }
 
 
 def token_flops(work, context: float) -> float:

@@ -30,6 +30,7 @@ import tempfile
 import time
 
 from rljax.experiments.benchmarks import flops
+from rljax.experiments.benchmarks.machine import machine_busy_s, machine_info
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = RESULTS / "rl_step_cpu.json"
@@ -72,13 +73,6 @@ def worker_env(cache_dir: str | None) -> dict[str, str]:
     env["TQDM_DISABLE"] = "1"
     env["RLJAX_COMPILATION_CACHE"] = cache_dir or "off"
     return env
-
-
-def machine_busy_s() -> float:
-    """CPU-seconds the whole machine has been busy (/proc/stat)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def run_process(argv: list[str], env: dict[str, str], timeout: float) -> dict:
@@ -301,7 +295,7 @@ def build_report(args, limit: dict, runs: dict, levers: list, scaling: list) -> 
             )
     return {
         "benchmark": "GRPO step, rljax vs Tunix, same workload",
-        "machine": flops.machine_info(),
+        "machine": machine_info(),
         "threads": threads(),
         "workload": dataclasses.asdict(Workload(steps=args.steps)),
         "options": dataclasses.asdict(Options()),

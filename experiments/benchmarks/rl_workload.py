@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
+from rljax.experiments.benchmarks.machine import machine_busy_s
 
 from rljax import methods
 from rljax.data.chat import Role
@@ -168,17 +169,15 @@ class Timer:
 
 def cpu_snapshot() -> tuple[float, float]:
     """(machine busy CPU-seconds from /proc/stat, this process's CPU-seconds)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return busy, usage.ru_utime + usage.ru_stime
+    return machine_busy_s(), usage.ru_utime + usage.ru_stime
 
 
 def run(work: Workload, opts: Options) -> dict:
     """Runs `work.steps` GRPO steps; returns per-step phase timings and the run's figures."""
     model = Decoder(work.model_config(), rngs=nnx.Rngs(work.seed))
     graphdef, params, rest = split_model(model)
+    initial = [np.asarray(x) for x in jax.tree.leaves(params)]  # the update donates its input
     method = methods.grpo(mode="seq-mean-token-mean", kl_beta=work.beta, kl_kind="k3")
     optimizer = optax.adamw(work.lr)
     state, _ = init_state(params, optimizer, method, seed=work.seed)
@@ -255,7 +254,16 @@ def run(work: Workload, opts: Options) -> dict:
         "train_width_per_step": widths,
         "reward_mean_per_step": rewards_mean,
         "loss_last": float(metrics["loss"]),
-        "params": int(sum(x.size for x in jax.tree.leaves(params))),
+        # How far training moved the parameters (L2): equal across exact levers, 0 if none ran.
+        "params_moved": float(
+            np.sqrt(
+                sum(
+                    np.sum((np.asarray(x) - y) ** 2)
+                    for x, y in zip(jax.tree.leaves(state.params), initial)
+                )
+            )
+        ),
+        "params": int(sum(x.size for x in initial)),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "total_train_wall_s": wall,
         "self_cpu_s": cpu1[1] - cpu0[1],
