@@ -35,6 +35,20 @@ def _check_logits(logits: jax.Array) -> jax.Array:
     return logits.astype(jnp.float32)
 
 
+def _first_argmax(scores: jax.Array) -> jax.Array:
+    """`jnp.argmax(scores, axis=-1)` as int32 [B]: the first maximal index, or the first NaN.
+
+    The same indices as `jnp.argmax`, computed as a max and a min over a mask: XLA:CPU fuses the
+    Gumbel noise and log-softmax into one variadic (value, index) reduction that it does not
+    vectorise, and the sampling step of the RL-step benchmark's decode (64 x 512) took 1.11 ms
+    that way against 0.42 ms with the two plain reductions (process CPU time, this 2-core VM).
+    """
+    top = jnp.max(scores, axis=-1, keepdims=True)  # NaN when the row holds one
+    hit = (scores == top) | jnp.isnan(scores)
+    index = jnp.arange(scores.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(hit, index, scores.shape[-1]), axis=-1)
+
+
 def _row_keys(key: jax.Array, batch_size: int) -> jax.Array:
     return jax.vmap(lambda row: jax.random.fold_in(key, row))(jnp.arange(batch_size))
 
@@ -140,7 +154,10 @@ class Temperature:
         """
         log_probs = self.log_probs(logits)
         keys = _row_keys(key, log_probs.shape[0])
-        tokens = jax.vmap(jax.random.categorical)(keys, log_probs).astype(jnp.int32)
+        # `jax.random.categorical` (the Gumbel-max trick, its draws exactly), with the arg-max
+        # as two plain reductions: see `_first_argmax`.
+        gumbel = jax.vmap(lambda k: jax.random.gumbel(k, log_probs.shape[1:], log_probs.dtype))
+        tokens = _first_argmax(gumbel(keys) + log_probs)
         chosen = jnp.take_along_axis(log_probs, tokens[:, None], axis=-1)[:, 0]
         return Sample(tokens, chosen)
 

@@ -59,13 +59,14 @@ def test_apply_rope_is_a_complex_rotation_of_half_pairs(jit):
     np.testing.assert_allclose(fn(x, np.cos(angles), np.sin(angles)), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("tokens", [3, 1])  # 1: the decode step's multiply-and-sum form
 @pytest.mark.parametrize("jit", [False, True])
-def test_attend_matches_numpy_grouped_query_attention(jit):
+def test_attend_matches_numpy_grouped_query_attention(jit, tokens):
     rng = np.random.default_rng(1)
-    q = rng.normal(size=(2, 3, 4, 8)).astype(np.float32)
+    q = rng.normal(size=(2, tokens, 4, 8)).astype(np.float32)
     k = rng.normal(size=(2, 5, 2, 8)).astype(np.float32)
     v = rng.normal(size=(2, 5, 2, 8)).astype(np.float32)
-    mask = rng.random((2, 3, 5)) < 0.6
+    mask = rng.random((2, tokens, 5)) < 0.6
     mask[:, :, 0] = True
     k_rep, v_rep = (
         np.repeat(k, 2, axis=2),
@@ -78,6 +79,25 @@ def test_attend_matches_numpy_grouped_query_attention(jit):
     expected = np.einsum("bnts,bsnd->btnd", probs, v_rep)
     fn = jax.jit(attend) if jit else attend
     np.testing.assert_allclose(fn(q, k, v, mask), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_attend_one_token_equals_the_einsum_form(dtype):
+    # The decode step (T = 1) takes its own form; it must equal the general einsum path, run on
+    # the same query as the second of two tokens, including a row that sees no key (uniform).
+    rng = np.random.default_rng(3)
+    q = jnp.asarray(rng.normal(size=(3, 2, 4, 8)), dtype)
+    k = jnp.asarray(rng.normal(size=(3, 6, 2, 8)), dtype)
+    v = jnp.asarray(rng.normal(size=(3, 6, 2, 8)), dtype)
+    mask = rng.random((3, 2, 6)) < 0.5
+    mask[2] = False
+    one = attend(q[:, 1:], k, v, mask[:, 1:])
+    two = attend(q, k, v, mask)[:, 1:]
+    assert one.dtype == two.dtype == jnp.dtype(dtype)
+    atol = 1e-6 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(np.float32(one), np.float32(two), atol=atol)
+    uniform = np.repeat(np.float32(v[2]).mean(0), 2, axis=0)  # query head n reads kv head n // 2
+    np.testing.assert_allclose(np.float32(one[2, 0]), uniform, atol=atol)
 
 
 def test_rms_norm_matches_numpy():

@@ -60,6 +60,37 @@ def test_sampled_logprob_is_that_of_the_sampling_distribution(variant):
     assert tokens.dtype == jnp.int32 and logprobs.dtype == jnp.float32
 
 
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_draws_are_those_of_jax_random_categorical(variant, top_k):
+    # The sampler's Gumbel-max arg-max is written as two reductions; its draws must be exactly
+    # `jax.random.categorical`'s with each row's key, truncated (-inf) tokens never drawn.
+    strategy = Temperature(0.8, top_k=top_k)
+    logits = jax.random.normal(jax.random.key(7), (32, 50)) * 2.0
+    for seed in range(4):
+        key = jax.random.key(100 + seed)
+        tokens, _ = variant(strategy.__call__)(logits, key)
+        keys = jax.vmap(lambda row: jax.random.fold_in(key, row))(jnp.arange(32))
+        want = jax.vmap(jax.random.categorical)(keys, strategy.log_probs(logits))
+        np.testing.assert_array_equal(np.asarray(tokens), np.asarray(want))
+
+
+def test_first_argmax_matches_jnp_argmax_on_ties_and_nan():
+    from rljax.sampling.strategies import _first_argmax
+
+    scores = jnp.array(
+        [
+            [0.0, 2.0, 2.0, 1.0],  # tie: the first
+            [-jnp.inf, -jnp.inf, 0.5, -jnp.inf],
+            [1.0, jnp.nan, 3.0, jnp.nan],  # jnp.argmax returns the first NaN
+            [5.0, 5.0, 5.0, 5.0],
+        ]
+    )
+    got = np.asarray(_first_argmax(scores))
+    np.testing.assert_array_equal(got, np.asarray(jnp.argmax(scores, axis=-1)))
+    np.testing.assert_array_equal(got, [1, 2, 1, 0])
+    assert got.dtype == np.int32
+
+
 def test_draw_frequencies_follow_the_distribution():
     logits = jnp.tile(jnp.array([[0.0, 1.0, 2.0, 0.5, -1.0]]), (20_000, 1))
     tokens, _ = jax.jit(Temperature(1.0, top_k=4).__call__)(logits, jax.random.key(4))
