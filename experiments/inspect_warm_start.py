@@ -1,14 +1,14 @@
-"""Inspects a RubricEM SFT warm start on MiniResearch (issue 20's warm-start measurement).
+"""Inspects a study's SFT warm start before the study is run (is there room for RL?).
 
-    python -m rljax.experiments.rubric_em_inspect --run-dir runs/diag/rubric/run
-        [--set FIELD=VALUE ...] [--questions 8] [--show 2]
+    python -m rljax.experiments.inspect_warm_start --study rubric_em --run-dir runs/diag/x/run
+        [--set FIELD=VALUE ...] [--questions 8] [--show 2] [--smoke]
 
-Builds the policy of the rubric_em study's base config (`experiments/studies/rubric_em.py`) with
-the given overrides (e.g. `--set sft.steps=600`); the SFT warm start is loaded from, or trained
-into, `<run-dir>/../sft/`. It samples `--questions` training and held-out questions x 2, prints
-their rewards and `--show` full episodes with the environment's verdict info, then the study's
-probe of the warm start (answer score, stage scores, process failures, reflections, the held-out
-template) as one JSON line. Results: experiments/results/rubric_em/warm_start.md.
+Builds the policy of the study's base config (`experiments/studies/<study>.py`; `--smoke`: its
+smoke config, and the probe's smoke size) with the given overrides (e.g. `--set sft.steps=600`); the SFT warm start is loaded from, or trained into,
+`<run-dir>/../sft/`. It samples `--questions` training and held-out tasks x 2, prints their rewards
+and `--show` full episodes with the environment's verdict info, then the study's probe of the warm
+start (when the study has one) as one JSON line. Measurements made with it:
+experiments/results/rubric_em/warm_start.md, experiments/results/golong_warm_start.md.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import time
 
 import jax
 import numpy as np
-from rljax.experiments import cli
-from rljax.experiments.studies import rubric_em as study
+from rljax.experiments import cli, studies
 
 from rljax.train import Trainer
 from rljax.train.collect import sample_trajectories
@@ -31,13 +30,16 @@ SAMPLE_KEY = 3  # the episodes' sampling key
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--study", required=True, choices=studies.names())
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--show", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="the study's smoke config and probe")
     args = parser.parse_args()
     cli.configure_logging()
-    config = apply_overrides(study.config(), args.overrides)
+    study = studies.get(args.study)
+    config = apply_overrides((study.smoke_config if args.smoke else study.config)(), args.overrides)
     trainer = Trainer(config, args.run_dir)
     wall = time.perf_counter()
     trainer.load_warm_start()
@@ -55,8 +57,10 @@ def main() -> None:
             print(f"--- {tasks[b // 2].uid}")
             print(trainer.tokenizer.decode(tokens.tolist(), skip_special_tokens=False))
             print({k: v for k, v in traj.info[b].items() if k != "transcript"})
+    if study.probe is None:
+        return
     cpu = time.process_time()
-    scalars = study.probe(trainer, smoke=False)["scalars"]
+    scalars = study.probe(trainer, smoke=args.smoke)["scalars"]
     print(f"probe ({time.process_time() - cpu:.0f} CPU-s): {json.dumps(scalars)}")
 
 
