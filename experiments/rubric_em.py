@@ -13,13 +13,15 @@ from rljax.train.config import MethodSection, OptimSection, TaskSection
 NAME = "rubric_em"
 # Lookup and compare questions fit a CPU context of 640 tokens (filter questions need ~900). A
 # quarter of the warm start's demonstrations are scripted reflections, so the reflection phase
-# starts from valid ones.
+# starts from valid ones. 96 new tokens per turn: the scripted teacher's final turn (state, review
+# and answer) takes up to 78 tokens with the built-in tokenizer (at 64, 91% of its answers were
+# cut off, so no policy could score).
 TASK = TaskSection(
     family="miniresearch",
     kwargs={"kinds": ("lookup", "compare"), "reflection_demos": 0.25},
     prompts_per_step=8,
     group_size=8,
-    max_new_tokens=64,
+    max_new_tokens=96,
     max_turns=8,
     max_len=640,
 )

@@ -52,21 +52,17 @@ tokens per row; a trained policy writes ~200 plus tool output, so rollouts will 
 Per run at 4 x 8 (step costs halved from the 8 x 8 measurements, assumed linear in rows):
 answer-only arms (a, b, e) 24 x 5.2 = 125 + 4 evaluations x ~8 (longer trained episodes) + ~35
 first-step compilation and start-up = ~190 CPU-s; reflection arms (c, d) 24 x (14.4 + 6.6) / 2 =
-252 + 32 + ~50 = ~335. Per seed 3 x 190 + 2 x 335 = 1,240, so 3,720 for 3 seeds. Warm starts:
-120 SFT steps at batch 16 (~2.9 CPU-s each, half the measured batch-32 step) + 18 scripting + ~30
-compiling and saving = ~400, two per seed (shared and unstructured): 2,400. Probes (not measured;
-~35 each from the rollout costs above) on 15 runs and 6 warm starts: ~735. Total ~6,850 CPU-s,
-114 minutes of one busy core: 76-88 minutes on 2 idle cores at an assumed 1.3-1.5 busy cores
-(XLA spreads the matrix work over both), inside the 90-minute budget with little margin; a
-trained policy's longer episodes could take the RL share over it (then run `--arms
-answer_only,ss_grpo` first). Not measured as a whole, and far fewer RL steps than the spec's ~300.
+252 + 32 + ~50 = ~335. Per seed 3 x 190 + 2 x 335 = 1,240, so 3,720 for 3 seeds (not measured as a
+whole; the trained policy's longer episodes will cost more).
 
-Not measured: the warm start's held-out answer score. On this shared CPU one SFT step took ~65 s
-of wall time (a 120-step warm start: over 2 hours), so the only policy evaluated is the timing
-run's (12 SFT + 4 RL steps: held-out answer score 0.0 on 32 x 2, none of its 192 sampled
-reflections valid): whether 120 steps leave room to improve, and give non-zero reward and valid
-reflections, is the first thing to check before the full study (`--arms answer_only --seeds 1`
-prints the step-0 evaluation and the probe of the warm start).
+Warm start (measured 2026-12-03, seed 0; experiments/results/rubric_em/warm_start.md). The study
+first declared 120 SFT steps and 64-token turns. 120 steps leave the grammar unlearnt (held-out
+answer score 0.00); at 600 steps (final NLL 0.054, ~15 min of wall time on the idle 2-core VM)
+the policy writes the teacher's plan, searches, opens and states correctly at low temperature,
+but the teacher's final turn (state, review and answer) takes up to 78 tokens, so at 64 tokens
+per turn 91% of the answers were cut off and every policy scored ~0: turns are now 96 tokens
+(`TASK`; the probe's FILTER turns 160), and the warm start 600 steps. Six 600-step warm starts
+(two per seed) take ~90 minutes alone, so the whole study no longer fits 90 minutes on this CPU.
 """
 
 from __future__ import annotations
@@ -94,13 +90,13 @@ NAME = "rubric_em"
 # The tiny preset cut to 2 layers (rubric_em.md 4: 4 layers) to fit the budget; 128 wide.
 MODEL = ModelSection(preset="tiny", overrides={"num_layers": 2})
 # The rubric_em preset's task (LOOKUP and COMPARE, a quarter reflection demonstrations, 640-token
-# context, 64-token turns, 8 turns) with 4 prompts x 8 rollouts per step (the spec: 16-32 x 8).
+# context, 96-token turns, 8 turns) with 4 prompts x 8 rollouts per step (the spec: 16-32 x 8).
 TASK = dataclasses.replace(experiment.TASK, prompts_per_step=4)
 TRAIN_TEMPLATES = tuple(TASK.kwargs["kinds"])
 HELDOUT_TEMPLATE = "filter"
 STEPS = 24  # four windows of 2 K_w = 6 steps (REM-11)
 EVAL_EVERY = 8
-SFT_STEPS = 120
+SFT_STEPS = 600  # 120 left the grammar unlearnt (experiments/results/rubric_em/warm_start.md)
 SFT_BATCH = 16
 SFT_NOISE = 0.3  # the scripted teacher's imperfection scale (expert.SFT_NOISE: the spec's rates)
 ANSWER_ONLY_METHOD = MethodSection(name="rubric_em", kwargs={"terminal_broadcast": True})
@@ -156,7 +152,9 @@ TUNING = (
     "rubric_em `cpu` preset's (task, lr 1e-4, gradient clip 1.0, SFT lr 1e-3 and noise 0.3) cut "
     "to the 90-minute budget from per-phase CPU measurements (2 layers, 4 prompts x 8, the SFT "
     "and RL step counts); each arm's knobs are the paper's (Lambda, clip 0.2, KL 0.001, G_ref 8, "
-    "temperature 0.7, K_w 3, top-2) or REM-7's terminal broadcast. The target 0.5 was fixed "
+    "temperature 0.7, K_w 3, top-2) or REM-7's terminal broadcast. The SFT steps (120 -> 600) "
+    "and the per-turn budget (64 -> 96 tokens) were changed after probing the warm start alone, "
+    "before any arm ran (experiments/results/rubric_em/warm_start.md). The target 0.5 was fixed "
     "before any run; the report's steps to the baseline's peak is the claim's measure."
 )
 
@@ -167,6 +165,7 @@ PROBE_KEY = 20262  # the probe's sampling key: the same draws for every arm and 
 PROBE_REFLECTIONS = 2  # reflections sampled per probed question (G_ref of the probe)
 HELDOUT_TEMPLATE_LEN = 1024  # filter episodes (4 facts, 8 calls) take ~800 tokens with tool output
 HELDOUT_TEMPLATE_TURNS = 10
+HELDOUT_TEMPLATE_TURN_TOKENS = 160  # the teacher's final filter turn: up to 143 tokens
 STAGES = ("plan", "research", "review", "answer")
 _TOOL_OUTPUT = re.compile(r"<tool_output>.*?</tool_output>", re.S)
 
@@ -315,7 +314,10 @@ def probe(trainer, *, smoke: bool) -> dict:
         trainer.tokenizer,
     )
     held_cfg = dataclasses.replace(
-        task_cfg, max_len=HELDOUT_TEMPLATE_LEN, max_turns=HELDOUT_TEMPLATE_TURNS
+        task_cfg,
+        max_len=HELDOUT_TEMPLATE_LEN,
+        max_turns=HELDOUT_TEMPLATE_TURNS,
+        max_new_tokens=HELDOUT_TEMPLATE_TURN_TOKENS,
     )
     held_tasks = [held_family.generate("heldout", i) for i in range(questions)]
     held = _rollout(trainer, held_family, held_tasks, held_cfg, 1)

@@ -9,7 +9,7 @@ from rljax.experiments import inspect_warm_start
 def test_smoke_warm_start_is_trained_sampled_and_probed(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
     argv = ["inspect_warm_start", "--study", "rubric_em", "--run-dir", str(run_dir), "--smoke",
-            "--questions", "1", "--show", "1"]  # fmt: skip
+            "--questions", "1", "--show", "1", "--temperature", "0.5"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     inspect_warm_start.main()
     out = capsys.readouterr().out

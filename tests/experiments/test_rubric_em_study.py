@@ -57,6 +57,26 @@ def test_reflection_budget_fits_the_scripted_reflections():
     assert len(tokenizer(text)["input_ids"]) + 1 <= rubric_em.REFLECTION_TOKENS
 
 
+@pytest.mark.parametrize("heldout", [False, True])
+def test_turn_budget_fits_the_scripted_teacher(heldout):
+    # Every turn of the teacher's episodes (its end token included) fits the per-turn generation
+    # budget: a policy that imitates it must be able to finish its answer. The study's training
+    # templates use the task's budget, the probe's held-out template its own.
+    from rljax.train.components import policy_tokenizer
+
+    tokenizer = policy_tokenizer(rubric_em.config().model)
+    kinds = (rubric_em.HELDOUT_TEMPLATE,) if heldout else rubric_em.TRAIN_TEMPLATES
+    budget = rubric_em.HELDOUT_TEMPLATE_TURN_TOKENS if heldout else rubric_em.TASK.max_new_tokens
+    family = MiniResearchFamily(seed=0, kinds=kinds)
+    rng = np.random.default_rng(0)
+    longest = 0
+    for i in range(60):
+        for noise in (0.0, 1.0):
+            turns = family.expert_actions(family.generate("train", i), rng, noise)
+            longest = max(longest, *(len(tokenizer(t)["input_ids"]) + 1 for t in turns))
+    assert 60 < longest <= budget, (longest, budget)
+
+
 def _episode(family, task, actions):
     episode = family.start(task)
     for action in actions:
