@@ -67,9 +67,11 @@ list, the end token) but the ids are not copied from the context (`E4`, `E1973` 
 like `E60`): retrieval, not format, is what the warm start lacks. The declared
 300-step warm start, measured later (2026-12-03, seed 0, `--arms grpo --seeds 1` stopped after
 the warm start's probe), reaches only 0.091 macro (summarisation 0.282, comprehension 0.250 =
-chance, the retrieval capabilities at most 0.075; golong_warm_start.md has the table). So the
-study needs a stronger warm start (more SFT steps, less noise, the 4-layer model) or shorter
-contexts before its arms mean anything, and the budget above changes with it.
+chance, the retrieval capabilities at most 0.075; golong_warm_start.md has the table), and a
+1000-step one 0.132 (precise retrieval 0.219, summarisation 0.342, five capabilities below 0.10;
+final NLL 0.51 against ~0.6 at 300 steps): more steps of this model barely help. So the study
+needs a stronger warm start (the 4-layer model) or shorter contexts before its arms mean
+anything, and the budget above changes with it.
 experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward,
 the reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was
 set before any measurement.
