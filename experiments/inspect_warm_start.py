@@ -4,8 +4,9 @@
         [--set FIELD=VALUE ...] [--questions 8] [--show 2] [--temperature T] [--smoke]
 
 Builds the policy of the study's base config (`experiments/studies/<study>.py`; `--smoke`: its
-smoke config, and the probe's smoke size) with the given overrides (e.g. `--set sft.steps=600`); the SFT warm start is loaded from, or trained into,
-`<run-dir>/../sft/`. It samples `--questions` training and held-out tasks x 2, prints their rewards
+smoke config, and the probe's smoke size) with the given overrides (e.g. `--set sft.steps=600`);
+the SFT warm start is loaded from, or trained into, `<run-dir>/../sft/`. It samples
+`--questions` training and held-out tasks x `SAMPLES`, prints their rewards
 and `--show` full episodes with the environment's verdict info, then the study's probe of the warm
 start (when the study has one) as one JSON line. `--temperature` samples the episodes at another
 temperature than the config's (set with `--set`, it would change the warm start's fingerprint and
@@ -29,6 +30,7 @@ from rljax.train.collect import sample_trajectories
 from rljax.train.config import apply_overrides
 
 SAMPLE_KEY = 3  # the episodes' sampling key
+SAMPLES = 2  # episodes per task
 
 
 def main() -> None:
@@ -56,12 +58,12 @@ def main() -> None:
         tasks = [family.generate(split, i) for i in range(args.questions)]
         traj = sample_trajectories(
             trainer.policy, family, tasks, trainer.tokenizer, sampling,
-            jax.random.key(SAMPLE_KEY), group_size=2,
+            jax.random.key(SAMPLE_KEY), group_size=SAMPLES,
         )  # fmt: skip
         print(f"\n===== {split}: rewards {np.round(np.asarray(traj.rewards), 2).tolist()}")
         for b in range(min(args.show, len(traj.rewards))):
             tokens = np.asarray(traj.tokens[b])[np.asarray(traj.segment_ids[b]) > 0]
-            print(f"--- {tasks[b // 2].uid}")
+            print(f"--- {tasks[b // SAMPLES].uid}")
             print(trainer.tokenizer.decode(tokens.tolist(), skip_special_tokens=False))
             print({k: v for k, v in traj.info[b].items() if k != "transcript"})
     if study.probe is None:
