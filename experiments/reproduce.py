@@ -40,9 +40,9 @@ SEGMENTS = "study_segments.jsonl"  # one line per (re)start of a run: resumed st
 def _driver():
     """The trainer's public entry points (imported here only, so a module move is a one-line fix)."""
     from rljax.train.loop import train
-    from rljax.train.sft import fingerprint
+    from rljax.train.sft import fingerprint, seeded
 
-    return train, fingerprint
+    return train, fingerprint, seeded
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,16 +82,28 @@ def _config_json(config: ExperimentConfig) -> dict:
     return json.loads(config.to_json())
 
 
+def _same_run(stored: dict, config: ExperimentConfig) -> bool:
+    """Whether a record's stored config gives the same run as `config`: fields added since the
+    record was written read as their defaults, and `sft.seed` equal to `train.seed` as unset."""
+
+    def comparable(c: ExperimentConfig) -> dict:
+        if c.sft.seed == c.train.seed:
+            c = dataclasses.replace(c, sft=dataclasses.replace(c.sft, seed=None))
+        return _config_json(c)
+
+    return comparable(ExperimentConfig.from_dict(stored)) == comparable(config)
+
+
 def warm_starts(study: Study, seed: int, runs: epath.Path, arms: list[str], *, smoke: bool):
     """Trains (or finds) seed `seed`'s SFT warm starts, each a 0-step run.
 
     The arms of a seed share one warm start, except the study's `sft_arms`, whose own SFT is
     trained once per distinct config. Parameters land in `<runs>/sft/<fingerprint>`, where each
     run of the seed finds its own. Returns one record per warm start: fingerprint, the arms
-    that use it, its directory (`sft-seed<s>`, or `sft-seed<s>-<arm>` for an SFT arm's) and the
-    time it took.
+    that use it, its directory (`sft-seed<s>`, or `sft-seed<s>-<arm>` for an SFT arm's, `s` the
+    warm start's seed: `sft.seed` when the study fixes it) and the time it took.
     """
-    _, fingerprint = _driver()
+    _, fingerprint, seeded = _driver()
     groups: dict[str, list[str]] = {}
     shared = fingerprint(study.run_config(study.baseline, seed, smoke=smoke))
     groups[shared] = []
@@ -102,8 +114,11 @@ def warm_starts(study: Study, seed: int, runs: epath.Path, arms: list[str], *, s
         if not users and print_ == shared and set(arms) <= set(study.sft_arms):
             continue  # only SFT arms were asked for: the shared warm start is not needed
         owner = study.baseline if print_ == shared else users[0]
-        config = study.run_config(owner, seed, smoke=smoke)
-        name = f"sft-seed{seed}" if print_ == shared else f"sft-seed{seed}-{owner}"
+        # A warm start is a run of its own seed: one shared across seeds (`sft.seed`) is trained
+        # and probed once, in that seed's directory.
+        config = seeded(study.run_config(owner, seed, smoke=smoke))
+        own = config.train.seed
+        name = f"sft-seed{own}" if print_ == shared else f"sft-seed{own}-{owner}"
         record = _warm_start(study, config, runs / name, print_, sorted(users), smoke=smoke)
         records.append({**record, "shared": print_ == shared})
     return records
@@ -118,7 +133,7 @@ def _warm_start(
     *,
     smoke: bool,
 ) -> dict:
-    train, _ = _driver()
+    train, _, _ = _driver()
     marker = warmup_dir / "warm_start.json"
     record = json.loads(marker.read_text()) if marker.exists() else None
     warmup = dataclasses.replace(
@@ -155,7 +170,7 @@ def run_probe(
     path = run_dir / PROBE
     if path.exists():
         stored = json.loads(path.read_text())
-        if stored["config"] == _config_json(config):
+        if _same_run(stored["config"], config):
             return stored["result"]
     from rljax.train.loop import Trainer
 
@@ -177,13 +192,13 @@ def run_one(
     """Runs (arm, seed) to completion, skipping it if finished and resuming it if interrupted.
 
     `sha` (the source tree's commit when the study started) is recorded with the run."""
-    train, _ = _driver()
+    train, _, _ = _driver()
     config = study.run_config(arm, seed, smoke=smoke)
     run_dir = run_dir_of(runs, arm, seed)
     marker = run_dir / MARKER
     if marker.exists():
         record = json.loads(marker.read_text())
-        if record["config"] != _config_json(config):
+        if not _same_run(record["config"], config):
             raise SystemExit(
                 f"error: {run_dir} holds a finished run of a different config; remove it or "
                 "choose another --runs-dir"

@@ -126,7 +126,8 @@ def summarize(
             per_arm[arm]["diff_to_baseline"] = stats.paired_difference(
                 mine, base, level=LEVEL
             ).to_dict()
-    sft_s = sum(w["wall_s"] for ws in warm_starts.values() for w in ws)
+    # A warm start shared across seeds (`sft.seed`) is listed under each of them, trained once.
+    sft_s = sum({w["dir"]: w["wall_s"] for ws in warm_starts.values() for w in ws}.values())
     runs_s = sum(r["wall_s"] for r in records.values())
     return {
         "study": study.name,

@@ -146,13 +146,19 @@ class TrainSection:
 
 @dataclasses.dataclass(frozen=True)
 class SFTSection:
-    """Supervised warm start on scripted-expert demonstrations (0 steps = skip)."""
+    """Supervised warm start on scripted-expert demonstrations (0 steps = skip).
+
+    `seed` seeds the warm start (initial parameters, demonstrations and their order); None uses
+    `train.seed`. A fixed value shares one warm start across a study's seeds, which then vary
+    only the RL.
+    """
 
     steps: int = 0
     batch_size: int = 32
     learning_rate: float = 1e-3
     noise: float = 0.0
     num_demos: int = 512
+    seed: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -484,6 +490,8 @@ def validate(config: ExperimentConfig, *, mesh: Any = None, ignore: tuple[str, .
     integer("sft.steps", sf.steps, 0)
     real("sft.learning_rate", sf.learning_rate, 0.0)
     real("sft.noise", sf.noise, 0.0, 1.0, "low high")
+    if sf.seed is not None:
+        integer("sft.seed", sf.seed, 0)
     if integer("sft.batch_size", sf.batch_size, 1) and integer("sft.num_demos", sf.num_demos, 1):
         if isinstance(sf.steps, int) and sf.steps > 0 and sf.num_demos < sf.batch_size:
             bad("sft.num_demos", sf.num_demos, f"must be >= sft.batch_size={sf.batch_size}")

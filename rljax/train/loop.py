@@ -613,18 +613,28 @@ class Trainer:
     def load_warm_start(self) -> None:
         """Puts the SFT warm start (`config.sft`; trained once, then read from the cache beside the
         run directory, `<run_dir>/../sft/<fingerprint>`) into the policy, a fresh optimiser state
-        and the reference; a no-op when `sft.steps` is 0. `run()` calls it before step 0.
+        and the reference; a no-op when `sft.steps` is 0. `run()` calls it before step 0. With
+        `sft.seed` set, the warm start is trained from that seed's initial parameters, so runs
+        that differ only in `train.seed` share it.
         """
         cfg = self.config
         if cfg.sft.steps <= 0:
             return
+        warm = sft.seeded(cfg)
+        start = self.state.params
+        if warm.train.seed != cfg.train.seed and cfg.model.hf_path is None:
+            # A warm start shared across seeds (`sft.seed`) starts from its own seed's init.
+            _, model = build_policy(
+                cfg.model, seed=warm.train.seed, mesh=self.mesh, tokenizer=self.tokenizer
+            )
+            _, start, _ = split_model(model)
         params = sft.warm_start(
             self.graphdef,
-            self.state.params,
+            start,
             self.rest,
             self.family,
             self.tokenizer,
-            cfg,
+            warm,
             directory=self.run_dir.parent / "sft" / sft.fingerprint(cfg),
             vocab_size=self.vocab_size,
             mesh=self.mesh,

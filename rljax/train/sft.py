@@ -9,6 +9,7 @@ start instead of training its own.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -52,13 +53,27 @@ def _no_credit(inputs: PrepareInputs, state: Any) -> tuple[jax.Array, Any, dict]
 SFT = Method(name="sft", prepare=_no_credit, loss=nll_loss, mode="token-mean")
 
 
+def seeded(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` with `train.seed` set to the warm start's seed (`sft.seed`, when given)."""
+    if config.sft.seed is None:
+        return config
+    return dataclasses.replace(
+        config, train=dataclasses.replace(config.train, seed=config.sft.seed)
+    )
+
+
 def fingerprint(config: ExperimentConfig) -> str:
-    """Hash of the config fields that determine the warm-start parameters."""
+    """Hash of the config fields that determine the warm-start parameters.
+
+    Runs that differ only in `train.seed` share one warm start when `sft.seed` fixes it.
+    """
+    fields = config.to_dict()
+    settings = {k: v for k, v in fields["sft"].items() if k != "seed"}
     data = {
-        "model": config.to_dict()["model"],
-        "task": config.to_dict()["task"],
-        "sft": config.to_dict()["sft"],
-        "seed": config.train.seed,
+        "model": fields["model"],
+        "task": fields["task"],
+        "sft": settings,
+        "seed": seeded(config).train.seed,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -140,7 +155,7 @@ def warm_start(
             starting point and is not modified.
         family: scripts the demonstrations.
         tokenizer: the policy's tokenizer.
-        config: the run's config.
+        config: the run's config, seeded with the warm start's seed (`seeded`).
         directory: where the warm start is kept (keyed by `fingerprint(config)`).
         vocab_size: the model's vocabulary; demonstration token ids outside it are refused.
         mesh: the parameters' mesh; every process holds every demonstration batch whole and

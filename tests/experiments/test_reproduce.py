@@ -229,7 +229,7 @@ def test_smoke_study_skips_finished_and_resumes_interrupted_runs(tmp_path, name)
     metrics_before = _lines(finished / "metrics.jsonl")
     # ... and is killed in the next run after its step-1 checkpoint (simulated by training that
     # run's own config, stopped at step 1, in its directory).
-    train, _ = reproduce._driver()
+    train, _, _ = reproduce._driver()
     config = study.run_config(other, 0, smoke=True)
     interrupted = runs / f"{other}-seed0"
     train(
@@ -424,3 +424,53 @@ def test_smoke_study_with_probe_and_sft_arm(tmp_path, monkeypatch):
     assert len(stored) == 4  # 2 warm starts + 2 runs
     reproduce.main(argv)
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/" + reproduce.PROBE)} == stored
+
+
+def test_warm_start_shared_across_seeds_is_trained_and_probed_once(tmp_path, monkeypatch):
+    """With `sft.seed` fixed, every seed's arms start from that seed's warm start (trained and
+    probed once, in its directory); the seeds still vary the RL."""
+    toy = _toy_study()
+
+    def shared_config(smoke):
+        base = (toy.smoke_config if smoke else toy.config)()
+        return dataclasses.replace(base, sft=dataclasses.replace(base.sft, seed=0))
+
+    decay = "optim.weight_decay=0.5"  # moves the parameters even when no reward is seen
+    study = _toy_study(
+        config=lambda: shared_config(False),
+        smoke_config=lambda: shared_config(True),
+        arms={"a": (decay,)},
+        probe=_param_probe,
+    )
+    assert study.run_config("a", 1, smoke=True).sft.steps > 0
+    monkeypatch.setattr(studies, "get", lambda name: study)
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    reproduce.main(["toy", "--smoke", "--seeds", "2", "--runs-dir", str(runs), "--out", str(out)])
+    assert len([p for p in (runs / "sft").iterdir() if p.is_dir()]) == 1
+    assert sorted(p.name for p in runs.glob("sft-seed*")) == ["sft-seed0"]
+    summary = json.loads((out / "summary.json").read_text())
+    (w0,), (w1,) = summary["warm_starts"]["0"], summary["warm_starts"]["1"]
+    assert w0 == w1 and w0["dir"] == "sft-seed0"
+    assert summary["wall_s"]["sft"] == pytest.approx(w0["wall_s"])  # counted once
+    final = summary["probes"]["scalars"]["abs_sum"]["arms"]["a"]["per_seed"]
+    assert w0["probe"]["scalars"]["abs_sum"] not in (final["0"], final["1"])
+    # The seeds drew different rollouts from the one warm start.
+    entropy = [
+        [
+            json.loads(line)["rollout_entropy"]
+            for line in _lines(runs / f"a-seed{s}" / "metrics.jsonl")
+        ]
+        for s in (0, 1)
+    ]
+    assert entropy[0] != entropy[1]
+
+
+def test_a_record_written_before_a_new_config_field_is_the_same_run():
+    config = _toy_study().run_config("a", 3)
+    stored = json.loads(config.to_json())
+    del stored["sft"]["seed"]  # a record from before `sft.seed` existed
+    assert reproduce._same_run(stored, config)
+    same = dataclasses.replace(config, sft=dataclasses.replace(config.sft, seed=3))
+    assert reproduce._same_run(stored, same)  # the warm start's seed is the run's anyway
+    other = dataclasses.replace(config, sft=dataclasses.replace(config.sft, seed=0))
+    assert not reproduce._same_run(stored, other)

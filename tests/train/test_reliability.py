@@ -55,6 +55,9 @@ CONFIG = ExperimentConfig(
 )
 
 
+_SFT = ("sft.steps=2", "sft.num_demos=4", "sft.batch_size=4")
+
+
 def _config(*overrides):
     return apply_overrides(CONFIG, list(overrides))
 
@@ -333,6 +336,40 @@ def test_sft_cache_follows_the_checkpoint_rules(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         loop.train(config, tmp_path / "c")
     assert "SFT warm start loaded from" in caplog.text
+
+
+def test_sft_seed_shares_one_warm_start_across_run_seeds(tmp_path, caplog):
+    def warm(root, *overrides):
+        trainer = loop.Trainer(
+            _config(*_SFT, *overrides),
+            root / "run",
+        )
+        init = jax.tree.map(np.asarray, trainer.state.params)
+        trainer.load_warm_start()
+        return init, jax.tree.map(np.asarray, trainer.state.params)
+
+    def equal(a, b):
+        return all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+
+    init0, own0 = warm(tmp_path / "own0", "train.seed=0")
+    init1, own1 = warm(tmp_path / "own1", "train.seed=1")
+    assert not equal(init0, init1) and not equal(own0, own1)  # the seeds do differ
+    # Seed 1 with the warm start fixed to seed 0, trained in a fresh directory: seed 0's warm
+    # start exactly (seed 0's initial parameters, demonstrations and order), not seed 1's.
+    init1_shared, shared1 = warm(tmp_path / "shared", "train.seed=1", "sft.seed=0")
+    assert equal(init1_shared, init1) and equal(shared1, own0)
+    # One cache entry: seed 2 finds it instead of training, and `sft.seed` equal to `train.seed`
+    # keeps the fingerprint of a config without it.
+    seed2 = _config(*_SFT, "train.seed=2")
+    shared = dataclasses.replace(seed2, sft=dataclasses.replace(seed2.sft, seed=0))
+    assert sft.fingerprint(shared) == sft.fingerprint(_config(*_SFT, "train.seed=0"))
+    assert sft.fingerprint(shared) == sft.fingerprint(_config(*_SFT, "sft.seed=0"))
+    assert sft.fingerprint(shared) != sft.fingerprint(seed2)
+    with caplog.at_level(logging.INFO):
+        _, shared2 = warm(tmp_path / "shared", "train.seed=2", "sft.seed=0")
+    assert "SFT warm start loaded from" in caplog.text and equal(shared2, own0)
+    with pytest.raises(ConfigError, match=r"sft.seed=-1: must be an integer >= 0"):
+        _config(*_SFT, "sft.seed=-1").validate()
 
 
 def test_nonfinite_reward_group_is_masked_and_counted(tmp_path, monkeypatch, caplog):
