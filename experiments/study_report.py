@@ -235,6 +235,7 @@ def markdown(
         f"- generated: {summary['generated']}",
         f"- wall time: {_minutes(wall['total'])} in all (SFT warm starts {_minutes(wall['sft'])}, "
         f"RL runs {_minutes(wall['runs'])}); budget {study.budget_minutes:.0f} min",
+        *_shared_warm_start_lines(summary["warm_starts"]),
         "",
         study.description
         if not smoke
@@ -324,6 +325,22 @@ def _run_commit_lines(run_commits: dict) -> list[str]:
     if len(by_commit) == 1:
         return [f"- runs made at: `{next(iter(by_commit))}` (every run)"]
     return [f"- runs made at: `{sha}`: {', '.join(runs)}" for sha, runs in by_commit.items()]
+
+
+def _shared_warm_start_lines(warm_starts: dict) -> list[str]:
+    """A line naming the warm starts that several seeds share (`sft.seed`), if any."""
+    seeds_of: dict[str, list[str]] = {}
+    for seed, records in warm_starts.items():
+        for record in records:
+            seeds_of.setdefault(record["dir"], []).append(seed)
+    shared = {d: s for d, s in seeds_of.items() if len(s) > 1}
+    if not shared:
+        return []
+    names = ", ".join(f"`{d}` (seeds {', '.join(s)})" for d, s in shared.items())
+    return [
+        f"- warm starts shared across seeds (`sft.seed`): {names}; intervals over seeds measure "
+        "the RL's variation, not the warm start's"
+    ]
 
 
 def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:

@@ -452,6 +452,10 @@ def test_warm_start_shared_across_seeds_is_trained_and_probed_once(tmp_path, mon
     (w0,), (w1,) = summary["warm_starts"]["0"], summary["warm_starts"]["1"]
     assert w0 == w1 and w0["dir"] == "sft-seed0"
     assert summary["wall_s"]["sft"] == pytest.approx(w0["wall_s"])  # counted once
+    assert (
+        "warm starts shared across seeds (`sft.seed`): `sft-seed0` (seeds 0, 1)"
+        in (out / "report.md").read_text()
+    )
     final = summary["probes"]["scalars"]["abs_sum"]["arms"]["a"]["per_seed"]
     assert w0["probe"]["scalars"]["abs_sum"] not in (final["0"], final["1"])
     # The seeds drew different rollouts from the one warm start.
