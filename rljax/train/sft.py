@@ -35,9 +35,15 @@ from rljax.train.collect import stage_scheme
 from rljax.train.config import ExperimentConfig, OptimSection
 from rljax.train.faults import check_token_ids
 from rljax.train.optim import make_optimizer
-from rljax.train.step import TrainState, make_update_fn
+from rljax.train.step import init_state, make_update_fn
 
 log = logging.getLogger(__name__)
+
+
+# Progress checkpoints while the warm start trains (`<cache>/progress`, removed once the warm
+# start is saved): a crash loses at most this many SFT steps, and the restart continues exactly.
+PROGRESS_EVERY = 100
+PROGRESS_DIR = "progress"
 
 
 def nll_loss(logprobs: jax.Array, batch: TrainBatch) -> tuple[jax.Array, dict]:
@@ -148,7 +154,8 @@ def warm_start(
 
     The cache follows the run's checkpoint rules (`checkpoint.cached`): a concurrent writer is
     waited for, an unreadable entry is moved aside and retrained, and "saved" is logged only after
-    the new entry has been restored and verified.
+    the new entry has been restored and verified. Training writes a progress checkpoint every
+    `PROGRESS_EVERY` steps; an interrupted warm start resumes from the latest one.
 
     Args:
         graphdef, params, rest: the policy's split parts (`step.split_model`); `params` is the
@@ -164,7 +171,7 @@ def warm_start(
     Returns:
         The warm-started parameters.
     """
-    return ckpt_lib.cached(
+    params = ckpt_lib.cached(
         directory,
         ckpt_lib.abstract_like(params),
         lambda: _train(
@@ -173,6 +180,10 @@ def warm_start(
         step=config.sft.steps,
         what="SFT warm start",
     )
+    progress = epath.Path(directory) / PROGRESS_DIR
+    if jax.process_index() == 0 and progress.exists():  # the warm start is saved and verified
+        progress.rmtree()
+    return params
 
 
 def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_size, mesh):
@@ -187,14 +198,10 @@ def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_s
         ),
         cfg.steps,
     )
-    # The update donates its state: start from copies so the caller's buffers survive.
-    params = jax.tree.map(jnp.copy, params)
-    state = TrainState(
-        params=params,
-        opt_state=jax.jit(optimizer.init)(params),
-        step=jnp.zeros((), jnp.int32),
-        key=jax.random.key_data(jax.random.key(config.train.seed)),
-        method_state=(),
+    # The update donates its state: start from copies so the caller's buffers survive. On a mesh
+    # every leaf is placed explicitly, so a restored progress checkpoint lands the same way.
+    state, _ = init_state(
+        jax.tree.map(jnp.copy, params), optimizer, SFT, mesh, seed=config.train.seed
     )
     update = make_update_fn(
         graphdef, SFT, optimizer, temperature=1.0, impl=config.train.kernel_impl
@@ -203,19 +210,34 @@ def _train(graphdef, params, rest, family, tokenizer, config, directory, vocab_s
     if vocab_size is not None:
         for batch in batches:
             check_token_ids(batch.tokens, vocab_size, what="SFT demonstrations")
-    history = []
-    with tqdm(total=cfg.steps, desc="sft", dynamic_ncols=True) as bar:
-        for step in range(cfg.steps):
-            batch = batches[step % len(batches)]
-            if mesh is None:
-                batch = jax.tree.map(jnp.asarray, batch)
-            else:
-                replicated = NamedSharding(mesh, PartitionSpec())
-                batch = jax.tree.map(lambda x: multihost.place(x, replicated), batch)
-            state, metrics = update(state, rest, batch)
-            history.append({"step": step + 1, "nll": float(metrics["nll"])})
-            bar.set_postfix(nll=f"{history[-1]['nll']:.3g}")
-            bar.update(1)
+    progress = ckpt_lib.Checkpointer(
+        directory / PROGRESS_DIR, max_to_keep=1, every=PROGRESS_EVERY, async_save=False
+    )
+    try:
+        start, history = 0, []
+        restored = progress.restore_latest(
+            ckpt_lib.abstract_like(state), required_meta=("history",), start_fresh=True
+        )
+        if restored is not None:
+            start, state, meta = restored
+            history = meta["history"]
+            log.info("SFT warm start: resuming from its step-%d progress checkpoint", start)
+        with tqdm(total=cfg.steps, initial=start, desc="sft", dynamic_ncols=True) as bar:
+            for step in range(start, cfg.steps):
+                batch = batches[step % len(batches)]
+                if mesh is None:
+                    batch = jax.tree.map(jnp.asarray, batch)
+                else:
+                    replicated = NamedSharding(mesh, PartitionSpec())
+                    batch = jax.tree.map(lambda x: multihost.place(x, replicated), batch)
+                state, metrics = update(state, rest, batch)
+                history.append({"step": step + 1, "nll": float(metrics["nll"])})
+                if step + 1 < cfg.steps:  # the last step is the warm start itself, saved whole
+                    progress.save(step + 1, state, {"history": history})
+                bar.set_postfix(nll=f"{history[-1]['nll']:.3g}")
+                bar.update(1)
+    finally:
+        progress.close()
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sft_metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     log.info(

@@ -7,6 +7,7 @@ compiled programs.
 """
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -336,6 +337,56 @@ def test_sft_cache_follows_the_checkpoint_rules(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         loop.train(config, tmp_path / "c")
     assert "SFT warm start loaded from" in caplog.text
+
+
+def test_interrupted_warm_start_resumes_from_its_progress_checkpoint(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(sft, "PROGRESS_EVERY", 2)
+    config = _config("sft.steps=5", "sft.num_demos=8", "sft.batch_size=4")
+    make_update = sft.make_update_fn
+    calls = []
+
+    def counting(*args, crash_at=None, **kwargs):
+        update = make_update(*args, **kwargs)
+
+        def run(state, rest, batch):
+            calls.append(1)
+            if len(calls) == crash_at:
+                raise KeyboardInterrupt("killed during SFT step")
+            return update(state, rest, batch)
+
+        return run
+
+    def warm(root):
+        trainer = loop.Trainer(config, root / "run")
+        init = jax.tree.map(np.asarray, trainer.state.params)
+        trainer.load_warm_start()
+        return init, jax.tree.map(np.asarray, trainer.state.params)
+
+    def equal(a, b):
+        return all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+
+    monkeypatch.setattr(sft, "make_update_fn", counting)
+    init, whole = warm(tmp_path / "whole")
+    assert len(calls) == 5 and not equal(init, whole)
+    cache = tmp_path / "whole" / "sft" / sft.fingerprint(config)
+    assert not (cache / sft.PROGRESS_DIR).exists()  # removed once the warm start is saved
+    # Killed in step 4: the step-2 progress checkpoint survives (step 4's was never written).
+    calls.clear()
+    monkeypatch.setattr(sft, "make_update_fn", functools.partial(counting, crash_at=4))
+    with pytest.raises(KeyboardInterrupt):
+        warm(tmp_path / "killed")
+    partial = tmp_path / "killed" / "sft" / sft.fingerprint(config) / sft.PROGRESS_DIR
+    assert sorted(p.name for p in partial.iterdir() if p.name.isdigit()) == ["2"]
+    # The restart runs only steps 3-5 and ends exactly where the uninterrupted warm start did.
+    calls.clear()
+    monkeypatch.setattr(sft, "make_update_fn", counting)
+    with caplog.at_level(logging.INFO):
+        _, resumed = warm(tmp_path / "killed")
+    assert "resuming from its step-2 progress checkpoint" in caplog.text
+    assert len(calls) == 3 and equal(resumed, whole)
+    nll = [(cache / "sft_metrics.jsonl"), partial.parent / "sft_metrics.jsonl"]
+    assert nll[0].read_text() == nll[1].read_text() and len(nll[0].read_text().splitlines()) == 5
+    assert not partial.exists()
 
 
 def test_sft_seed_shares_one_warm_start_across_run_seeds(tmp_path, caplog):
