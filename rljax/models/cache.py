@@ -24,8 +24,8 @@ class KVCache:
     """Per-layer keys and values (post-RoPE) plus per-slot and per-row bookkeeping.
 
     Attributes:
-      k: [L, B, S, K, D] keys, or L arrays [B, S, K, D] (`per_layer`).
-      v: [L, B, S, K, D] values, or L arrays [B, S, K, D].
+      k: [L, B, S, K, D] keys.
+      v: [L, B, S, K, D] values.
       segment_ids: [B, S] int32 segment id of each slot; 0 = empty.
       end: [B] int32 number of slots written so far in each row.
       next_position: [B] int32 position the row's next token gets by default.
@@ -46,23 +46,6 @@ class KVCache:
     def max_len(self) -> int:
         """Number of slots S per row."""
         return self.segment_ids.shape[1]
-
-    def per_layer(self) -> "KVCache":
-        """The same cache with keys and values as tuples of L per-layer arrays.
-
-        The model reads and writes a layer's own array in place, where with the stacked [L, ...]
-        form each call copies every layer's slice out of the stack (XLA:CPU materialises the slice
-        of the just-written stack): the sampler's decode loop carries this form (one split before
-        the loop, one `stacked` after). Only an unrolled layer loop (`scan_layers=False`) can
-        index it.
-        """
-        return self.replace(k=tuple(self.k), v=tuple(self.v))
-
-    def stacked(self) -> "KVCache":
-        """The [L, B, S, K, D] form of a `per_layer` cache (a stacked one is returned as is)."""
-        if not isinstance(self.k, tuple):
-            return self
-        return self.replace(k=jnp.stack(self.k), v=jnp.stack(self.v))
 
     def last_segment(self) -> jax.Array:
         """[B] int32 segment id of each row's last written slot (0 for an empty row)."""
@@ -185,16 +168,6 @@ def write_rows(
     rows = jnp.broadcast_to(jnp.arange(batch)[:, None], (batch, tokens))
     target = jnp.where(slots >= 0, slots, stack.shape[2])
     return stack.at[layer, rows, target].set(values.astype(stack.dtype), mode="drop")
-
-
-def write_layer(array: jax.Array, slots: jax.Array, values: jax.Array) -> jax.Array:
-    """`write_rows` into one layer's own [B, S, K, D] array (a `per_layer` cache)."""
-    chex.assert_rank([array, slots, values], [4, 2, 4])
-    batch, tokens = slots.shape
-    chex.assert_shape(values, (batch, tokens, *array.shape[2:]))
-    rows = jnp.broadcast_to(jnp.arange(batch)[:, None], (batch, tokens))
-    target = jnp.where(slots >= 0, slots, array.shape[1])
-    return array.at[rows, target].set(values.astype(array.dtype), mode="drop")
 
 
 def commit(

@@ -193,19 +193,7 @@ def _check_like(name: str, value: jax.Array, tokens: jax.Array) -> None:
 
 def _check_cache(cache: kv_cache.KVCache, batch: int, length: int, config: ModelConfig) -> None:
     expected = (config.num_layers, batch, cache.max_len, config.num_kv_heads, config.head_dim)
-    if isinstance(cache.k, tuple):  # `per_layer`: L arrays [B, S, K, D]
-        shapes = [(len(part), *part[0].shape) if part else (0,) for part in (cache.k, cache.v)]
-        same = all(x.shape == expected[1:] for x in (*cache.k, *cache.v))
-        if not same or shapes[0] != expected or shapes[1] != expected:
-            raise ValueError(
-                f"a per-layer cache must hold {config.num_layers} k and v arrays of shape "
-                f"{expected[1:]} (B, S, K, D), got {[x.shape for x in cache.k]}"
-            )
-        if config.scan_layers:
-            raise ValueError(
-                "a per-layer KV cache needs scan_layers=False; pass `cache.stacked()` instead"
-            )
-    elif cache.k.shape != expected or cache.v.shape != expected:
+    if cache.k.shape != expected or cache.v.shape != expected:
         raise ValueError(
             f"cache k/v must have shape {expected} (L, B, S, K, D), got {cache.k.shape}"
         )

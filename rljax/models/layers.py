@@ -217,9 +217,7 @@ class Attention(nnx.Module):
         Args:
           x: [B, T, H] normed hidden states.
           inputs: per-call rotary tables, mask and cache slots.
-          kv: ([L, B, S, K, D], [L, B, S, K, D]) keys and values of all layers, the same as
-            two tuples of L [B, S, K, D] arrays (`KVCache.per_layer`; `layer` then a Python
-            int), or None.
+          kv: ([L, B, S, K, D], [L, B, S, K, D]) keys and values of all layers, or None.
           layer: this layer's index into kv.
 
         Returns:
@@ -232,17 +230,7 @@ class Attention(nnx.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(q, inputs.cos, inputs.sin)
         k = apply_rope(k, inputs.cos, inputs.sin)
-        if kv is not None and isinstance(kv[0], tuple):  # a `per_layer` cache
-            if not isinstance(layer, int):
-                raise ValueError(
-                    "a per-layer KV cache needs an unrolled layer loop (scan_layers=False); "
-                    "pass the stacked cache (`KVCache.stacked()`) to a scan_layers model"
-                )
-            k_layer = kv_cache.write_layer(kv[0][layer], inputs.slots, k)
-            v_layer = kv_cache.write_layer(kv[1][layer], inputs.slots, v)
-            kv = (_replaced(kv[0], layer, k_layer), _replaced(kv[1], layer, v_layer))
-            k, v = k_layer.astype(x.dtype), v_layer.astype(x.dtype)
-        elif kv is not None:
+        if kv is not None:
             k_stack = kv_cache.write_rows(kv[0], layer, inputs.slots, k)
             v_stack = kv_cache.write_rows(kv[1], layer, inputs.slots, v)
             kv = (k_stack, v_stack)
@@ -251,11 +239,6 @@ class Attention(nnx.Module):
         out = out.reshape(*out.shape[:2], -1)  # [B, T, N * D]
         o_proj = self.o_proj[...].astype(x.dtype)
         return dense(out, o_proj.reshape(-1, o_proj.shape[-1])), kv
-
-
-def _replaced(layers: tuple, index: int, value: jax.Array) -> tuple:
-    """`layers` with entry `index` replaced by `value`."""
-    return layers[:index] + (value,) + layers[index + 1 :]
 
 
 class MLP(nnx.Module):

@@ -221,12 +221,9 @@ def decode_fn(
         return step + 1, cache, hidden_last, tokens, logprobs, done, lengths, stopped, params
 
     zeros = jnp.zeros((batch,), jnp.int32)
-    # An unrolled layer loop reads and writes each layer's own cache array in place (see
-    # `KVCache.per_layer`) instead of copying each layer's slice out of the stack every step.
-    per_layer = not nnx.merge(graphdef, state).config.scan_layers
     carry = (
         jnp.int32(0),
-        cache.per_layer() if per_layer else cache,
+        cache,
         last_hidden,
         jnp.zeros((batch, num_steps), jnp.int32),
         jnp.zeros((batch, num_steps), jnp.float32),
@@ -238,7 +235,6 @@ def decode_fn(
     _, cache, last_hidden, tokens, logprobs, _, lengths, stopped, _ = jax.lax.while_loop(
         cond, body, carry
     )
-    cache = cache.stacked()
     return DecodeResult(tokens, logprobs, lengths, stopped, cache, last_hidden)
 
 

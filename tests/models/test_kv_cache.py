@@ -147,32 +147,3 @@ def test_cache_of_the_wrong_batch_raises(make_config, make_model):
         model(jnp.asarray(SEQUENCES), cache=init_cache(config, 3, MAX_LEN))
     with pytest.raises(ValueError, match="max_len"):
         init_cache(config, 2, 0)
-
-
-def test_per_layer_cache_gives_the_stacked_cache_results(make_config, make_model, call):
-    config = make_config()
-    model = make_model(config)
-    # A prompt of 5 and 3 decode steps through the stacked cache and through the per-layer one
-    # (the sampler's decode-loop form): the same hidden states and, stacked, the same cache.
-    chunks = [SEQUENCES[:, :5]] + [SEQUENCES[:, t : t + 1] for t in (5, 6, 7)]
-    stacked, layered = init_cache(config, 2, MAX_LEN), init_cache(config, 2, MAX_LEN).per_layer()
-    assert isinstance(layered.k, tuple) and len(layered.k) == config.num_layers
-    for tokens in chunks:
-        expected, stacked = call(model, tokens, cache=stacked)
-        hidden, layered = call(model, tokens, cache=layered)
-        assert isinstance(layered.k, tuple)
-        np.testing.assert_array_equal(hidden, expected)
-    assert np.abs(np.asarray(stacked.k[:, :, :8])).min() > 0  # every written slot is set
-    for name in ("k", "v", "segment_ids", "end", "next_position"):
-        np.testing.assert_array_equal(getattr(layered.stacked(), name), getattr(stacked, name))
-    assert layered.stacked().k.shape == stacked.k.shape and stacked.stacked() is stacked
-
-
-def test_per_layer_cache_of_the_wrong_shape_or_model_raises(make_config, make_model):
-    config = make_config()
-    cache = init_cache(config, 2, MAX_LEN).per_layer()
-    with pytest.raises(ValueError, match=r"per-layer cache must hold 2 k and v arrays"):
-        make_model(config)(jnp.asarray(SEQUENCES), cache=cache.replace(k=cache.k[:1]))
-    scanned = make_model(make_config(scan_layers=True))
-    with pytest.raises(ValueError, match="needs scan_layers=False"):
-        scanned(jnp.asarray(SEQUENCES), cache=cache)
