@@ -1,8 +1,9 @@
 """RubricEM on MiniResearch: stage-wise credit (SS-GRPO) and the reflection meta-policy.
 
 `python -m rljax.experiments.reproduce rubric_em` (3 seeds; designed for 90 minutes on a 2-core
-CPU; declared and smoke-tested, not run). methods/rubric_em.md section 8.3 on MiniResearch (8.1);
-the stage-chain bandit of 8.2, which isolates the credit-assignment claim, is
+CPU; run 2026-12-03 in 110 minutes, experiments/results/rubric_em/report.md).
+methods/rubric_em.md section 8.3 on MiniResearch (8.1); the stage-chain bandit of 8.2, which
+isolates the credit-assignment claim, is
 `experiments/rubric_em_bandit.py` (its report: experiments/results/rubric_em/bandit.md).
 
 Setup. World seed 0 (500 documents, 30% of facts with a blog rumor). Training questions are LOOKUP
@@ -153,13 +154,24 @@ DESCRIPTION = (
     "positive for the meta-policy arms and about 0 for answer-only, and smaller, less stable gains "
     "from the unstructured warm start. The budget allows far fewer RL steps than the spec's ~300 "
     "(see the module docstring). "
-    "Status of the committed run: partial, seed 0 only (1 of 3 seeds, so no interval; 53.4 min, "
-    "27 of them the two warm starts). Nothing is shown: from the warm start's 0.124 the final "
-    "held-out answer scores are answer-only 0.147, SS-GRPO 0.106, answer-only + meta-policy "
-    "0.120, full RubricEM 0.110 and unstructured 0.159 (its own warm start 0.173), all within "
-    "the evaluation's own step-to-step swing (0.10-0.15); none of the expected orderings "
-    "(d >= b, c > a, b faster than a) is reproduced or refuted yet. Process failures fall most "
-    "for the stage-wise arms (RubricEM 0.34, SS-GRPO 0.38, answer-only 0.47; warm start 0.53)."
+    "Result (3 seeds, 24 RL steps; the seeds share seed 0's two warm starts, so intervals "
+    "measure the RL's variation): none of the paper's orderings is reproduced at this budget. "
+    "Final held-out answer score: answer-only 0.159, SS-GRPO 0.110 (paired -0.048, 95% CI "
+    "[-0.063, -0.033]: worse), answer-only + meta-policy 0.121 (-0.037 [-0.095, +0.021]), full "
+    "RubricEM 0.085 (-0.074 [-0.169, +0.021]), unstructured 0.170 (+0.012 [-0.040, +0.063]); "
+    "full RubricEM is not >= SS-GRPO (0.085 vs 0.110) and the meta-policy is not > answer-only. "
+    "What the stage-wise credit does change is the process: process failures (probe) 0.500 "
+    "answer-only, 0.375 SS-GRPO (-0.125 [-0.259, +0.009]), 0.344 RubricEM (-0.156 [-0.291, "
+    "-0.022]), and SS-GRPO's plan-stage score rises (+0.087 [+0.010, +0.164]); SS-GRPO reached "
+    "answer-only's best evaluation in 2 of 3 seeds (at step 12) but ends below it. Reflections: "
+    "re-answering with a bank entry in the prompt lowers the score for every arm (cross-episode "
+    "gain -0.148 answer-only), least for the meta-policy arms (+0.097 [+0.047, +0.147] and +0.095 "
+    "[+0.030, +0.160] against answer-only), while their reflections' validity falls (0.08 and "
+    "0.13 vs 0.41 for the warm start). Held-out FILTER template: 0.06-0.09 for every arm, below "
+    "the warm start's 0.115, no arm different from answer-only. What was tried: the warm start "
+    "(120 -> 600 SFT steps, 64 -> 96 tokens per turn, 2 vs 4 layers; warm_start.md); RL ran 24 "
+    "steps of 4 x 8, far below the spec's ~300 x 16-32 x 8, which the 90-minute budget does not "
+    "allow (the study took 110 min: 27 of them the warm starts)."
 )
 TUNING = (
     "No arm was tuned and no run of this study informed a setting. The shared settings are the "
