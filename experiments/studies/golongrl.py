@@ -69,9 +69,12 @@ like `E60`): retrieval, not format, is what the warm start lacks. The declared
 the warm start's probe), reaches only 0.091 macro (summarisation 0.282, comprehension 0.250 =
 chance, the retrieval capabilities at most 0.075; golong_warm_start.md has the table), and a
 1000-step one 0.132 (precise retrieval 0.219, summarisation 0.342, five capabilities below 0.10;
-final NLL 0.51 against ~0.6 at 300 steps): more steps of this model barely help. So the study
-needs a stronger warm start (the 4-layer model) or shorter contexts before its arms mean
-anything, and the budget above changes with it.
+final NLL 0.51 against ~0.6 at 300 steps): more steps of this model barely help. Nor does depth:
+the 4-layer model after 1000 steps (41.6 min, final NLL 0.49) reaches 0.124 macro (precise
+retrieval 0.156, structured matching 0.141, summarisation 0.347, five capabilities below 0.10),
+its answers again lists of ids that are not in the context. So the study needs another kind of
+warm start (shorter contexts with fewer records, a retrieval curriculum, an SFT learning-rate
+sweep) before its arms mean anything, and the budget above changes with it.
 experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward,
 the reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was
 set before any measurement.
