@@ -127,7 +127,13 @@ def summarize(
                 mine, base, level=LEVEL
             ).to_dict()
     # A warm start shared across seeds (`sft.seed`) is listed under each of them, trained once.
-    sft_s = sum({w["dir"]: w["wall_s"] for ws in warm_starts.values() for w in ws}.values())
+    sft_s = sum(
+        {
+            w.get("dir", (s, i)): w["wall_s"]
+            for s, ws in warm_starts.items()
+            for i, w in enumerate(ws)
+        }.values()
+    )
     runs_s = sum(r["wall_s"] for r in records.values())
     return {
         "study": study.name,
@@ -332,7 +338,8 @@ def _shared_warm_start_lines(warm_starts: dict) -> list[str]:
     seeds_of: dict[str, list[str]] = {}
     for seed, records in warm_starts.items():
         for record in records:
-            seeds_of.setdefault(record["dir"], []).append(seed)
+            if "dir" in record:
+                seeds_of.setdefault(record["dir"], []).append(seed)
     shared = {d: s for d, s in seeds_of.items() if len(s) > 1}
     if not shared:
         return []
