@@ -98,22 +98,25 @@ class CacheWrite(NamedTuple):
     end: jax.Array
 
 
-def plan_write(cache: KVCache, segment_ids: jax.Array) -> CacheWrite:
+def plan_write(cache: KVCache, segment_ids: jax.Array, *, checked: bool = True) -> CacheWrite:
     """Assigns the valid new tokens of each row to the slots after its `end`, in order.
 
     Args:
       cache: the cache before the write.
       segment_ids: [B, T] int32 segment ids of the new tokens (0 = padding, not written).
+      checked: raise (see `check_capacity`) if a row would overflow its slots. False: the caller
+        guarantees room (tokens past `max_len` would be dropped silently).
 
     Returns:
-      The CacheWrite. Raises (see `check_capacity`) if a row would overflow its slots.
+      The CacheWrite.
     """
     chex.assert_shape(segment_ids, (cache.batch_size, None))
     valid = segment_ids != 0
     rank = jnp.cumsum(valid, axis=1, dtype=jnp.int32) - valid.astype(jnp.int32)
     slots = jnp.where(valid, cache.end[:, None] + rank, -1)
     new_end = cache.end + jnp.sum(valid, axis=1, dtype=jnp.int32)
-    check_capacity(new_end, cache.max_len)
+    if checked:
+        check_capacity(new_end, cache.max_len)
     batch, tokens = segment_ids.shape
     rows = jnp.broadcast_to(jnp.arange(batch)[:, None], (batch, tokens))
     target = jnp.where(valid, slots, cache.max_len)
@@ -126,7 +129,9 @@ def check_capacity(new_end: jax.Array, max_len: int) -> None:
 
     With concrete values the ValueError is raised at once. Under `jit` a host callback raises it
     (surfacing as a runtime error carrying the same message when the computation runs); the callback
-    sits behind a `lax.cond`, so it only runs when a row actually overflows.
+    sits behind a `lax.cond`, so it only runs when a row actually overflows. A program holding a
+    host callback is not kept in JAX's persistent compilation cache, so callers that check on the
+    host (`DecodeSession`) write with `checked=False`.
     """
 
     def _raise_if_full(end: np.ndarray) -> None:

@@ -28,14 +28,17 @@ from rljax.models.layers import (
 class Decoder(nnx.Module):
     """Decoder-only transformer (RMSNorm, RoPE, grouped-query attention, SwiGLU).
 
-    `model(tokens, *, positions=None, segment_ids=None, cache=None) -> (hidden, cache)`:
+    `model(tokens, *, positions=None, segment_ids=None, cache=None, check_capacity=True) -> (hidden,
+    cache)`:
     - segment_ids [B, T] int32 (default all ones): 0 = padding; a token attends causally to the tokens of
       its own segment, so packed sequences and left or right padding all work.
     - positions [B, T] int32 (default: each token's 0-based index among the valid tokens of its segment;
       with a cache, a segment that continues the row's last cached segment continues its positions).
     - cache (a `KVCache` from `init_cache`): the valid new tokens of row b are written to slots
       `cache.end[b]`, `cache.end[b] + 1`, ... in order, and each attends to the cached slots of its own
-      segment up to its own slot. Writing past `max_len` raises (see `cache.check_capacity`).
+      segment up to its own slot. Writing past `max_len` raises (see `cache.check_capacity`), unless
+      `check_capacity=False` (the caller guarantees room; the compiled program then has no host
+      callback and can be kept in the persistent compilation cache).
     - hidden [B, T, H] is the output of the final norm in `config.dtype`; values at padding are finite
       but meaningless. The returned cache is None when none was passed.
 
@@ -73,6 +76,7 @@ class Decoder(nnx.Module):
         positions: jax.Array | None = None,
         segment_ids: jax.Array | None = None,
         cache: kv_cache.KVCache | None = None,
+        check_capacity: bool = True,
     ) -> tuple[jax.Array, kv_cache.KVCache | None]:
         """Runs the decoder on new tokens, optionally appending them to a KV cache.
 
@@ -81,6 +85,8 @@ class Decoder(nnx.Module):
           positions: [B, T] int rotary positions, or None for the per-segment default.
           segment_ids: [B, T] int segment ids (0 = padding), or None for all ones.
           cache: a KVCache with B rows, or None.
+          check_capacity: with a cache, raise when a row would be written past `max_len` (under
+            `jit`, through a host callback). False: the caller guarantees room.
 
         Returns:
           (hidden [B, T, H] post final norm, the updated cache or None).
@@ -105,7 +111,7 @@ class Decoder(nnx.Module):
                 positions = segments.default_positions(
                     segment_ids, cache.last_segment(), cache.next_position
                 )
-            write = kv_cache.plan_write(cache, segment_ids)
+            write = kv_cache.plan_write(cache, segment_ids, checked=check_capacity)
             mask = segments.attention_mask(segment_ids, write.slots, write.segment_ids)
             slots, kv = write.slots, (cache.k, cache.v)
         positions = positions.astype(jnp.int32)

@@ -108,3 +108,34 @@ def test_extend_and_decode_match_full_forward(tiny_model, full_logits, jitted):
             logits[-1],
             atol=1e-3,
         )
+
+
+def test_sampler_programs_hold_no_host_callback(tiny_model):
+    # JAX does not keep a program with a host callback in its persistent compilation cache; the
+    # sampler's cache writes are unchecked (the session checks on the host) so that a new process
+    # loads its prefill and decode instead of compiling them. The model's own checked write does
+    # hold one (the control: the check below can fail).
+    graphdef, state = nnx.split(tiny_model)
+    cache = init_cache(tiny_model.config, 2, 16)
+    last_hidden = jnp.zeros((2, 128), jnp.float32)
+    tokens, segment_ids = pad_chunks([[3, 4], [5]], batch=2, width=4, vocab_size=64)
+    budget, stops = np.array([2, 1], np.int32), np.full((2, 4), -1, np.int32)
+    programs = {
+        "extend": extend.lower(graphdef, state, cache, last_hidden, tokens, segment_ids),
+        "decode": decode.lower(
+            graphdef,
+            state,
+            cache,
+            last_hidden,
+            jax.random.key(0),
+            budget,
+            stops,
+            strategy=Temperature(1.0),
+            num_steps=2,
+        ),
+        "checked model call": jax.jit(lambda t, c: tiny_model(t, cache=c)).lower(tokens, cache),
+    }
+    texts = {name: lowered.as_text() for name, lowered in programs.items()}
+    assert "callback" in texts.pop("checked model call")
+    for name, text in texts.items():
+        assert "callback" not in text, f"{name} holds a host callback"
