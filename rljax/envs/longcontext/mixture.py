@@ -12,7 +12,7 @@ import collections
 import dataclasses
 import hashlib
 import math
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +62,9 @@ class LongContextFamily:
             `weights`. A capability with warm-start weight but RL weight 0 is learnt in the warm
             start and never trained by RL (a no-degradation probe).
         context_tokens: see `CapabilityFamily`.
+        context_tokens_by_capability: per-capability context ranges that replace `context_tokens`,
+            keyed by capability name (`CAPABILITY_NAMES`), e.g. `{"structured_matching": (271,
+            300)}` beside shorter contexts for the others (None: none).
         response_tokens: see `CapabilityFamily` (a run sets `task.max_new_tokens - 1`).
         near_duplicates: see `CapabilityFamily`.
         rouge_f: ROUGE-L variant of the summarisation task, "package" or "f1".
@@ -75,6 +78,7 @@ class LongContextFamily:
     weights: Sequence[float] | None = None
     warm_start_weights: Sequence[float] | None = None
     context_tokens: int | tuple[int, int] = (300, 900)
+    context_tokens_by_capability: Mapping[str, int | tuple[int, int]] | None = None
     response_tokens: int | None = None
     near_duplicates: int = 2
     rouge_f: str = "package"
@@ -96,12 +100,20 @@ class LongContextFamily:
             object.__setattr__(self, "warm_start_weights", weights)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        by_capability = dict(self.context_tokens_by_capability or {})
+        unknown = sorted(set(by_capability) - set(CAPABILITY_NAMES))
+        if unknown:
+            raise ValueError(
+                f"context_tokens_by_capability names {unknown}; expected capability names from "
+                f"{CAPABILITY_NAMES}"
+            )
         families = []
         for family in CAPABILITY_FAMILIES:
             extra = {"rouge_f": self.rouge_f} if family is SummarizationFamily else {}
+            context = by_capability.get(CAPABILITY_NAMES[family.task_id], self.context_tokens)
             families.append(
                 family(
-                    context_tokens=self.context_tokens,
+                    context_tokens=context,
                     response_tokens=self.response_tokens,
                     near_duplicates=self.near_duplicates,
                     seed=_derived_seed(self.seed, family.task_id),

@@ -133,6 +133,28 @@ def test_options_reach_the_capability_families():
     assert task.system == "S" and task.meta["distractors"] == []
 
 
+def test_context_tokens_by_capability_replaces_the_range_of_those_capabilities():
+    family = LongContextFamily(
+        context_tokens=(60, 140),
+        context_tokens_by_capability={"comprehension": (145, 170), "structured_matching": [271, 300]},
+        seed=5,
+        count_tokens=COUNT,
+    )
+    ranges = {CAPABILITY_NAMES[f.task_id]: f.context_tokens for f in family.families}
+    assert ranges.pop("structured_matching") == (271, 300)
+    assert ranges.pop("comprehension") == (145, 170)
+    assert set(ranges.values()) == {(60, 140)}
+    lengths = collections.defaultdict(list)
+    for i in range(60):
+        task = family.generate("train", i)
+        lengths[CAPABILITY_NAMES[task.task_id]].append(task.meta["context_tokens"])
+    assert min(lengths.pop("structured_matching")) >= 271
+    assert max(lengths.pop("comprehension")) <= 170
+    assert max(max(v) for v in lengths.values()) <= 140
+    with pytest.raises(ValueError, match=r"names \['matching'\]; expected capability names"):
+        LongContextFamily(context_tokens_by_capability={"matching": 300}, count_tokens=COUNT)
+
+
 @pytest.mark.parametrize(
     "weights", [[1.0] * 8, [1.0] * 8 + [-1.0], [0.0] * 9, [float("nan")] + [1.0] * 8]
 )
