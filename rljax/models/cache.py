@@ -4,6 +4,7 @@ Each row of the cache is a sequence of slots. A call with a cache writes the val
 new tokens of row b, in order, to slots `end[b], end[b] + 1, ...` and advances `end[b]` by their count,
 so rows may append different numbers of tokens (a multi-turn agent appends an observation to some rows
 while others keep decoding). Shape letters: L layers, B rows, S slots, K kv heads, D head dim, T new tokens.
+Keys and values are stored [L, B, K, S, D].
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ class KVCache:
     """Per-layer keys and values (post-RoPE) plus per-slot and per-row bookkeeping.
 
     Attributes:
-      k: [L, B, S, K, D] keys.
-      v: [L, B, S, K, D] values.
+      k: [L, B, K, S, D] keys (kv heads before slots: a decode step's attention contracts each
+        layer's [B, K, S, D] block with the queries directly, with no transposed copy).
+      v: [L, B, K, S, D] values.
       segment_ids: [B, S] int32 segment id of each slot; 0 = empty.
       end: [B] int32 number of slots written so far in each row.
       next_position: [B] int32 position the row's next token gets by default.
@@ -73,7 +75,7 @@ def init_cache(
         raise ValueError(f"batch_size must be a positive int, got {batch_size}")
     if max_len <= 0:
         raise ValueError(f"max_len must be a positive int, got {max_len}")
-    kv_shape = (config.num_layers, batch_size, max_len, config.num_kv_heads, config.head_dim)
+    kv_shape = (config.num_layers, batch_size, config.num_kv_heads, max_len, config.head_dim)
     kv_dtype = jnp.dtype(dtype or config.dtype)
     return KVCache(
         k=jnp.zeros(kv_shape, kv_dtype),
@@ -159,20 +161,22 @@ def write_rows(
     """Writes one layer's new keys (or values) into their slots; padding tokens are not written.
 
     Args:
-      stack: [L, B, S, K, D] cached keys or values of all layers.
+      stack: [L, B, K, S, D] cached keys or values of all layers.
       layer: index of the layer to write.
       slots: [B, T] int32 slot per token, -1 for padding.
       values: [B, T, K, D] the new keys or values.
 
     Returns:
-      The updated [L, B, S, K, D] array.
+      The updated [L, B, K, S, D] array.
     """
     chex.assert_rank([stack, slots, values], [5, 2, 4])
     batch, tokens = slots.shape
-    chex.assert_shape(values, (batch, tokens, *stack.shape[3:]))
+    chex.assert_shape(values, (batch, tokens, stack.shape[2], stack.shape[4]))
     rows = jnp.broadcast_to(jnp.arange(batch)[:, None], (batch, tokens))
-    target = jnp.where(slots >= 0, slots, stack.shape[2])
-    return stack.at[layer, rows, target].set(values.astype(stack.dtype), mode="drop")
+    target = jnp.where(slots >= 0, slots, stack.shape[3])
+    # The advanced indices (layer, rows, target) are split by the kv-head slice, so the indexed
+    # block is [B, T, K, D] (numpy's rule), the layout of `values`.
+    return stack.at[layer, rows, :, target].set(values.astype(stack.dtype), mode="drop")
 
 
 def commit(
@@ -187,7 +191,7 @@ def commit(
     Args:
       cache: the cache before the call.
       write: the call's CacheWrite.
-      kv: ([L, B, S, K, D], [L, B, S, K, D]) keys and values with the new tokens written.
+      kv: ([L, B, K, S, D], [L, B, K, S, D]) keys and values with the new tokens written.
       segment_ids: [B, T] segment ids of the new tokens.
       positions: [B, T] positions of the new tokens.
 

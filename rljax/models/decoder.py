@@ -198,10 +198,10 @@ def _check_like(name: str, value: jax.Array, tokens: jax.Array) -> None:
 
 
 def _check_cache(cache: kv_cache.KVCache, batch: int, length: int, config: ModelConfig) -> None:
-    expected = (config.num_layers, batch, cache.max_len, config.num_kv_heads, config.head_dim)
+    expected = (config.num_layers, batch, config.num_kv_heads, cache.max_len, config.head_dim)
     if cache.k.shape != expected or cache.v.shape != expected:
         raise ValueError(
-            f"cache k/v must have shape {expected} (L, B, S, K, D), got {cache.k.shape}"
+            f"cache k/v must have shape {expected} (L, B, K, S, D), got {cache.k.shape}"
         )
     if length > cache.max_len:
         raise ValueError(

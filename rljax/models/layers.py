@@ -146,8 +146,6 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     batch, tokens, heads, head_dim = q.shape
     kv_heads = k.shape[2]
     chex.assert_shape(mask, (batch, tokens, k.shape[1]))
-    if tokens == 1:
-        return _attend_one_token(q, k, v, mask)
     q = q.reshape(batch, tokens, kv_heads, heads // kv_heads, head_dim)
     logits = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, None, None, :, :], logits * head_dim**-0.5, _MASKED)
@@ -156,22 +154,40 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     return out.reshape(batch, tokens, heads, head_dim)
 
 
-def _attend_one_token(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-    """`attend` for one new token per row (a decode step), without the query-time axis.
+def attend_cache(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """`attend` over one layer's block of the KV cache, whose keys and values are [B, K, S, D].
 
-    The same attention as the general path: with T = 1 its einsums carry a unit T axis, and XLA:CPU
-    ran those batched dots 1.27x slower (and a float32 multiply-and-sum form 1.11x slower) than
-    these, which contract [B, K, G, D] queries with the cache directly. On the RL-step benchmark's
-    decode (64 rows, 36 slots) a rollout's decode took 0.90x the multiply-and-sum's wall time,
-    same tokens, log-probs within 4e-6 (interleaved in one process, this 2-core VM).
+    One new token per row (a decode step) contracts [B, K, G, D] queries with the block directly:
+    no unit query-time axis and no transposed copy of the cache. XLA:CPU ran the general path's
+    einsums with T = 1 1.27x slower, and a float32 multiply-and-sum 1.11x slower, than dots of this
+    form (the RL-step benchmark's decode, 64 rows, 36 slots, interleaved in one process). Longer
+    chunks (prefill, observations) take `attend`'s einsums, written for this layout.
+
+    Args:
+      q: [B, T, N, D] queries.
+      k, v: [B, K, S, D] cached keys and values, N a multiple of K.
+      mask: [B, T, S] bool; a query with no visible key gets a uniform (finite) average.
+
+    Returns:
+      [B, T, N, D] in v's dtype.
     """
-    batch, _, heads, head_dim = q.shape
-    kv_heads = k.shape[2]
+    chex.assert_rank([q, k, v, mask], [4, 4, 4, 3])
+    chex.assert_equal_shape([k, v])
+    batch, tokens, heads, head_dim = q.shape
+    kv_heads = k.shape[1]
+    chex.assert_shape(mask, (batch, tokens, k.shape[2]))
+    if tokens > 1:
+        q = q.reshape(batch, tokens, kv_heads, heads // kv_heads, head_dim)
+        logits = jnp.einsum("BTKGD,BKSD->BKGTS", q, k, preferred_element_type=jnp.float32)
+        logits = jnp.where(mask[:, None, None, :, :], logits * head_dim**-0.5, _MASKED)
+        probs = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("BKGTS,BKSD->BTKGD", probs.astype(v.dtype), v)
+        return out.reshape(batch, tokens, heads, head_dim)
     q = q.reshape(batch, kv_heads, heads // kv_heads, head_dim)
-    logits = jnp.einsum("BKGD,BSKD->BKGS", q, k, preferred_element_type=jnp.float32)
+    logits = jnp.einsum("BKGD,BKSD->BKGS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, :, None, :], logits * head_dim**-0.5, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("BKGS,BSKD->BKGD", probs.astype(v.dtype), v)
+    out = jnp.einsum("BKGS,BKSD->BKGD", probs.astype(v.dtype), v)
     return out.reshape(batch, 1, heads, head_dim)
 
 
@@ -216,7 +232,7 @@ class Attention(nnx.Module):
         Args:
           x: [B, T, H] normed hidden states.
           inputs: per-call rotary tables, mask and cache slots.
-          kv: ([L, B, S, K, D], [L, B, S, K, D]) keys and values of all layers, or None.
+          kv: ([L, B, K, S, D], [L, B, K, S, D]) keys and values of all layers, or None.
           layer: this layer's index into kv.
 
         Returns:
@@ -234,7 +250,9 @@ class Attention(nnx.Module):
             v_stack = kv_cache.write_rows(kv[1], layer, inputs.slots, v)
             kv = (k_stack, v_stack)
             k, v = k_stack[layer].astype(x.dtype), v_stack[layer].astype(x.dtype)
-        out = attend(q, k, v, inputs.mask)
+            out = attend_cache(q, k, v, inputs.mask)
+        else:
+            out = attend(q, k, v, inputs.mask)
         out = out.reshape(*out.shape[:2], -1)  # [B, T, N * D]
         o_proj = self.o_proj[...].astype(x.dtype)
         return dense(out, o_proj.reshape(-1, o_proj.shape[-1])), kv

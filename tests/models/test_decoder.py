@@ -9,7 +9,13 @@ import pytest
 from flax import nnx
 
 from rljax.models import Decoder, RopeScaling
-from rljax.models.layers import RMSNorm, apply_rope, attend, rope_inverse_frequencies
+from rljax.models.layers import (
+    RMSNorm,
+    apply_rope,
+    attend,
+    attend_cache,
+    rope_inverse_frequencies,
+)
 from rljax.models.segments import attention_mask, default_positions
 
 TOKENS = np.array([[5, 9, 2, 33, 7, 1, 60, 12], [3, 3, 8, 40, 22, 17, 0, 9]], np.int32)
@@ -82,20 +88,26 @@ def test_attend_matches_numpy_grouped_query_attention(jit, tokens):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_attend_one_token_equals_the_einsum_form(dtype):
-    # The decode step (T = 1) takes its own form; it must equal the general einsum path, run on
-    # the same query as the second of two tokens, including a row that sees no key (uniform).
+@pytest.mark.parametrize("jit", [False, True])
+def test_attend_cache_equals_the_general_form(dtype, jit):
+    # Attention over a [B, K, S, D] cache block: one new token (a decode step) takes its own form,
+    # two go through the general path; both must equal `attend` on the [B, S, K, D] layout, run on
+    # the same queries, including a row that sees no key (uniform).
     rng = np.random.default_rng(3)
     q = jnp.asarray(rng.normal(size=(3, 2, 4, 8)), dtype)
     k = jnp.asarray(rng.normal(size=(3, 6, 2, 8)), dtype)
     v = jnp.asarray(rng.normal(size=(3, 6, 2, 8)), dtype)
     mask = rng.random((3, 2, 6)) < 0.5
     mask[2] = False
-    one = attend(q[:, 1:], k, v, mask[:, 1:])
-    two = attend(q, k, v, mask)[:, 1:]
-    assert one.dtype == two.dtype == jnp.dtype(dtype)
+    cached = jax.jit(attend_cache) if jit else attend_cache
+    block_k, block_v = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)  # [B, K, S, D]
+    general = attend(q, k, v, mask)
+    one = cached(q[:, 1:], block_k, block_v, mask[:, 1:])
+    two = cached(q, block_k, block_v, mask)
+    assert one.dtype == two.dtype == general.dtype == jnp.dtype(dtype)
     atol = 1e-6 if dtype == "float32" else 2e-2
-    np.testing.assert_allclose(np.float32(one), np.float32(two), atol=atol)
+    np.testing.assert_allclose(np.float32(one), np.float32(general[:, 1:]), atol=atol)
+    np.testing.assert_allclose(np.float32(two), np.float32(general), atol=atol)
     uniform = np.repeat(np.float32(v[2]).mean(0), 2, axis=0)  # query head n reads kv head n // 2
     np.testing.assert_allclose(np.float32(one[2, 0]), uniform, atol=atol)
 

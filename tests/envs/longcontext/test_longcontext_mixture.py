@@ -136,7 +136,10 @@ def test_options_reach_the_capability_families():
 def test_context_tokens_by_capability_replaces_the_range_of_those_capabilities():
     family = LongContextFamily(
         context_tokens=(60, 140),
-        context_tokens_by_capability={"comprehension": (145, 170), "structured_matching": [271, 300]},
+        context_tokens_by_capability={
+            "comprehension": (145, 170),
+            "structured_matching": [271, 300],
+        },
         seed=5,
         count_tokens=COUNT,
     )
