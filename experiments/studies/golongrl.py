@@ -74,9 +74,10 @@ the 4-layer model after 1000 steps (41.6 min, final NLL 0.49) reaches 0.124 macr
 retrieval 0.156, structured matching 0.141, summarisation 0.347, five capabilities below 0.10),
 its answers again lists of ids that are not in the context. Nor do a 3x SFT learning rate (0.084
 at 300 steps) or halved contexts (`context_tokens_by_capability`, 89-131 tokens for seven
-capabilities: 0.103 at 300 steps); precise retrieval alone reaches 0.156 in 300 steps. So the
-study needs another kind of warm start (a retrieval-first curriculum, far more SFT, an
-accelerator) before its arms mean anything, and the budget above changes with it.
+capabilities: 0.103 at 300 steps) or a retrieval-first curriculum (300 retrieval-only steps,
+then 300 of the mixture: 0.100); precise retrieval alone reaches 0.156 in 300 steps. So the
+study needs a far longer warm start (or an accelerator) before its arms mean anything, and the
+budget above changes with it.
 experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward,
 the reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was
 set before any measurement.
