@@ -143,14 +143,21 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     """
     chex.assert_rank([q, k, v, mask], [4, 4, 4, 3])
     chex.assert_equal_shape([k, v])
-    batch, tokens, heads, head_dim = q.shape
-    kv_heads = k.shape[2]
+    batch, tokens = q.shape[:2]
     chex.assert_shape(mask, (batch, tokens, k.shape[1]))
+    return _grouped_attention(q, k, v, mask, k.shape[2], "BSKD")
+
+
+def _grouped_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, kv_heads: int, kv_axes: str
+) -> jax.Array:
+    """The einsums of `attend` for keys and values laid out as `kv_axes` ("BSKD" or "BKSD")."""
+    batch, tokens, heads, head_dim = q.shape
     q = q.reshape(batch, tokens, kv_heads, heads // kv_heads, head_dim)
-    logits = jnp.einsum("BTKGD,BSKD->BKGTS", q, k, preferred_element_type=jnp.float32)
+    logits = jnp.einsum(f"BTKGD,{kv_axes}->BKGTS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, None, None, :, :], logits * head_dim**-0.5, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum("BKGTS,BSKD->BTKGD", probs.astype(v.dtype), v)
+    out = jnp.einsum(f"BKGTS,{kv_axes}->BTKGD", probs.astype(v.dtype), v)
     return out.reshape(batch, tokens, heads, head_dim)
 
 
@@ -177,12 +184,7 @@ def attend_cache(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> j
     kv_heads = k.shape[1]
     chex.assert_shape(mask, (batch, tokens, k.shape[2]))
     if tokens > 1:
-        q = q.reshape(batch, tokens, kv_heads, heads // kv_heads, head_dim)
-        logits = jnp.einsum("BTKGD,BKSD->BKGTS", q, k, preferred_element_type=jnp.float32)
-        logits = jnp.where(mask[:, None, None, :, :], logits * head_dim**-0.5, _MASKED)
-        probs = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("BKGTS,BKSD->BTKGD", probs.astype(v.dtype), v)
-        return out.reshape(batch, tokens, heads, head_dim)
+        return _grouped_attention(q, k, v, mask, kv_heads, "BKSD")
     q = q.reshape(batch, kv_heads, heads // kv_heads, head_dim)
     logits = jnp.einsum("BKGD,BKSD->BKGS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, :, None, :], logits * head_dim**-0.5, _MASKED)
