@@ -107,7 +107,7 @@ WARM_START_WEIGHTS = [1.0] * NUM_TASKS
 # keep two of each RL capability per batch on average, so TMN's task scale pools over prompts.
 PROMPTS, GROUP = 16, 4
 MAX_LEN = 400  # the longest prompt is 337 tokens (measured over 300 tasks), plus 48 new tokens
-STEPS = 14
+STEPS = 28
 EVAL_EVERY = 7
 SFT_STEPS = 600
 # One warm start (seed 0's) for every seed, as in the rubric_em study: the seeds vary the RL only
