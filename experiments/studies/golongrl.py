@@ -179,14 +179,23 @@ def smoke_config():
 
 
 def _run_means(trainer) -> dict[str, float]:
-    """Means over the run's steps of the logged per-step GoLongRL diagnostics ({} for a warm
-    start, which has no steps, and for a key no step logged)."""
+    """Means over the run's steps of the logged per-step GoLongRL diagnostics, and the
+    cross-task CV of its first step ({} for a warm start, which has no steps, and for a key no
+    step logged).
+
+    The first step's batch is the same for every arm of a seed (same warm start, task draws and
+    sampling key; the estimator draws nothing), so `first_step_task_cv` compares the estimators on
+    identical batches; later batches differ with the arms' policies.
+    """
     rows = read_metrics(trainer.run_dir)
     means = {}
     for key, name in (("tmn_task_cv", "mean_task_cv"), ("tmn_p_hat_mean", "mean_p_hat")):
         values = [r[key] for r in rows if key in r]
         if values:
             means[name] = float(np.mean(values))
+    first = [r["tmn_task_cv"] for r in rows if r.get("step") == 1 and "tmn_task_cv" in r]
+    if first:
+        means["first_step_task_cv"] = float(first[-1])
     return means
 
 

@@ -80,8 +80,22 @@ def test_run_means_average_the_logged_steps(tmp_path):
     class Run:
         run_dir = tmp_path
 
-    assert golongrl._run_means(Run()) == {"mean_task_cv": 0.35, "mean_p_hat": 0.375}
+    assert golongrl._run_means(Run()) == {
+        "mean_task_cv": 0.35,
+        "mean_p_hat": 0.375,
+        "first_step_task_cv": 0.2,
+    }
     assert golongrl._run_means(type("WarmStart", (), {"run_dir": tmp_path / "sft"})()) == {}
+    # A first step that kept no group logs no CV: there is no same-batch value to report.
+    skipped = tmp_path / "skipped"
+    skipped.mkdir()
+    (skipped / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [{"step": 1, "update_skipped": 1.0}, rows[2]])
+    )
+    assert golongrl._run_means(type("Skipped", (), {"run_dir": skipped})()) == {
+        "mean_task_cv": 0.5,
+        "mean_p_hat": 0.25,
+    }
 
 
 def test_probe_scores_each_capability(tmp_path):
