@@ -135,6 +135,11 @@ def summarize(
         }.values()
     )
     runs_s = sum(r["wall_s"] for r in records.values())
+    probes = (
+        summarize_probes(study, arms=arms, seeds=seeds, records=records, warm=warm_starts)
+        if study.probe is not None
+        else None
+    )
     return {
         "study": study.name,
         "metric": metric,
@@ -145,9 +150,8 @@ def summarize(
         "seeds": seeds,
         "arms": {a: list(study.arms[a]) for a in arms},
         "results": per_arm,
-        "probes": summarize_probes(study, arms=arms, seeds=seeds, records=records, warm=warm_starts)
-        if study.probe is not None
-        else None,
+        "probes": probes,
+        "contrasts": summarize_contrasts(study, arms=arms, results=per_arm, probes=probes),
         "warm_starts": {str(s): w for s, w in warm_starts.items()},
         "wall_s": {"sft": sft_s, "runs": runs_s, "total": sft_s + runs_s},
     }
@@ -193,6 +197,45 @@ def summarize_probes(
     starts = {s: _shared_warm_start(warm[s]) for s in seeds}
     curves["warm start"] = {s: w["probe"]["curves"] for s, w in starts.items() if w is not None}
     return {"scalars": scalars, "curves": curves, "seeds": list(seeds)}
+
+
+def summarize_contrasts(
+    study: Study, *, arms: list[str], results: dict, probes: dict | None
+) -> list[dict]:
+    """`arm - reference` paired by seed for each of the study's contrasts whose two arms ran:
+    the final held-out metric, or a probe scalar over the seeds whose probes define it for both."""
+    out = []
+    for arm, reference, measures in study.contrasts:
+        if arm not in arms or reference not in arms:
+            continue
+        for measure in measures:
+            if measure == study.metric:
+                mine, theirs = (results[a]["final_per_seed"] for a in (arm, reference))
+            elif probes is not None and measure in probes["scalars"]:
+                per_arm = probes["scalars"][measure]["arms"]
+                mine, theirs = (per_arm.get(a, {}).get("per_seed", {}) for a in (arm, reference))
+            else:
+                known = sorted(probes["scalars"]) if probes is not None else []
+                raise ValueError(
+                    f"study {study.name!r}: contrast measure {measure!r} is neither the metric "
+                    f"{study.metric!r} nor a probe scalar {known}"
+                )
+            shared = sorted(set(mine) & set(theirs))
+            if not shared:
+                continue
+            out.append(
+                {
+                    "arm": arm,
+                    "reference": reference,
+                    "measure": measure,
+                    "arm_mean": sum(mine[s] for s in shared) / len(shared),
+                    "reference_mean": sum(theirs[s] for s in shared) / len(shared),
+                    "diff": stats.paired_difference(
+                        {s: mine[s] for s in shared}, {s: theirs[s] for s in shared}, level=LEVEL
+                    ).to_dict(),
+                }
+            )
+    return out
 
 
 def _defined(records: dict, arm: str, seeds: list[int], name: str) -> dict[int, float]:
@@ -295,6 +338,8 @@ def markdown(
         lines.append("Not drawn: matplotlib is not installed (`pip install -e '.[plot]'`).")
     if summary.get("probes"):
         lines += _probe_lines(summary["probes"], base, plots)
+    if summary.get("contrasts"):
+        lines += _contrast_lines(summary["contrasts"], metric)
     lines += [
         "",
         "## Equal effort",
@@ -387,6 +432,28 @@ def _probe_lines(probes: dict, base: str, plots: bool) -> list[str]:
             )
     if plots and any(c for per_seed in probes["curves"].values() for c in per_seed.values()):
         lines += ["", "![probes](probes.png)", "", "Probe curves: mean over seeds, band +-1 sd."]
+    return lines
+
+
+def _contrast_lines(contrasts: list[dict], metric: str) -> list[str]:
+    lines = [
+        "",
+        "## Other paired contrasts",
+        "",
+        f"Comparisons the study names beyond the baseline: arm minus reference paired by seed "
+        f"(final held-out {metric}, or a probe scalar over the seeds that define it for both), "
+        f"with the {LEVEL:.0%} Student-t interval of the difference.",
+        "",
+        f"| arm | reference | measure | arm | reference | diff +- sd | {LEVEL:.0%} CI of diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in contrasts:
+        diff = c["diff"]
+        lines.append(
+            f"| {c['arm']} | {c['reference']} | {c['measure']} | {_f(c['arm_mean'])} | "
+            f"{_f(c['reference_mean'])} | {_f(diff['mean'], signed=True)} +- {_f(diff['sd'])} | "
+            f"{_interval(diff, signed=True)} |"
+        )
     return lines
 
 

@@ -71,6 +71,9 @@ class Study:
             scripted expert demonstrates (RubricEM's unstructured warm start). The SFT cache is
             keyed by the whole task section, so such an arm trains its own warm start (the same
             seed as the shared one).
+        contrasts: comparisons beyond the baseline, each `(arm, reference, measures)`: the
+            report adds `arm - reference` paired by seed for each measure, the held-out `metric`
+            (its final value) or a probe scalar (e.g. two ablations of the same method).
     """
 
     name: str
@@ -89,6 +92,7 @@ class Study:
     probe: Probe | None = None
     sft_arms: tuple[str, ...] = ()
     arm_task_kwargs: tuple[str, ...] = ()
+    contrasts: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self):
         if self.baseline not in self.arms:
@@ -103,6 +107,18 @@ class Study:
             raise ValueError(
                 f"study {self.name!r}: sft_arms {unknown} are not arms of it {sorted(self.arms)}"
             )
+        for contrast in self.contrasts:
+            arm, reference, measures = contrast
+            if arm not in self.arms or reference not in self.arms or arm == reference:
+                raise ValueError(
+                    f"study {self.name!r}: contrast {contrast!r} must compare two different arms "
+                    f"of {sorted(self.arms)}"
+                )
+            if not measures or (self.probe is None and set(measures) != {self.metric}):
+                raise ValueError(
+                    f"study {self.name!r}: contrast {contrast!r} needs measures: {self.metric!r} "
+                    "or, with a probe, its scalars"
+                )
 
     def run_config(self, arm: str, seed: int, *, smoke: bool = False) -> ExperimentConfig:
         """The config of one run: the (smoke) base config, the arm's overrides, the seed.

@@ -294,4 +294,12 @@ STUDY = Study(
     seeds=3,
     budget_minutes=90.0,
     probe=probe,
+    # The claims that do not compare with GRPO: Dr.GRPO's CV above TMN's; alpha 0.8 against
+    # 0 and 1; the reweighting's own effect (TMN-Reweight against TMN).
+    contrasts=(
+        ("drgrpo", "tmn", ("first_step_task_cv", "mean_task_cv")),
+        ("tmn_reweight", "tmn_reweight_alpha0", ("mean_reward", "macro_trained")),
+        ("tmn_reweight", "tmn_reweight_alpha1", ("mean_reward", "macro_trained")),
+        ("tmn_reweight", "tmn", ("mean_reward", "macro_trained")),
+    ),
 )

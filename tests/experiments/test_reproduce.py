@@ -371,6 +371,72 @@ def test_probe_scalar_undefined_for_a_seed(tmp_path):
     assert "| q | b | 1.000 +- 0.000 |" in text
 
 
+def test_contrasts_hand_worked(tmp_path):
+    # Beyond the baseline a: c - b on the final metric and on a probe scalar that c's seed 2
+    # leaves undefined (paired over seeds 0 and 1 only).
+    arms = {"a": ("method.name=grpo",), "b": ("method.name=rloo",), "c": ("method.name=dapo",)}
+    study = _toy_study(
+        arms=arms, probe=lambda trainer, smoke: {}, contrasts=(("c", "b", ("pass@1", "p")),)
+    )
+    runs = tmp_path / "runs"
+    finals = {"a": [0.4, 0.4, 0.4], "b": [0.5, 0.6, 0.7], "c": [0.7, 0.7, 0.9]}
+    probe_values = {"a": [0.0, 0.0, 0.0], "b": [1.0, 2.0, 3.0], "c": [2.0, 4.0, None]}
+    records = {}
+    for arm in arms:
+        for seed in range(3):
+            _write_run(runs, arm, seed, [(0, 0.3), (2, finals[arm][seed])])
+            value = probe_values[arm][seed]
+            scalars = {} if value is None else {"p": value}
+            records[(arm, seed)] = {"wall_s": 1.0, "probe": {"scalars": scalars, "curves": {}}}
+    start = {"scalars": {"p": 0.0}, "curves": {}}
+    warm = {s: [{"wall_s": 1.0, "probe": start, "shared": True}] for s in range(3)}
+    study_report.write(
+        study,
+        tmp_path / "report",
+        runs=runs,
+        arms=list(arms),
+        seeds=[0, 1, 2],
+        warm_starts=warm,
+        records=records,
+        command="c",
+        session_wall_s=1.0,
+        smoke=False,
+    )
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    final, probe = summary["contrasts"]
+    # pass@1: c - b = [0.2, 0.1, 0.2]: mean 0.166667, sd 0.057735, half-width
+    # 4.302653 * 0.057735 / sqrt(3) = 0.143422, so low 0.023245.
+    assert (final["measure"], final["arm"], final["reference"]) == ("pass@1", "c", "b")
+    assert (final["diff"]["mean"], final["diff"]["sd"]) == pytest.approx(
+        (0.166667, 0.057735), abs=1e-6
+    )
+    assert final["diff"]["low"] == pytest.approx(0.023245, abs=1e-6)
+    # p over seeds 0 and 1: c = [2, 4], b = [1, 2]: diff [1, 2], mean 1.5, sd 0.707107.
+    assert (probe["arm_mean"], probe["reference_mean"]) == pytest.approx((3.0, 1.5))
+    assert probe["diff"]["n"] == 2 and probe["diff"]["sd"] == pytest.approx(0.707107, abs=1e-6)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| c | b | pass@1 | 0.767 | 0.600 | +0.167 +- 0.058 | [+0.023, +0.310] |" in text
+    # A measure the report cannot find is named, not skipped.
+    unknown = _toy_study(
+        arms=arms, probe=lambda trainer, smoke: {}, contrasts=(("c", "b", ("q",)),)
+    )
+    with pytest.raises(ValueError, match="'q'.*probe scalar"):
+        study_report.summarize_contrasts(
+            unknown, arms=list(arms), results=summary["results"], probes=summary["probes"]
+        )
+
+
+def test_contrasts_are_checked():
+    with pytest.raises(ValueError, match="two different arms"):
+        _toy_study(contrasts=(("b", "z", ("pass@1",)),))
+    with pytest.raises(ValueError, match="two different arms"):
+        _toy_study(contrasts=(("b", "b", ("pass@1",)),))
+    with pytest.raises(ValueError, match="needs measures"):
+        _toy_study(contrasts=(("b", "a", ("p",)),))  # no probe: only the metric
+    with pytest.raises(ValueError, match="needs measures"):
+        _toy_study(contrasts=(("b", "a", ()),))
+
+
 def test_probe_results_are_checked():
     assert studies.check_probe("s", {"scalars": {"x": 1}}) == {"scalars": {"x": 1.0}, "curves": {}}
     with pytest.raises(ValueError, match="'x' is nan"):
