@@ -1,11 +1,11 @@
 """GoLongRL: do task-normalised, difficulty-reweighted advantages balance nine capabilities?
 
-`python -m rljax.experiments.reproduce golongrl` (3 seeds; designed for 90 minutes on a 2-core
-CPU; declared, smoke-tested, not yet run). methods/golongrl.md section 8: the nine long-context
-capability generators (`rljax.envs.longcontext`) with 150-300-token contexts (the shortest range
-the generators accept: structured matching needs 271 tokens for its 8 entities) and 48-token
-responses, a tiny 2-layer decoder warm-started by SFT on noisy expert demonstrations of all nine
-capabilities, then RL.
+`python -m rljax.experiments.reproduce golongrl` (3 seeds, 90-minute budget on a 2-core CPU;
+report in experiments/results/golongrl/). methods/golongrl.md section 8: the nine long-context
+capability generators (`rljax.envs.longcontext`) with roughly halved contexts (60-140 tokens, which
+the generators fill with 89-131; comprehension 145-170 and structured matching 271-300, the
+shortest their generators accept) and 48-token responses, a tiny 2-layer decoder warm-started by
+SFT on noisy expert demonstrations of all nine capabilities, then RL.
 
 Arms (golongrl.md sections 3 and 8.3), all from the same warm start of a seed, with the same
 composition (dynamic sampling, clip 0.2 / 0.28, dual clip 3, token-mean, no KL, one on-policy
@@ -19,7 +19,7 @@ paper's) and alpha 0 and 1. Every arm logs the cross-task CV of mean |A| (LONG-1
 Mixture. The study samples the RL capabilities uniformly, not with `PAPER_WEIGHTS` (tasks 1-4
 ~90%): at 16 prompts per step the paper's weights would put each of tasks 6-9 in only
 1 - 0.9875^16 = 18% of the batches, alone, so its task scale would rest on one prompt (TMN = GRPO
-there) and its held-out score could hardly move in 14 steps. Uniform sampling is what the
+there) and its held-out score could hardly move in 28 steps. Uniform sampling is what the
 paper's data does over rows; the imbalance it mimics is in reward scales, which the generators
 keep (binary EM / accuracy next to continuous F1 / IoU / NDCG / ROUGE-L).
 
@@ -36,48 +36,22 @@ scored with each capability's metric: `score_<capability>`, `macro_trained` and
 `untrained_numerical_reasoning`; and, for a run, the mean over its steps of the logged
 `tmn_task_cv` and `tmn_p_hat_mean` (the per-step values are in its metrics.jsonl).
 
-Sizes and budget. Measured on this 2-core VM (2026-12-02) under `nice -n 19` while another study
-held ~1.6 cores, so wall times are inflated and the CPU seconds of the process (all threads) are
-the guide; 2-layer, 128-wide model, sequences up to 400 tokens:
+Sizes and budget (measured on the idle 2-core VM, 2026-12-03): an SFT step of batch 32 takes
+~1.2 s at these contexts, so the 600-step warm start ~12 min; one RL run (28 steps of 16 x 4,
+two sampling rounds each, 5 held-out evaluations of 64 prompts, the probe) ~2.5 min. One warm
+start (seed 0's, `sft.seed`) serves all three seeds, so the intervals over seeds measure the
+RL's variation, not the warm start's: 12 + 21 x 2.5 = ~65 min. G = 4 (not 8) halves the cost of
+a step; 28 steps were set from the first 14-step run's time (77 s of RL), before any other arm ran.
 
-    SFT step, batch 32 (T 384)                            2.6-2.9 CPU-s (first two: 11, compiling)
-    scripting demonstrations                              ~1 CPU-s per 100
-    RL step, 16 x 8, one sampling round                   18-19 CPU-s  (first: 41, compiling)
-    RL step, 16 x 4, one sampling round                   8.7 (20.5 when a new length compiles)
-    held-out evaluation, 64 prompts x 1 sample            3.4-4.6
-    probe, 9 x 32 held-out tasks (random-init policy)     25 (30 first call)
-
-Per seed: a warm start of 300 x 2.7 + ~40 scripting + ~30 start-up = ~880 CPU-s and its probe
-(25). Per run: start-up and compiling ~25, 14 RL steps at ~11 (8.7 plus a second sampling round
-when dynamic sampling keeps fewer than 16 groups, and the odd recompilation), 3 evaluations (~12),
-the probe (25): ~220. 21 runs (7 arms x 3 seeds) + 3 warm starts = ~7,300 CPU-s, 122 minutes of
-one busy core: ~81-94 minutes on 2 idle cores at the 1.3-1.5 busy cores XLA reached in the echo
-study's estimate (not measured as a whole). That is why G = 4 (not 8) and only 14 RL steps:
-the warm starts take a third of the budget. The 4-layer tiny model costs about 1.8x per step (measured for the echo study, not here).
-
-The warm start (golongrl.md 8.3 stage A asks for 20-70% reward per capability) was measured only
-at 100 SFT steps, seed 0 (this config with `sft.steps=100`, so a cosine schedule over 100 steps;
-304 CPU-s including scripting and compiling, final NLL ~1.0): the probe's held-out reward is
-0.000 precise retrieval, 0.063 comprehension (chance 0.25), 0.015 exhaustive retrieval, 0.000
-numerical reasoning, 0.000 structured extraction, 0.000 structured matching, 0.000 graded
-ranking, 0.000 sequence ordering, 0.026 summarisation: 0.013 macro over the eight RL
-capabilities, far below the target, so RL from it would see almost no reward. Two sampled
-answers per capability show why: the format is learnt (16 of 18 with one `</think>`, an answer
-list, the end token) but the ids are not copied from the context (`E4`, `E1973` for two-digit ids
-like `E60`): retrieval, not format, is what the warm start lacks. The declared
-300-step warm start, measured later (2026-12-03, seed 0, `--arms grpo --seeds 1` stopped after
-the warm start's probe), reaches only 0.091 macro (summarisation 0.282, comprehension 0.250 =
-chance, the retrieval capabilities at most 0.075; golong_warm_start.md has the table), and a
-1000-step one 0.132 (precise retrieval 0.219, summarisation 0.342, five capabilities below 0.10;
-final NLL 0.51 against ~0.6 at 300 steps): more steps of this model barely help. Nor does depth:
-the 4-layer model after 1000 steps (41.6 min, final NLL 0.49) reaches 0.124 macro (precise
-retrieval 0.156, structured matching 0.141, summarisation 0.347, five capabilities below 0.10),
-its answers again lists of ids that are not in the context. Nor do a 3x SFT learning rate (0.084
-at 300 steps) or halved contexts (`context_tokens_by_capability`, 89-131 tokens for seven
-capabilities: 0.103 at 300 steps) or a retrieval-first curriculum (300 retrieval-only steps,
-then 300 of the mixture: 0.100); precise retrieval alone reaches 0.156 in 300 steps. So the
-study needs a far longer warm start (or an accelerator) before its arms mean anything, and the
-budget above changes with it.
+The warm start (golongrl.md 8.3 stage A asks for 20-70% reward per capability) is the study's
+weak point, measured at length in experiments/results/golong_warm_start.md (seed 0, the probe
+below): 0.013 macro over the eight RL capabilities after 100 SFT steps, 0.091 after 300, 0.132
+after 1000; 0.124 with 4 layers after 1000 (42 min); 0.084 at a 3x learning rate; 0.103 with the
+halved contexts; 0.100 with a retrieval-first curriculum. The answers are well-formed id lists
+whose ids are not in the context: retrieval, not format, is what a warm start of this size lacks.
+None reaches the band, so the study runs from the cheapest of the better ones (halved contexts,
+600 steps: 0.122 macro) and reports what RL does from there; the halved contexts, the 600 steps
+and the shared warm start were set from those warm-start probes before any arm ran.
 experiments/results/golong_warm_start.md has the host-side bounds (the noisy expert's reward,
 the reward of one scripted mistake, chance). The target of the held-out `mean_reward` (0.5) was
 set before any measurement.
@@ -245,9 +219,10 @@ STUDY = Study(
     title="GoLongRL: task-normalised advantages over nine long-context capabilities",
     description=(
         "Seven arms fine-tune the same SFT warm start of a tiny 2-layer, 128-wide decoder on "
-        "GoLongRL's nine synthetic long-context capabilities (golongrl.md section 8; 150-300-token "
-        "contexts, 48-token answers after `<think> ... </think>`). The warm start learns all "
-        "nine; RL samples eight uniformly and never numerical reasoning, whose held-out score "
+        "GoLongRL's nine synthetic long-context capabilities (golongrl.md section 8; contexts of "
+        "89-131 tokens, 145-170 for comprehension and 271-300 for structured matching, 48-token "
+        "answers after `<think> ... </think>`). One 600-step warm start (seed 0's) serves every "
+        "seed. The warm start learns all nine; RL samples eight uniformly and never numerical reasoning, whose held-out score "
         "before and after RL tests 'no degradation'. 16 prompts x 4 samples per step, dynamic "
         "sampling (at most 2 rounds), clip 0.2 / 0.28, dual clip 3, token-mean, AdamW lr 1e-4; "
         "the arms differ only in the advantage estimator: GRPO (baseline), Dr.GRPO's r - mu, "
@@ -284,10 +259,13 @@ STUDY = Study(
     ),
     tuning=(
         "No arm was tuned. The shared settings (task, model, SFT, lr 1e-4, 16 x 4, dynamic "
-        "sampling with at most 2 rounds, 14 RL steps, evaluation sizes) were set from timing "
-        "measurements to fit the 90-minute budget before any run of this study, the same for "
-        "every arm; lr 1e-4 is the library's tiny-model CPU default, above golongrl.md's 1e-5 - "
-        "3e-5 (meant for 300-1000 steps) because this run has 14. Each arm's knobs are the "
+        "sampling with at most 2 rounds, evaluation sizes) were set from timing measurements to "
+        "fit the 90-minute budget before any run of this study, the same for every arm; the "
+        "halved contexts, the 600 SFT steps and the warm start shared across seeds were set from "
+        "probes of warm starts alone (golong_warm_start.md), before any arm ran; the 28 RL steps "
+        "(from 14) from the time of the first 14-step GRPO run, before any other arm ran. lr 1e-4 "
+        "is the library's tiny-model CPU default, above golongrl.md's 1e-5 - 3e-5 (meant for "
+        "300-1000 steps) because this run has 28. Each arm's knobs are the "
         "paper's (alpha 0.8, gamma 1, clip 0.2 / 0.28, dual clip 3, eps 1e-6) or section 8.3's "
         "alpha grid (0, 1). Zero tuning runs per arm."
     ),
