@@ -33,7 +33,9 @@ over the eight RL capabilities; the trainer's held-out `mean_reward` is over the
 Probe (every final policy and every warm start): 32 held-out tasks of each of the nine
 capabilities, one sample each at the paper's validation sampling (temperature 0.6, top-p 0.95),
 scored with each capability's metric: `score_<capability>`, `macro_trained` and
-`untrained_numerical_reasoning`; and, for a run, the mean over its steps of the logged
+`untrained_numerical_reasoning`; the teacher-forced NLL of the untrained capability's gold answers
+(`untrained_answer_nll_numerical_reasoning`, nats per answer token: a score of 0 cannot fall, a
+likelihood can); and, for a run, the mean over its steps of the logged
 `tmn_task_cv` and `tmn_p_hat_mean` (the per-step values are in its metrics.jsonl).
 
 Sizes and budget (measured on the idle 2-core VM, 2026-12-03): an SFT step of batch 32 takes
@@ -67,6 +69,7 @@ from rljax.experiments import golong, presets
 from rljax.experiments.studies import Study
 
 from rljax.envs.longcontext import CAPABILITY_NAMES, NUM_TASKS
+from rljax.rollout import expert_trajectories
 from rljax.train.collect import sample_trajectories
 from rljax.train.config import MethodSection, ModelSection
 from rljax.train.metrics import read_metrics
@@ -173,6 +176,27 @@ def _run_means(trainer) -> dict[str, float]:
     return means
 
 
+def _answer_nll(trainer, tasks) -> float:
+    """Teacher-forced NLL of the noise-free expert answers to `tasks` under the trainer's policy:
+    nats per answer token at the training temperature, from the trainer's own no-grad forward.
+
+    A policy can lose a capability it never scored on: its sampled score stays 0 while the
+    likelihood of the right answer falls. This is the no-degradation probe's continuous half.
+    """
+    traj = expert_trajectories(
+        trainer.family,
+        tasks,
+        trainer.tokenizer,
+        np.random.default_rng(PROBE_KEY),
+        0.0,
+        max_tokens=trainer.config.task.max_len,
+    )
+    keep = np.ones(len(tasks), bool)
+    forward = trainer.prepare_inputs(traj, tasks, keep, group_size=1)[2]
+    mask = np.asarray(traj.action_mask, np.float64)
+    return float(-(np.asarray(forward.logprobs, np.float64) * mask).sum() / mask.sum())
+
+
 def probe(trainer, *, smoke: bool) -> dict:
     """Held-out score per capability, the macro-average over the RL capabilities, the untrained
     capability's score, and the run's mean per-step diagnostics.
@@ -182,6 +206,7 @@ def probe(trainer, *, smoke: bool) -> dict:
     metric (golongrl.md 8.1).
     """
     count = 2 if smoke else PROBE_TASKS
+    nll_count = 8 if smoke else PROBE_TASKS  # rows split over a test mesh of up to 8 devices
     family = trainer.family
     tasks = [
         capability.generate("heldout", i) for capability in family.families for i in range(count)
@@ -203,6 +228,10 @@ def probe(trainer, *, smoke: bool) -> dict:
     for j in range(NUM_TASKS):
         if j not in trained:
             scalars[f"untrained_{CAPABILITY_NAMES[j]}"] = float(scores[j])
+            nll_tasks = [family.families[j].generate("heldout", i) for i in range(nll_count)]
+            scalars[f"untrained_answer_nll_{CAPABILITY_NAMES[j]}"] = _answer_nll(
+                trainer, nll_tasks
+            )
     return {"scalars": {**scalars, **_run_means(trainer)}}
 
 

@@ -102,9 +102,32 @@ def test_probe_scores_each_capability(tmp_path):
     trainer = Trainer(golongrl.STUDY.run_config("grpo", 0, smoke=True), tmp_path / "run")
     result = golongrl.probe(trainer, smoke=True)["scalars"]
     names = {f"score_{n}" for n in CAPABILITY_NAMES}
-    assert set(result) == names | {"macro_trained", "untrained_numerical_reasoning"}
+    nll = "untrained_answer_nll_numerical_reasoning"
+    assert set(result) == names | {"macro_trained", "untrained_numerical_reasoning", nll}
     scores = np.array([result[f"score_{n}"] for n in CAPABILITY_NAMES])
     assert np.all((scores >= 0) & (scores <= 1))
     trained = [j for j in range(NUM_TASKS) if j != golongrl.UNTRAINED]
     assert result["macro_trained"] == pytest.approx(scores[trained].mean())
     assert result["untrained_numerical_reasoning"] == scores[golongrl.UNTRAINED]
+
+
+def test_answer_nll_equals_an_independent_forward(tmp_path):
+    trainer = Trainer(golongrl.STUDY.run_config("grpo", 0, smoke=True), tmp_path / "run")
+    capability = trainer.family.families[golongrl.UNTRAINED]
+    tasks = [capability.generate("heldout", i) for i in range(8)]
+    got = golongrl._answer_nll(trainer, tasks)
+    # The same gold answers scored from the policy's full logits in float64 numpy (rows are
+    # right-padded and attention is causal, so the unmasked forward gives the same positions).
+    traj = expert_trajectories(
+        trainer.family, tasks, trainer.tokenizer, np.random.default_rng(golongrl.PROBE_KEY), 0.0,
+        max_tokens=trainer.config.task.max_len,
+    )  # fmt: skip
+    tokens = np.asarray(traj.tokens)
+    logits = np.asarray(trainer.policy.logits(tokens), np.float64)[:, :-1]
+    top = logits.max(-1, keepdims=True)
+    logz = np.log(np.exp(logits - top).sum(-1)) + top[..., 0]
+    lp = np.take_along_axis(logits, tokens[:, 1:, None], -1)[..., 0] - logz
+    answer = np.asarray(traj.action_mask, bool)[:, 1:]
+    assert answer.sum() > 8  # every task has a gold answer of several tokens
+    assert got == pytest.approx(-lp[answer].mean(), rel=1e-4)
+    assert got > 0.5  # an untrained policy does not know the answers
