@@ -229,9 +229,7 @@ def probe(trainer, *, smoke: bool) -> dict:
         if j not in trained:
             scalars[f"untrained_{CAPABILITY_NAMES[j]}"] = float(scores[j])
             nll_tasks = [family.families[j].generate("heldout", i) for i in range(nll_count)]
-            scalars[f"untrained_answer_nll_{CAPABILITY_NAMES[j]}"] = _answer_nll(
-                trainer, nll_tasks
-            )
+            scalars[f"untrained_answer_nll_{CAPABILITY_NAMES[j]}"] = _answer_nll(trainer, nll_tasks)
     return {"scalars": {**scalars, **_run_means(trainer)}}
 
 
