@@ -1,6 +1,15 @@
 """Test-wide JAX settings: 8 fake CPU devices for sharding tests, strict rank promotion."""
 
 import os
+import sys
+
+# `python -m pytest` puts the working directory (the repository root) first on sys.path, where the
+# top-level `kernels/` folder (installed as `rljax.kernels`) then shadows the `kernels` distribution
+# that transformers (>= 5.25) imports with every PyTorch model class: `from kernels import
+# CUDAProperties` fails. Nothing imports the repository root by path (rljax, rljax.kernels and
+# rljax.experiments come from the installed package), so the tests run without it.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _ROOT]
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
