@@ -203,7 +203,12 @@ def summarize_contrasts(
     study: Study, *, arms: list[str], results: dict, probes: dict | None
 ) -> list[dict]:
     """`arm - reference` paired by seed for each of the study's contrasts whose two arms ran:
-    the final held-out metric, or a probe scalar over the seeds whose probes define it for both."""
+    the final held-out metric, or a probe scalar over the seeds whose probes define it for both.
+
+    A measure that no seed defines for both arms (a probe scalar the runs never logged, e.g. a
+    diagnostic of updates that dynamic sampling skipped, or a misspelt name) is kept with
+    `diff` None, so the report shows it as undefined instead of dropping it.
+    """
     out = []
     for arm, reference, measures in study.contrasts:
         if arm not in arms or reference not in arms:
@@ -211,30 +216,20 @@ def summarize_contrasts(
         for measure in measures:
             if measure == study.metric:
                 mine, theirs = (results[a]["final_per_seed"] for a in (arm, reference))
-            elif probes is not None and measure in probes["scalars"]:
-                per_arm = probes["scalars"][measure]["arms"]
-                mine, theirs = (per_arm.get(a, {}).get("per_seed", {}) for a in (arm, reference))
             else:
-                known = sorted(probes["scalars"]) if probes is not None else []
-                raise ValueError(
-                    f"study {study.name!r}: contrast measure {measure!r} is neither the metric "
-                    f"{study.metric!r} nor a probe scalar {known}"
+                scalar = (probes or {}).get("scalars", {}).get(measure, {"arms": {}})
+                mine, theirs = (
+                    scalar["arms"].get(a, {}).get("per_seed", {}) for a in (arm, reference)
                 )
             shared = sorted(set(mine) & set(theirs))
-            if not shared:
-                continue
-            out.append(
-                {
-                    "arm": arm,
-                    "reference": reference,
-                    "measure": measure,
-                    "arm_mean": sum(mine[s] for s in shared) / len(shared),
-                    "reference_mean": sum(theirs[s] for s in shared) / len(shared),
-                    "diff": stats.paired_difference(
-                        {s: mine[s] for s in shared}, {s: theirs[s] for s in shared}, level=LEVEL
-                    ).to_dict(),
-                }
-            )
+            row = {"arm": arm, "reference": reference, "measure": measure, "diff": None}
+            if shared:
+                row["arm_mean"] = sum(mine[s] for s in shared) / len(shared)
+                row["reference_mean"] = sum(theirs[s] for s in shared) / len(shared)
+                row["diff"] = stats.paired_difference(
+                    {s: mine[s] for s in shared}, {s: theirs[s] for s in shared}, level=LEVEL
+                ).to_dict()
+            out.append(row)
     return out
 
 
@@ -449,6 +444,12 @@ def _contrast_lines(contrasts: list[dict], metric: str) -> list[str]:
     ]
     for c in contrasts:
         diff = c["diff"]
+        if diff is None:
+            lines.append(
+                f"| {c['arm']} | {c['reference']} | {c['measure']} | undefined | undefined | "
+                "no seed defines it for both arms | |"
+            )
+            continue
         lines.append(
             f"| {c['arm']} | {c['reference']} | {c['measure']} | {_f(c['arm_mean'])} | "
             f"{_f(c['reference_mean'])} | {_f(diff['mean'], signed=True)} +- {_f(diff['sd'])} | "

@@ -416,14 +416,16 @@ def test_contrasts_hand_worked(tmp_path):
     assert probe["diff"]["n"] == 2 and probe["diff"]["sd"] == pytest.approx(0.707107, abs=1e-6)
     text = (tmp_path / "report" / "report.md").read_text()
     assert "| c | b | pass@1 | 0.767 | 0.600 | +0.167 +- 0.058 | [+0.023, +0.310] |" in text
-    # A measure the report cannot find is named, not skipped.
+    # A measure no seed defines for both arms (never logged, or misspelt) is shown, not dropped.
     unknown = _toy_study(
         arms=arms, probe=lambda trainer, smoke: {}, contrasts=(("c", "b", ("q",)),)
     )
-    with pytest.raises(ValueError, match="'q'.*probe scalar"):
-        study_report.summarize_contrasts(
-            unknown, arms=list(arms), results=summary["results"], probes=summary["probes"]
-        )
+    (row,) = study_report.summarize_contrasts(
+        unknown, arms=list(arms), results=summary["results"], probes=summary["probes"]
+    )
+    assert row["diff"] is None and row["measure"] == "q"
+    lines = study_report._contrast_lines([row], "pass@1")
+    assert "| c | b | q | undefined | undefined | no seed defines it for both arms | |" in lines
 
 
 def test_contrasts_are_checked():
