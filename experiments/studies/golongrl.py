@@ -42,7 +42,8 @@ Sizes and budget (measured on the idle 2-core VM, 2026-12-03): an SFT step of ba
 ~1.2 s at these contexts, so the 600-step warm start ~12 min; one RL run (28 steps of 16 x 4,
 two sampling rounds each, 5 held-out evaluations of 64 prompts, the probe) ~2.5 min. One warm
 start (seed 0's, `sft.seed`) serves all three seeds, so the intervals over seeds measure the
-RL's variation, not the warm start's: 12 + 21 x 2.5 = ~65 min. G = 4 (not 8) halves the cost of
+RL's variation, not the warm start's: 12 + 21 x 2.5 = ~65 min estimated, 62.1 min measured (12.9
+warm start, 49.2 for the 21 runs, 2.2-2.5 min each). G = 4 (not 8) halves the cost of
 a step; 28 steps were set from the first 14-step run's time (77 s of RL), before any other arm ran.
 
 The warm start (golongrl.md 8.3 stage A asks for 20-70% reward per capability) is the study's

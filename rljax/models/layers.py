@@ -145,14 +145,15 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Arr
     chex.assert_equal_shape([k, v])
     batch, tokens = q.shape[:2]
     chex.assert_shape(mask, (batch, tokens, k.shape[1]))
-    return _grouped_attention(q, k, v, mask, k.shape[2], "BSKD")
+    return _grouped_attention(q, k, v, mask, "BSKD")
 
 
 def _grouped_attention(
-    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, kv_heads: int, kv_axes: str
+    q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, kv_axes: str
 ) -> jax.Array:
     """The einsums of `attend` for keys and values laid out as `kv_axes` ("BSKD" or "BKSD")."""
     batch, tokens, heads, head_dim = q.shape
+    kv_heads = k.shape[kv_axes.index("K")]
     q = q.reshape(batch, tokens, kv_heads, heads // kv_heads, head_dim)
     logits = jnp.einsum(f"BTKGD,{kv_axes}->BKGTS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, None, None, :, :], logits * head_dim**-0.5, _MASKED)
@@ -184,7 +185,7 @@ def attend_cache(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> j
     kv_heads = k.shape[1]
     chex.assert_shape(mask, (batch, tokens, k.shape[2]))
     if tokens > 1:
-        return _grouped_attention(q, k, v, mask, kv_heads, "BKSD")
+        return _grouped_attention(q, k, v, mask, "BKSD")
     q = q.reshape(batch, kv_heads, heads // kv_heads, head_dim)
     logits = jnp.einsum("BKGD,BKSD->BKGS", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, :, None, :], logits * head_dim**-0.5, _MASKED)
